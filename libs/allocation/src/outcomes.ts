@@ -1,0 +1,25 @@
+/** Negative return codes of the Lua scripts; one enum maps them all. */
+export enum ScriptCode {
+  NotFound = -1,
+  NoPod = -1,
+  StateMissing = -2,
+  Tombstoned = -3,
+  BadMerchantConfig = -4,
+  StaleLeader = -5,
+}
+
+export interface Allocation {
+  podName: string;
+  podUid: string;
+  tier: string;
+  sourcePool: string;
+  wasExisting: boolean;
+}
+
+export interface Release {
+  podName: string;
+  releasedToPool: string;
+  wasDraining: boolean;
+}
+
+export type AllocationFailure = 'no_pod' | 'state_missing' | 'tombstoned' | 'bad_merchant_config';

@@ -1,0 +1,17 @@
+/** Identifier rules shared by every HTTP entry point (SPEC section 3). */
+export const CALL_SID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+export const MERCHANT_ID_PATTERN = CALL_SID_PATTERN;
+/** DNS-1123 label: what Kubernetes allows as a pod name segment. */
+export const POD_NAME_PATTERN = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+export function isCallSid(value: unknown): value is string {
+  return typeof value === 'string' && CALL_SID_PATTERN.test(value);
+}
+
+export function isMerchantId(value: unknown): value is string {
+  return typeof value === 'string' && MERCHANT_ID_PATTERN.test(value);
+}
+
+export function isPodName(value: unknown): value is string {
+  return typeof value === 'string' && POD_NAME_PATTERN.test(value);
+}

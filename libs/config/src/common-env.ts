@@ -1,0 +1,65 @@
+import { ConfigError, EnvReader } from './env';
+import { SEED_TIER_CONFIG, TierConfig, parseTierConfig } from './tier-config';
+
+/** The pools a call with no merchant config walks (SPEC section 1). */
+export const DEFAULT_CHAIN = ['standard', 'overflow', 'basic'];
+
+export interface RedisSettings {
+  url: string;
+  /** Key prefix; a hash tag such as `{voice}:` keeps every key in one cluster slot. */
+  prefix: string;
+  /** Request paths fail after this many ms instead of queueing while Redis is away. */
+  commandTimeoutMs: number;
+}
+
+export interface CommonSettings {
+  redis: RedisSettings;
+  tiers: TierConfig;
+  defaultChain: string[];
+  /** Tier that takes pods beyond the sum of targets. */
+  extraPodsTier: string;
+  voiceAgentBaseUrl: string;
+  callTtlSeconds: number;
+  maxCallDurationSeconds: number;
+  tombstoneTtlSeconds: number;
+  streamMaxLen: number;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  host: string;
+}
+
+export function readRedisSettings(env: EnvReader): RedisSettings {
+  const prefix = env.string('REDIS_PREFIX', 'voice:');
+  if (!/^[A-Za-z0-9_:{}.-]{1,64}$/.test(prefix)) {
+    throw new ConfigError('REDIS_PREFIX', `must be 1-64 characters of [A-Za-z0-9_:{}.-], got "${prefix}"`);
+  }
+  return {
+    url: env.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    prefix,
+    commandTimeoutMs: env.int('REDIS_COMMAND_TIMEOUT_MS', 800, { min: 50, max: 30000 }),
+  };
+}
+
+export function readCommonSettings(env: EnvReader = new EnvReader()): CommonSettings {
+  const tiers = parseTierConfig(env.string('TIER_CONFIG', SEED_TIER_CONFIG));
+  const defaultChain = env.list('DEFAULT_CHAIN', DEFAULT_CHAIN);
+  for (const tier of defaultChain) {
+    if (!/^[a-z0-9][a-z0-9_-]{0,62}$/.test(tier)) throw new ConfigError('DEFAULT_CHAIN', `has an invalid tier name "${tier}"`);
+  }
+  const extraPodsTier = env.string('EXTRA_PODS_TIER', 'standard');
+  if (!tiers.has(extraPodsTier)) {
+    throw new ConfigError('EXTRA_PODS_TIER', `names "${extraPodsTier}", which is not a tier of TIER_CONFIG`);
+  }
+  return {
+    redis: readRedisSettings(env),
+    tiers,
+    defaultChain,
+    extraPodsTier,
+    voiceAgentBaseUrl: env.url('VOICE_AGENT_BASE_URL', 'ws://127.0.0.1:8000', ['ws:', 'wss:']),
+    callTtlSeconds: env.int('CALL_TTL_SECONDS', 86400, { min: 60 }),
+    maxCallDurationSeconds: env.int('MAX_CALL_DURATION_SECONDS', 7200, { min: 10 }),
+    tombstoneTtlSeconds: env.int('TOMBSTONE_TTL_SECONDS', 86400, { min: 0 }),
+    streamMaxLen: env.int('STREAM_MAXLEN', 100000, { min: 100 }),
+    logLevel: env.oneOf('LOG_LEVEL', 'info', ['debug', 'info', 'warn', 'error'] as const),
+    host: env.string('HOST', '127.0.0.1'),
+  };
+}

@@ -1,0 +1,3 @@
+export * from './env';
+export * from './tier-config';
+export * from './common-env';

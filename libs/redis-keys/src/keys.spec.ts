@@ -1,0 +1,48 @@
+import { RedisKeys } from './keys';
+
+describe('RedisKeys', () => {
+  const keys = new RedisKeys('voice:');
+
+  it('builds the seed key names exactly (compatibility with the Go router)', () => {
+    expect(keys.poolAvailable('standard')).toBe('voice:pool:standard:available');
+    expect(keys.poolAssigned('basic')).toBe('voice:pool:basic:assigned');
+    expect(keys.pod('voice-agent-0')).toBe('voice:pod:voice-agent-0');
+    expect(keys.podTier('voice-agent-0')).toBe('voice:pod:tier:voice-agent-0');
+    expect(keys.podDraining('voice-agent-0')).toBe('voice:pod:draining:voice-agent-0');
+    expect(keys.lease('voice-agent-0')).toBe('voice:lease:voice-agent-0');
+    expect(keys.call('CA123')).toBe('voice:call:CA123');
+    expect(keys.merchantConfig()).toBe('voice:merchant:config');
+    expect(keys.podMetadata()).toBe('voice:pod:metadata');
+  });
+
+  it('builds our own keys under the same prefix', () => {
+    expect(keys.podCalls('voice-agent-1')).toBe('voice:pod:calls:voice-agent-1');
+    expect(keys.pods()).toBe('voice:pods');
+    expect(keys.activeCalls()).toBe('voice:calls:active');
+    expect(keys.tombstone('CA1')).toBe('voice:tombstone:CA1');
+    expect(keys.tierConfig()).toBe('voice:config:tiers');
+    expect(keys.epoch()).toBe('voice:epoch');
+    expect(keys.watcherTerm()).toBe('voice:watcher:term');
+    expect(keys.callStream()).toBe('voice:stream:calls');
+    expect(keys.podStream()).toBe('voice:stream:pods');
+    expect(keys.lastReconcile()).toBe('voice:reconcile:last');
+    expect(keys.bullPrefix()).toBe('voice:bull');
+  });
+
+  it('keeps a hash-tag prefix at the front of every key', () => {
+    const tagged = new RedisKeys('{voice}:');
+    expect(tagged.pod('voice-agent-0')).toBe('{voice}:pod:voice-agent-0');
+    expect(tagged.poolAvailable('gold')).toBe('{voice}:pool:gold:available');
+  });
+
+  it('derives pod key prefixes that rebuild the same keys', () => {
+    const prefixes = keys.podKeyPrefixes();
+    expect(prefixes.pod + 'p').toBe(keys.pod('p'));
+    expect(prefixes.tier + 'p').toBe(keys.podTier('p'));
+    expect(prefixes.draining + 'p').toBe(keys.podDraining('p'));
+    expect(prefixes.lease + 'p').toBe(keys.lease('p'));
+    expect(prefixes.calls + 'p').toBe(keys.podCalls('p'));
+    expect(prefixes.call + 'c').toBe(keys.call('c'));
+    expect(prefixes.pool + 'gold:available').toBe(keys.poolAvailable('gold'));
+  });
+});

@@ -1,0 +1,124 @@
+/**
+ * The Redis key schema: the only place a key string is built.
+ *
+ * The names marked "seed" are the Go router's keys (testing guide section 8)
+ * and form a compatibility contract: the router can replace it on the same
+ * Redis. The rest are ours. With a prefix carrying a hash tag (`{voice}:`)
+ * every key lands in one Redis Cluster slot, which multi-key Lua needs.
+ *
+ * | key                          | type   | holds                                                    |
+ * |------------------------------|--------|----------------------------------------------------------|
+ * | pool:{tier}:available  seed  | SET/ZSET | allocatable pods (ZSET scored by live calls if shared) |
+ * | pool:{tier}:assigned   seed  | SET    | every pod of the tier                                    |
+ * | pod:{name}             seed  | HASH   | status, allocated_call_sid, allocated_at, source_pool, uid, ready, terminating |
+ * | pod:tier:{name}        seed  | STRING | the pod's tier                                           |
+ * | pod:draining:{name}    seed  | STRING | "1" while drained; lives as long as the pod              |
+ * | lease:{name}           seed  | STRING | call_sid holding an exclusive pod (TTL = call TTL)       |
+ * | call:{call_sid}        seed  | HASH   | pod_name, pod_uid, source_pool, tier, merchant_id, ...   |
+ * | merchant:config        seed  | HASH   | merchant_id -> JSON                                      |
+ * | pod:metadata           seed  | HASH   | pod_name -> JSON (labels, uid, node)                     |
+ * | pod:calls:{name}             | SET    | call_sids live on the pod                                |
+ * | pods                         | SET    | index of every known pod name                            |
+ * | calls:active                 | ZSET   | call_sid -> allocated_at ms (list + stale reaper)        |
+ * | tombstone:{call_sid}         | STRING | released call, refuses replayed answer webhooks          |
+ * | config:tiers                 | STRING | the live TIER_CONFIG document                            |
+ * | epoch                        | STRING | data-loss marker; missing = state must be rebuilt        |
+ * | watcher:term                 | STRING | highest pod-watcher leader term seen (fencing)           |
+ * | stream:calls / stream:pods   | STREAM | call and pod lifecycle events                            |
+ * | reconcile:last               | HASH   | last full reconcile: at, pods, duration_ms               |
+ * | bull                         | prefix | BullMQ queues (`{prefix}bull:<queue>:...`)               |
+ */
+export class RedisKeys {
+  constructor(readonly prefix: string = 'voice:') {}
+
+  poolAvailable(tier: string): string {
+    return `${this.prefix}pool:${tier}:available`;
+  }
+  poolAssigned(tier: string): string {
+    return `${this.prefix}pool:${tier}:assigned`;
+  }
+  pod(name: string): string {
+    return `${this.prefix}pod:${name}`;
+  }
+  podTier(name: string): string {
+    return `${this.prefix}pod:tier:${name}`;
+  }
+  podDraining(name: string): string {
+    return `${this.prefix}pod:draining:${name}`;
+  }
+  lease(name: string): string {
+    return `${this.prefix}lease:${name}`;
+  }
+  podCalls(name: string): string {
+    return `${this.prefix}pod:calls:${name}`;
+  }
+  call(callSid: string): string {
+    return `${this.prefix}call:${callSid}`;
+  }
+  tombstone(callSid: string): string {
+    return `${this.prefix}tombstone:${callSid}`;
+  }
+  merchantConfig(): string {
+    return `${this.prefix}merchant:config`;
+  }
+  podMetadata(): string {
+    return `${this.prefix}pod:metadata`;
+  }
+  pods(): string {
+    return `${this.prefix}pods`;
+  }
+  activeCalls(): string {
+    return `${this.prefix}calls:active`;
+  }
+  tierConfig(): string {
+    return `${this.prefix}config:tiers`;
+  }
+  epoch(): string {
+    return `${this.prefix}epoch`;
+  }
+  watcherTerm(): string {
+    return `${this.prefix}watcher:term`;
+  }
+  callStream(): string {
+    return `${this.prefix}stream:calls`;
+  }
+  podStream(): string {
+    return `${this.prefix}stream:pods`;
+  }
+  lastReconcile(): string {
+    return `${this.prefix}reconcile:last`;
+  }
+  /** BullMQ's own prefix; it appends `:<queue>:<suffix>` itself. */
+  bullPrefix(): string {
+    return `${this.prefix}bull`;
+  }
+
+  /**
+   * Prefixes of the pod-scoped keys, for Lua scripts that learn a pod's name
+   * only at run time (from SPOP/ZRANGE on a pool). They are derived from the
+   * same builders, so the script and this class can never disagree.
+   */
+  podKeyPrefixes(): PodKeyPrefixes {
+    const marker = '\u0000';
+    const strip = (key: string) => key.slice(0, key.indexOf(marker));
+    return {
+      pod: strip(this.pod(marker)),
+      tier: strip(this.podTier(marker)),
+      draining: strip(this.podDraining(marker)),
+      lease: strip(this.lease(marker)),
+      calls: strip(this.podCalls(marker)),
+      call: strip(this.call(marker)),
+      pool: `${this.prefix}pool:`,
+    };
+  }
+}
+
+export interface PodKeyPrefixes {
+  pod: string;
+  tier: string;
+  draining: string;
+  lease: string;
+  calls: string;
+  call: string;
+  pool: string;
+}

@@ -1,0 +1,78 @@
+import { PoolFixture, createPoolFixture, sharedRedisUrl } from '@smart-router/testing';
+import { ScriptCode } from '@smart-router/allocation';
+
+describe('allocateCall / releaseCall scripts', () => {
+  let pool: PoolFixture;
+
+  beforeEach(async () => {
+    pool = await createPoolFixture({ url: sharedRedisUrl() });
+  });
+  afterEach(() => pool.close());
+
+  const allocate = (callSid: string, merchantId = '', refuseTombstoned = false) =>
+    pool.scripts.allocate({ callSid, merchantId, provider: '', metadata: '', refuseTombstoned });
+
+  it('gives a call with no merchant a standard pod and writes call, pod and lease', async () => {
+    const result = await allocate('CA1');
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.allocation.sourcePool).toBe('pool:standard');
+    const pod = result.allocation.podName;
+    const { redis, keys } = pool;
+    expect(await redis.hget(keys.call('CA1'), 'pod_name')).toBe(pod);
+    expect(await redis.get(keys.lease(pod))).toBe('CA1');
+    expect(await redis.hget(keys.pod(pod), 'allocated_call_sid')).toBe('CA1');
+    expect(await redis.sismember(keys.poolAvailable('standard'), pod)).toBe(0);
+    expect(await redis.ttl(keys.call('CA1'))).toBeGreaterThan(0);
+  });
+
+  it('returns the same pod with was_existing for a repeated call_sid', async () => {
+    const first = await allocate('CA2');
+    const second = await allocate('CA2');
+    expect(first.ok && second.ok).toBe(true);
+    if (!first.ok || !second.ok) return;
+    expect(second.allocation.podName).toBe(first.allocation.podName);
+    expect(second.allocation.wasExisting).toBe(true);
+    expect(first.allocation.wasExisting).toBe(false);
+  });
+
+  it('release puts the exclusive pod back and a second release is not found', async () => {
+    const result = await allocate('CA3');
+    if (!result.ok) throw new Error('allocation failed');
+    const released = await pool.scripts.release('CA3', 'done');
+    expect(released).toEqual({ ok: true, release: { podName: result.allocation.podName, releasedToPool: 'pool:standard', wasDraining: false } });
+    expect(await pool.redis.sismember(pool.keys.poolAvailable('standard'), result.allocation.podName)).toBe(1);
+    expect(await pool.redis.exists(pool.keys.lease(result.allocation.podName))).toBe(0);
+    expect(await pool.redis.exists(pool.keys.call('CA3'))).toBe(0);
+    expect(await pool.scripts.release('CA3', 'done')).toEqual({ ok: false, code: ScriptCode.NotFound });
+  });
+
+  it('fails closed with StateMissing when the epoch is gone (flushed Redis)', async () => {
+    await pool.redis.del(pool.keys.epoch());
+    expect(await allocate('CA4')).toEqual({ ok: false, code: ScriptCode.StateMissing });
+  });
+
+  it('refuses a tombstoned call_sid only when asked to', async () => {
+    await allocate('CA5');
+    await pool.scripts.release('CA5', 'completed');
+    expect(await allocate('CA5', '', true)).toEqual({ ok: false, code: ScriptCode.Tombstoned });
+    expect((await allocate('CA5', '', false)).ok).toBe(true);
+  });
+
+  it('reports a merchant config that is not JSON', async () => {
+    await pool.redis.hset(pool.keys.merchantConfig(), 'broken', '{not json');
+    expect(await allocate('CA6', 'broken')).toEqual({ ok: false, code: ScriptCode.BadMerchantConfig });
+  });
+
+  it('appends call.allocated and call.released to the calls stream', async () => {
+    await allocate('CA7', '');
+    await pool.scripts.release('CA7', 'hangup');
+    const entries = await pool.redis.xrange(pool.keys.callStream(), '-', '+');
+    const events = entries.map(([, fields]) => Object.fromEntries(fields.reduce<string[][]>((pairs, value, index) => {
+      if (index % 2 === 0) pairs.push([value, fields[index + 1]]);
+      return pairs;
+    }, [])));
+    expect(events.map((event) => event.type)).toEqual(['call.allocated', 'call.released']);
+    expect(events[1]).toMatchObject({ call_sid: 'CA7', reason: 'hangup' });
+  });
+});

@@ -1,0 +1,3 @@
+export * from './script-loader';
+export * from './redis-connection';
+export * from './pool-scripts';

@@ -1,0 +1,159 @@
+--[[
+  Allocates a pod to a call in one atomic step: idempotency check, merchant
+  config lookup, the fallback chain walk, pod choice, and every write.
+  No lock is needed: Redis runs the script alone, so two requests for the same
+  call_sid are serialised and the second one finds the first one's record.
+
+  Input:
+    KEYS[1] call hash                 call:{call_sid}
+    KEYS[2] merchant config hash      merchant:config
+    KEYS[3] tier config document      config:tiers
+    KEYS[4] epoch marker              epoch
+    KEYS[5] active calls zset         calls:active
+    KEYS[6] call event stream         stream:calls
+    KEYS[7] tombstone                 tombstone:{call_sid}
+    ARGV[1] call_sid
+    ARGV[2] merchant_id ('' = no merchant)
+    ARGV[3] now, milliseconds since the Unix epoch
+    ARGV[4] provider ('' when unknown)
+    ARGV[5] metadata, JSON text ('' when none)
+    ARGV[6] chain rules JSON: {"byTier":{"<tier>":["<tier>",...]},"default":["<tier>",...]}
+    ARGV[7] call record TTL, seconds
+    ARGV[8] pod key prefixes JSON (RedisKeys.podKeyPrefixes)
+    ARGV[9] stream MAXLEN (approximate trim)
+    ARGV[10] '1' to refuse a call_sid released recently (provider answer webhooks), else '0'
+  Output:
+    {1, pod_name, tier, was_existing (0|1), pod_uid}
+    -1 no pod available anywhere in the chain
+    -2 state missing (epoch or tier config gone after a flush): rebuild pending
+    -3 call_sid released recently (tombstone) and ARGV[10] is '1'
+    -4 the merchant's config is not a JSON object
+  Events:
+    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at
+  Derived keys (pod-scoped, named by a pool member, built from ARGV[8]):
+    pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name},
+    pod:calls:{name}, lease:{name}
+]]
+--- @include "pod-state"
+
+local rcall = redis.call
+local callKey = KEYS[1]
+
+local existing = rcall('HMGET', callKey, 'pod_name', 'tier', 'pod_uid')
+if existing[1] then
+  return {1, existing[1], existing[2] or '', 1, existing[3] or ''}
+end
+
+if rcall('EXISTS', KEYS[4]) == 0 then
+  return -2
+end
+local tiers = loadTiers(KEYS[3])
+if not tiers then
+  return -2
+end
+if ARGV[10] == '1' and rcall('EXISTS', KEYS[7]) == 1 then
+  return -3
+end
+
+local sid, merchant, now = ARGV[1], ARGV[2], ARGV[3]
+local rules = cjson.decode(ARGV[6])
+local P = cjson.decode(ARGV[8])
+
+-- The chain: the merchant's dedicated pool first, then its explicit fallback
+-- or its tier's chain. Dedicated pools are reachable only as a merchant's own
+-- pool, and gold only when the chain names it.
+local chain, seen = {}, {}
+local function push(tier)
+  if type(tier) == 'string' and not seen[tier] then
+    seen[tier] = true
+    chain[#chain + 1] = tier
+  end
+end
+local list = rules.default
+if merchant ~= '' then
+  local raw = rcall('HGET', KEYS[2], merchant)
+  if raw then
+    local ok, config = pcall(cjson.decode, raw)
+    if not ok or type(config) ~= 'table' then
+      return -4
+    end
+    local own = config.pool
+    if type(own) == 'string' and tiers.tiers[own] and tiers.tiers[own].dedicated then
+      push(own)
+    end
+    if type(config.fallback) == 'table' and #config.fallback > 0 then
+      list = config.fallback
+    elseif type(config.tier) == 'string' and rules.byTier[config.tier] then
+      list = rules.byTier[config.tier]
+    end
+  end
+end
+for _, tier in ipairs(list) do
+  local spec = tiers.tiers[tier]
+  if not (spec and spec.dedicated) then
+    push(tier)
+  end
+end
+
+-- A member of an available pool is allocatable by construction; the checks
+-- here are a second line of defence that also evicts a stale member.
+local function usable(name)
+  local state = rcall('HMGET', P.pod .. name, 'ready', 'terminating')
+  return state[1] == '1' and state[2] ~= '1' and rcall('EXISTS', P.draining .. name) == 0
+end
+
+local chosen, chosenTier, spec
+for _, tier in ipairs(chain) do
+  spec = tiers.tiers[tier]
+  if spec then
+    local key = availableKey(P, tier)
+    if spec.type == 'shared' then
+      local candidates = rcall('ZRANGEBYSCORE', key, '-inf', '(' .. spec.max_concurrent, 'LIMIT', 0, 32)
+      for _, name in ipairs(candidates) do
+        if usable(name) then
+          chosen = name
+          break
+        end
+        rcall('ZREM', key, name)
+      end
+    else
+      while true do
+        local name = rcall('SPOP', key)
+        if not name then
+          break
+        end
+        if usable(name) and rcall('SCARD', P.calls .. name) == 0 and rcall('EXISTS', P.lease .. name) == 0 then
+          chosen = name
+          break
+        end
+      end
+    end
+  end
+  if chosen then
+    chosenTier = tier
+    break
+  end
+end
+if not chosen then
+  return -1
+end
+
+local ttl = tonumber(ARGV[7])
+local sourcePool = 'pool:' .. chosenTier
+local uid = rcall('HGET', P.pod .. chosen, 'uid') or ''
+rcall('HSET', callKey, 'pod_name', chosen, 'pod_uid', uid, 'source_pool', sourcePool, 'tier', chosenTier,
+  'merchant_id', merchant, 'allocated_at', now, 'provider', ARGV[4], 'metadata', ARGV[5])
+rcall('EXPIRE', callKey, ttl)
+rcall('SADD', P.calls .. chosen, sid)
+rcall('ZADD', KEYS[5], now, sid)
+if spec.type == 'shared' then
+  rcall('ZADD', availableKey(P, chosenTier), rcall('SCARD', P.calls .. chosen), chosen)
+  rcall('HSET', P.pod .. chosen, 'status', 'allocated')
+else
+  rcall('SET', P.lease .. chosen, sid, 'EX', ttl)
+  rcall('HSET', P.pod .. chosen, 'status', 'allocated', 'allocated_call_sid', sid, 'allocated_at', now,
+    'source_pool', sourcePool)
+end
+rcall('XADD', KEYS[6], 'MAXLEN', '~', ARGV[9], '*', 'type', 'call.allocated', 'call_sid', sid, 'pod', chosen,
+  'tier', chosenTier, 'merchant_id', merchant, 'provider', ARGV[4], 'at', now)
+return {1, chosen, chosenTier, 0, uid}

@@ -1,0 +1,81 @@
+-- Shared helpers, inlined by the loader where a script says `--- @include "pod-state"`.
+-- P is the table of pod key prefixes (RedisKeys.podKeyPrefixes), so every key
+-- derived here is built from the same prefixes as the TypeScript key schema.
+
+local function availableKey(P, tier)
+  return P.pool .. tier .. ':available'
+end
+
+local function assignedKey(P, tier)
+  return P.pool .. tier .. ':assigned'
+end
+
+-- Removes a pod from an available pool whatever its Redis type (a tier that
+-- left the config has no spec to tell SET from ZSET).
+local function removeFromAvailable(P, tier, name)
+  local key = availableKey(P, tier)
+  local kind = redis.call('TYPE', key)['ok']
+  if kind == 'zset' then
+    redis.call('ZREM', key, name)
+  elseif kind == 'set' then
+    redis.call('SREM', key, name)
+  end
+end
+
+-- The one definition of "allocatable": assigned to a tier, Ready, not
+-- terminating, not drained, and (exclusive) idle. Puts the pod into or out of
+-- its tier's available pool accordingly; a shared pod's score is set to the
+-- real number of calls on it, never incremented blindly.
+local function refreshAvailability(P, tiers, name)
+  local tier = redis.call('GET', P.tier .. name)
+  if not tier then
+    return
+  end
+  local spec = tiers and tiers.tiers[tier]
+  if not spec then
+    removeFromAvailable(P, tier, name)
+    return
+  end
+  local state = redis.call('HMGET', P.pod .. name, 'ready', 'terminating')
+  local allocatable = state[1] == '1' and state[2] ~= '1' and redis.call('EXISTS', P.draining .. name) == 0
+  local calls = redis.call('SCARD', P.calls .. name)
+  local key = availableKey(P, tier)
+  if spec.type == 'shared' then
+    if allocatable then
+      redis.call('ZADD', key, calls, name)
+    else
+      redis.call('ZREM', key, name)
+    end
+  else
+    if allocatable and calls == 0 then
+      redis.call('SADD', key, name)
+    else
+      redis.call('SREM', key, name)
+    end
+  end
+end
+
+local function loadTiers(key)
+  local raw = redis.call('GET', key)
+  if not raw then
+    return nil
+  end
+  return cjson.decode(raw)
+end
+
+-- Ends every call bound to the pod's current incarnation: the pod is gone or
+-- came back with a new UID, so nothing can still be talking to those calls.
+local function orphanCalls(P, name, activeKey, streamKey, maxlen, now, reason)
+  local sids = redis.call('SMEMBERS', P.calls .. name)
+  for _, sid in ipairs(sids) do
+    local tier = redis.call('HGET', P.call .. sid, 'tier') or ''
+    redis.call('DEL', P.call .. sid)
+    redis.call('ZREM', activeKey, sid)
+    redis.call('XADD', streamKey, 'MAXLEN', '~', maxlen, '*',
+      'type', 'call.orphaned', 'call_sid', sid, 'pod', name, 'tier', tier, 'reason', reason, 'at', now)
+  end
+  redis.call('DEL', P.calls .. name, P.lease .. name)
+  redis.call('HDEL', P.pod .. name, 'allocated_call_sid', 'allocated_at', 'source_pool')
+  redis.call('HSET', P.pod .. name, 'status', 'available')
+  return #sids
+end

@@ -1,0 +1,68 @@
+--[[
+  Releases a call: removes its record and gives the pod back to its pool when
+  the pod is still the same incarnation and still allocatable. Idempotent: a
+  second release finds no record and answers -1 (the API's 404, which voice
+  agents treat as success).
+
+  Input:
+    KEYS[1] call hash                 call:{call_sid}
+    KEYS[2] tier config document      config:tiers
+    KEYS[3] active calls zset         calls:active
+    KEYS[4] call event stream         stream:calls
+    KEYS[5] tombstone                 tombstone:{call_sid}
+    ARGV[1] call_sid
+    ARGV[2] reason ('' when not given)
+    ARGV[3] now, milliseconds since the Unix epoch
+    ARGV[4] pod key prefixes JSON (RedisKeys.podKeyPrefixes)
+    ARGV[5] tombstone TTL, seconds (0 = no tombstone)
+    ARGV[6] stream MAXLEN (approximate trim)
+    ARGV[7] event type: 'call.released' or 'call.reaped'
+  Output:
+    {1, pod_name, source_pool, was_draining (0|1)}
+    -1 no such call (never allocated, already released, or ended with its pod)
+  Events:
+    stream:calls  type=<ARGV[7]> call_sid pod tier reason at
+  Derived keys (pod-scoped, named by the call record, built from ARGV[4]):
+    pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name},
+    pod:calls:{name}, lease:{name}
+]]
+--- @include "pod-state"
+
+local rcall = redis.call
+local sid = ARGV[1]
+local call = rcall('HMGET', KEYS[1], 'pod_name', 'pod_uid', 'tier', 'source_pool')
+local name = call[1]
+if not name then
+  rcall('ZREM', KEYS[3], sid)
+  return -1
+end
+local P = cjson.decode(ARGV[4])
+local tiers = loadTiers(KEYS[2])
+
+rcall('DEL', KEYS[1])
+rcall('ZREM', KEYS[3], sid)
+rcall('SREM', P.calls .. name, sid)
+local wasDraining = rcall('EXISTS', P.draining .. name)
+
+-- Only the incarnation the call was placed on gets the slot back: a pod that
+-- restarted under the same name (new UID) already started empty.
+if rcall('HGET', P.pod .. name, 'uid') == (call[2] or '') then
+  if rcall('GET', P.lease .. name) == sid then
+    rcall('DEL', P.lease .. name)
+  end
+  if rcall('HGET', P.pod .. name, 'allocated_call_sid') == sid then
+    rcall('HDEL', P.pod .. name, 'allocated_call_sid', 'allocated_at', 'source_pool')
+  end
+  if rcall('SCARD', P.calls .. name) == 0 then
+    rcall('HSET', P.pod .. name, 'status', 'available')
+  end
+  refreshAvailability(P, tiers, name)
+end
+
+local tombstoneTtl = tonumber(ARGV[5])
+if tombstoneTtl > 0 then
+  rcall('SET', KEYS[5], ARGV[2] ~= '' and ARGV[2] or 'released', 'EX', tombstoneTtl)
+end
+rcall('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'type', ARGV[7], 'call_sid', sid, 'pod', name,
+  'tier', call[3] or '', 'reason', ARGV[2], 'at', ARGV[3])
+return {1, name, call[4] or ('pool:' .. (call[3] or '')), wasDraining}

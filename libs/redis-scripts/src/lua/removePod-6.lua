@@ -1,0 +1,58 @@
+--[[
+  Forgets a deleted pod: ends its calls (call.orphaned), takes it out of every
+  pool and deletes every key it had. Idempotent; a delete for an older
+  incarnation than the one recorded is ignored.
+
+  Input:
+    KEYS[1] pod index set             pods
+    KEYS[2] tier config document      config:tiers
+    KEYS[3] pod metadata hash         pod:metadata
+    KEYS[4] call event stream         stream:calls
+    KEYS[5] active calls zset         calls:active
+    KEYS[6] watcher term              watcher:term
+    ARGV[1] pod name
+    ARGV[2] pod UID that was deleted ('' = whatever incarnation is recorded)
+    ARGV[3] pod key prefixes JSON (RedisKeys.podKeyPrefixes)
+    ARGV[4] now, milliseconds since the Unix epoch
+    ARGV[5] stream MAXLEN (approximate trim)
+    ARGV[6] leader term of the publishing watcher ('' = not from a watcher)
+  Output:
+    {1, orphaned_calls}
+    0  nothing to do (unknown pod, or a newer incarnation is recorded)
+    -5 the event comes from a deposed watcher leader
+  Events:
+    stream:calls  type=call.orphaned call_sid pod tier reason=pod_deleted  (one per call)
+  Derived keys (pod-scoped, built from ARGV[3]): pod:{name}, pod:tier:{name},
+    pod:draining:{name}, pod:calls:{name}, lease:{name}, pool:{tier}:*, call:{sid}
+]]
+--- @include "pod-state"
+
+local rcall = redis.call
+local name = ARGV[1]
+
+if ARGV[6] ~= '' then
+  local seen = tonumber(rcall('GET', KEYS[6]) or '0')
+  if tonumber(ARGV[6]) < seen then
+    return -5
+  end
+end
+
+local P = cjson.decode(ARGV[3])
+local knownUid = rcall('HGET', P.pod .. name, 'uid')
+local tier = rcall('GET', P.tier .. name)
+if not knownUid and not tier and rcall('SISMEMBER', KEYS[1], name) == 0 then
+  return 0
+end
+if ARGV[2] ~= '' and knownUid and knownUid ~= ARGV[2] then
+  return 0
+end
+
+local orphaned = orphanCalls(P, name, KEYS[5], KEYS[4], ARGV[5], ARGV[4], 'pod_deleted')
+if tier then
+  removeFromAvailable(P, tier, name)
+  rcall('SREM', assignedKey(P, tier), name)
+end
+rcall('DEL', P.pod .. name, P.tier .. name, P.draining .. name, P.lease .. name, P.calls .. name)
+rcall('SREM', KEYS[1], name)
+rcall('HDEL', KEYS[3], name)
+return {1, orphaned}

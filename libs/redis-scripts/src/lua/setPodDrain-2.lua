@@ -1,0 +1,35 @@
+--[[
+  Drains or undrains a pod. A drained pod leaves its available pool at once
+  and gets no new call; its live calls go on and release normally. The flag
+  has no TTL: it lasts until undrain or until the pod is deleted or replaced
+  (the Go router's 6-minute TTL could silently re-enable a terminating pod).
+  A shared pod's load is its set of calls, so it survives drain and undrain.
+
+  Input:
+    KEYS[1] pod index set             pods
+    KEYS[2] tier config document      config:tiers
+    ARGV[1] pod name
+    ARGV[2] '1' to drain, '0' to undrain
+    ARGV[3] pod key prefixes JSON (RedisKeys.podKeyPrefixes)
+  Output:
+    {1, active_calls, tier}
+    -1 unknown pod
+  Events: none
+  Derived keys (pod-scoped, built from ARGV[3]): pod:{name}, pod:tier:{name},
+    pod:draining:{name}, pod:calls:{name}, pool:{tier}:available
+]]
+--- @include "pod-state"
+
+local rcall = redis.call
+local name = ARGV[1]
+if rcall('SISMEMBER', KEYS[1], name) == 0 then
+  return -1
+end
+local P = cjson.decode(ARGV[3])
+if ARGV[2] == '1' then
+  rcall('SET', P.draining .. name, '1')
+else
+  rcall('DEL', P.draining .. name)
+end
+refreshAvailability(P, loadTiers(KEYS[2]), name)
+return {1, rcall('SCARD', P.calls .. name), rcall('GET', P.tier .. name) or ''}

@@ -1,0 +1,87 @@
+--[[
+  Applies one observed pod state (from a watch event or a full LIST) to the
+  pools. Idempotent: applying the same state twice changes nothing. The only
+  script that gives a pod a tier.
+
+  Input:
+    KEYS[1] pod index set             pods
+    KEYS[2] tier config document      config:tiers
+    KEYS[3] pod metadata hash         pod:metadata
+    KEYS[4] call event stream         stream:calls
+    KEYS[5] active calls zset         calls:active
+    KEYS[6] watcher term              watcher:term
+    ARGV[1] pod name
+    ARGV[2] pod UID
+    ARGV[3] ready: '1' or '0'
+    ARGV[4] terminating (deletionTimestamp set): '1' or '0'
+    ARGV[5] metadata JSON (labels, resourceVersion)
+    ARGV[6] tier wanted for a pod that has none ('' = first tier below its target, in config order)
+    ARGV[7] pod key prefixes JSON (RedisKeys.podKeyPrefixes)
+    ARGV[8] now, milliseconds since the Unix epoch
+    ARGV[9] stream MAXLEN (approximate trim)
+    ARGV[10] leader term of the publishing watcher ('' = not from a watcher, e.g. a full LIST)
+  Output:
+    {1, tier, orphaned_calls}
+    -2 tier config missing (flush): rebuild pending
+    -5 the event comes from a deposed watcher leader (term below the highest seen)
+  Events:
+    stream:calls  type=call.orphaned call_sid pod tier reason=pod_replaced  (one per call of a replaced pod)
+  Derived keys (pod-scoped, built from ARGV[7]): pod:{name}, pod:tier:{name},
+    pod:draining:{name}, pod:calls:{name}, lease:{name}, pool:{tier}:*, call:{sid}
+]]
+--- @include "pod-state"
+
+local rcall = redis.call
+local name, uid = ARGV[1], ARGV[2]
+
+if ARGV[10] ~= '' then
+  local seen = tonumber(rcall('GET', KEYS[6]) or '0')
+  local term = tonumber(ARGV[10])
+  if term < seen then
+    return -5
+  end
+  if term > seen then
+    rcall('SET', KEYS[6], term)
+  end
+end
+
+local tiers = loadTiers(KEYS[2])
+if not tiers then
+  return -2
+end
+local P = cjson.decode(ARGV[7])
+
+-- Same name, new UID: the StatefulSet replaced the pod. Its calls died with
+-- the old container; the new pod starts empty and undrained (seed bug 1).
+local orphaned = 0
+local knownUid = rcall('HGET', P.pod .. name, 'uid')
+if knownUid and knownUid ~= uid then
+  orphaned = orphanCalls(P, name, KEYS[5], KEYS[4], ARGV[9], ARGV[8], 'pod_replaced')
+  rcall('DEL', P.draining .. name)
+end
+
+local tier = rcall('GET', P.tier .. name)
+if not tier then
+  local pinned = ARGV[6]
+  if pinned ~= '' and tiers.tiers[pinned] then
+    tier = pinned
+  else
+    for _, candidate in ipairs(tiers.order) do
+      local spec = tiers.tiers[candidate]
+      if rcall('SCARD', assignedKey(P, candidate)) < spec.target then
+        tier = candidate
+        break
+      end
+    end
+    tier = tier or tiers.extra
+  end
+  rcall('SET', P.tier .. name, tier)
+  rcall('SADD', assignedKey(P, tier), name)
+end
+
+rcall('HSET', P.pod .. name, 'uid', uid, 'ready', ARGV[3], 'terminating', ARGV[4], 'tier', tier, 'updated_at', ARGV[8])
+rcall('HSETNX', P.pod .. name, 'status', 'available')
+rcall('SADD', KEYS[1], name)
+rcall('HSET', KEYS[3], name, ARGV[5])
+refreshAvailability(P, tiers, name)
+return {1, tier, orphaned}

@@ -1,0 +1,147 @@
+import type Redis from 'ioredis';
+import { PodKeyPrefixes, RedisKeys } from '@smart-router/redis-keys';
+import { Allocation, ChainRules, Release, ScriptCode } from '@smart-router/allocation';
+import { defineScripts } from './script-loader';
+
+type Reply = number | (string | number)[];
+type ScriptFn = (...args: (string | number)[]) => Promise<Reply>;
+
+export interface AllocateInput {
+  callSid: string;
+  merchantId: string;
+  provider: string;
+  metadata: string;
+  /** Provider answer webhooks refuse a call_sid released recently. */
+  refuseTombstoned: boolean;
+}
+
+export type AllocateResult = { ok: true; allocation: Allocation } | { ok: false; code: ScriptCode };
+export type ReleaseResult = { ok: true; release: Release } | { ok: false; code: ScriptCode.NotFound };
+
+export interface PodObservation {
+  name: string;
+  uid: string;
+  ready: boolean;
+  terminating: boolean;
+  metadata: Record<string, unknown>;
+  /** Tier for a pod that has none yet; '' lets the script fill the first tier below target. */
+  preferredTier: string;
+  /** Leader term of the watcher that saw it; null for a full LIST by the reconciler. */
+  term: number | null;
+}
+
+export interface ScriptLimits {
+  callTtlSeconds: number;
+  tombstoneTtlSeconds: number;
+  streamMaxLen: number;
+}
+
+export interface InvariantViolation {
+  rule: string;
+  pod?: string;
+  call_sid?: string;
+  detail: string;
+}
+
+/**
+ * The one typed entry point to the Lua scripts. Every method is one script and
+ * one round trip; Redis errors propagate (never read as "false").
+ */
+export class PoolScripts {
+  private readonly prefixes: string;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    private readonly chain: ChainRules,
+    private readonly limits: ScriptLimits,
+  ) {
+    defineScripts(redis);
+    this.prefixes = JSON.stringify(keys.podKeyPrefixes() satisfies PodKeyPrefixes);
+    this.chainJson = JSON.stringify(chain);
+  }
+
+  private readonly chainJson: string;
+
+  private script(name: string): ScriptFn {
+    return (this.redis as unknown as Record<string, ScriptFn>)[name].bind(this.redis);
+  }
+
+  async allocate(input: AllocateInput, now = Date.now()): Promise<AllocateResult> {
+    const k = this.keys;
+    const reply = await this.script('allocateCall')(
+      k.call(input.callSid), k.merchantConfig(), k.tierConfig(), k.epoch(), k.activeCalls(), k.callStream(),
+      k.tombstone(input.callSid),
+      input.callSid, input.merchantId, now, input.provider, input.metadata, this.chainJson,
+      this.limits.callTtlSeconds, this.prefixes, this.limits.streamMaxLen, input.refuseTombstoned ? '1' : '0',
+    );
+    if (typeof reply === 'number') return { ok: false, code: reply as ScriptCode };
+    const [, podName, tier, wasExisting, podUid] = reply;
+    return {
+      ok: true,
+      allocation: {
+        podName: String(podName), tier: String(tier), sourcePool: `pool:${tier}`,
+        wasExisting: Number(wasExisting) === 1, podUid: String(podUid),
+      },
+    };
+  }
+
+  async release(callSid: string, reason: string, event: 'call.released' | 'call.reaped' = 'call.released', now = Date.now()): Promise<ReleaseResult> {
+    const k = this.keys;
+    const reply = await this.script('releaseCall')(
+      k.call(callSid), k.tierConfig(), k.activeCalls(), k.callStream(), k.tombstone(callSid),
+      callSid, reason, now, this.prefixes, this.limits.tombstoneTtlSeconds, this.limits.streamMaxLen, event,
+    );
+    if (typeof reply === 'number') return { ok: false, code: ScriptCode.NotFound };
+    const [, podName, releasedToPool, wasDraining] = reply;
+    return { ok: true, release: { podName: String(podName), releasedToPool: String(releasedToPool), wasDraining: Number(wasDraining) === 1 } };
+  }
+
+  /** Returns the pod's tier and how many calls were orphaned, or the script's refusal code. */
+  async upsertPod(pod: PodObservation, now = Date.now()): Promise<{ tier: string; orphaned: number } | ScriptCode> {
+    const k = this.keys;
+    const reply = await this.script('upsertPod')(
+      k.pods(), k.tierConfig(), k.podMetadata(), k.callStream(), k.activeCalls(), k.watcherTerm(),
+      pod.name, pod.uid, pod.ready ? '1' : '0', pod.terminating ? '1' : '0', JSON.stringify(pod.metadata),
+      pod.preferredTier, this.prefixes, now, this.limits.streamMaxLen, pod.term === null ? '' : pod.term,
+    );
+    if (typeof reply === 'number') return reply as ScriptCode;
+    return { tier: String(reply[1]), orphaned: Number(reply[2]) };
+  }
+
+  /** Returns the number of calls orphaned, 0 when there was nothing to remove, or a refusal code. */
+  async removePod(name: string, uid: string, term: number | null, now = Date.now()): Promise<{ orphaned: number } | ScriptCode | 0> {
+    const k = this.keys;
+    const reply = await this.script('removePod')(
+      k.pods(), k.tierConfig(), k.podMetadata(), k.callStream(), k.activeCalls(), k.watcherTerm(),
+      name, uid, this.prefixes, now, this.limits.streamMaxLen, term === null ? '' : term,
+    );
+    if (typeof reply === 'number') return reply === 0 ? 0 : (reply as ScriptCode);
+    return { orphaned: Number(reply[1]) };
+  }
+
+  async setDrain(name: string, draining: boolean): Promise<{ activeCalls: number; tier: string } | null> {
+    const k = this.keys;
+    const reply = await this.script('setPodDrain')(k.pods(), k.tierConfig(), name, draining ? '1' : '0', this.prefixes);
+    if (typeof reply === 'number') return null;
+    return { activeCalls: Number(reply[1]), tier: String(reply[2]) };
+  }
+
+  /** Returns the number of corrections made (0 = the pod was consistent). */
+  async sweepPod(name: string): Promise<number> {
+    const k = this.keys;
+    const reply = await this.script('sweepPod')(k.pods(), k.tierConfig(), name, this.prefixes);
+    return typeof reply === 'number' ? 0 : Number(reply[1]);
+  }
+
+  async checkInvariants(): Promise<InvariantViolation[]> {
+    const k = this.keys;
+    const flat = (await this.script('checkInvariants')(k.pods(), k.tierConfig(), k.activeCalls(), this.prefixes)) as string[];
+    const violations: InvariantViolation[] = [];
+    for (let i = 0; i < flat.length; i += 4) {
+      const [rule, kind, subject, detail] = flat.slice(i, i + 4);
+      violations.push(kind === 'pod' ? { rule, pod: subject, detail } : { rule, call_sid: subject, detail });
+    }
+    return violations;
+  }
+}

@@ -1,0 +1,42 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type Redis from 'ioredis';
+
+export const LUA_DIR = join(__dirname, 'lua');
+
+export interface LuaScript {
+  /** Command name, e.g. `allocateCall`. */
+  name: string;
+  numberOfKeys: number;
+  source: string;
+}
+
+const FILE_NAME = /^([a-z][A-Za-z]+)-(\d+)\.lua$/;
+const INCLUDE = /^--- @include "([a-z-]+)"$/gm;
+
+/** Reads every `<verbNoun>-<keys>.lua` file and inlines its includes. */
+export function readScripts(dir: string = LUA_DIR): LuaScript[] {
+  return readdirSync(dir)
+    .filter((file) => FILE_NAME.test(file))
+    .sort()
+    .map((file) => {
+      const [, name, keys] = FILE_NAME.exec(file)!;
+      const text = readFileSync(join(dir, file), 'utf8');
+      const source = text.replace(INCLUDE, (_line, include: string) =>
+        readFileSync(join(dir, 'includes', `${include}.lua`), 'utf8'),
+      );
+      return { name, numberOfKeys: Number(keys), source };
+    });
+}
+
+/**
+ * Registers every script on a connection with `defineCommand`: ioredis sends
+ * EVALSHA and falls back to EVAL on NOSCRIPT, so a restarted or flushed Redis
+ * (empty script cache) needs nothing from us.
+ */
+export function defineScripts(redis: Redis, scripts: LuaScript[] = readScripts()): void {
+  for (const script of scripts) {
+    if (typeof (redis as unknown as Record<string, unknown>)[script.name] === 'function') continue;
+    redis.defineCommand(script.name, { numberOfKeys: script.numberOfKeys, lua: script.source });
+  }
+}

@@ -1,0 +1,94 @@
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { waitFor } from './wait-for';
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+export function redisServerBinary(): string {
+  try {
+    return execFileSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' }).trim();
+  } catch {
+    throw new Error('redis-server is not installed: run `npm test` (its bootstrap installs it) or apt-get install -y redis-server');
+  }
+}
+
+/**
+ * A real redis-server on a free loopback port, owned by one test file (or the
+ * whole run). Nothing is persisted, so `restart()` comes back empty, like a
+ * crashed Redis without AOF.
+ */
+export class RedisServer {
+  private process: ChildProcess | null = null;
+  private readonly dir = mkdtempSync(join(tmpdir(), 'sr-redis-'));
+
+  private constructor(readonly port: number) {}
+
+  static async start(port?: number): Promise<RedisServer> {
+    const server = new RedisServer(port ?? (await freePort()));
+    await server.launch();
+    return server;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  private async launch(): Promise<void> {
+    this.process = spawn(redisServerBinary(), [
+      '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      '--dir', this.dir, '--enable-debug-command', 'local', '--maxmemory-policy', 'noeviction',
+    ], { stdio: 'ignore' });
+    await waitFor(() => this.ping(), { timeoutMs: 10000, what: `redis-server on port ${this.port}` });
+  }
+
+  ping(): boolean {
+    try {
+      return execFileSync('redis-cli', ['-p', String(this.port), 'ping'], { encoding: 'utf8', timeout: 2000, stdio: ['ignore', 'pipe', 'ignore'] }).trim() === 'PONG';
+    } catch {
+      return false;
+    }
+  }
+
+  /** SIGSTOP: the server keeps its socket but answers nothing (a hung Redis). */
+  pause(): void {
+    this.process?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.process?.kill('SIGCONT');
+  }
+
+  async stop(): Promise<void> {
+    const child = this.process;
+    if (!child) return;
+    this.process = null;
+    child.kill('SIGCONT');
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  /** Stops the server and starts an empty one on the same port. */
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.launch();
+  }
+
+  async dispose(): Promise<void> {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
