@@ -8,7 +8,10 @@ exports.preset = {
   transform: { '^.+\\.(t|j|mj)s$': ['@swc/jest', { swcrc: true, cwd: root }] },
   transformIgnorePatterns: ['/node_modules/(?!(@kubernetes/client-node|openid-client|jose|oauth4webapi)/)'],
   moduleFileExtensions: ['ts', 'js', 'mjs', 'cjs', 'json'],
-  moduleNameMapper: { '^@smart-router/(.*)$': join(root, 'libs/$1/src/index.ts') },
+  moduleNameMapper: {
+    '^@smart-router/sim$': join(root, 'tools/sim/src/index.ts'),
+    '^@smart-router/(.*)$': join(root, 'libs/$1/src/index.ts'),
+  },
   testMatch: ['**/*.spec.ts'],
   testTimeout: 30000,
 };

@@ -134,6 +134,11 @@ export class PoolScripts {
     return typeof reply === 'number' ? 0 : Number(reply[1]);
   }
 
+  /** Readiness: one real script round trip. */
+  async ping(): Promise<string> {
+    return String(await this.script('ping')());
+  }
+
   async checkInvariants(): Promise<InvariantViolation[]> {
     const k = this.keys;
     const flat = (await this.script('checkInvariants')(k.pods(), k.tierConfig(), k.activeCalls(), this.prefixes)) as string[];

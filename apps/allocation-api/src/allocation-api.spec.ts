@@ -1,0 +1,245 @@
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { PoolFixture, RedisServer, createPoolFixture, sharedRedisUrl, uniquePrefix, waitFor } from '@smart-router/testing';
+import { bootstrap } from './main';
+
+interface Answer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+async function startApi(redisUrl: string, prefix: string, extra: Record<string, string> = {}) {
+  const app: NestFastifyApplication = await bootstrap({
+    REDIS_URL: redisUrl, REDIS_PREFIX: prefix, HTTP_PORT: '0', LOG_LEVEL: 'error',
+    VOICE_AGENT_BASE_URL: 'wss://buddy.example.test', ...extra,
+  });
+  const address = app.getHttpServer().address();
+  const base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  const post = async (path: string, body: unknown, headers: Record<string, string> = {}): Promise<Answer> => {
+    const response = await fetch(base + path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+  return { app, base, post };
+}
+
+describe('allocation API against a real Redis (seed scenarios)', () => {
+  let pool: PoolFixture;
+  let api: Awaited<ReturnType<typeof startApi>>;
+
+  beforeEach(async () => {
+    pool = await createPoolFixture({ url: sharedRedisUrl() });
+    api = await startApi(sharedRedisUrl(), pool.keys.prefix);
+  });
+  afterEach(async () => {
+    await api.app.close();
+    await pool.close();
+  });
+
+  const allocate = (callSid: string, merchantId?: string) =>
+    api.post('/api/v1/allocate', merchantId === undefined ? { call_sid: callSid } : { call_sid: callSid, merchant_id: merchantId });
+  const release = (callSid: string) => api.post('/api/v1/release', { call_sid: callSid });
+  const invariants = () => pool.scripts.checkInvariants();
+
+  it('9.1 default merchant: standard pod, call record, release back to the pool', async () => {
+    const first = await allocate('test-default-001', '');
+    expect(first.status).toBe(200);
+    expect(first.body).toMatchObject({ success: true, source_pool: 'pool:standard', was_existing: false });
+    const pod = first.body.pod_name as string;
+    expect(first.body.ws_url).toBe(`wss://buddy.example.test/ws/pod/${pod}/test-default-001`);
+    expect(await pool.redis.hgetall(pool.keys.call('test-default-001'))).toMatchObject({ pod_name: pod, source_pool: 'pool:standard', merchant_id: '' });
+    const released = await release('test-default-001');
+    expect(released).toEqual({ status: 200, body: { success: true, pod_name: pod, released_to_pool: 'pool:standard', was_draining: false } });
+    expect(await pool.redis.sismember(pool.keys.poolAvailable('standard'), pod)).toBe(1);
+    expect(await invariants()).toEqual([]);
+  });
+
+  it('9.2 / 9.14 merchant config decides the pool, and a change applies to the next call', async () => {
+    await pool.redis.hset(pool.keys.merchantConfig(), 'merchant-gold-test', '{"tier":"gold"}');
+    const gold = await allocate('test-merchant-gold', 'merchant-gold-test');
+    expect(gold.body).toMatchObject({ source_pool: 'pool:gold', pod_name: 'voice-agent-0' });
+    await release('test-merchant-gold');
+    await pool.redis.hset(pool.keys.merchantConfig(), 'merchant-gold-test', '{"tier":"standard"}');
+    const standard = await allocate('test-merchant-std', 'merchant-gold-test');
+    expect(standard.body.source_pool).toBe('pool:standard');
+  });
+
+  it('9.3 shared pool: three calls on one basic pod, scores 1..3, back to 0 after release', async () => {
+    await pool.redis.hset(pool.keys.merchantConfig(), 'basic-merchant', '{"tier":"basic"}');
+    for (const [index, sid] of ['test-shared-1', 'test-shared-2', 'test-shared-3'].entries()) {
+      const answer = await allocate(sid, 'basic-merchant');
+      expect(answer.body).toMatchObject({ source_pool: 'pool:basic', pod_name: 'voice-agent-2' });
+      expect(await pool.redis.zscore(pool.keys.poolAvailable('basic'), 'voice-agent-2')).toBe(String(index + 1));
+    }
+    const fourth = await allocate('test-shared-4', 'basic-merchant');
+    expect(fourth.body.source_pool).toBe('pool:standard');
+    for (const sid of ['test-shared-1', 'test-shared-2', 'test-shared-3', 'test-shared-4']) await release(sid);
+    expect(await pool.redis.zscore(pool.keys.poolAvailable('basic'), 'voice-agent-2')).toBe('0');
+    expect(await invariants()).toEqual([]);
+  });
+
+  it('9.4 idempotency: the same call_sid twice gets the same pod and was_existing', async () => {
+    const first = await allocate('test-idempotent-001');
+    const second = await allocate('test-idempotent-001');
+    expect(second.body).toMatchObject({ pod_name: first.body.pod_name, was_existing: true });
+    expect(await pool.redis.scard(pool.keys.poolAvailable('standard'))).toBe(2);
+  });
+
+  it('9.5 fifty concurrent allocations of one call_sid consume exactly one pod', async () => {
+    const answers = await Promise.all(Array.from({ length: 50 }, () => allocate('test-race-001')));
+    expect(new Set(answers.map((answer) => answer.body.pod_name)).size).toBe(1);
+    expect(answers.filter((answer) => answer.body.was_existing === false)).toHaveLength(1);
+    expect(await pool.redis.zcard(pool.keys.activeCalls())).toBe(1);
+    expect(await pool.redis.scard(pool.keys.poolAvailable('standard'))).toBe(2);
+  });
+
+  it('release idempotency and 9.7: second release and unknown call are 404 call not found', async () => {
+    await allocate('test-release-idem-001');
+    expect((await release('test-release-idem-001')).status).toBe(200);
+    expect(await release('test-release-idem-001')).toEqual({ status: 404, body: { error: 'call not found', code: 'CALL_NOT_FOUND' } });
+    expect(await release('never-allocated-call')).toEqual({ status: 404, body: { error: 'call not found', code: 'CALL_NOT_FOUND' } });
+  });
+
+  it('9.8 exhaustion: standard first, then basic, then 503; gold never used for a default merchant', async () => {
+    const pools: string[] = [];
+    let status = 200;
+    for (let i = 1; status === 200 && i < 20; i += 1) {
+      const answer = await allocate(`exhaust-std-${i}`);
+      status = answer.status;
+      if (status === 200) pools.push(answer.body.source_pool as string);
+      else expect(answer.body).toEqual({ error: 'no pod available', code: 'NO_POD_AVAILABLE' });
+    }
+    expect(pools).toEqual(['pool:standard', 'pool:standard', 'pool:standard', 'pool:basic', 'pool:basic', 'pool:basic']);
+    expect(status).toBe(503);
+    expect(await pool.redis.sismember(pool.keys.poolAvailable('gold'), 'voice-agent-0')).toBe(1);
+    expect(await invariants()).toEqual([]);
+  });
+
+  it('9.13 bad input: 400 JSON errors that change nothing', async () => {
+    const before = await pool.redis.scard(pool.keys.poolAvailable('standard'));
+    const cases: [unknown, string][] = [
+      [{ merchant_id: 'test' }, 'CALL_SID_REQUIRED'],
+      [{ call_sid: '' }, 'CALL_SID_REQUIRED'],
+      ['{"invalid json', 'INVALID_BODY'],
+      [{ call_sid: 'bad sid with spaces' }, 'INVALID_CALL_SID'],
+      [{ call_sid: 'x'.repeat(129) }, 'INVALID_CALL_SID'],
+      [{ call_sid: 'ok-1', merchant_id: 'bad/merchant' }, 'INVALID_MERCHANT_ID'],
+      [[1, 2], 'INVALID_BODY'],
+    ];
+    for (const [body, code] of cases) {
+      const answer = await api.post('/api/v1/allocate', body);
+      expect({ status: answer.status, code: answer.body.code }).toEqual({ status: 400, code });
+      expect(typeof answer.body.error).toBe('string');
+    }
+    const empty = await fetch(`${api.base}/api/v1/allocate`, { method: 'POST', headers: { 'content-type': 'application/json' } });
+    expect(empty.status).toBe(400);
+    const huge = await api.post('/api/v1/allocate', { call_sid: 'big', metadata: 'x'.repeat(17 * 1024) });
+    expect(huge).toEqual({ status: 413, body: { error: 'request body too large', code: 'PAYLOAD_TOO_LARGE' } });
+    expect(await pool.redis.scard(pool.keys.poolAvailable('standard'))).toBe(before);
+    expect(await pool.redis.zcard(pool.keys.activeCalls())).toBe(0);
+  });
+
+  it('accepts reseller_id as merchant_id and records provider, reason-free metadata; ignores unknown fields', async () => {
+    await pool.redis.hset(pool.keys.merchantConfig(), 'reseller-9', '{"tier":"gold"}');
+    const answer = await api.post('/api/v1/allocate', { call_sid: 'alias-1', reseller_id: 'reseller-9', provider: 'twilio', metadata: { lang: 'hi' }, extra: true });
+    expect(answer.body.source_pool).toBe('pool:gold');
+    expect(await pool.redis.hgetall(pool.keys.call('alias-1'))).toMatchObject({ merchant_id: 'reseller-9', provider: 'twilio', metadata: '{"lang":"hi"}' });
+  });
+
+  it('9.18 twice-capacity concurrent distinct calls: exactly capacity succeed, release restores every pool', async () => {
+    const capacity = 3 + 3; // standard-tier pods 1, 3, 4 (exclusive) + basic pod 2 (3 calls); gold unreachable
+    const snapshot = async () => ({
+      standard: (await pool.redis.smembers(pool.keys.poolAvailable('standard'))).sort(),
+      gold: await pool.redis.smembers(pool.keys.poolAvailable('gold')),
+      basic: await pool.redis.zrange(pool.keys.poolAvailable('basic'), 0, -1, 'WITHSCORES'),
+    });
+    const before = await snapshot();
+    const answers = await Promise.all(Array.from({ length: capacity * 2 }, (_, i) => allocate(`concurrent-diff-${i}`)));
+    const ok = answers.filter((answer) => answer.status === 200);
+    expect(ok).toHaveLength(capacity);
+    expect(answers.filter((answer) => answer.status === 503)).toHaveLength(capacity);
+    const exclusivePods = ok.filter((answer) => answer.body.source_pool === 'pool:standard').map((answer) => answer.body.pod_name);
+    expect(new Set(exclusivePods).size).toBe(exclusivePods.length);
+    expect(await invariants()).toEqual([]);
+    await Promise.all(answers.map((_, i) => release(`concurrent-diff-${i}`)));
+    expect(await snapshot()).toEqual(before);
+    expect(await invariants()).toEqual([]);
+  });
+
+  it('serves health, readiness and its OpenAPI document', async () => {
+    expect(await (await fetch(`${api.base}/health`)).json()).toEqual({ status: 'ok' });
+    const ready = await fetch(`${api.base}/ready`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ status: 'ready' });
+    const openapi = (await (await fetch(`${api.base}/openapi.json`)).json()) as { paths: Record<string, unknown> };
+    expect(Object.keys(openapi.paths)).toEqual(expect.arrayContaining(['/api/v1/allocate', '/api/v1/release']));
+  });
+});
+
+describe('allocation API bearer tokens', () => {
+  it('requires a configured token and leaves health open', async () => {
+    const pool = await createPoolFixture({ url: sharedRedisUrl() });
+    const api = await startApi(sharedRedisUrl(), pool.keys.prefix, { API_TOKENS: 'secret-a,secret-b' });
+    try {
+      expect((await api.post('/api/v1/allocate', { call_sid: 'auth-1' })).status).toBe(401);
+      expect((await api.post('/api/v1/allocate', { call_sid: 'auth-1' }, { authorization: 'Bearer wrong' })).status).toBe(401);
+      expect((await api.post('/api/v1/allocate', { call_sid: 'auth-1' }, { authorization: 'Bearer secret-b' })).status).toBe(200);
+      expect((await fetch(`${api.base}/health`)).status).toBe(200);
+    } finally {
+      await api.app.close();
+      await pool.close();
+    }
+  });
+});
+
+describe('allocation API when Redis fails', () => {
+  let server: RedisServer;
+  beforeAll(async () => {
+    server = await RedisServer.start();
+  });
+  afterAll(() => server.dispose());
+
+  it('answers 503 within about a second while Redis is down or hung, and recovers without a restart', async () => {
+    const prefix = uniquePrefix('down');
+    let pool = await createPoolFixture({ url: server.url, prefix });
+    const api = await startApi(server.url, prefix);
+    try {
+      expect((await api.post('/api/v1/allocate', { call_sid: 'before-1' })).status).toBe(200);
+
+      server.pause();
+      const started = Date.now();
+      const hung = await api.post('/api/v1/allocate', { call_sid: 'hung-1' });
+      expect(hung).toEqual({ status: 503, body: { error: 'state store unavailable, retry shortly', code: 'REDIS_UNAVAILABLE' } });
+      expect(Date.now() - started).toBeLessThan(2500);
+      server.resume();
+
+      await pool.close();
+      await server.stop();
+      const down = await api.post('/api/v1/allocate', { call_sid: 'down-1' });
+      expect(down.status).toBe(503);
+      expect(down.body.code).toBe('REDIS_UNAVAILABLE');
+      expect((await fetch(`${api.base}/ready`)).status).toBe(503);
+
+      await server.restart();
+      // An empty Redis has no epoch: fail closed until the state is rebuilt.
+      const empty = await waitFor(async () => {
+        const answer = await api.post('/api/v1/allocate', { call_sid: 'after-1' });
+        return answer.status === 503 && answer.body.code === 'STATE_REBUILDING' ? answer : null;
+      }, { what: 'STATE_REBUILDING after restart' });
+      expect(empty.status).toBe(503);
+      pool = await createPoolFixture({ url: server.url, prefix });
+      const recovered = await waitFor(async () => {
+        const answer = await api.post('/api/v1/allocate', { call_sid: 'after-2' });
+        return answer.status === 200 ? answer : null;
+      }, { what: 'allocation after Redis came back' });
+      expect(recovered.body.success).toBe(true);
+      expect((await fetch(`${api.base}/ready`)).status).toBe(200);
+    } finally {
+      server.resume();
+      await api.app.close();
+      await pool.close();
+    }
+  });
+});

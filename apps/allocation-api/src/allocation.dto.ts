@@ -1,0 +1,60 @@
+import { ApiError } from '@smart-router/http';
+import { isCallSid, isMerchantId } from '@smart-router/allocation';
+
+export interface AllocateBody {
+  callSid: string;
+  merchantId: string;
+  provider: string;
+  metadata: string;
+}
+
+export interface ReleaseBody {
+  callSid: string;
+  reason: string;
+}
+
+const MAX_METADATA_BYTES = 4096;
+
+function asObject(body: unknown): Record<string, unknown> {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw ApiError.badRequest('invalid request body', 'INVALID_BODY');
+  return body as Record<string, unknown>;
+}
+
+function callSidOf(body: Record<string, unknown>): string {
+  const value = body.call_sid;
+  if (value === undefined || value === null || value === '') throw ApiError.badRequest('call_sid is required', 'CALL_SID_REQUIRED');
+  if (!isCallSid(value)) throw ApiError.badRequest('call_sid must be 1-128 characters of A-Za-z0-9._:-', 'INVALID_CALL_SID');
+  return value;
+}
+
+function shortText(body: Record<string, unknown>, field: string, max: number): string {
+  const value = body[field];
+  if (value === undefined || value === null) return '';
+  if (typeof value !== 'string' || value.length > max) throw ApiError.badRequest(`${field} must be a string of at most ${max} characters`, 'INVALID_FIELD');
+  return value;
+}
+
+/**
+ * Validates an allocate body. Unknown fields are ignored; `provider` and
+ * `metadata` are recorded on the call; `reseller_id` is accepted as an alias
+ * of `merchant_id` (the Python client sends it).
+ */
+export function parseAllocateBody(raw: unknown): AllocateBody {
+  const body = asObject(raw);
+  const callSid = callSidOf(body);
+  const merchant = body.merchant_id ?? body.reseller_id ?? '';
+  if (merchant !== '' && !isMerchantId(merchant)) {
+    throw ApiError.badRequest('merchant_id must be 1-128 characters of A-Za-z0-9._:-', 'INVALID_MERCHANT_ID');
+  }
+  let metadata = '';
+  if (body.metadata !== undefined && body.metadata !== null) {
+    metadata = JSON.stringify(body.metadata);
+    if (Buffer.byteLength(metadata) > MAX_METADATA_BYTES) throw ApiError.badRequest(`metadata must be at most ${MAX_METADATA_BYTES} bytes of JSON`, 'INVALID_FIELD');
+  }
+  return { callSid, merchantId: merchant as string, provider: shortText(body, 'provider', 64), metadata };
+}
+
+export function parseReleaseBody(raw: unknown): ReleaseBody {
+  const body = asObject(raw);
+  return { callSid: callSidOf(body), reason: shortText(body, 'reason', 256) };
+}

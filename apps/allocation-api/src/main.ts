@@ -1,0 +1,24 @@
+import 'reflect-metadata';
+import { runMain, startHttpApp } from '@smart-router/http';
+import { JsonLogger, Telemetry } from '@smart-router/telemetry';
+import { PoolMetrics } from '@smart-router/pool-state';
+import { EnvReader, Env } from '@smart-router/config';
+import { readAllocationApiConfig } from './allocation-api.config';
+import { AppModule } from './app.module';
+
+export async function bootstrap(env: Env = process.env) {
+  const config = readAllocationApiConfig(new EnvReader(env));
+  const logger = new JsonLogger('allocation-api', config.common.logLevel);
+  const telemetry = Telemetry.start('allocation-api', config.otlpEndpoint);
+  const app = await startHttpApp({
+    module: AppModule.register(config, telemetry),
+    logger,
+    host: config.common.host,
+    port: config.port,
+    countError: (status, code) => app.get(PoolMetrics).httpErrors.add(1, { status: String(status), code }),
+  });
+  logger.info('allocation-api listening', { url: `http://${config.common.host}:${config.port}`, auth: config.apiTokens.length > 0 ? 'bearer tokens required' : 'OPEN: no API_TOKENS configured' });
+  return app;
+}
+
+if (require.main === module) runMain('allocation-api', () => bootstrap());

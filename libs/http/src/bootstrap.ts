@@ -1,0 +1,55 @@
+import 'reflect-metadata';
+import { DynamicModule, INestApplication, LoggerService, Type } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import { ErrorCounter, JsonExceptionFilter } from './exception.filter';
+
+/** SPEC section 3: request bodies are capped at 16 KiB (413 beyond). */
+export const BODY_LIMIT_BYTES = 16 * 1024;
+
+export interface HttpAppOptions {
+  module: Type<unknown> | DynamicModule;
+  logger: LoggerService;
+  host: string;
+  port: number;
+  /** Keep the raw body (webhook signatures are computed over it). */
+  rawBody?: boolean;
+  countError?: ErrorCounter;
+}
+
+/**
+ * Creates and starts one Fastify-backed Nest app the same way for every
+ * service: JSON errors, 16 KiB bodies, graceful shutdown on SIGTERM.
+ * Fastify was chosen over Express by measurement (STACK.md and tools/bench).
+ */
+export async function startHttpApp(options: HttpAppOptions): Promise<NestFastifyApplication> {
+  const adapter = new FastifyAdapter({ bodyLimit: BODY_LIMIT_BYTES, trustProxy: true, return503OnClosing: true });
+  const app = await NestFactory.create<NestFastifyApplication>(options.module, adapter, {
+    logger: options.logger,
+    rawBody: options.rawBody ?? false,
+    bufferLogs: false,
+  });
+  app.useGlobalFilters(new JsonExceptionFilter(options.logger, options.countError));
+  app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
+  installShutdownDeadline(app);
+  await app.listen(options.port, options.host);
+  return app;
+}
+
+/** SPEC section 2: every app exits within 10 s of SIGTERM, even if a hook hangs. */
+let deadlineInstalled = false;
+function installShutdownDeadline(_app: INestApplication, deadlineMs = 9000): void {
+  if (deadlineInstalled) return;
+  deadlineInstalled = true;
+  const arm = () => setTimeout(() => process.exit(0), deadlineMs).unref();
+  process.once('SIGTERM', arm);
+  process.once('SIGINT', arm);
+}
+
+/** Runs `main`, exiting 1 with one clear line when start-up fails. */
+export function runMain(name: string, main: () => Promise<unknown>): void {
+  main().catch((error: unknown) => {
+    process.stderr.write(`${name}: failed to start: ${(error as Error)?.message ?? String(error)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,3 @@
+export * from './pool-metrics';
+export * from './call-allocator';
+export * from './pool-state.module';
