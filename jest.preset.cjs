@@ -10,6 +10,7 @@ exports.preset = {
   moduleFileExtensions: ['ts', 'js', 'mjs', 'cjs', 'json'],
   moduleNameMapper: {
     '^@smart-router/sim$': join(root, 'tools/sim/src/index.ts'),
+    '^@smart-router/gateway$': join(root, 'tools/gateway/src/index.ts'),
     '^@smart-router/(.*)$': join(root, 'libs/$1/src/index.ts'),
   },
   testMatch: ['**/*.spec.ts'],

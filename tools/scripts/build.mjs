@@ -19,7 +19,9 @@ cpSync(join(root, 'libs', 'redis-scripts', 'src', 'lua'), join(dist, 'libs', 're
 
 const aliases = readdirSync(join(root, 'libs')).filter((lib) => existsSync(join(dist, 'libs', lib, 'src', 'index.js')));
 const stubs = aliases.map((lib) => [lib, `../../../libs/${lib}/src/index.js`]);
-if (existsSync(join(dist, 'tools', 'sim', 'src', 'index.js'))) stubs.push(['sim', '../../../tools/sim/src/index.js']);
+for (const tool of ['sim', 'gateway']) {
+  if (existsSync(join(dist, 'tools', tool, 'src', 'index.js'))) stubs.push([tool, `../../../tools/${tool}/src/index.js`]);
+}
 for (const [name, main] of stubs) {
   const dir = join(dist, 'node_modules', '@smart-router', name);
   mkdirSync(dir, { recursive: true });

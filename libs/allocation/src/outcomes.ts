@@ -6,6 +6,7 @@ export enum ScriptCode {
   Tombstoned = -3,
   BadMerchantConfig = -4,
   StaleLeader = -5,
+  NewerState = -6,
 }
 
 export interface Allocation {

@@ -23,11 +23,25 @@ export function compareByOrdinal(a: string, b: string): number {
  * The same pods and config always give the same answer, which is what lets a
  * flushed Redis be rebuilt with every pod in the tier it had.
  */
-export function planTiers(pods: readonly ObservedPod[], tiers: TierConfig, extraTier: string): Map<string, string> {
+export function planTiers(
+  pods: readonly ObservedPod[],
+  tiers: TierConfig,
+  extraTier: string,
+  /** Tiers pods already hold (sticky while Redis keeps them); empty after data loss. */
+  current: ReadonlyMap<string, string> = new Map(),
+): Map<string, string> {
   const plan = new Map<string, string>();
   const counts = new Map<string, number>([...tiers.keys()].map((tier) => [tier, 0]));
   const sorted = [...pods].sort((a, b) => compareByOrdinal(a.name, b.name));
   for (const pod of sorted) {
+    const held = current.get(pod.name);
+    if (held) {
+      plan.set(pod.name, held);
+      counts.set(held, (counts.get(held) ?? 0) + 1);
+    }
+  }
+  for (const pod of sorted) {
+    if (plan.has(pod.name)) continue;
     if (pod.pinnedTier && tiers.has(pod.pinnedTier)) {
       plan.set(pod.name, pod.pinnedTier);
       counts.set(pod.pinnedTier, (counts.get(pod.pinnedTier) ?? 0) + 1);

@@ -23,6 +23,7 @@ describe('RedisKeys', () => {
     expect(keys.tierConfig()).toBe('voice:config:tiers');
     expect(keys.epoch()).toBe('voice:epoch');
     expect(keys.watcherTerm()).toBe('voice:watcher:term');
+    expect(keys.watcherLeader()).toBe('voice:watcher:leader');
     expect(keys.callStream()).toBe('voice:stream:calls');
     expect(keys.podStream()).toBe('voice:stream:pods');
     expect(keys.lastReconcile()).toBe('voice:reconcile:last');

@@ -24,6 +24,7 @@
  * | config:tiers                 | STRING | the live TIER_CONFIG document                            |
  * | epoch                        | STRING | data-loss marker; missing = state must be rebuilt        |
  * | watcher:term                 | STRING | highest pod-watcher leader term seen (fencing)           |
+ * | watcher:leader               | HASH   | identity, term, renewed_at of the live watcher leader (TTL) |
  * | stream:calls / stream:pods   | STREAM | call and pod lifecycle events                            |
  * | reconcile:last               | HASH   | last full reconcile: at, pods, duration_ms               |
  * | bull                         | prefix | BullMQ queues (`{prefix}bull:<queue>:...`)               |
@@ -78,6 +79,9 @@ export class RedisKeys {
   }
   watcherTerm(): string {
     return `${this.prefix}watcher:term`;
+  }
+  watcherLeader(): string {
+    return `${this.prefix}watcher:leader`;
   }
   callStream(): string {
     return `${this.prefix}stream:calls`;

@@ -28,6 +28,8 @@ export interface PodObservation {
   preferredTier: string;
   /** Leader term of the watcher that saw it; null for a full LIST by the reconciler. */
   term: number | null;
+  /** For a full LIST: when the LIST started; a pod record updated later is left alone. */
+  snapshotAt?: number;
 }
 
 export interface ScriptLimits {
@@ -104,17 +106,18 @@ export class PoolScripts {
       k.pods(), k.tierConfig(), k.podMetadata(), k.callStream(), k.activeCalls(), k.watcherTerm(),
       pod.name, pod.uid, pod.ready ? '1' : '0', pod.terminating ? '1' : '0', JSON.stringify(pod.metadata),
       pod.preferredTier, this.prefixes, now, this.limits.streamMaxLen, pod.term === null ? '' : pod.term,
+      pod.snapshotAt ?? '',
     );
     if (typeof reply === 'number') return reply as ScriptCode;
     return { tier: String(reply[1]), orphaned: Number(reply[2]) };
   }
 
   /** Returns the number of calls orphaned, 0 when there was nothing to remove, or a refusal code. */
-  async removePod(name: string, uid: string, term: number | null, now = Date.now()): Promise<{ orphaned: number } | ScriptCode | 0> {
+  async removePod(name: string, uid: string, term: number | null, snapshotAt?: number, now = Date.now()): Promise<{ orphaned: number } | ScriptCode | 0> {
     const k = this.keys;
     const reply = await this.script('removePod')(
       k.pods(), k.tierConfig(), k.podMetadata(), k.callStream(), k.activeCalls(), k.watcherTerm(),
-      name, uid, this.prefixes, now, this.limits.streamMaxLen, term === null ? '' : term,
+      name, uid, this.prefixes, now, this.limits.streamMaxLen, term === null ? '' : term, snapshotAt ?? '',
     );
     if (typeof reply === 'number') return reply === 0 ? 0 : (reply as ScriptCode);
     return { orphaned: Number(reply[1]) };
@@ -131,6 +134,13 @@ export class PoolScripts {
   async sweepPod(name: string): Promise<number> {
     const k = this.keys;
     const reply = await this.script('sweepPod')(k.pods(), k.tierConfig(), name, this.prefixes);
+    return typeof reply === 'number' ? 0 : Number(reply[1]);
+  }
+
+  /** Moves idle pods so tiers meet their targets; stores `document` first when given. */
+  async rebalanceTiers(document?: string): Promise<number> {
+    const k = this.keys;
+    const reply = await this.script('rebalanceTiers')(k.pods(), k.tierConfig(), this.prefixes, document ?? '');
     return typeof reply === 'number' ? 0 : Number(reply[1]);
   }
 

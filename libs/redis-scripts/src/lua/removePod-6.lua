@@ -16,10 +16,12 @@
     ARGV[4] now, milliseconds since the Unix epoch
     ARGV[5] stream MAXLEN (approximate trim)
     ARGV[6] leader term of the publishing watcher ('' = not from a watcher)
+    ARGV[7] snapshot time, ms: skip if the pod record changed after it ('' = unconditional)
   Output:
     {1, orphaned_calls}
     0  nothing to do (unknown pod, or a newer incarnation is recorded)
     -5 the event comes from a deposed watcher leader
+    -6 the pod record is newer than the snapshot (ARGV[7]); nothing changed
   Events:
     stream:calls  type=call.orphaned call_sid pod tier reason=pod_deleted  (one per call)
   Derived keys (pod-scoped, built from ARGV[3]): pod:{name}, pod:tier:{name},
@@ -45,6 +47,9 @@ if not knownUid and not tier and rcall('SISMEMBER', KEYS[1], name) == 0 then
 end
 if ARGV[2] ~= '' and knownUid and knownUid ~= ARGV[2] then
   return 0
+end
+if ARGV[7] ~= '' and tonumber(rcall('HGET', P.pod .. name, 'updated_at') or '0') > tonumber(ARGV[7]) then
+  return -6
 end
 
 local orphaned = orphanCalls(P, name, KEYS[5], KEYS[4], ARGV[5], ARGV[4], 'pod_deleted')

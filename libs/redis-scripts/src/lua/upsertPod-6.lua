@@ -20,10 +20,13 @@
     ARGV[8] now, milliseconds since the Unix epoch
     ARGV[9] stream MAXLEN (approximate trim)
     ARGV[10] leader term of the publishing watcher ('' = not from a watcher, e.g. a full LIST)
+    ARGV[11] snapshot time, ms: skip if the pod record changed after it ('' = apply unconditionally);
+             a full LIST must never undo a newer watch event it raced with
   Output:
     {1, tier, orphaned_calls}
     -2 tier config missing (flush): rebuild pending
     -5 the event comes from a deposed watcher leader (term below the highest seen)
+    -6 the pod record is newer than the snapshot (ARGV[11]); nothing changed
   Events:
     stream:calls  type=call.orphaned call_sid pod tier reason=pod_replaced  (one per call of a replaced pod)
   Derived keys (pod-scoped, built from ARGV[7]): pod:{name}, pod:tier:{name},
@@ -50,6 +53,12 @@ if not tiers then
   return -2
 end
 local P = cjson.decode(ARGV[7])
+if ARGV[11] ~= '' then
+  local updated = tonumber(rcall('HGET', P.pod .. name, 'updated_at') or '0')
+  if updated > tonumber(ARGV[11]) then
+    return -6
+  end
+end
 
 -- Same name, new UID: the StatefulSet replaced the pod. Its calls died with
 -- the old container; the new pod starts empty and undrained (seed bug 1).

@@ -1,0 +1,184 @@
+import { Queue } from 'bullmq';
+import { Counter, ObservableGauge } from '@opentelemetry/api';
+import { ApiError, RedisUnavailableError } from '@smart-router/http';
+import { merchantConfigProblem, toTierDocument } from '@smart-router/allocation';
+import { InvariantViolation, PoolScripts } from '@smart-router/redis-scripts';
+import { validateTierConfig, ConfigError, CommonSettings } from '@smart-router/config';
+import { JOBS } from '@smart-router/events';
+import { Telemetry } from '@smart-router/telemetry';
+import { PoolStateRepository } from './pool-state.repository';
+
+/**
+ * The admin decisions. Reads may take several round trips (a status page is
+ * a snapshot, not a transaction); every write is one Lua script or one
+ * single-key command.
+ */
+export class AdminService {
+  private violations = 0;
+  private readonly redisErrors: Counter;
+  private readonly gauge: ObservableGauge;
+
+  constructor(
+    private readonly repository: PoolStateRepository,
+    private readonly scripts: PoolScripts,
+    private readonly queue: Queue,
+    private readonly settings: CommonSettings,
+    telemetry: Telemetry,
+  ) {
+    const meter = telemetry.meter();
+    this.redisErrors = meter.createCounter('smart_router_redis_errors_total', { description: 'Redis commands that failed (each failed a request closed)' });
+    this.gauge = meter.createObservableGauge('smart_router_invariant_violations', { description: 'Invariant violations found by the last check' });
+    this.gauge.addCallback((result) => result.observe(this.violations));
+  }
+
+  private async guard<T>(operation: string, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      if (error instanceof ApiError) throw error;
+      this.redisErrors.add(1, { operation });
+      throw new RedisUnavailableError(error);
+    }
+  }
+
+  private async tiers() {
+    const stored = await this.repository.tierDocument();
+    return stored ?? { config: this.settings.tiers, extra: this.settings.extraPodsTier };
+  }
+
+  status() {
+    return this.guard('status', async () => {
+      const { config } = await this.tiers();
+      const [pools, pods, activeCalls, subsystems] = await Promise.all([
+        this.repository.pools(config), this.repository.podNames(), this.repository.activeCallCount(), this.repository.subsystems(),
+      ]);
+      const watcher = subsystems.watcher as { leader: string | null };
+      return {
+        status: 'up',
+        active_calls: activeCalls,
+        is_leader: watcher.leader !== null,
+        pools,
+        draining: await this.repository.draining(pods),
+        pods: pods.length,
+        subsystems,
+      };
+    });
+  }
+
+  setDrain(podName: string, draining: boolean) {
+    return this.guard('drain', async () => {
+      const result = await this.scripts.setDrain(podName, draining);
+      if (!result) throw ApiError.notFound(`pod ${podName} not found`, 'POD_NOT_FOUND');
+      const hasCall = result.activeCalls > 0;
+      const message = draining
+        ? hasCall ? `pod drained; ${result.activeCalls} active call(s) will finish` : 'pod drained'
+        : 'pod undrained';
+      return { success: true, pod_name: podName, has_active_call: hasCall, active_calls: result.activeCalls, message };
+    });
+  }
+
+  pod(name: string) {
+    return this.guard('pod', async () => {
+      const pod = await this.repository.pod(name);
+      if (!pod) throw ApiError.notFound(`pod ${name} not found`, 'POD_NOT_FOUND');
+      return pod;
+    });
+  }
+
+  calls(limit: number) {
+    return this.guard('calls', async () => {
+      const calls = await this.repository.calls(limit);
+      return { count: await this.repository.activeCallCount(), calls };
+    });
+  }
+
+  call(callSid: string) {
+    return this.guard('call', async () => {
+      const call = await this.repository.call(callSid);
+      if (!call) throw ApiError.notFound('call not found', 'CALL_NOT_FOUND');
+      return call;
+    });
+  }
+
+  merchant(id: string) {
+    return this.guard('merchant', async () => {
+      const stored = await this.repository.merchant(id);
+      if (stored === null) throw ApiError.notFound(`merchant ${id} has no config`, 'MERCHANT_NOT_FOUND');
+      return { merchant_id: id, config: JSON.parse(stored) as unknown };
+    });
+  }
+
+  merchants() {
+    return this.guard('merchants', async () => {
+      const all = await this.repository.merchants();
+      return { merchants: Object.fromEntries(Object.entries(all).map(([id, json]) => [id, safeJson(json)])) };
+    });
+  }
+
+  putMerchant(id: string, body: unknown) {
+    return this.guard('merchant', async () => {
+      const { config } = await this.tiers();
+      const problem = merchantConfigProblem(body, config);
+      if (problem) throw ApiError.badRequest(problem, 'INVALID_MERCHANT_CONFIG');
+      const { tier, pool, fallback } = body as { tier: string; pool?: string; fallback?: string[] };
+      const normalized = { tier, ...(pool !== undefined ? { pool } : {}), ...(fallback !== undefined ? { fallback } : {}) };
+      await this.repository.saveMerchant(id, JSON.stringify(normalized));
+      return { success: true, merchant_id: id, config: normalized };
+    });
+  }
+
+  deleteMerchant(id: string) {
+    return this.guard('merchant', async () => {
+      if (!(await this.repository.deleteMerchant(id))) throw ApiError.notFound(`merchant ${id} has no config`, 'MERCHANT_NOT_FOUND');
+      return { success: true, merchant_id: id };
+    });
+  }
+
+  getTiers() {
+    return this.guard('tiers', async () => {
+      const { config, extra } = await this.tiers();
+      return { tiers: Object.fromEntries(config), extra_pods_tier: extra };
+    });
+  }
+
+  putTiers(body: unknown) {
+    return this.guard('tiers', async () => {
+      const document = (body as { tiers?: unknown })?.tiers ?? body;
+      let config;
+      try {
+        config = validateTierConfig(document, 'tiers');
+      } catch (error) {
+        if (error instanceof ConfigError) throw ApiError.badRequest(error.message.replace('invalid configuration: ', ''), 'INVALID_TIER_CONFIG');
+        throw error;
+      }
+      const current = await this.tiers();
+      const extra = typeof (body as { extra_pods_tier?: unknown })?.extra_pods_tier === 'string' ? (body as { extra_pods_tier: string }).extra_pods_tier : current.extra;
+      if (!config.has(extra)) throw ApiError.badRequest(`extra_pods_tier "${extra}" is not one of the tiers`, 'INVALID_TIER_CONFIG');
+      const moved = await this.scripts.rebalanceTiers(JSON.stringify(toTierDocument(config, extra)));
+      return { success: true, tiers: Object.fromEntries(config), extra_pods_tier: extra, pods_moved: moved };
+    });
+  }
+
+  reconcileNow() {
+    return this.guard('reconcile', async () => {
+      const job = await this.queue.add(JOBS.fullReconcile.name, {}, { removeOnComplete: 100, removeOnFail: 100 });
+      return { success: true, job_id: job.id, job: JOBS.fullReconcile.name };
+    });
+  }
+
+  invariants() {
+    return this.guard('invariants', async () => {
+      const violations: InvariantViolation[] = await this.scripts.checkInvariants();
+      this.violations = violations.length;
+      return { ok: violations.length === 0, violations };
+    });
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { invalid_json: text };
+  }
+}

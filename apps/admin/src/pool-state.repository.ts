@@ -1,0 +1,174 @@
+import type Redis from 'ioredis';
+import { POD_STREAM_GROUP } from '@smart-router/events';
+import { TierDocument, fromTierDocument } from '@smart-router/allocation';
+import { TierConfig } from '@smart-router/config';
+import { RedisKeys } from '@smart-router/redis-keys';
+
+export interface TierView {
+  type: string;
+  max_concurrent?: number;
+  target: number;
+  assigned: string[];
+  available: string[];
+  load: Record<string, number>;
+}
+
+/** Read side of the admin app: the only code here that reads pool keys. */
+export class PoolStateRepository {
+  constructor(private readonly redis: Redis, private readonly keys: RedisKeys) {}
+
+  async tierDocument(): Promise<{ config: TierConfig; extra: string } | null> {
+    const text = await this.redis.get(this.keys.tierConfig());
+    return text ? fromTierDocument(text) : null;
+  }
+
+  async saveTierDocument(document: TierDocument): Promise<void> {
+    await this.redis.set(this.keys.tierConfig(), JSON.stringify(document));
+  }
+
+  async pools(config: TierConfig): Promise<Record<string, TierView>> {
+    const pools: Record<string, TierView> = {};
+    for (const [tier, spec] of config) {
+      const assigned = (await this.redis.smembers(this.keys.poolAssigned(tier))).sort();
+      const available = spec.type === 'shared'
+        ? await this.redis.zrangebyscore(this.keys.poolAvailable(tier), '-inf', `(${spec.max_concurrent}`)
+        : await this.redis.smembers(this.keys.poolAvailable(tier));
+      const load: Record<string, number> = {};
+      if (assigned.length > 0) {
+        const pipeline = this.redis.pipeline();
+        for (const pod of assigned) pipeline.scard(this.keys.podCalls(pod));
+        const counts = (await pipeline.exec()) ?? [];
+        assigned.forEach((pod, index) => {
+          const [error, count] = counts[index] ?? [];
+          if (error) throw error;
+          load[pod] = Number(count);
+        });
+      }
+      pools[tier] = {
+        type: spec.type,
+        ...(spec.type === 'shared' ? { max_concurrent: spec.max_concurrent } : {}),
+        target: spec.target,
+        assigned,
+        available: available.sort(),
+        load,
+      };
+    }
+    return pools;
+  }
+
+  async podNames(): Promise<string[]> {
+    return (await this.redis.smembers(this.keys.pods())).sort();
+  }
+
+  async draining(pods: string[]): Promise<string[]> {
+    if (pods.length === 0) return [];
+    const flags = await this.redis.mget(pods.map((pod) => this.keys.podDraining(pod)));
+    return pods.filter((_, index) => flags[index] !== null);
+  }
+
+  async activeCallCount(): Promise<number> {
+    return this.redis.zcard(this.keys.activeCalls());
+  }
+
+  async pod(name: string): Promise<Record<string, unknown> | null> {
+    if (!(await this.redis.sismember(this.keys.pods(), name))) return null;
+    const [info, tier, draining, lease, calls, metadata] = await Promise.all([
+      this.redis.hgetall(this.keys.pod(name)),
+      this.redis.get(this.keys.podTier(name)),
+      this.redis.exists(this.keys.podDraining(name)),
+      this.redis.get(this.keys.lease(name)),
+      this.redis.smembers(this.keys.podCalls(name)),
+      this.redis.hget(this.keys.podMetadata(), name),
+    ]);
+    return {
+      pod_name: name,
+      tier,
+      status: info.status ?? 'unknown',
+      uid: info.uid,
+      ready: info.ready === '1',
+      terminating: info.terminating === '1',
+      draining: draining === 1,
+      allocated_call_sid: info.allocated_call_sid ?? null,
+      allocated_at: info.allocated_at ? Number(info.allocated_at) : null,
+      source_pool: info.source_pool ?? null,
+      lease,
+      active_calls: calls.length,
+      calls: calls.sort(),
+      metadata: metadata ? (JSON.parse(metadata) as unknown) : null,
+    };
+  }
+
+  async call(callSid: string): Promise<Record<string, unknown> | null> {
+    const record = await this.redis.hgetall(this.keys.call(callSid));
+    if (!record.pod_name) return null;
+    return callView(callSid, record);
+  }
+
+  async calls(limit: number): Promise<Record<string, unknown>[]> {
+    const sids = await this.redis.zrange(this.keys.activeCalls(), 0, limit - 1);
+    if (sids.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const sid of sids) pipeline.hgetall(this.keys.call(sid));
+    const records = (await pipeline.exec()) ?? [];
+    return sids.flatMap((sid, index) => {
+      const [error, record] = records[index] ?? [];
+      if (error) throw error;
+      const fields = record as Record<string, string>;
+      return fields.pod_name ? [callView(sid, fields)] : [];
+    });
+  }
+
+  async merchant(id: string): Promise<string | null> {
+    return this.redis.hget(this.keys.merchantConfig(), id);
+  }
+
+  async merchants(): Promise<Record<string, string>> {
+    return this.redis.hgetall(this.keys.merchantConfig());
+  }
+
+  async saveMerchant(id: string, json: string): Promise<void> {
+    await this.redis.hset(this.keys.merchantConfig(), id, json);
+  }
+
+  async deleteMerchant(id: string): Promise<boolean> {
+    return (await this.redis.hdel(this.keys.merchantConfig(), id)) === 1;
+  }
+
+  async subsystems(): Promise<Record<string, unknown>> {
+    const [leader, last] = await Promise.all([
+      this.redis.hgetall(this.keys.watcherLeader()),
+      this.redis.hgetall(this.keys.lastReconcile()),
+    ]);
+    let stream: Record<string, number> | { error: string } = { error: 'no consumer group yet' };
+    try {
+      const groups = (await this.redis.xinfo('GROUPS', this.keys.podStream())) as unknown[][];
+      for (const group of groups) {
+        const info = new Map<string, unknown>();
+        for (let i = 0; i + 1 < group.length; i += 2) info.set(String(group[i]), group[i + 1]);
+        if (info.get('name') === POD_STREAM_GROUP) stream = { lag: Number(info.get('lag') ?? 0), pending: Number(info.get('pending') ?? 0), consumers: Number(info.get('consumers') ?? 0) };
+      }
+    } catch {
+      // stream not created yet
+    }
+    return {
+      redis: 'ok',
+      watcher: leader.identity ? { leader: leader.identity, term: Number(leader.term), renewed_at: Number(leader.renewed_at) } : { leader: null },
+      pod_stream: stream,
+      last_reconcile: last.at ? { at: Number(last.at), reason: last.reason, pods: Number(last.pods), removed: Number(last.removed), orphaned: Number(last.orphaned), duration_ms: Number(last.duration_ms) } : null,
+    };
+  }
+}
+
+function callView(callSid: string, record: Record<string, string>): Record<string, unknown> {
+  return {
+    call_sid: callSid,
+    pod_name: record.pod_name,
+    pod_uid: record.pod_uid,
+    source_pool: record.source_pool,
+    tier: record.tier,
+    merchant_id: record.merchant_id,
+    provider: record.provider || null,
+    allocated_at: Number(record.allocated_at),
+    metadata: record.metadata ? (JSON.parse(record.metadata) as unknown) : null,
+  };
+}

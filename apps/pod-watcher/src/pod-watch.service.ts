@@ -1,0 +1,112 @@
+import { Injectable, LoggerService, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
+import { Counter, ObservableGauge } from '@opentelemetry/api';
+import { KubeConfig } from '@kubernetes/client-node';
+import { LeaseElector, PodChange, PodInformer } from '@smart-router/kube';
+import { Telemetry, inSpan, injectTraceContext } from '@smart-router/telemetry';
+import { PodEventPublisher } from './pod-event.publisher';
+import { PodWatcherConfig } from './pod-watcher.config';
+
+/**
+ * Campaigns for the watcher Lease; while leading, lists + watches the pods
+ * and publishes one event per change, stamped with the leader term. A standby
+ * keeps campaigning and takes over within the lease duration.
+ */
+@Injectable()
+export class PodWatchService implements OnApplicationBootstrap, OnModuleDestroy {
+  private readonly elector: LeaseElector;
+  private readonly informer: PodInformer;
+  private readonly published: Counter;
+  private readonly failures: Counter;
+  private readonly leaderGauge: ObservableGauge;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    kube: KubeConfig,
+    private readonly config: PodWatcherConfig,
+    private readonly publisher: PodEventPublisher,
+    private readonly telemetry: Telemetry,
+    private readonly logger: LoggerService,
+  ) {
+    const meter = telemetry.meter();
+    this.published = meter.createCounter('smart_router_pod_events_published_total', { description: 'Pod events appended to the pod stream' });
+    this.failures = meter.createCounter('smart_router_pod_watch_errors_total', { description: 'Watch, lease and publish errors' });
+    this.leaderGauge = meter.createObservableGauge('smart_router_leader', { description: '1 while this watcher holds the lease' });
+    this.leaderGauge.addCallback((result) => result.observe(this.isLeader ? 1 : 0, { app: 'pod-watcher' }));
+    this.informer = new PodInformer(kube, {
+      namespace: config.namespace,
+      labelSelector: config.labelSelector,
+      onChange: (change) => this.enqueue(change),
+      onSynced: () => this.logger.log('pod watch synced', 'PodWatch'),
+      onError: (error) => {
+        this.failures.add(1, { source: 'watch' });
+        this.logger.warn(`pod watch error, relisting: ${(error as Error)?.message ?? String(error)}`, 'PodWatch');
+      },
+    });
+    this.elector = new LeaseElector(kube, {
+      namespace: config.namespace,
+      leaseName: config.leaseName,
+      identity: config.identity,
+      leaseDurationSeconds: config.leaseDurationSeconds,
+      retryPeriodMs: config.leaseRetryMs,
+      onStartedLeading: async (term) => {
+        this.logger.log(`became leader (term ${term})`, 'PodWatch');
+        await this.informer.start();
+      },
+      onRenewed: (term) => this.publisher.heartbeat(config.identity, term, config.leaseDurationSeconds * 1000).catch(() => undefined),
+      onStoppedLeading: async () => {
+        this.logger.warn('lost leadership, stopping the watch', 'PodWatch');
+        await this.informer.stop();
+      },
+      onError: (error) => {
+        this.failures.add(1, { source: 'lease' });
+        this.logger.warn(`lease error: ${(error as Error)?.message ?? String(error)}`, 'PodWatch');
+      },
+    });
+  }
+
+  get isLeader(): boolean {
+    return this.elector.isLeader;
+  }
+
+  get synced(): boolean {
+    return this.informer.synced;
+  }
+
+  get term(): number | null {
+    return this.elector.term;
+  }
+
+  onApplicationBootstrap(): void {
+    this.elector.start();
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.elector.stop();
+    await this.informer.stop();
+    await this.chain;
+  }
+
+  /** Publishes in arrival order: a delete must never overtake the add before it. */
+  private enqueue(change: PodChange): void {
+    const term = this.elector.term;
+    if (term === null) return;
+    this.chain = this.chain.then(() => this.publish(change, term)).catch(() => undefined);
+  }
+
+  private async publish(change: PodChange, term: number): Promise<void> {
+    const { pod } = change;
+    await inSpan(this.telemetry.tracer(), 'publishPodEvent', async () => {
+      try {
+        await this.publisher.publish({
+          type: change.type === 'deleted' ? 'pod.deleted' : 'pod.upsert',
+          name: pod.name, uid: pod.uid, ready: pod.ready, terminating: pod.terminating,
+          labels: pod.labels, resourceVersion: pod.resourceVersion, term, trace: injectTraceContext(),
+        });
+        this.published.add(1, { type: change.type });
+      } catch (error) {
+        this.failures.add(1, { source: 'publish' });
+        this.logger.error(`could not publish ${change.type} of ${pod.name}: ${(error as Error).message}`, 'PodWatch');
+      }
+    }, { 'pod.name': pod.name });
+  }
+}

@@ -1,0 +1,102 @@
+import { DynamicModule, Inject, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
+import type Redis from 'ioredis';
+import { KubeConfig } from '@kubernetes/client-node';
+import { buildChainRules } from '@smart-router/allocation';
+import { HealthModule, MetricsController, ReadinessCheck } from '@smart-router/http';
+import { loadKubeConfig } from '@smart-router/kube';
+import { RedisKeys } from '@smart-router/redis-keys';
+import { PoolScripts, createRedis } from '@smart-router/redis-scripts';
+import { JsonLogger, Telemetry } from '@smart-router/telemetry';
+import { PodStreamConsumer } from './pod-stream.consumer';
+import { PoolReconcileService } from './pool-reconcile.service';
+import { ReconcilerConfig } from './reconciler.config';
+import { ReconcilerJobs } from './reconciler.jobs';
+import { ReconcilerService } from './reconciler.service';
+
+const STATE_REDIS = Symbol('STATE_REDIS');
+const STREAM_REDIS = Symbol('STREAM_REDIS');
+
+@Injectable()
+class RedisCloser implements OnApplicationShutdown {
+  constructor(@Inject(STATE_REDIS) private readonly state: Redis, @Inject(STREAM_REDIS) private readonly stream: Redis) {}
+  async onApplicationShutdown(): Promise<void> {
+    await Promise.all([this.state, this.stream].map((redis) => redis.quit().catch(() => redis.disconnect())));
+  }
+}
+
+@Module({})
+export class AppModule {
+  static register(config: ReconcilerConfig, telemetry: Telemetry, logger: JsonLogger): DynamicModule {
+    const keys = new RedisKeys(config.common.redis.prefix);
+    let service: ReconcilerService | null = null;
+    return {
+      module: AppModule,
+      imports: [
+        HealthModule.forRoot({
+          inject: [PoolScripts, ReconcilerService, PodStreamConsumer],
+          useFactory: (scripts: PoolScripts, reconciler: ReconcilerService, consumer: PodStreamConsumer): ReadinessCheck[] => [
+            {
+              name: 'redis',
+              check: async () => {
+                await Promise.race([scripts.ping(), new Promise((_, reject) => setTimeout(() => reject(new Error('redis timed out')), 1000).unref())]);
+              },
+            },
+            {
+              name: 'reconciler',
+              check: async () => {
+                if (!reconciler.started || !consumer.isRunning) throw new Error('initial reconcile not finished');
+              },
+            },
+          ],
+        } as never),
+      ],
+      controllers: [MetricsController],
+      providers: [
+        { provide: Telemetry, useValue: telemetry },
+        { provide: JsonLogger, useValue: logger },
+        { provide: RedisKeys, useValue: keys },
+        { provide: STATE_REDIS, useFactory: () => createRedis(config.common.redis, 'worker', 'reconciler-state') },
+        { provide: STREAM_REDIS, useFactory: () => createRedis(config.common.redis, 'worker', 'reconciler-stream') },
+        { provide: KubeConfig, useFactory: () => loadKubeConfig(config.kubeconfig) },
+        {
+          provide: PoolScripts,
+          inject: [STATE_REDIS],
+          useFactory: (redis: Redis) =>
+            new PoolScripts(redis, keys, buildChainRules(config.common.tiers, config.common.defaultChain), {
+              callTtlSeconds: config.common.callTtlSeconds,
+              tombstoneTtlSeconds: config.common.tombstoneTtlSeconds,
+              streamMaxLen: config.common.streamMaxLen,
+            }),
+        },
+        {
+          provide: PoolReconcileService,
+          inject: [STATE_REDIS, PoolScripts, KubeConfig],
+          useFactory: (redis: Redis, scripts: PoolScripts, kube: KubeConfig) =>
+            new PoolReconcileService(redis, keys, scripts, kube, config.common, { namespace: config.namespace, labelSelector: config.labelSelector }, telemetry, logger),
+        },
+        {
+          provide: ReconcilerJobs,
+          inject: [PoolReconcileService],
+          useFactory: (reconcile: PoolReconcileService) => new ReconcilerJobs(config.common.redis, keys, reconcile, config.jobIntervalScale, telemetry, logger),
+        },
+        {
+          provide: PodStreamConsumer,
+          inject: [STREAM_REDIS, PoolReconcileService],
+          useFactory: (redis: Redis, reconcile: PoolReconcileService) =>
+            new PodStreamConsumer(redis, keys, reconcile, config.consumer, config.claimIdleMs, async () => {
+              await service?.recoverFromStateLoss();
+            }, telemetry, logger),
+        },
+        {
+          provide: ReconcilerService,
+          inject: [PoolReconcileService, PodStreamConsumer, ReconcilerJobs],
+          useFactory: (reconcile: PoolReconcileService, consumer: PodStreamConsumer, jobs: ReconcilerJobs) => {
+            service = new ReconcilerService(reconcile, consumer, jobs, logger);
+            return service;
+          },
+        },
+        RedisCloser,
+      ],
+    };
+  }
+}

@@ -1,0 +1,185 @@
+import { randomUUID } from 'node:crypto';
+import type Redis from 'ioredis';
+import { KubeConfig } from '@kubernetes/client-node';
+import { LoggerService } from '@nestjs/common';
+import { Counter } from '@opentelemetry/api';
+import { CommonSettings } from '@smart-router/config';
+import { PodEvent } from '@smart-router/events';
+import { ScriptCode, fromTierDocument, planTiers, toTierDocument } from '@smart-router/allocation';
+import { PodSnapshot, TIER_LABEL, listPods } from '@smart-router/kube';
+import { RedisKeys } from '@smart-router/redis-keys';
+import { PoolScripts } from '@smart-router/redis-scripts';
+import { Telemetry, inSpan, withExtractedContext } from '@smart-router/telemetry';
+
+export interface ReconcileReport {
+  pods: number;
+  removed: number;
+  orphaned: number;
+  durationMs: number;
+}
+
+/**
+ * Every decision about pool membership. The reconciler is the only writer of
+ * it; each write is one idempotent Lua script, so replaying an event, running
+ * a job twice (BullMQ is at-least-once) or two replicas racing all converge.
+ */
+export class PoolReconcileService {
+  private readonly applied: Counter;
+  private readonly orphaned: Counter;
+  private readonly staleEvents: Counter;
+  private readonly reaped: Counter;
+  private readonly sweeps: Counter;
+  private rebuilding: Promise<ReconcileReport> | null = null;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    private readonly scripts: PoolScripts,
+    private readonly kube: KubeConfig,
+    private readonly settings: CommonSettings,
+    private readonly target: { namespace: string; labelSelector: string },
+    private readonly telemetry: Telemetry,
+    private readonly logger: LoggerService,
+  ) {
+    const meter = telemetry.meter();
+    this.applied = meter.createCounter('smart_router_pod_events_applied_total', { description: 'Pod events applied by result' });
+    this.orphaned = meter.createCounter('smart_router_orphaned_calls_total', { description: 'Calls ended because their pod was deleted or replaced' });
+    this.staleEvents = meter.createCounter('smart_router_stale_leader_events_total', { description: 'Events from a deposed watcher leader, dropped' });
+    this.reaped = meter.createCounter('smart_router_reaped_calls_total', { description: 'Calls released for exceeding the maximum call duration' });
+    this.sweeps = meter.createCounter('smart_router_zombie_corrections_total', { description: 'Pod state corrections made by the zombie sweep' });
+  }
+
+  /** Applies one watcher event. Returns false when the state must be rebuilt first. */
+  async applyEvent(event: PodEvent): Promise<boolean> {
+    return withExtractedContext(event.trace, () =>
+      inSpan(this.telemetry.tracer(), 'applyPodEvent', async () => {
+        if (event.type === 'pod.deleted') {
+          const result = await this.scripts.removePod(event.name, event.uid, event.term);
+          return this.record(event, result);
+        }
+        const result = await this.scripts.upsertPod({
+          name: event.name, uid: event.uid, ready: event.ready, terminating: event.terminating,
+          metadata: { labels: event.labels, resourceVersion: event.resourceVersion },
+          preferredTier: this.pinnedTier(event.labels), term: event.term,
+        });
+        return this.record(event, result);
+      }, { 'pod.name': event.name, 'event.type': event.type }),
+    );
+  }
+
+  private record(event: PodEvent, result: unknown): boolean {
+    if (result === ScriptCode.StaleLeader) {
+      this.staleEvents.add(1);
+      this.applied.add(1, { type: event.type, result: 'stale_leader' });
+      return true;
+    }
+    if (result === ScriptCode.StateMissing) {
+      this.applied.add(1, { type: event.type, result: 'state_missing' });
+      return false;
+    }
+    const orphans = typeof result === 'object' && result !== null ? (result as { orphaned: number }).orphaned : 0;
+    if (orphans > 0) {
+      this.orphaned.add(orphans);
+      this.logger.warn(`${event.name}: ended ${orphans} orphaned call(s) (${event.type === 'pod.deleted' ? 'pod deleted' : 'pod replaced'})`, 'Reconcile');
+    }
+    this.applied.add(1, { type: event.type, result: 'applied' });
+    return true;
+  }
+
+  private pinnedTier(labels: Record<string, string>): string {
+    const pinned = labels[TIER_LABEL];
+    return pinned && this.settings.tiers.has(pinned) ? pinned : '';
+  }
+
+  /** Full reconcile against a fresh LIST; concurrent callers share one run. */
+  fullReconcile(reason: string): Promise<ReconcileReport> {
+    this.rebuilding ??= this.runFullReconcile(reason).finally(() => {
+      this.rebuilding = null;
+    });
+    return this.rebuilding;
+  }
+
+  private async runFullReconcile(reason: string): Promise<ReconcileReport> {
+    return inSpan(this.telemetry.tracer(), 'fullReconcile', async () => {
+      const started = Date.now();
+      // The tier config survives in Redis across restarts of the apps; after
+      // data loss it comes back from TIER_CONFIG.
+      await this.redis.set(this.keys.tierConfig(), JSON.stringify(toTierDocument(this.settings.tiers, this.settings.extraPodsTier)), 'NX');
+      const { config: tiers, extra } = fromTierDocument((await this.redis.get(this.keys.tierConfig())) ?? '');
+      const snapshotAt = Date.now();
+      const pods = await listPods(this.kube, this.target.namespace, this.target.labelSelector);
+      const held = await this.currentTiers(pods);
+      const plan = planTiers(pods.map((pod) => ({ name: pod.name, pinnedTier: this.pinnedTier(pod.labels) || undefined })), tiers, extra, held);
+
+      let orphaned = 0;
+      for (const pod of pods) {
+        const result = await this.scripts.upsertPod({
+          name: pod.name, uid: pod.uid, ready: pod.ready, terminating: pod.terminating,
+          metadata: { labels: pod.labels, resourceVersion: pod.resourceVersion },
+          preferredTier: plan.get(pod.name) ?? '', term: null, snapshotAt,
+        });
+        if (typeof result === 'object') orphaned += result.orphaned;
+      }
+      const listed = new Set(pods.map((pod) => pod.name));
+      let removed = 0;
+      for (const name of await this.redis.smembers(this.keys.pods())) {
+        if (listed.has(name)) continue;
+        const result = await this.scripts.removePod(name, '', null, snapshotAt);
+        if (typeof result === 'object') {
+          removed += 1;
+          orphaned += result.orphaned;
+        }
+      }
+      if (orphaned > 0) this.orphaned.add(orphaned);
+      // Allocation fails closed (STATE_REBUILDING) until this marker exists.
+      const created = await this.redis.set(this.keys.epoch(), randomUUID(), 'NX');
+      const report = { pods: pods.length, removed, orphaned, durationMs: Date.now() - started };
+      await this.redis.hset(this.keys.lastReconcile(), { at: Date.now(), reason, pods: report.pods, removed, orphaned, duration_ms: report.durationMs });
+      if (created || removed || orphaned) this.logger.log(`full reconcile (${reason}): ${JSON.stringify(report)}${created ? ', state rebuilt' : ''}`, 'Reconcile');
+      return report;
+    }, { reason });
+  }
+
+  private async currentTiers(pods: PodSnapshot[]): Promise<Map<string, string>> {
+    if (pods.length === 0) return new Map();
+    const values = await this.redis.mget(pods.map((pod) => this.keys.podTier(pod.name)));
+    return new Map(pods.flatMap((pod, index) => (values[index] ? [[pod.name, values[index] as string] as [string, string]] : [])));
+  }
+
+  /** Zombie sweep: idle pods back to available, shared scores = real calls, dead call ids dropped. */
+  async zombieSweep(): Promise<number> {
+    let corrections = 0;
+    for (const name of await this.redis.smembers(this.keys.pods())) corrections += await this.scripts.sweepPod(name);
+    // Pods that had to stay in their old tier while busy move now that they may be idle.
+    corrections += await this.scripts.rebalanceTiers();
+    if (corrections > 0) {
+      this.sweeps.add(corrections);
+      this.logger.warn(`zombie sweep made ${corrections} correction(s)`, 'Reconcile');
+    }
+    return corrections;
+  }
+
+  /** Releases calls older than the maximum call duration (a voice agent that never released). */
+  async reapStaleCalls(now = Date.now()): Promise<number> {
+    const cutoff = now - this.settings.maxCallDurationSeconds * 1000;
+    const stale = await this.redis.zrangebyscore(this.keys.activeCalls(), '-inf', cutoff, 'LIMIT', 0, 1000);
+    let reaped = 0;
+    for (const callSid of stale) {
+      const result = await this.scripts.release(callSid, 'max_call_duration', 'call.reaped');
+      if (result.ok) reaped += 1;
+    }
+    if (reaped > 0) {
+      this.reaped.add(reaped);
+      this.logger.warn(`reaped ${reaped} call(s) older than ${this.settings.maxCallDurationSeconds}s`, 'Reconcile');
+    }
+    return reaped;
+  }
+
+  /** Data-loss check: a missing epoch means Redis was flushed or restarted empty. */
+  async checkDataLoss(): Promise<boolean> {
+    if ((await this.redis.exists(this.keys.epoch())) === 1) return false;
+    this.logger.warn('epoch marker missing: Redis lost its data, rebuilding pools from Kubernetes', 'Reconcile');
+    await this.fullReconcile('data-loss');
+    return true;
+  }
+}

@@ -1,0 +1,103 @@
+import { ConnectionOptions, Job, Queue, Worker } from 'bullmq';
+import { LoggerService } from '@nestjs/common';
+import { Counter, Histogram } from '@opentelemetry/api';
+import { RedisSettings } from '@smart-router/config';
+import { JOBS, JOB_NAMES, JobName, RECONCILER_QUEUE } from '@smart-router/events';
+import { RedisKeys } from '@smart-router/redis-keys';
+import { redisOptions } from '@smart-router/redis-scripts';
+import { Telemetry, inSpan } from '@smart-router/telemetry';
+import { PoolReconcileService } from './pool-reconcile.service';
+
+type Handler = () => Promise<unknown>;
+
+/** BullMQ takes ioredis options plus the URL (its own typing of them is narrower). */
+function bullConnection(settings: RedisSettings, profile: 'request' | 'worker', name: string): ConnectionOptions {
+  return { ...redisOptions(settings, profile, name), url: settings.url } as ConnectionOptions;
+}
+
+/**
+ * The periodic work as BullMQ job schedulers (never in-process timers): each
+ * job is idempotent because BullMQ may run it twice. Every replica upserts the
+ * same fixed scheduler ids; every replica's worker takes jobs from one queue.
+ */
+export class ReconcilerJobs {
+  private readonly queue: Queue;
+  private worker: Worker | null = null;
+  private readonly handlers: Record<JobName, Handler>;
+  private readonly runs: Counter;
+  private readonly seconds: Histogram;
+
+  constructor(
+    private readonly redis: RedisSettings,
+    keys: RedisKeys,
+    reconcile: PoolReconcileService,
+    private readonly intervalScale: number,
+    private readonly telemetry: Telemetry,
+    private readonly logger: LoggerService,
+  ) {
+    this.handlers = {
+      [JOBS.fullReconcile.name]: () => reconcile.fullReconcile('scheduled'),
+      [JOBS.zombieSweep.name]: () => reconcile.zombieSweep(),
+      [JOBS.dataLossCheck.name]: () => reconcile.checkDataLoss(),
+      [JOBS.staleCallReaper.name]: () => reconcile.reapStaleCalls(),
+    };
+    // Boot fails if a scheduled job has no handler.
+    for (const name of JOB_NAMES) if (!this.handlers[name]) throw new Error(`job ${name} has no handler`);
+    this.queue = new Queue(RECONCILER_QUEUE, { connection: bullConnection(redis, 'worker', 'reconciler-queue'), prefix: keys.bullPrefix() });
+    this.queue.on('error', () => undefined);
+    this.prefix = keys.bullPrefix();
+    const meter = telemetry.meter();
+    this.runs = meter.createCounter('smart_router_job_runs_total', { description: 'Reconciler job runs by job and result' });
+    this.seconds = meter.createHistogram('smart_router_job_duration_seconds', { description: 'Reconciler job durations', unit: 's' });
+  }
+
+  private readonly prefix: string;
+
+  /** (Re)creates every scheduler; called at start and after Redis lost its data. */
+  async upsertSchedulers(): Promise<void> {
+    for (const job of Object.values(JOBS)) {
+      await this.queue.upsertJobScheduler(job.name, { every: Math.max(100, Math.round(job.everyMs * this.intervalScale)) }, {
+        name: job.name,
+        opts: { removeOnComplete: 100, removeOnFail: 100 },
+      });
+    }
+  }
+
+  startWorker(): void {
+    this.worker = new Worker(RECONCILER_QUEUE, (job) => this.process(job), {
+      connection: bullConnection(this.redis, 'worker', 'reconciler-worker'),
+      prefix: this.prefix,
+      concurrency: 1,
+    });
+    this.worker.on('error', (error) => this.logger.warn(`job worker error: ${error.message}`, 'Jobs'));
+    this.worker.on('failed', (job, error) => this.logger.warn(`job ${job?.name} failed: ${error.message}`, 'Jobs'));
+  }
+
+  /** Enqueues a job now (the admin "reconcile now" uses the same queue by name). */
+  async runNow(name: JobName): Promise<string | undefined> {
+    const job = await this.queue.add(name, {}, { removeOnComplete: 100, removeOnFail: 100 });
+    return job.id;
+  }
+
+  private async process(job: Job): Promise<unknown> {
+    const handler = this.handlers[job.name as JobName];
+    if (!handler) throw new Error(`no handler for job ${job.name}`);
+    const started = process.hrtime.bigint();
+    try {
+      const result = await inSpan(this.telemetry.tracer(), `job.${job.name}`, handler);
+      this.runs.add(1, { job: job.name, result: 'ok' });
+      return result;
+    } catch (error) {
+      this.runs.add(1, { job: job.name, result: 'error' });
+      throw error;
+    } finally {
+      this.seconds.record(Number(process.hrtime.bigint() - started) / 1e9, { job: job.name });
+    }
+  }
+
+  /** Finishes the job in hand, then closes. */
+  async close(): Promise<void> {
+    await this.worker?.close().catch(() => undefined);
+    await this.queue.close().catch(() => undefined);
+  }
+}

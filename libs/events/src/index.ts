@@ -1,0 +1,2 @@
+export * from './pod-event';
+export * from './jobs';

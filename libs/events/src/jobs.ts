@@ -1,0 +1,16 @@
+/**
+ * The reconciler's periodic work: BullMQ job schedulers with fixed ids (so an
+ * upsert at every start never duplicates them), each next to its interval.
+ */
+export const RECONCILER_QUEUE = 'reconciler';
+
+export const JOBS = {
+  fullReconcile: { name: 'full-reconcile', everyMs: 60000 },
+  zombieSweep: { name: 'zombie-sweep', everyMs: 30000 },
+  dataLossCheck: { name: 'data-loss-check', everyMs: 2000 },
+  staleCallReaper: { name: 'stale-call-reaper', everyMs: 60000 },
+} as const;
+
+export type JobName = (typeof JOBS)[keyof typeof JOBS]['name'];
+
+export const JOB_NAMES: readonly JobName[] = Object.values(JOBS).map((job) => job.name);

@@ -1,0 +1,4 @@
+export * from './kube-config';
+export * from './pod-snapshot';
+export * from './lease-elector';
+export * from './pod-informer';

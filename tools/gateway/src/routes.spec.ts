@@ -1,0 +1,30 @@
+import { route } from './routes';
+
+describe('gateway routes (SPEC section 2)', () => {
+  it.each([
+    ['/api/v1/allocate', 'allocationApi'],
+    ['/api/v1/release', 'allocationApi'],
+    ['/api/v1/twilio/allocate', 'webhooks'],
+    ['/api/v1/plivo/status', 'webhooks'],
+    ['/api/v1/exotel/allocate', 'webhooks'],
+    ['/agent/voice/breeze-buddy/twilio/callback/test-template', 'webhooks'],
+    ['/agent/voice/breeze-buddy/plivo/callback/', 'webhooks'],
+    ['/agent/voice/breeze-buddy/exotel/callback/t1', 'webhooks'],
+    ['/api/v1/status', 'admin'],
+    ['/api/v1/drain', 'admin'],
+    ['/api/v1/undrain', 'admin'],
+    ['/api/v1/pod/voice-agent-1', 'admin'],
+    ['/api/v1/admin/invariants', 'admin'],
+    ['/ws/pod/voice-agent-2/CA123', 'voiceAgents'],
+    ['/health', 'allocationApi'],
+  ])('%s -> %s', (path, upstream) => {
+    expect(route(path)).toEqual({ upstream });
+  });
+
+  it('keeps metrics off the public path and rejects malformed socket paths', () => {
+    expect(route('/metrics')).toMatchObject({ status: 404 });
+    expect(route('/ws/pod/Bad_Pod/CA1')).toMatchObject({ status: 400 });
+    expect(route('/ws/pod/voice-agent-1/')).toMatchObject({ status: 400 });
+    expect(route('/nope')).toMatchObject({ status: 404 });
+  });
+});
