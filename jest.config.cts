@@ -21,6 +21,8 @@ const config: Config = {
   globalTeardown: '<rootDir>/tools/jest/global-teardown.cjs',
   reporters: ['default', '<rootDir>/tools/jest/counts-reporter.cjs'],
   maxWorkers: 2,
+  // A global option: projects cannot set it. Polling helpers have their own, shorter deadlines.
+  testTimeout: 30000,
 };
 
 export default config;

@@ -11,6 +11,7 @@ exports.preset = {
   moduleNameMapper: {
     '^@smart-router/sim$': join(root, 'tools/sim/src/index.ts'),
     '^@smart-router/gateway$': join(root, 'tools/gateway/src/index.ts'),
+    '^@smart-router/stack$': join(root, 'tools/stack/src/index.ts'),
     '^@smart-router/(.*)$': join(root, 'libs/$1/src/index.ts'),
   },
   testMatch: ['**/*.spec.ts'],

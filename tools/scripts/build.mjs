@@ -19,7 +19,7 @@ cpSync(join(root, 'libs', 'redis-scripts', 'src', 'lua'), join(dist, 'libs', 're
 
 const aliases = readdirSync(join(root, 'libs')).filter((lib) => existsSync(join(dist, 'libs', lib, 'src', 'index.js')));
 const stubs = aliases.map((lib) => [lib, `../../../libs/${lib}/src/index.js`]);
-for (const tool of ['sim', 'gateway']) {
+for (const tool of ['sim', 'gateway', 'stack']) {
   if (existsSync(join(dist, 'tools', tool, 'src', 'index.js'))) stubs.push([tool, `../../../tools/${tool}/src/index.js`]);
 }
 for (const [name, main] of stubs) {

@@ -37,6 +37,9 @@ export class AppModule {
   static register(config: PodWatcherConfig, telemetry: Telemetry, logger: JsonLogger): DynamicModule {
     return {
       module: AppModule,
+      // Global with exports so the health module's readiness factory can inject our providers.
+      global: true,
+      exports: [WATCHER_REDIS, PodWatchService],
       imports: [
         HealthModule.forRoot({
           inject: [WATCHER_REDIS, PodWatchService],

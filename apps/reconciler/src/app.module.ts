@@ -31,6 +31,9 @@ export class AppModule {
     let service: ReconcilerService | null = null;
     return {
       module: AppModule,
+      // Global with exports so the health module's readiness factory can inject our providers.
+      global: true,
+      exports: [PoolScripts, ReconcilerService, PodStreamConsumer],
       imports: [
         HealthModule.forRoot({
           inject: [PoolScripts, ReconcilerService, PodStreamConsumer],

@@ -18,6 +18,7 @@
  * | merchant:config        seed  | HASH   | merchant_id -> JSON                                      |
  * | pod:metadata           seed  | HASH   | pod_name -> JSON (labels, uid, node)                     |
  * | pod:calls:{name}             | SET    | call_sids live on the pod                                |
+ * | pod:deleted:{name}           | STRING | deletion time (ms) of a removed pod, 10 min TTL: a LIST older than it cannot resurrect the pod |
  * | pods                         | SET    | index of every known pod name                            |
  * | calls:active                 | ZSET   | call_sid -> allocated_at ms (list + stale reaper)        |
  * | tombstone:{call_sid}         | STRING | released call, refuses replayed answer webhooks          |
@@ -49,6 +50,9 @@ export class RedisKeys {
   }
   lease(name: string): string {
     return `${this.prefix}lease:${name}`;
+  }
+  podDeleted(name: string): string {
+    return `${this.prefix}pod:deleted:${name}`;
   }
   podCalls(name: string): string {
     return `${this.prefix}pod:calls:${name}`;
@@ -111,6 +115,7 @@ export class RedisKeys {
       draining: strip(this.podDraining(marker)),
       lease: strip(this.lease(marker)),
       calls: strip(this.podCalls(marker)),
+      deleted: strip(this.podDeleted(marker)),
       call: strip(this.call(marker)),
       pool: `${this.prefix}pool:`,
     };
@@ -119,6 +124,7 @@ export class RedisKeys {
 
 export interface PodKeyPrefixes {
   pod: string;
+  deleted: string;
   tier: string;
   draining: string;
   lease: string;

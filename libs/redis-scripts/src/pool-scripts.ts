@@ -146,7 +146,7 @@ export class PoolScripts {
 
   /** Readiness: one real script round trip. */
   async ping(): Promise<string> {
-    return String(await this.script('ping')());
+    return String(await this.script('probe')());
   }
 
   async checkInvariants(): Promise<InvariantViolation[]> {

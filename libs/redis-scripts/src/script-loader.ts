@@ -36,7 +36,11 @@ export function readScripts(dir: string = LUA_DIR): LuaScript[] {
  */
 export function defineScripts(redis: Redis, scripts: LuaScript[] = readScripts()): void {
   for (const script of scripts) {
-    if (typeof (redis as unknown as Record<string, unknown>)[script.name] === 'function') continue;
+    // A name ioredis already uses (e.g. `ping`) would silently shadow the script.
+    if (typeof (redis as unknown as Record<string, unknown>)[script.name] === 'function' && !(redis as unknown as { scriptsSet?: Record<string, unknown> }).scriptsSet?.[script.name]) {
+      throw new Error(`Lua script ${script.name} clashes with an ioredis method; rename the file`);
+    }
+    if ((redis as unknown as { scriptsSet?: Record<string, unknown> }).scriptsSet?.[script.name]) continue;
     redis.defineCommand(script.name, { numberOfKeys: script.numberOfKeys, lua: script.source });
   }
 }

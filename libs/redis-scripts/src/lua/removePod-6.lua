@@ -1,7 +1,9 @@
 --[[
   Forgets a deleted pod: ends its calls (call.orphaned), takes it out of every
   pool and deletes every key it had. Idempotent; a delete for an older
-  incarnation than the one recorded is ignored.
+  incarnation than the one recorded is ignored. Only a deletion marker stays
+  behind: pod:deleted:{name} = deleted_at (ms) for 10 minutes, so a full LIST
+  that started before the delete cannot bring the pod back (upsertPod ARGV[11]).
 
   Input:
     KEYS[1] pod index set             pods
@@ -15,7 +17,8 @@
     ARGV[3] pod key prefixes JSON (RedisKeys.podKeyPrefixes)
     ARGV[4] now, milliseconds since the Unix epoch
     ARGV[5] stream MAXLEN (approximate trim)
-    ARGV[6] leader term of the publishing watcher ('' = not from a watcher)
+    ARGV[6] leader term of the publishing watcher ('' = not from a watcher); a higher
+            term is recorded, fencing the older leader as upsertPod does
     ARGV[7] snapshot time, ms: skip if the pod record changed after it ('' = unconditional)
   Output:
     {1, orphaned_calls}
@@ -25,7 +28,7 @@
   Events:
     stream:calls  type=call.orphaned call_sid pod tier reason=pod_deleted  (one per call)
   Derived keys (pod-scoped, built from ARGV[3]): pod:{name}, pod:tier:{name},
-    pod:draining:{name}, pod:calls:{name}, lease:{name}, pool:{tier}:*, call:{sid}
+    pod:draining:{name}, pod:calls:{name}, pod:deleted:{name}, lease:{name}, pool:{tier}:*, call:{sid}
 ]]
 --- @include "pod-state"
 
@@ -34,8 +37,12 @@ local name = ARGV[1]
 
 if ARGV[6] ~= '' then
   local seen = tonumber(rcall('GET', KEYS[6]) or '0')
-  if tonumber(ARGV[6]) < seen then
+  local term = tonumber(ARGV[6])
+  if term < seen then
     return -5
+  end
+  if term > seen then
+    rcall('SET', KEYS[6], term)
   end
 end
 
@@ -48,7 +55,7 @@ end
 if ARGV[2] ~= '' and knownUid and knownUid ~= ARGV[2] then
   return 0
 end
-if ARGV[7] ~= '' and tonumber(rcall('HGET', P.pod .. name, 'updated_at') or '0') > tonumber(ARGV[7]) then
+if ARGV[7] ~= '' and lastChange(P, name) > tonumber(ARGV[7]) then
   return -6
 end
 
@@ -58,6 +65,8 @@ if tier then
   rcall('SREM', assignedKey(P, tier), name)
 end
 rcall('DEL', P.pod .. name, P.tier .. name, P.draining .. name, P.lease .. name, P.calls .. name)
+-- Outlives any full reconcile that could have listed the pod before it went.
+rcall('SET', P.deleted .. name, ARGV[4], 'PX', 600000)
 rcall('SREM', KEYS[1], name)
 rcall('HDEL', KEYS[3], name)
 return {1, orphaned}

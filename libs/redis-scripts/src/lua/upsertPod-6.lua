@@ -21,7 +21,8 @@
     ARGV[9] stream MAXLEN (approximate trim)
     ARGV[10] leader term of the publishing watcher ('' = not from a watcher, e.g. a full LIST)
     ARGV[11] snapshot time, ms: skip if the pod record changed after it ('' = apply unconditionally);
-             a full LIST must never undo a newer watch event it raced with
+             a full LIST must never undo a newer watch event it raced with, including a
+             delete (removePod leaves the marker pod:deleted:{name})
   Output:
     {1, tier, orphaned_calls}
     -2 tier config missing (flush): rebuild pending
@@ -29,7 +30,7 @@
     -6 the pod record is newer than the snapshot (ARGV[11]); nothing changed
   Events:
     stream:calls  type=call.orphaned call_sid pod tier reason=pod_replaced  (one per call of a replaced pod)
-  Derived keys (pod-scoped, built from ARGV[7]): pod:{name}, pod:tier:{name},
+  Derived keys (pod-scoped, built from ARGV[7]): pod:{name}, pod:deleted:{name}, pod:tier:{name},
     pod:draining:{name}, pod:calls:{name}, lease:{name}, pool:{tier}:*, call:{sid}
 ]]
 --- @include "pod-state"
@@ -54,8 +55,7 @@ if not tiers then
 end
 local P = cjson.decode(ARGV[7])
 if ARGV[11] ~= '' then
-  local updated = tonumber(rcall('HGET', P.pod .. name, 'updated_at') or '0')
-  if updated > tonumber(ARGV[11]) then
+  if lastChange(P, name) > tonumber(ARGV[11]) then
     return -6
   end
 end
@@ -89,6 +89,8 @@ if not tier then
 end
 
 rcall('HSET', P.pod .. name, 'uid', uid, 'ready', ARGV[3], 'terminating', ARGV[4], 'tier', tier, 'updated_at', ARGV[8])
+-- A pod seen again after removePod: its deletion marker goes.
+rcall('DEL', P.deleted .. name)
 rcall('HSETNX', P.pod .. name, 'status', 'available')
 rcall('SADD', KEYS[1], name)
 rcall('HSET', KEYS[3], name, ARGV[5])

@@ -55,6 +55,13 @@ local function refreshAvailability(P, tiers, name)
   end
 end
 
+-- When the pod's record last changed: its last upsert or its removal (ms).
+local function lastChange(P, name)
+  local updated = tonumber(redis.call('HGET', P.pod .. name, 'updated_at') or '0')
+  local deleted = tonumber(redis.call('GET', P.deleted .. name) or '0')
+  return math.max(updated, deleted)
+end
+
 local function loadTiers(key)
   local raw = redis.call('GET', key)
   if not raw then

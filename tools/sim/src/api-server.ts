@@ -1,0 +1,303 @@
+import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { ApiStatusError, ClusterState, PodEvent, SimPod, SimStatefulSet } from './cluster';
+import { parseFieldSelector, parseLabelSelector } from './label-selector';
+import { applyPatch, PatchError } from './patch';
+
+interface OpenWatch {
+  response: ServerResponse;
+  /** A stalled watch stays open but delivers nothing (a hung connection). */
+  stalled: boolean;
+  close(): void;
+}
+
+const POD_RESOURCES = [
+  { name: 'pods', singularName: 'pod', namespaced: true, kind: 'Pod', verbs: ['delete', 'get', 'list', 'patch', 'watch'], shortNames: ['po'] },
+  { name: 'namespaces', singularName: 'namespace', namespaced: false, kind: 'Namespace', verbs: ['get', 'list'], shortNames: ['ns'] },
+];
+const APPS_RESOURCES = [
+  { name: 'statefulsets', singularName: 'statefulset', namespaced: true, kind: 'StatefulSet', verbs: ['get', 'list', 'patch'], shortNames: ['sts'] },
+  { name: 'statefulsets/scale', singularName: '', namespaced: true, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] },
+];
+const LEASE_RESOURCES = [{ name: 'leases', singularName: 'lease', namespaced: true, kind: 'Lease', verbs: ['create', 'delete', 'get', 'list', 'update'] }];
+const GROUPS = [
+  { name: 'apps', version: 'v1' },
+  { name: 'coordination.k8s.io', version: 'v1' },
+];
+
+function status(code: number, reason: string, message: string) {
+  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
+}
+
+function list(kind: string, apiVersion: string, resourceVersion: string, items: unknown[]) {
+  return { kind, apiVersion, metadata: { resourceVersion }, items };
+}
+
+function group(name: string, version: string) {
+  const groupVersion = `${name}/${version}`;
+  return { name, versions: [{ groupVersion, version }], preferredVersion: { groupVersion, version } };
+}
+
+/**
+ * The Kubernetes REST API over the simulated state, for exactly what the
+ * router, kubectl and the tests use: discovery, pods (list, watch, get,
+ * patch, delete), the StatefulSet and its scale subresource, Leases, and a
+ * namespace. Watches stream newline-delimited events and answer a too-old
+ * resourceVersion with an ERROR event carrying 410, as the real API does.
+ */
+export class SimApiServer {
+  private server: Server | null = null;
+  private readonly watches = new Set<OpenWatch>();
+  requestCount = 0;
+
+  constructor(private readonly state: ClusterState) {}
+
+  async listen(port: number, host: string): Promise<number> {
+    const server = createServer((request, response) => void this.handle(request, response));
+    server.keepAliveTimeout = 5000;
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    const address = server.address();
+    return typeof address === 'object' && address ? address.port : port;
+  }
+
+  async close(): Promise<void> {
+    this.dropWatches();
+    const server = this.server;
+    this.server = null;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /** Fault injection: every open watch ends now (clients resume from their last resourceVersion). */
+  dropWatches(): number {
+    const open = [...this.watches];
+    for (const watch of open) watch.close();
+    return open.length;
+  }
+
+  /** Fault injection: every open watch hangs (stays connected, delivers nothing). */
+  stallWatches(): number {
+    for (const watch of this.watches) watch.stalled = true;
+    return this.watches.size;
+  }
+
+  get openWatches(): number {
+    return this.watches.size;
+  }
+
+  private send(response: ServerResponse, code: number, body: unknown): void {
+    const text = JSON.stringify(body);
+    response.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
+  }
+
+  private async readBody(request: IncomingMessage): Promise<unknown> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of request) {
+      size += (chunk as Buffer).length;
+      if (size > 1024 * 1024) throw new ApiStatusError(413, 'RequestEntityTooLarge', 'request body too large');
+      chunks.push(chunk as Buffer);
+    }
+    const text = Buffer.concat(chunks).toString('utf8');
+    if (!text) return {};
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new ApiStatusError(400, 'BadRequest', 'request body is not valid JSON');
+    }
+  }
+
+  private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    this.requestCount += 1;
+    const url = new URL(request.url ?? '/', 'http://sim');
+    try {
+      const body = await this.route(request, response, url);
+      if (body !== undefined) this.send(response, request.method === 'POST' ? 201 : 200, body);
+    } catch (error) {
+      if (error instanceof ApiStatusError) this.send(response, error.code, status(error.code, error.reason, error.message));
+      else if (error instanceof PatchError) this.send(response, 422, status(422, 'Invalid', error.message));
+      else this.send(response, 500, status(500, 'InternalError', (error as Error).message));
+    }
+  }
+
+  private notFound(url: URL): never {
+    throw new ApiStatusError(404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
+  }
+
+  /** Returns the body to send, or undefined when the handler answered (watches). */
+  private async route(request: IncomingMessage, response: ServerResponse, url: URL): Promise<unknown> {
+    const method = request.method ?? 'GET';
+    const path = url.pathname.replace(/\/+$/, '');
+    const rv = this.state.resourceVersion;
+    const ns = this.state.namespace;
+
+    if (method === 'GET') {
+      switch (path) {
+        case '/version':
+          return { major: '1', minor: '30', gitVersion: 'v1.30.0-smart-router-sim', platform: `${process.platform}/${process.arch}` };
+        case '/healthz':
+        case '/readyz':
+        case '/livez':
+          response.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
+          return undefined;
+        case '/api':
+          return { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: request.headers.host ?? '' }] };
+        case '/api/v1':
+          return { kind: 'APIResourceList', groupVersion: 'v1', resources: POD_RESOURCES };
+        case '/apis':
+          return { kind: 'APIGroupList', apiVersion: 'v1', groups: GROUPS.map(({ name, version }) => group(name, version)) };
+        case '/apis/apps':
+          return { kind: 'APIGroup', apiVersion: 'v1', ...group('apps', 'v1') };
+        case '/apis/coordination.k8s.io':
+          return { kind: 'APIGroup', apiVersion: 'v1', ...group('coordination.k8s.io', 'v1') };
+        case '/apis/apps/v1':
+          return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: 'apps/v1', resources: APPS_RESOURCES };
+        case '/apis/coordination.k8s.io/v1':
+          return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: 'coordination.k8s.io/v1', resources: LEASE_RESOURCES };
+        case '/api/v1/namespaces':
+          return list('NamespaceList', 'v1', rv, [this.namespaceObject()]);
+        case '/api/v1/pods':
+          return this.pods(request, response, url, undefined);
+      }
+    }
+
+    let match = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(path);
+    if (match && method === 'GET') {
+      if (match[1] !== ns) throw new ApiStatusError(404, 'NotFound', `namespaces "${match[1]}" not found`);
+      return this.namespaceObject();
+    }
+
+    match = /^\/api\/v1\/namespaces\/([^/]+)\/pods(?:\/([^/]+))?$/.exec(path);
+    if (match) {
+      const [, namespace, name] = match;
+      if (!name) {
+        if (method !== 'GET') throw new ApiStatusError(405, 'MethodNotAllowed', `${method} pods is not supported by the simulator`);
+        return this.pods(request, response, url, namespace);
+      }
+      if (namespace !== ns) throw new ApiStatusError(404, 'NotFound', `pods "${name}" not found`);
+      if (method === 'GET') return this.existingPod(name);
+      if (method === 'DELETE') return this.deletePod(name, url, await this.readBody(request));
+      if (method === 'PATCH') {
+        const patch = await this.readBody(request);
+        return this.state.patchPod(name, (pod) => applyPatch(request.headers['content-type'] ?? '', pod, patch) as SimPod);
+      }
+      throw new ApiStatusError(405, 'MethodNotAllowed', `${method} pod is not supported by the simulator`);
+    }
+
+    match = /^\/apis\/apps\/v1\/namespaces\/([^/]+)\/statefulsets(?:\/([^/]+)(\/scale)?)?$/.exec(path);
+    if (match) {
+      const [, namespace, name, scale] = match;
+      if (!name) return list('StatefulSetList', 'apps/v1', rv, namespace === ns ? this.state.listStatefulSets() : []);
+      const set = namespace === ns ? this.state.getStatefulSet(name) : undefined;
+      if (!set) throw new ApiStatusError(404, 'NotFound', `statefulsets.apps "${name}" not found`);
+      if (method === 'GET') return scale ? this.scaleObject(set) : set;
+      if (method === 'PUT' || method === 'PATCH') {
+        const body = await this.readBody(request);
+        const current = scale ? this.scaleObject(set) : set;
+        const next = (method === 'PUT' ? body : applyPatch(request.headers['content-type'] ?? '', current, body)) as { spec?: { replicas?: unknown } };
+        const updated = this.state.scale(name, Number(next.spec?.replicas ?? set.spec.replicas));
+        return scale ? this.scaleObject(updated) : updated;
+      }
+      throw new ApiStatusError(405, 'MethodNotAllowed', `${method} statefulset is not supported by the simulator`);
+    }
+
+    match = /^\/apis\/coordination\.k8s\.io\/v1\/namespaces\/([^/]+)\/leases(?:\/([^/]+))?$/.exec(path);
+    if (match) {
+      const [, namespace, name] = match;
+      if (namespace !== ns) throw new ApiStatusError(403, 'Forbidden', `the simulator only serves namespace ${ns}`);
+      if (!name) {
+        if (method === 'GET') return list('LeaseList', 'coordination.k8s.io/v1', rv, this.state.listLeases());
+        if (method === 'POST') return this.state.createLease((await this.readBody(request)) as never);
+      } else {
+        if (method === 'GET') return this.state.getLease(name);
+        if (method === 'PUT') return this.state.replaceLease(name, (await this.readBody(request)) as never);
+        if (method === 'DELETE') return this.state.deleteLease(name);
+      }
+      throw new ApiStatusError(405, 'MethodNotAllowed', `${method} lease is not supported by the simulator`);
+    }
+
+    return this.notFound(url);
+  }
+
+  private namespaceObject() {
+    return { apiVersion: 'v1', kind: 'Namespace', metadata: { name: this.state.namespace, uid: 'sim-namespace', resourceVersion: '1' }, status: { phase: 'Active' } };
+  }
+
+  private existingPod(name: string): SimPod {
+    const pod = this.state.getPod(name);
+    if (!pod) throw new ApiStatusError(404, 'NotFound', `pods "${name}" not found`);
+    return pod;
+  }
+
+  private deletePod(name: string, url: URL, body: unknown): SimPod {
+    const fromBody = (body as { gracePeriodSeconds?: number })?.gracePeriodSeconds;
+    const fromQuery = url.searchParams.get('gracePeriodSeconds');
+    const seconds = fromQuery !== null ? Number(fromQuery) : fromBody;
+    return this.state.deletePod(name, seconds === undefined || Number.isNaN(seconds) ? undefined : seconds * 1000);
+  }
+
+  private scaleObject(set: SimStatefulSet) {
+    return {
+      apiVersion: 'autoscaling/v1',
+      kind: 'Scale',
+      metadata: { name: set.metadata.name, namespace: set.metadata.namespace, uid: set.metadata.uid, resourceVersion: set.metadata.resourceVersion, creationTimestamp: set.metadata.creationTimestamp },
+      spec: { replicas: set.spec.replicas },
+      status: { replicas: set.status.replicas, selector: Object.entries(set.spec.selector.matchLabels).map(([key, value]) => `${key}=${value}`).join(',') },
+    };
+  }
+
+  private pods(request: IncomingMessage, response: ServerResponse, url: URL, namespace: string | undefined): unknown {
+    const labels = parseLabelSelector(url.searchParams.get('labelSelector'));
+    const fields = parseFieldSelector(url.searchParams.get('fieldSelector'));
+    const matches = (pod: SimPod) => (!namespace || pod.metadata.namespace === namespace) && labels(pod.metadata.labels ?? {}) && fields(pod);
+    const watch = url.searchParams.get('watch');
+    if (watch === 'true' || watch === '1') {
+      this.watch(request, response, url, matches);
+      return undefined;
+    }
+    return list('PodList', 'v1', this.state.resourceVersion, this.state.listPods(namespace).filter(matches));
+  }
+
+  private watch(request: IncomingMessage, response: ServerResponse, url: URL, matches: (pod: SimPod) => boolean): void {
+    response.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'cache-control': 'no-cache' });
+    // Clients consider the watch established once headers arrive, which may be long before the first event.
+    response.flushHeaders();
+    const write = (type: string, object: unknown) => response.write(`${JSON.stringify({ type, object })}\n`);
+    const from = url.searchParams.get('resourceVersion');
+    if (from && from !== '0') {
+      const missed = this.state.podEventsSince(Number(from));
+      if (missed === null) {
+        write('ERROR', status(410, 'Expired', `too old resource version: ${from} (${this.state.resourceVersion})`));
+        response.end();
+        return;
+      }
+      for (const event of missed) if (matches(event.object)) write(event.type, event.object);
+    } else {
+      for (const pod of this.state.listPods().filter(matches)) write('ADDED', pod);
+    }
+
+    let timeout: NodeJS.Timeout | null = null;
+    const onEvent = (event: PodEvent) => {
+      if (!entry.stalled && matches(event.object)) write(event.type, event.object);
+    };
+    const entry: OpenWatch = {
+      response,
+      stalled: false,
+      close: () => {
+        if (!this.watches.delete(entry)) return;
+        this.state.off('pod', onEvent);
+        if (timeout) clearTimeout(timeout);
+        response.end();
+      },
+    };
+    this.watches.add(entry);
+    this.state.on('pod', onEvent);
+    request.on('close', () => entry.close());
+    const seconds = Number(url.searchParams.get('timeoutSeconds') ?? 0);
+    if (seconds > 0) timeout = setTimeout(() => entry.close(), seconds * 1000);
+  }
+}

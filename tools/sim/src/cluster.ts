@@ -1,0 +1,335 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+
+/** Pod annotation that flips the simulated Ready condition (SPEC section 8). */
+export const READY_ANNOTATION = 'sim.smart-router.io/ready';
+
+export interface ObjectMeta {
+  name: string;
+  namespace: string;
+  uid: string;
+  resourceVersion: string;
+  creationTimestamp: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  deletionTimestamp?: string;
+  deletionGracePeriodSeconds?: number;
+  ownerReferences?: Array<{ apiVersion: string; kind: string; name: string; uid: string; controller: boolean }>;
+  [key: string]: unknown;
+}
+
+export interface SimPod {
+  apiVersion: 'v1';
+  kind: 'Pod';
+  metadata: ObjectMeta;
+  spec: Record<string, unknown>;
+  status: { phase: string; podIP: string; conditions: Array<{ type: string; status: 'True' | 'False'; lastTransitionTime: string }>; [key: string]: unknown };
+}
+
+export interface SimStatefulSet {
+  apiVersion: 'apps/v1';
+  kind: 'StatefulSet';
+  metadata: ObjectMeta;
+  spec: { replicas: number; serviceName: string; selector: { matchLabels: Record<string, string> }; template: { metadata: { labels: Record<string, string>; annotations?: Record<string, string> }; spec: Record<string, unknown> } };
+  status: { replicas: number; readyReplicas: number };
+}
+
+export interface SimLease {
+  apiVersion: 'coordination.k8s.io/v1';
+  kind: 'Lease';
+  metadata: ObjectMeta;
+  spec: Record<string, unknown>;
+}
+
+export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+
+export interface PodEvent {
+  type: WatchEventType;
+  object: SimPod;
+  resourceVersion: number;
+}
+
+export interface ClusterTimings {
+  /** New pod -> Ready (unless the ready annotation says "false"). */
+  readyDelayMs: number;
+  /** DELETE -> gone, when the request asks for no grace period of its own. */
+  terminationDelayMs: number;
+  /** Gone -> the StatefulSet controller creates the replacement. */
+  recreateDelayMs: number;
+}
+
+export const DEFAULT_TIMINGS: ClusterTimings = { readyDelayMs: 400, terminationDelayMs: 200, recreateDelayMs: 100 };
+
+export class ApiStatusError extends Error {
+  constructor(readonly code: number, readonly reason: string, message: string) {
+    super(message);
+  }
+}
+
+/**
+ * The cluster's state machine: one namespace's voice-agent StatefulSet and
+ * its pods, plus Leases, with one resourceVersion counter for everything
+ * (like etcd) and a bounded history of pod events for watches to resume from.
+ * Everything a real control plane would do later (termination, the
+ * StatefulSet controller's recreation, kubelet readiness) runs on timers.
+ */
+export class ClusterState extends EventEmitter {
+  private revision = 1;
+  private readonly pods = new Map<string, SimPod>();
+  private readonly leases = new Map<string, SimLease>();
+  private readonly statefulSets = new Map<string, SimStatefulSet>();
+  private readonly history: PodEvent[] = [];
+  /** Watches from a resourceVersion below this get 410 Gone. */
+  private historyFloor = 1;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  /** UIDs of pods whose containers have started (past the ready delay). */
+  private readonly started = new Set<string>();
+
+  constructor(
+    readonly namespace: string,
+    private readonly timings: ClusterTimings,
+    private readonly historyLimit = 1000,
+  ) {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  get resourceVersion(): string {
+    return String(this.revision);
+  }
+
+  private nextRevision(): string {
+    this.revision += 1;
+    return String(this.revision);
+  }
+
+  private later(delayMs: number, action: () => void): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      action();
+    }, delayMs);
+    this.timers.add(timer);
+  }
+
+  dispose(): void {
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+  }
+
+  // ---- pods -------------------------------------------------------------
+
+  listPods(namespace?: string): SimPod[] {
+    return [...this.pods.values()].filter((pod) => !namespace || pod.metadata.namespace === namespace).map((pod) => structuredClone(pod));
+  }
+
+  getPod(name: string): SimPod | undefined {
+    const pod = this.pods.get(name);
+    return pod ? structuredClone(pod) : undefined;
+  }
+
+  private record(type: WatchEventType, pod: SimPod): void {
+    const event: PodEvent = { type, object: structuredClone(pod), resourceVersion: Number(pod.metadata.resourceVersion) };
+    this.history.push(event);
+    while (this.history.length > this.historyLimit) {
+      const dropped = this.history.shift()!;
+      this.historyFloor = dropped.resourceVersion;
+    }
+    this.emit('pod', event);
+  }
+
+  /** Pod events after `resourceVersion`, or null when that point is no longer in history (410). */
+  podEventsSince(resourceVersion: number): PodEvent[] | null {
+    if (resourceVersion < this.historyFloor) return null;
+    return this.history.filter((event) => event.resourceVersion > resourceVersion);
+  }
+
+  /** Fault injection: forget the event history, so any resumed watch gets 410 Gone. */
+  expireHistory(): void {
+    this.history.length = 0;
+    this.historyFloor = this.revision + 1;
+    this.nextRevision();
+  }
+
+  private createPod(set: SimStatefulSet, ordinal: number): void {
+    const name = `${set.metadata.name}-${ordinal}`;
+    const now = new Date().toISOString();
+    const pod: SimPod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name,
+        namespace: this.namespace,
+        uid: randomUUID(),
+        resourceVersion: this.nextRevision(),
+        creationTimestamp: now,
+        labels: { ...set.spec.template.metadata.labels, 'statefulset.kubernetes.io/pod-name': name, 'apps.kubernetes.io/pod-index': String(ordinal) },
+        annotations: { ...(set.spec.template.metadata.annotations ?? {}) },
+        ownerReferences: [{ apiVersion: 'apps/v1', kind: 'StatefulSet', name: set.metadata.name, uid: set.metadata.uid, controller: true }],
+      },
+      spec: { ...structuredClone(set.spec.template.spec), hostname: name, subdomain: set.spec.serviceName },
+      status: { phase: 'Running', podIP: '127.0.0.1', conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: now }] },
+    };
+    this.pods.set(name, pod);
+    this.record('ADDED', pod);
+    const uid = pod.metadata.uid;
+    this.later(this.timings.readyDelayMs, () => {
+      const current = this.pods.get(name);
+      if (current?.metadata.uid !== uid) return;
+      this.started.add(uid);
+      this.refreshReady(current);
+    });
+  }
+
+  /** Ready = running, not terminating and not annotated `ready: "false"`. */
+  private refreshReady(pod: SimPod): void {
+    const wanted = this.started.has(pod.metadata.uid) && !pod.metadata.deletionTimestamp && pod.metadata.annotations?.[READY_ANNOTATION] !== 'false' ? 'True' : 'False';
+    const condition = pod.status.conditions.find((entry) => entry.type === 'Ready')!;
+    if (condition.status === wanted) return;
+    condition.status = wanted;
+    condition.lastTransitionTime = new Date().toISOString();
+    pod.metadata.resourceVersion = this.nextRevision();
+    this.record('MODIFIED', pod);
+  }
+
+  /** Starts graceful deletion: terminating now, gone after the grace period, then recreated. */
+  deletePod(name: string, gracePeriodMs = this.timings.terminationDelayMs): SimPod {
+    const pod = this.pods.get(name);
+    if (!pod) throw new ApiStatusError(404, 'NotFound', `pods "${name}" not found`);
+    if (!pod.metadata.deletionTimestamp) {
+      pod.metadata.deletionTimestamp = new Date().toISOString();
+      pod.metadata.deletionGracePeriodSeconds = Math.ceil(gracePeriodMs / 1000);
+      pod.status.conditions.find((entry) => entry.type === 'Ready')!.status = 'False';
+      pod.metadata.resourceVersion = this.nextRevision();
+      this.record('MODIFIED', pod);
+      const uid = pod.metadata.uid;
+      this.later(gracePeriodMs, () => this.finishDeletion(name, uid));
+    }
+    return structuredClone(pod);
+  }
+
+  private finishDeletion(name: string, uid: string): void {
+    const pod = this.pods.get(name);
+    if (!pod || pod.metadata.uid !== uid) return;
+    this.pods.delete(name);
+    this.started.delete(uid);
+    pod.metadata.resourceVersion = this.nextRevision();
+    this.record('DELETED', pod);
+    this.later(this.timings.recreateDelayMs, () => this.reconcileStatefulSets());
+  }
+
+  patchPod(name: string, mutate: (pod: SimPod) => SimPod): SimPod {
+    const pod = this.pods.get(name);
+    if (!pod) throw new ApiStatusError(404, 'NotFound', `pods "${name}" not found`);
+    const next = mutate(structuredClone(pod));
+    // Identity and status are the server's; a patch may change labels and annotations.
+    pod.metadata.labels = { ...(next.metadata?.labels ?? {}) };
+    pod.metadata.annotations = { ...(next.metadata?.annotations ?? {}) };
+    pod.metadata.resourceVersion = this.nextRevision();
+    this.record('MODIFIED', pod);
+    this.refreshReady(pod);
+    return structuredClone(this.pods.get(name)!);
+  }
+
+  // ---- statefulsets ------------------------------------------------------
+
+  createStatefulSet(name: string, replicas: number, labels: Record<string, string>): SimStatefulSet {
+    const set: SimStatefulSet = {
+      apiVersion: 'apps/v1',
+      kind: 'StatefulSet',
+      metadata: { name, namespace: this.namespace, uid: randomUUID(), resourceVersion: this.nextRevision(), creationTimestamp: new Date().toISOString(), labels: { ...labels } },
+      spec: {
+        replicas,
+        serviceName: name,
+        selector: { matchLabels: { ...labels } },
+        template: { metadata: { labels: { ...labels } }, spec: { containers: [{ name: 'voice-agent', image: 'smart-router/sim-voice-agent:local', ports: [{ containerPort: 8000, name: 'ws' }] }] } },
+      },
+      status: { replicas: 0, readyReplicas: 0 },
+    };
+    this.statefulSets.set(name, set);
+    this.reconcileStatefulSets();
+    return this.getStatefulSet(name)!;
+  }
+
+  getStatefulSet(name: string): SimStatefulSet | undefined {
+    const set = this.statefulSets.get(name);
+    if (!set) return undefined;
+    const owned = [...this.pods.values()].filter((pod) => pod.metadata.ownerReferences?.[0]?.uid === set.metadata.uid);
+    set.status = { replicas: owned.length, readyReplicas: owned.filter((pod) => pod.status.conditions.some((entry) => entry.type === 'Ready' && entry.status === 'True')).length };
+    return structuredClone(set);
+  }
+
+  listStatefulSets(): SimStatefulSet[] {
+    return [...this.statefulSets.keys()].map((name) => this.getStatefulSet(name)!);
+  }
+
+  scale(name: string, replicas: number): SimStatefulSet {
+    const set = this.statefulSets.get(name);
+    if (!set) throw new ApiStatusError(404, 'NotFound', `statefulsets.apps "${name}" not found`);
+    if (!Number.isInteger(replicas) || replicas < 0) throw new ApiStatusError(422, 'Invalid', 'spec.replicas must be a non-negative integer');
+    if (set.spec.replicas !== replicas) {
+      set.spec.replicas = replicas;
+      set.metadata.resourceVersion = this.nextRevision();
+    }
+    this.reconcileStatefulSets();
+    return this.getStatefulSet(name)!;
+  }
+
+  /** The StatefulSet controller: create missing ordinals, delete those above `replicas`. */
+  private reconcileStatefulSets(): void {
+    for (const set of this.statefulSets.values()) {
+      for (let ordinal = 0; ordinal < set.spec.replicas; ordinal += 1) {
+        if (!this.pods.has(`${set.metadata.name}-${ordinal}`)) this.createPod(set, ordinal);
+      }
+      for (const pod of [...this.pods.values()]) {
+        const ordinal = Number(pod.metadata.labels?.['apps.kubernetes.io/pod-index']);
+        if (pod.metadata.ownerReferences?.[0]?.uid === set.metadata.uid && ordinal >= set.spec.replicas && !pod.metadata.deletionTimestamp) {
+          this.deletePod(pod.metadata.name);
+        }
+      }
+    }
+  }
+
+  // ---- leases (optimistic concurrency on resourceVersion) -----------------
+
+  getLease(name: string): SimLease {
+    const lease = this.leases.get(name);
+    if (!lease) throw new ApiStatusError(404, 'NotFound', `leases.coordination.k8s.io "${name}" not found`);
+    return structuredClone(lease);
+  }
+
+  listLeases(): SimLease[] {
+    return [...this.leases.values()].map((lease) => structuredClone(lease));
+  }
+
+  createLease(body: Partial<SimLease>): SimLease {
+    const name = body.metadata?.name;
+    if (!name) throw new ApiStatusError(422, 'Invalid', 'metadata.name: Required value');
+    if (this.leases.has(name)) throw new ApiStatusError(409, 'AlreadyExists', `leases.coordination.k8s.io "${name}" already exists`);
+    const lease: SimLease = {
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
+      metadata: { ...(body.metadata ?? {}), name, namespace: this.namespace, uid: randomUUID(), resourceVersion: this.nextRevision(), creationTimestamp: new Date().toISOString() },
+      spec: { ...(body.spec ?? {}) },
+    };
+    this.leases.set(name, lease);
+    return structuredClone(lease);
+  }
+
+  replaceLease(name: string, body: Partial<SimLease>): SimLease {
+    const current = this.leases.get(name);
+    if (!current) throw new ApiStatusError(404, 'NotFound', `leases.coordination.k8s.io "${name}" not found`);
+    const expected = body.metadata?.resourceVersion;
+    if (expected && expected !== current.metadata.resourceVersion) {
+      throw new ApiStatusError(409, 'Conflict', `Operation cannot be fulfilled on leases.coordination.k8s.io "${name}": the object has been modified; please apply your changes to the latest version and try again`);
+    }
+    const lease: SimLease = { ...current, metadata: { ...current.metadata, labels: body.metadata?.labels ?? current.metadata.labels, resourceVersion: this.nextRevision() }, spec: { ...(body.spec ?? {}) } };
+    this.leases.set(name, lease);
+    return structuredClone(lease);
+  }
+
+  deleteLease(name: string): SimLease {
+    const lease = this.getLease(name);
+    this.leases.delete(name);
+    return lease;
+  }
+}

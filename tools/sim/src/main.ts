@@ -1,0 +1,49 @@
+import Redis from 'ioredis';
+import { RedisKeys } from '@smart-router/redis-keys';
+import { SimCluster, writeKubeconfig } from './sim-cluster';
+import { SimulatedVoiceAgents } from './voice-agents';
+
+/**
+ * The simulated cluster as its own process (docker-compose's `sim` service).
+ * With ALLOCATION_API_URL and REDIS_URL set it also serves the voice-agent
+ * pods' WebSockets on VOICE_AGENTS_PORT. `npm start` embeds it instead.
+ */
+async function main(): Promise<void> {
+  const env = process.env;
+  const cluster = await SimCluster.start({
+    host: env.SIM_HOST ?? '127.0.0.1',
+    port: Number(env.SIM_PORT ?? 8001),
+    namespace: env.SIM_NAMESPACE ?? 'voice-system',
+    replicas: Number(env.SIM_REPLICAS ?? 5),
+  });
+  if (env.SIM_KUBECONFIG) writeKubeconfig(env.SIM_KUBECONFIG, env.SIM_PUBLIC_URL ?? cluster.url, cluster.namespace);
+  let agents: SimulatedVoiceAgents | null = null;
+  let redis: Redis | null = null;
+  if (env.ALLOCATION_API_URL && env.REDIS_URL) {
+    const keys = new RedisKeys(env.REDIS_PREFIX ?? 'voice:');
+    const client = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 1 });
+    client.on('error', () => undefined);
+    redis = client;
+    agents = new SimulatedVoiceAgents({
+      host: env.SIM_HOST ?? '127.0.0.1',
+      port: Number(env.VOICE_AGENTS_PORT ?? 8090),
+      allocationApiUrl: env.ALLOCATION_API_URL,
+      podOfCall: async (callSid) => client.hget(keys.call(callSid), 'pod_name'),
+      podExists: (pod) => Boolean(cluster.getPod(pod)),
+    });
+    await agents.start();
+  }
+  process.stdout.write(`${JSON.stringify({ level: 'info', service: 'sim', message: 'simulated Kubernetes API listening', url: cluster.url, voiceAgents: Boolean(agents) })}\n`);
+  const stop = () => {
+    void Promise.all([cluster.stop(), agents?.stop(), redis?.quit().catch(() => undefined)]).finally(() => process.exit(0));
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+if (require.main === module) {
+  main().catch((error: unknown) => {
+    process.stderr.write(`sim failed: ${(error as Error)?.stack ?? String(error)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,127 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { SimApiServer } from './api-server';
+import { ClusterState, ClusterTimings, DEFAULT_TIMINGS, READY_ANNOTATION, SimPod } from './cluster';
+
+export interface SimClusterOptions {
+  port?: number;
+  host?: string;
+  namespace?: string;
+  /** The voice-agent StatefulSet's name (its pods are `{name}-{ordinal}`) and `app` label. */
+  statefulSet?: string;
+  replicas?: number;
+  /** Write a kubeconfig pointing at this server (current context's namespace = ours). */
+  kubeconfigPath?: string;
+  timings?: Partial<ClusterTimings>;
+  /** Pod events kept for watches to resume from; older resourceVersions get 410. */
+  historyLimit?: number;
+}
+
+/**
+ * A simulated Kubernetes cluster in one process: the API server plus the
+ * controllers that matter to the router. Tests drive it through the REST API
+ * (as the apps do) or through these methods; faults are injected here.
+ */
+export class SimCluster {
+  private constructor(
+    readonly state: ClusterState,
+    private readonly api: SimApiServer,
+    readonly url: string,
+    readonly namespace: string,
+    readonly statefulSetName: string,
+  ) {}
+
+  static async start(options: SimClusterOptions = {}): Promise<SimCluster> {
+    const namespace = options.namespace ?? 'voice-system';
+    const name = options.statefulSet ?? 'voice-agent';
+    const host = options.host ?? '127.0.0.1';
+    const state = new ClusterState(namespace, { ...DEFAULT_TIMINGS, ...options.timings }, options.historyLimit);
+    const api = new SimApiServer(state);
+    const port = await api.listen(options.port ?? 0, host);
+    const cluster = new SimCluster(state, api, `http://${host}:${port}`, namespace, name);
+    state.createStatefulSet(name, options.replicas ?? 5, { app: name });
+    if (options.kubeconfigPath) writeKubeconfig(options.kubeconfigPath, cluster.url, namespace);
+    return cluster;
+  }
+
+  async stop(): Promise<void> {
+    this.state.dispose();
+    await this.api.close();
+  }
+
+  getPod(name: string): SimPod | undefined {
+    return this.state.getPod(name);
+  }
+
+  listPods(): SimPod[] {
+    return this.state.listPods(this.namespace);
+  }
+
+  isReady(name: string): boolean {
+    return this.getPod(name)?.status.conditions.some((condition) => condition.type === 'Ready' && condition.status === 'True') ?? false;
+  }
+
+  /** Graceful delete; the StatefulSet recreates the pod with a new UID. */
+  deletePod(name: string, gracePeriodMs?: number): SimPod {
+    return this.state.deletePod(name, gracePeriodMs);
+  }
+
+  setReady(name: string, ready: boolean): SimPod {
+    return this.state.patchPod(name, (pod) => ({ ...pod, metadata: { ...pod.metadata, annotations: { ...pod.metadata.annotations, [READY_ANNOTATION]: String(ready) } } }));
+  }
+
+  setLabels(name: string, labels: Record<string, string>): SimPod {
+    return this.state.patchPod(name, (pod) => ({ ...pod, metadata: { ...pod.metadata, labels: { ...pod.metadata.labels, ...labels } } }));
+  }
+
+  scale(replicas: number): void {
+    this.state.scale(this.statefulSetName, replicas);
+  }
+
+  /** Fault: end every open watch now. */
+  dropWatches(): number {
+    return this.api.dropWatches();
+  }
+
+  /** Fault: forget event history, so resumed watches get 410 Gone and must relist. */
+  expireHistory(): void {
+    this.state.expireHistory();
+  }
+
+  /** Fault: open watches hang silently (connected, nothing delivered). */
+  stallWatches(): number {
+    return this.api.stallWatches();
+  }
+
+  get openWatches(): number {
+    return this.api.openWatches;
+  }
+}
+
+/** A kubeconfig for kubectl and client-node: plain HTTP on loopback, a dummy token. */
+export function writeKubeconfig(path: string, server: string, namespace: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const lines = [
+    'apiVersion: v1',
+    'kind: Config',
+    'clusters:',
+    '- name: smart-router-sim',
+    '  cluster:',
+    `    server: ${server}`,
+    // client-node refuses plain HTTP unless TLS verification is explicitly off.
+    '    insecure-skip-tls-verify: true',
+    'users:',
+    '- name: smart-router-sim',
+    '  user:',
+    '    token: simulated',
+    'contexts:',
+    '- name: smart-router-sim',
+    '  context:',
+    '    cluster: smart-router-sim',
+    '    user: smart-router-sim',
+    `    namespace: ${namespace}`,
+    'current-context: smart-router-sim',
+    '',
+  ];
+  writeFileSync(path, lines.join('\n'));
+}

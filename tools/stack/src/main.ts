@@ -1,0 +1,62 @@
+import { join } from 'node:path';
+import { DEFAULT_PORTS, LocalStack } from './stack';
+
+/**
+ * `npm start`: the whole stack on the default ports until Ctrl-C.
+ * REDIS_URL set = use that Redis; otherwise a local redis-server is started
+ * (port REDIS_PORT, default 6379, data under .local/).
+ */
+async function main(): Promise<void> {
+  const root = join(__dirname, '..', '..', '..', '..');
+  const logDir = join(root, '.local');
+  const stack = await LocalStack.start({
+    root,
+    ports: DEFAULT_PORTS,
+    redisUrl: process.env.REDIS_URL || undefined,
+    redisPort: Number(process.env.REDIS_PORT ?? 6379),
+    logDir,
+    env: Object.fromEntries(
+      ['TIER_CONFIG', 'REDIS_PREFIX', 'API_TOKENS', 'ADMIN_VIEWER_TOKENS', 'ADMIN_OPERATOR_TOKENS', 'TWILIO_AUTH_TOKENS', 'PLIVO_AUTH_TOKENS', 'EXOTEL_CREDENTIALS', 'LOG_LEVEL', 'DEFAULT_CHAIN', 'EXTRA_PODS_TIER', 'MAX_CALL_DURATION_SECONDS']
+        .filter((name) => process.env[name])
+        .map((name) => [name, process.env[name] as string]),
+    ),
+  });
+  const base = stack.url('gateway');
+  process.stdout.write(
+    [
+      '',
+      'Smart Router is running.',
+      `  base URL (gateway)     ${base}`,
+      `  allocation-api         ${stack.url('allocation-api')}`,
+      `  webhooks               ${stack.url('webhooks')}`,
+      `  admin                  ${stack.url('admin')}`,
+      `  pod-watcher            ${stack.url('pod-watcher')}`,
+      `  reconciler             ${stack.url('reconciler')}`,
+      `  simulated Kubernetes   http://127.0.0.1:${stack.ports.sim}   (kubectl --kubeconfig .local/kubeconfig get pods)`,
+      `  redis                  ${stack.redisUrl}`,
+      `  logs                   .local/*.log`,
+      '',
+      'Try:',
+      `  curl -s -X POST ${base}/api/v1/allocate -H 'Content-Type: application/json' -d '{"call_sid":"test-001"}'`,
+      `  curl -s ${base}/api/v1/status`,
+      `  curl -s -X POST ${base}/api/v1/release -H 'Content-Type: application/json' -d '{"call_sid":"test-001"}'`,
+      '',
+      'Ctrl-C stops everything.',
+      '',
+    ].join('\n'),
+  );
+  let stopping = false;
+  const shutdown = () => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write('stopping...\n');
+    void stack.stop().finally(() => process.exit(0));
+  };
+  process.on('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`npm start failed: ${(error as Error)?.stack ?? String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,204 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, mkdirSync, WriteStream } from 'node:fs';
+import { join } from 'node:path';
+import Redis from 'ioredis';
+import { Gateway } from '@smart-router/gateway';
+import { RedisKeys } from '@smart-router/redis-keys';
+import { ClusterTimings, SimCluster, SimulatedVoiceAgents } from '@smart-router/sim';
+import { RedisServer, freePort, waitFor } from '@smart-router/testing';
+
+export const APPS = ['allocation-api', 'webhooks', 'admin', 'pod-watcher', 'reconciler'] as const;
+export type AppName = (typeof APPS)[number];
+
+export interface StackPorts {
+  gateway: number;
+  sim: number;
+  voiceAgents: number;
+  apps: Record<AppName, number>;
+}
+
+/** The local defaults (SPEC section 8); tests pass 0 everywhere for free ports. */
+export const DEFAULT_PORTS: StackPorts = {
+  gateway: 8000,
+  sim: 8001,
+  voiceAgents: 8090,
+  apps: { 'allocation-api': 8080, webhooks: 8081, admin: 8082, 'pod-watcher': 8083, reconciler: 8084 },
+};
+
+export interface StackOptions {
+  root: string;
+  ports?: StackPorts;
+  /** Use this Redis instead of starting one. */
+  redisUrl?: string;
+  redisPort?: number;
+  /** Extra environment for every app (e.g. TIER_CONFIG, tokens, short job intervals). */
+  env?: Record<string, string>;
+  replicas?: number;
+  /** Directory for the apps' logs (stdout+stderr, one file per process). */
+  logDir: string;
+  /** Mirror app logs to this process's stdout. */
+  echo?: boolean;
+  /** Which apps to run (default: all five). */
+  apps?: readonly AppName[];
+  /** Simulated cluster timings (tests shorten them). */
+  simTimings?: Partial<ClusterTimings>;
+}
+
+interface RunningApp {
+  child: ChildProcess;
+  log: WriteStream;
+  exited: Promise<number | null>;
+}
+
+async function pickPort(port: number): Promise<number> {
+  return port === 0 ? freePort() : port;
+}
+
+/**
+ * The whole system on one machine: redis-server, the simulated Kubernetes
+ * API with its voice-agent StatefulSet, the simulated pods' WebSocket
+ * endpoint, the five apps as separate processes (built output, as deployed)
+ * and the gateway. `npm start` and the end-to-end tests both use it.
+ */
+export class LocalStack {
+  readonly running = new Map<string, RunningApp>();
+  private redisServer: RedisServer | null = null;
+  private redis: Redis | null = null;
+  sim!: SimCluster;
+  agents!: SimulatedVoiceAgents;
+  gateway!: Gateway;
+  ports!: StackPorts;
+  redisUrl!: string;
+  keys!: RedisKeys;
+  private instanceCounter = 0;
+
+  private constructor(private readonly options: StackOptions) {}
+
+  static async start(options: StackOptions): Promise<LocalStack> {
+    const stack = new LocalStack(options);
+    try {
+      await stack.boot();
+    } catch (error) {
+      await stack.stop();
+      throw error;
+    }
+    return stack;
+  }
+
+  get kubeconfigPath(): string {
+    return join(this.options.logDir, 'kubeconfig');
+  }
+
+  url(app: AppName | 'gateway'): string {
+    return `http://127.0.0.1:${app === 'gateway' ? this.ports.gateway : this.ports.apps[app]}`;
+  }
+
+  private async boot(): Promise<void> {
+    mkdirSync(this.options.logDir, { recursive: true });
+    const requested = this.options.ports ?? DEFAULT_PORTS;
+    const apps = {} as Record<AppName, number>;
+    for (const app of APPS) apps[app] = await pickPort(requested.apps[app]);
+    this.ports = { gateway: await pickPort(requested.gateway), sim: await pickPort(requested.sim), voiceAgents: await pickPort(requested.voiceAgents), apps };
+
+    if (this.options.redisUrl) {
+      this.redisUrl = this.options.redisUrl;
+    } else {
+      this.redisServer = await RedisServer.start(this.options.redisPort);
+      this.redisUrl = this.redisServer.url;
+    }
+    this.keys = new RedisKeys(this.options.env?.REDIS_PREFIX ?? 'voice:');
+    this.redis = new Redis(this.redisUrl, { maxRetriesPerRequest: 1 });
+    this.redis.on('error', () => undefined);
+
+    this.sim = await SimCluster.start({ port: this.ports.sim, host: '127.0.0.1', replicas: this.options.replicas ?? 5, kubeconfigPath: this.kubeconfigPath, timings: this.options.simTimings });
+    this.agents = new SimulatedVoiceAgents({
+      host: '127.0.0.1',
+      port: this.ports.voiceAgents,
+      allocationApiUrl: this.url('allocation-api'),
+      podOfCall: async (callSid) => (await this.redis!.hget(this.keys.call(callSid), 'pod_name')) ?? null,
+      podExists: (pod) => Boolean(this.sim.getPod(pod)),
+    });
+    await this.agents.start();
+
+    const wanted = this.options.apps ?? APPS;
+    for (const app of ['reconciler', 'pod-watcher', 'allocation-api', 'webhooks', 'admin'] as AppName[]) if (wanted.includes(app)) await this.startApp(app);
+    this.gateway = new Gateway({
+      host: '127.0.0.1',
+      port: this.ports.gateway,
+      upstreams: {
+        allocationApi: this.url('allocation-api'),
+        webhooks: this.url('webhooks'),
+        admin: this.url('admin'),
+        voiceAgents: `http://127.0.0.1:${this.ports.voiceAgents}`,
+      },
+    });
+    await this.gateway.start();
+    await Promise.all(wanted.map((app) => this.waitReady(app)));
+  }
+
+  appEnv(app: AppName, port: number, extra: Record<string, string> = {}): Record<string, string> {
+    this.instanceCounter += 1;
+    return {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      REDIS_URL: this.redisUrl,
+      HTTP_PORT: String(port),
+      HOST: '127.0.0.1',
+      KUBECONFIG: this.kubeconfigPath,
+      NAMESPACE: 'voice-system',
+      POD_LABEL_SELECTOR: 'app=voice-agent',
+      VOICE_AGENT_BASE_URL: `ws://127.0.0.1:${this.ports.gateway}`,
+      PUBLIC_BASE_URL: `http://127.0.0.1:${this.ports.gateway}`,
+      POD_IDENTITY: `${app}-${this.instanceCounter}`,
+      LOG_LEVEL: 'info',
+      ...this.options.env,
+      ...extra,
+    };
+  }
+
+  /** Starts an app (or another instance of it under `instance`) as a child process. */
+  async startApp(app: AppName, options: { instance?: string; port?: number; env?: Record<string, string> } = {}): Promise<string> {
+    const instance = options.instance ?? app;
+    const port = options.port ?? this.ports.apps[app];
+    const log = createWriteStream(join(this.options.logDir, `${instance}.log`), { flags: 'a' });
+    const child = spawn(process.execPath, [join(this.options.root, 'dist', 'apps', app, 'src', 'main.js')], {
+      env: this.appEnv(app, port, options.env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    for (const stream of [child.stdout, child.stderr]) {
+      stream?.pipe(log, { end: false });
+      if (this.options.echo) stream?.on('data', (chunk: Buffer) => process.stdout.write(chunk));
+    }
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    this.running.set(instance, { child, log, exited });
+    return instance;
+  }
+
+  async waitReady(app: AppName, port = this.ports.apps[app], timeoutMs = 30000): Promise<void> {
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/ready`)).status === 200, { timeoutMs, intervalMs: 100, what: `${app} on port ${port} to be ready` });
+  }
+
+  /** SIGTERM (or another signal) an instance and wait for it to exit. */
+  async stopApp(instance: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    const running = this.running.get(instance);
+    if (!running) return null;
+    this.running.delete(instance);
+    running.child.kill(signal);
+    const code = await running.exited;
+    running.log.end();
+    return code;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.running.keys()].map((instance) => this.stopApp(instance)));
+    await this.gateway?.stop().catch(() => undefined);
+    await this.agents?.stop().catch(() => undefined);
+    await this.sim?.stop().catch(() => undefined);
+    await this.redis?.quit().catch(() => undefined);
+    await this.redisServer?.dispose();
+  }
+
+  get redisServerHandle(): RedisServer | null {
+    return this.redisServer;
+  }
+}
