@@ -1,0 +1,208 @@
+import { existsSync } from 'node:fs';
+import { parse } from 'yaml';
+import { EnvReader, readCommonSettings, readRedisSettings } from '@smart-router/config';
+import { parseDockerfile, stage } from './dockerfile';
+import { child, children, parseNginx, serverListeningOn } from './nginx-config';
+import { GATEWAY_PORT, SIM_PORT, SPEC_APP_PORTS, appExists, appNames, configuredDefaultPort, readRepoFile, repoPath, undocumentedVariables, variablesReadBy } from './repository';
+
+interface ComposeService {
+  image?: string;
+  build?: { context?: string; dockerfile?: string; target?: string; args?: Record<string, string> };
+  command?: string[] | string;
+  environment?: Record<string, string | number | null> | string[];
+  ports?: string[];
+  volumes?: string[];
+  healthcheck?: { test?: string[] | string; disable?: boolean };
+  depends_on?: Record<string, { condition?: string }> | string[];
+  cap_drop?: string[];
+  security_opt?: string[];
+}
+
+interface ComposeFile {
+  services?: Record<string, ComposeService>;
+  volumes?: Record<string, unknown>;
+}
+
+const compose = parse(readRepoFile('docker-compose.yml'), { merge: true }) as ComposeFile;
+const services = compose.services ?? {};
+const apps = appNames();
+const dockerfile = parseDockerfile(readRepoFile('docker', 'Dockerfile'));
+
+/** Compose's interpolation with nothing set in the shell: `${X:-d}` -> d, `${X}` -> '', `$$` -> '$'. */
+function interpolate(value: string): string {
+  return value.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}/g, (whole, _name: string | undefined, fallback: string | undefined) => (whole === '$$' ? '$' : (fallback ?? '')));
+}
+
+function environment(service: ComposeService): Record<string, string> {
+  const raw = service.environment ?? {};
+  const entries = Array.isArray(raw) ? raw.map((item) => item.split('=', 2) as [string, string]) : Object.entries(raw).map(([key, value]) => [key, value === null ? '' : String(value)] as [string, string]);
+  return Object.fromEntries(entries.map(([key, value]) => [key, interpolate(value ?? '')]));
+}
+
+function dependencies(service: ComposeService): Record<string, string | undefined> {
+  const raw = service.depends_on ?? {};
+  return Array.isArray(raw) ? Object.fromEntries(raw.map((name) => [name, undefined])) : Object.fromEntries(Object.entries(raw).map(([name, spec]) => [name, spec?.condition]));
+}
+
+function healthTest(service: ComposeService): string[] {
+  const test = service.healthcheck?.test;
+  return Array.isArray(test) ? test : typeof test === 'string' ? ['CMD-SHELL', test] : [];
+}
+
+/** `[host:]published:target` -> { host, published, target } */
+function ports(service: ComposeService): { host?: string; published: number; target: number }[] {
+  return (service.ports ?? []).map((spec) => {
+    const parts = String(spec).split(':');
+    const target = Number(parts[parts.length - 1]);
+    const published = Number(parts[parts.length - 2] ?? target);
+    return { host: parts.length === 3 ? parts[0] : undefined, published, target };
+  });
+}
+
+/** `name:/path[:ro]` named-volume mounts. */
+function mounts(service: ComposeService): { source: string; target: string; readOnly: boolean }[] {
+  return (service.volumes ?? []).map((spec) => {
+    const [source, target, mode] = String(spec).split(':');
+    return { source, target, readOnly: mode === 'ro' };
+  });
+}
+
+describe('docker-compose.yml', () => {
+  it('runs every app, redis, the simulated cluster and the gateway', () => {
+    expect(apps).toEqual(expect.arrayContaining(Object.keys(SPEC_APP_PORTS)));
+    for (const name of [...apps, 'redis', 'sim', 'gateway']) expect({ name, defined: name in services }).toEqual({ name, defined: true });
+  });
+
+  it.each(apps)('builds %s from docker/Dockerfile with APP naming the app', (app) => {
+    const build = services[app]?.build;
+    expect(build?.context).toBe('.');
+    expect(existsSync(repoPath(build?.context ?? '-', build?.dockerfile ?? '-'))).toBe(true);
+    expect(build?.dockerfile).toBe('docker/Dockerfile');
+    expect(stage(dockerfile, build?.target ?? '')).toBeDefined();
+    expect(build?.target).toBe('app');
+    expect(build?.args?.APP).toBe(app);
+    expect({ app, exists: appExists(build?.args?.APP ?? '') }).toEqual({ app, exists: true });
+  });
+
+  it('builds the simulated cluster from the sim stage', () => {
+    expect(services.sim.build?.dockerfile).toBe('docker/Dockerfile');
+    expect(stage(dockerfile, services.sim.build?.target ?? '')?.name).toBe('sim');
+  });
+
+  it.each(apps)('publishes %s on its npm start port, on loopback', (app) => {
+    const port = SPEC_APP_PORTS[app];
+    const configured = configuredDefaultPort(app);
+    if (configured !== undefined) expect(configured).toBe(port);
+    expect(ports(services[app])).toEqual([{ host: '127.0.0.1', published: port, target: port }]);
+    expect(environment(services[app]).HTTP_PORT).toBe(String(port));
+  });
+
+  it('publishes the gateway on 8000 where nginx listens, and the simulated Kubernetes API on 8001', () => {
+    expect(ports(services.gateway)).toEqual([{ host: '127.0.0.1', published: GATEWAY_PORT, target: GATEWAY_PORT }]);
+    const mount = (services.gateway.volumes ?? []).map(String).find((spec) => spec.endsWith(':/etc/nginx/nginx.conf:ro'));
+    expect(mount).toBe('./docker/nginx/nginx.conf:/etc/nginx/nginx.conf:ro');
+    const nginx = parseNginx(readRepoFile('docker', 'nginx', 'nginx.conf'));
+    expect(serverListeningOn(nginx, GATEWAY_PORT)).toBeDefined();
+    expect(ports(services.sim)).toEqual([{ host: '127.0.0.1', published: SIM_PORT, target: SIM_PORT }]);
+    expect(environment(services.sim).SIM_PORT).toBe(String(SIM_PORT));
+  });
+
+  it.each(Object.keys(services))('gives %s a healthcheck', (name) => {
+    const test = healthTest(services[name]);
+    expect(services[name].healthcheck?.disable).not.toBe(true);
+    expect(['CMD', 'CMD-SHELL']).toContain(test[0]);
+    expect(test.length).toBeGreaterThan(1);
+  });
+
+  it.each(apps)('reports %s healthy only when /ready answers', (app) => {
+    expect(healthTest(services[app])).toEqual(['CMD', 'node', '/app/healthcheck.cjs', '/ready']);
+  });
+
+  it.each(Object.keys(services))('starts %s only after what it depends on is healthy', (name) => {
+    for (const [dependency, condition] of Object.entries(dependencies(services[name]))) {
+      expect({ dependency, defined: dependency in services }).toEqual({ dependency, defined: true });
+      expect({ dependency, condition }).toEqual({ dependency, condition: 'service_healthy' });
+      expect(healthTest(services[dependency]).length).toBeGreaterThan(1);
+    }
+  });
+
+  it('orders the stack: Redis first, the cluster before the watchers, every upstream before the gateway', () => {
+    for (const app of apps) expect(dependencies(services[app])).toHaveProperty('redis', 'service_healthy');
+    for (const app of ['pod-watcher', 'reconciler']) expect(dependencies(services[app])).toHaveProperty('sim', 'service_healthy');
+    expect(dependencies(services.sim)).toHaveProperty('redis', 'service_healthy');
+    const nginx = parseNginx(readRepoFile('docker', 'nginx', 'nginx.conf'));
+    const hosts = children(child(nginx, 'http')?.block, 'upstream').flatMap((upstream) => children(upstream.block, 'server').map((server) => server.args[0].split(':')[0]));
+    expect(hosts.length).toBeGreaterThanOrEqual(4);
+    for (const host of hosts) expect({ host, condition: dependencies(services.gateway)[host] }).toEqual({ host, condition: 'service_healthy' });
+  });
+
+  it('points every nginx upstream at a service port that is served', () => {
+    const nginx = parseNginx(readRepoFile('docker', 'nginx', 'nginx.conf'));
+    for (const upstream of children(child(nginx, 'http')?.block, 'upstream')) {
+      for (const server of children(upstream.block, 'server')) {
+        const [host, port] = server.args[0].split(':');
+        // Docker's DNS, not a start-up lookup: a recreated container gets a new address.
+        expect(server.args).toContain('resolve');
+        const served = host === 'sim' ? environment(services.sim).VOICE_AGENTS_PORT : environment(services[host] ?? {}).HTTP_PORT;
+        expect({ upstream: upstream.args[0], port }).toEqual({ upstream: upstream.args[0], port: served });
+      }
+    }
+    expect(child(child(nginx, 'http')?.block, 'resolver')?.args[0]).toBe('127.0.0.11');
+    // `resolve` on an upstream server is in open-source nginx from 1.27.3 on.
+    const version = /:(\d+)\.(\d+)\.(\d+)/.exec(services.gateway.image ?? '')?.slice(1).map(Number) ?? [0, 0, 0];
+    expect(version[0] * 1e6 + version[1] * 1e3 + version[2]).toBeGreaterThanOrEqual(1027003);
+  });
+
+  it('keeps Redis data in an append-only file on a named volume', () => {
+    const command = ([] as string[]).concat(services.redis.command ?? []).join(' ');
+    expect(command).toMatch(/--appendonly yes/);
+    expect(mounts(services.redis)).toContainEqual({ source: 'redis-data', target: '/data', readOnly: false });
+    expect(compose.volumes).toHaveProperty('redis-data');
+    expect(healthTest(services.redis)).toEqual(['CMD', 'redis-cli', 'ping']);
+  });
+
+  it('hands the simulated cluster kubeconfig to the watchers, read-only', () => {
+    const sim = environment(services.sim);
+    const volume = mounts(services.sim).find((mount) => sim.SIM_KUBECONFIG?.startsWith(`${mount.target}/`));
+    expect(volume).toMatchObject({ readOnly: false });
+    expect(compose.volumes).toHaveProperty(volume?.source ?? '-');
+    expect(sim.SIM_PUBLIC_URL).toBe(`http://sim:${sim.SIM_PORT}`);
+    expect(sim.ALLOCATION_API_URL).toBe(`http://allocation-api:${SPEC_APP_PORTS['allocation-api']}`);
+    expect(sim.REDIS_URL).toBe(environment(services['allocation-api']).REDIS_URL);
+    expect(sim.REDIS_PREFIX).toBe(environment(services['allocation-api']).REDIS_PREFIX);
+    expect(healthTest(services.sim)).toContain(`file:${sim.SIM_KUBECONFIG}`);
+    for (const app of ['pod-watcher', 'reconciler']) {
+      expect(environment(services[app]).KUBECONFIG).toBe(sim.SIM_KUBECONFIG);
+      expect(mounts(services[app])).toContainEqual({ source: volume?.source, target: volume?.target, readOnly: true });
+    }
+  });
+
+  it.each(apps)('sets only documented variables for %s, and values its config accepts', (app) => {
+    const env = environment(services[app]);
+    expect(undocumentedVariables(app, Object.keys(env))).toEqual([]);
+    expect(env.HOST).toBe('0.0.0.0');
+    expect(new URL(env.REDIS_URL).hostname).toBe('redis');
+    const reader = new EnvReader(env);
+    const read = variablesReadBy(app);
+    if (read === undefined || read.has('TIER_CONFIG')) expect(() => readCommonSettings(reader)).not.toThrow();
+    else expect(() => readRedisSettings(reader)).not.toThrow();
+    if ('VOICE_AGENT_BASE_URL' in env) expect(env.VOICE_AGENT_BASE_URL).toBe(`ws://127.0.0.1:${GATEWAY_PORT}`);
+    if ('PUBLIC_BASE_URL' in env) expect(env.PUBLIC_BASE_URL).toBe(`http://127.0.0.1:${GATEWAY_PORT}`);
+  });
+
+  it('gives the URL-building apps the gateway address', () => {
+    for (const app of ['allocation-api', 'webhooks']) expect(environment(services[app]).VOICE_AGENT_BASE_URL).toBe(`ws://127.0.0.1:${GATEWAY_PORT}`);
+    expect(environment(services.webhooks).PUBLIC_BASE_URL).toBe(`http://127.0.0.1:${GATEWAY_PORT}`);
+  });
+
+  it.each(Object.keys(services))('pins the image of %s and drops its privileges', (name) => {
+    const image = services[name].image ?? '';
+    expect(image).toMatch(/:[A-Za-z0-9._-]+$/);
+    expect(image).not.toMatch(/:latest$/);
+    if (name !== 'redis') {
+      // redis' entrypoint needs its capabilities to drop to the redis user itself.
+      expect(services[name].cap_drop).toEqual(['ALL']);
+      expect(services[name].security_opt).toContain('no-new-privileges:true');
+    }
+  });
+});

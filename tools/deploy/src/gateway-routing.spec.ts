@@ -1,0 +1,201 @@
+import { basename, dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { Upstreams, WS_PATH, route } from '@smart-router/gateway';
+import { Directive, actionOf, child, children, locations, parseNginx, proxyTargets, selectLocation, serverListeningOn } from './nginx-config';
+import { GATEWAY_PORT, SPEC_APP_PORTS, repoPath } from './repository';
+
+/**
+ * SPEC section 2's public routing exists three times: tools/gateway (npm
+ * start), docker/nginx (compose) and the Kubernetes nginx-router. Every path
+ * here must get the same answer from all three.
+ */
+const PATHS = [
+  '/api/v1/allocate',
+  '/api/v1/release',
+  '/api/v1/allocate/',
+  '/api/v1/allocates',
+  '/api/v1/releases',
+  '/API/v1/allocate',
+  '/api/v1/twilio',
+  '/api/v1/twilio/allocate',
+  '/api/v1/twilio/status',
+  '/api/v1/plivo/allocate',
+  '/api/v1/plivo/status',
+  '/api/v1/exotel/allocate',
+  '/api/v1/exotel/',
+  '/api/v1/twilios/allocate',
+  '/api/v1/vonage/allocate',
+  '/agent/voice/breeze-buddy/twilio/callback',
+  '/agent/voice/breeze-buddy/twilio/callback/',
+  '/agent/voice/breeze-buddy/twilio/callback/test-template',
+  '/agent/voice/breeze-buddy/plivo/callback/t1',
+  '/agent/voice/breeze-buddy/exotel/callback/t1',
+  '/agent/voice/breeze-buddy/twilio/callbacks',
+  '/agent/voice/breeze-buddy/vonage/callback/t1',
+  '/api/v1/status',
+  '/api/v1/status/',
+  '/api/v1/drain',
+  '/api/v1/undrain',
+  '/api/v1/pod/voice-agent-1',
+  '/api/v1/pod/',
+  '/api/v1/pod',
+  '/api/v1/admin/invariants',
+  '/api/v1/admin/calls/CA123',
+  '/api/v1/admin/merchants/acme',
+  '/api/v1/admin',
+  '/ws/pod/voice-agent-2/CA123',
+  '/ws/pod/voice-agent-0/call.with:odd-chars_1',
+  `/ws/pod/${'a'.repeat(63)}/CA1`,
+  `/ws/pod/${'a'.repeat(64)}/CA1`,
+  `/ws/pod/voice-agent-1/${'c'.repeat(128)}`,
+  `/ws/pod/voice-agent-1/${'c'.repeat(129)}`,
+  '/ws/pod/Bad_Pod/CA1',
+  '/ws/pod/voice-agent-1/',
+  '/ws/pod/voice-agent-1/CA1/extra',
+  '/ws/pod/-bad/CA1',
+  '/ws/pod/',
+  '/health',
+  '/ready',
+  '/metrics',
+  '/openapi.json',
+  '/',
+  '/nope',
+];
+
+type Expectation = { targets: string[] } | { status: number; body: unknown };
+
+function expected(path: string, upstreams: (pod: string) => Record<keyof Upstreams, string>): Expectation {
+  const decision = route(path);
+  if ('status' in decision) return { status: decision.status, body: decision.body };
+  const pod = WS_PATH.exec(path)?.[1] ?? '';
+  return { targets: [upstreams(pod)[decision.upstream]] };
+}
+
+function actual(config: Directive[], server: Directive, path: string): Expectation {
+  const selected = selectLocation(server, path);
+  if (!selected) throw new Error(`no location takes ${path}`);
+  const action = actionOf(selected.location, selected.captures);
+  if (!action) throw new Error(`location ${selected.location.pattern} neither proxies nor returns`);
+  if ('status' in action) return { status: action.status, body: JSON.parse(action.body) as unknown };
+  return { targets: proxyTargets(config, action.proxyPass) };
+}
+
+const appAddress = (app: keyof typeof SPEC_APP_PORTS) => `${app}:${SPEC_APP_PORTS[app]}`;
+
+const CONFIGS = [
+  {
+    name: 'compose (docker/nginx/nginx.conf)',
+    file: repoPath('docker', 'nginx', 'nginx.conf'),
+    upstreams: (): Record<keyof Upstreams, string> => ({
+      allocationApi: appAddress('allocation-api'),
+      webhooks: appAddress('webhooks'),
+      admin: appAddress('admin'),
+      // The simulated voice agents: one endpoint for every pod name.
+      voiceAgents: 'sim:8090',
+    }),
+    adminRestricted: false,
+  },
+  {
+    name: 'Kubernetes (k8s/base/nginx-router/nginx.conf)',
+    file: repoPath('k8s', 'base', 'nginx-router', 'nginx.conf'),
+    upstreams: (pod: string): Record<keyof Upstreams, string> => ({
+      allocationApi: appAddress('allocation-api'),
+      webhooks: appAddress('webhooks'),
+      admin: appAddress('admin'),
+      // That exact pod through the voice-agent StatefulSet's headless Service.
+      voiceAgents: `${pod}.voice-agent.voice-system.svc.cluster.local:8000`,
+    }),
+    adminRestricted: true,
+  },
+];
+
+describe.each(CONFIGS)('$name', ({ file, upstreams, adminRestricted }) => {
+  // Includes resolve beside the file (the ConfigMap mounts them together).
+  const config = parseNginx(readFileSync(file, 'utf8'), { include: (path) => readFileSync(join(dirname(file), basename(path)), 'utf8') });
+  const http = child(config, 'http');
+  const server = serverListeningOn(config, GATEWAY_PORT);
+
+  it(`has the public server on port ${GATEWAY_PORT}`, () => {
+    expect(server).toBeDefined();
+  });
+
+  it.each(PATHS)('routes %s as tools/gateway does', (path) => {
+    expect(actual(config, server!, path)).toEqual(expected(path, upstreams));
+  });
+
+  it('answers nginx-detected upstream failures in the API error shape', () => {
+    const page = children(server?.block, 'error_page')[0];
+    expect(page?.args.slice(0, 3)).toEqual(['502', '503', '504']);
+    const named = children(server?.block, 'location').find((location) => location.args[0] === page?.args[page.args.length - 1]);
+    const answer = child(named?.block, 'return');
+    expect(JSON.parse(answer?.args[1] ?? '{}')).toEqual({ error: 'upstream unavailable', code: 'BAD_GATEWAY' });
+    expect(child(server?.block, 'default_type')?.args).toEqual(['application/json']);
+  });
+
+  it('passes WebSocket upgrades and the forwarded URL to every upstream', () => {
+    const headers = new Map(children(server?.block, 'proxy_set_header').map((directive) => [directive.args[0], directive.args[1]]));
+    expect(headers.get('Upgrade')).toBe('$http_upgrade');
+    expect(headers.get('Connection')).toBe('$connection_upgrade');
+    // Webhook signatures are computed over the URL the provider called.
+    expect(headers.get('X-Forwarded-Proto')).toBeDefined();
+    expect(headers.get('X-Forwarded-Host')).toBeDefined();
+    expect(headers.get('X-Forwarded-For')).toBe('$proxy_add_x_forwarded_for');
+    expect(child(server?.block, 'proxy_http_version')?.args).toEqual(['1.1']);
+    const upgradeMap = children(http?.block, 'map').find((map) => map.args[1] === '$connection_upgrade');
+    expect(upgradeMap?.args[0]).toBe('$http_upgrade');
+    // A location with its own proxy_set_header would drop every inherited one.
+    for (const location of locations(server!)) {
+      expect({ location: location.pattern, headers: children(location.directive.block, 'proxy_set_header').length }).toEqual({ location: location.pattern, headers: 0 });
+    }
+  });
+
+  it('keeps call WebSockets open for a whole call and never replays their handshake', () => {
+    const socket = locations(server!).find((location) => location.modifier === '~' && new RegExp(location.pattern).test('/ws/pod/voice-agent-0/CA1'));
+    const seconds = (directive: Directive | undefined) => Number(/^(\d+)s$/.exec(directive?.args[0] ?? '')?.[1] ?? 0);
+    expect(seconds(child(socket?.directive.block, 'proxy_read_timeout'))).toBeGreaterThanOrEqual(3600);
+    expect(seconds(child(socket?.directive.block, 'proxy_send_timeout'))).toBeGreaterThanOrEqual(3600);
+    expect(child(socket?.directive.block, 'proxy_next_upstream')?.args).toEqual(['off']);
+  });
+
+  it('runs unprivileged and accepts provider-sized bodies', () => {
+    expect(child(config, 'user')).toBeUndefined();
+    expect(child(config, 'pid')?.args[0]).toMatch(/^\/tmp\//);
+    for (const temp of ['client_body_temp_path', 'proxy_temp_path']) expect(child(http?.block, temp)?.args[0]).toMatch(/^\/tmp\//);
+    const size = /^(\d+)k$/.exec(child(http?.block, 'client_max_body_size')?.args[0] ?? '');
+    expect(Number(size?.[1] ?? 0)).toBeGreaterThanOrEqual(16);
+  });
+
+  it('has a liveness endpoint independent of the upstreams', () => {
+    const health = serverListeningOn(config, 9000);
+    const selected = health && selectLocation(health, '/healthz');
+    expect(selected && actionOf(selected.location, selected.captures)).toEqual({ status: 200, body: '{"status":"ok"}' });
+  });
+
+  it(adminRestricted ? 'admits only private addresses to the admin API' : 'leaves the admin API to its tokens (loopback only)', () => {
+    for (const path of ['/api/v1/status', '/api/v1/drain', '/api/v1/pod/voice-agent-0', '/api/v1/admin/tiers']) {
+      const block = selectLocation(server!, path)?.location.directive.block ?? [];
+      const rules = block.filter((directive) => directive.name === 'allow' || directive.name === 'deny');
+      if (!adminRestricted) {
+        expect(rules).toEqual([]);
+        continue;
+      }
+      expect(rules[rules.length - 1]).toMatchObject({ name: 'deny', args: ['all'] });
+      for (const rule of rules.slice(0, -1)) {
+        expect(rule.name).toBe('allow');
+        expect(rule.args[0]).toMatch(/^(127\.0\.0\.1|10\.0\.0\.0\/8|172\.16\.0\.0\/12|192\.168\.0\.0\/16)$/);
+      }
+    }
+    // Nothing else is restricted: providers and voice agents come from anywhere.
+    const open = selectLocation(server!, '/api/v1/allocate')?.location.directive.block ?? [];
+    expect(open.filter((directive) => directive.name === 'deny')).toEqual([]);
+  });
+
+  if (adminRestricted) {
+    it('resolves per-call pod addresses through the cluster DNS', () => {
+      expect(child(http?.block, 'resolver')?.args[0]).toBe('kube-dns.kube-system.svc.cluster.local');
+      const valid = /^valid=(\d+)s$/.exec(child(http?.block, 'resolver')?.args.find((arg) => arg.startsWith('valid=')) ?? '');
+      // A pod recreated with a new IP must be reachable quickly.
+      expect(Number(valid?.[1] ?? 3600)).toBeLessThanOrEqual(10);
+    });
+  }
+});
