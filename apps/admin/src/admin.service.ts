@@ -29,6 +29,22 @@ export class AdminService {
     this.redisErrors = meter.createCounter('smart_router_redis_errors_total', { description: 'Redis commands that failed (each failed a request closed)' });
     this.gauge = meter.createObservableGauge('smart_router_invariant_violations', { description: 'Invariant violations found by the last check' });
     this.gauge.addCallback((result) => result.observe(this.violations));
+    // Pool sizes and live calls, read from Redis when Prometheus scrapes (a failed read observes nothing).
+    const poolPods = meter.createObservableGauge('smart_router_pool_pods', { description: 'Pods per tier and state (assigned, available)' });
+    const activeCalls = meter.createObservableGauge('smart_router_active_calls', { description: 'Live calls (call records)' });
+    meter.addBatchObservableCallback(async (observer) => {
+      try {
+        const { config } = await this.tiers();
+        const [pools, calls] = await Promise.all([this.repository.pools(config), this.repository.activeCallCount()]);
+        for (const [tier, view] of Object.entries(pools)) {
+          observer.observe(poolPods, view.assigned.length, { tier, state: 'assigned' });
+          observer.observe(poolPods, view.available.length, { tier, state: 'available' });
+        }
+        observer.observe(activeCalls, calls);
+      } catch {
+        this.redisErrors.add(1, { operation: 'metrics' });
+      }
+    }, [poolPods, activeCalls]);
   }
 
   private async guard<T>(operation: string, work: () => Promise<T>): Promise<T> {

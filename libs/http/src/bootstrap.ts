@@ -23,7 +23,9 @@ export interface HttpAppOptions {
  * Fastify was chosen over Express by measurement (STACK.md and tools/bench).
  */
 export async function startHttpApp(options: HttpAppOptions): Promise<NestFastifyApplication> {
-  const adapter = new FastifyAdapter({ bodyLimit: BODY_LIMIT_BYTES, trustProxy: true, return503OnClosing: true });
+  // return503OnClosing off: a request already on an accepted connection when SIGTERM closes the
+  // listener is served, not refused (zero-failure rolling restarts; new connections go elsewhere).
+  const adapter = new FastifyAdapter({ bodyLimit: BODY_LIMIT_BYTES, trustProxy: true, return503OnClosing: false });
   const app = await NestFactory.create<NestFastifyApplication>(options.module, adapter, {
     logger: options.logger,
     rawBody: options.rawBody ?? false,

@@ -1,13 +1,20 @@
-import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
+import { Agent, createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { Duplex, PassThrough } from 'node:stream';
 import httpProxy from 'http-proxy';
 import { Upstreams, route } from './routes';
+
+export type UpstreamPools = { [name in keyof Upstreams]: string | string[] };
 
 export interface GatewayOptions {
   host: string;
   port: number;
-  upstreams: Upstreams;
+  upstreams: UpstreamPools;
 }
+
+/** Request bodies are buffered (so a failed connect can be retried elsewhere) up to this size. */
+const MAX_BUFFERED_BODY = 64 * 1024;
+/** Errors that mean the upstream never processed the request, or is going away. */
+const RETRYABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE']);
 
 function sendJson(response: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
@@ -19,20 +26,32 @@ function sendJson(response: ServerResponse, status: number, body: unknown): void
  * The local stack's stand-in for the nginx router: HTTP and WebSocket
  * upgrades proxied by path. X-Forwarded-* headers carry the URL the provider
  * called, which Twilio signature checks need.
+ *
+ * Each upstream may be a pool of instances, taken round-robin. A request whose
+ * connection fails (refused or reset: the instance is restarting) is retried
+ * on the next instance, like nginx's `proxy_next_upstream error
+ * non_idempotent`. That is safe here because every routed POST is idempotent
+ * by call id: allocate returns the same pod, a repeated release answers 404,
+ * which voice agents treat as success.
  */
 export class Gateway {
-  private readonly proxy = httpProxy.createProxyServer({ xfwd: true, ws: true, proxyTimeout: 30000 });
+  // No keep-alive to upstreams: a restarting instance must never get a request on a half-closed socket.
+  private readonly proxy = httpProxy.createProxyServer({ xfwd: true, ws: true, proxyTimeout: 30000, agent: new Agent({ keepAlive: false }) });
   private server: Server | null = null;
+  private readonly pools: { [name in keyof Upstreams]: string[] };
+  private turn = 0;
 
   constructor(private readonly options: GatewayOptions) {
-    this.proxy.on('error', (_error, _request, target) => {
-      if (target instanceof ServerResponse) {
-        if (!target.headersSent) sendJson(target, 502, { error: 'upstream unavailable', code: 'BAD_GATEWAY' });
-        else target.end();
-      } else {
-        (target as Duplex | undefined)?.destroy();
-      }
-    });
+    this.pools = Object.fromEntries(Object.entries(options.upstreams).map(([name, targets]) => [name, [targets].flat()])) as { [name in keyof Upstreams]: string[] };
+  }
+
+  /** Replaces an upstream's instances (scale out, rolling restart). */
+  setUpstream(name: keyof Upstreams, targets: string[]): void {
+    this.pools[name] = [...targets];
+  }
+
+  upstream(name: keyof Upstreams): string[] {
+    return [...this.pools[name]];
   }
 
   async start(): Promise<number> {
@@ -56,7 +75,35 @@ export class Gateway {
     const pathname = new URL(request.url ?? '/', 'http://gateway').pathname;
     const decision = route(pathname);
     if ('status' in decision) return sendJson(response, decision.status, decision.body);
-    this.proxy.web(request, response, { target: this.options.upstreams[decision.upstream] });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooLarge = false;
+    request.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BUFFERED_BODY) tooLarge = true;
+      else chunks.push(chunk);
+    });
+    request.on('end', () => {
+      if (tooLarge) return sendJson(response, 413, { error: 'request body too large', code: 'PAYLOAD_TOO_LARGE' });
+      this.forward(request, response, this.pools[decision.upstream], Buffer.concat(chunks), this.turn++, 0);
+    });
+  }
+
+  /** Tries `targets` round-robin from `first`, moving on after a connection failure. */
+  private forward(request: IncomingMessage, response: ServerResponse, targets: string[], body: Buffer, first: number, attempt: number): void {
+    if (targets.length === 0) return sendJson(response, 502, { error: 'upstream unavailable', code: 'BAD_GATEWAY' });
+    const target = targets[(first + attempt) % targets.length];
+    const buffer = new PassThrough();
+    buffer.end(body);
+    this.proxy.web(request, response, { target, buffer }, (error: NodeJS.ErrnoException) => {
+      // Retry across the pool (and once more on the same instance when it is alone) before giving up.
+      if (!response.headersSent && RETRYABLE.has(error.code ?? '') && attempt < Math.max(targets.length, 2) * 2) {
+        setTimeout(() => this.forward(request, response, targets, body, first, attempt + 1), attempt === 0 ? 0 : 50 * attempt);
+        return;
+      }
+      if (!response.headersSent) sendJson(response, 502, { error: 'upstream unavailable', code: 'BAD_GATEWAY' });
+      else response.end();
+    });
   }
 
   private onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -66,6 +113,6 @@ export class Gateway {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    this.proxy.ws(request, socket, head, { target: this.options.upstreams.voiceAgents });
+    this.proxy.ws(request, socket, head, { target: this.pools.voiceAgents[0] }, () => socket.destroy());
   }
 }

@@ -44,10 +44,24 @@ export interface StackOptions {
   simTimings?: Partial<ClusterTimings>;
 }
 
+/**
+ * How an app ended. After a graceful SIGTERM Nest re-raises the signal once its
+ * shutdown hooks are done, so a clean stop reads `{ code: null, signal: 'SIGTERM' }`
+ * (or code 0 when the 9 s shutdown deadline exited).
+ */
+export interface AppExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export function exitedCleanly(exit: AppExit | null): boolean {
+  return exit !== null && (exit.code === 0 || (exit.code === null && exit.signal === 'SIGTERM'));
+}
+
 interface RunningApp {
   child: ChildProcess;
   log: WriteStream;
-  exited: Promise<number | null>;
+  exited: Promise<AppExit>;
 }
 
 async function pickPort(port: number): Promise<number> {
@@ -71,6 +85,8 @@ export class LocalStack {
   redisUrl!: string;
   keys!: RedisKeys;
   private instanceCounter = 0;
+  /** POD_IDENTITY (lease holder / consumer name) of each running instance. */
+  readonly identities = new Map<string, string>();
 
   private constructor(private readonly options: StackOptions) {}
 
@@ -161,15 +177,17 @@ export class LocalStack {
     const instance = options.instance ?? app;
     const port = options.port ?? this.ports.apps[app];
     const log = createWriteStream(join(this.options.logDir, `${instance}.log`), { flags: 'a' });
+    const env = this.appEnv(app, port, options.env);
+    this.identities.set(instance, env.POD_IDENTITY);
     const child = spawn(process.execPath, [join(this.options.root, 'dist', 'apps', app, 'src', 'main.js')], {
-      env: this.appEnv(app, port, options.env),
+      env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     for (const stream of [child.stdout, child.stderr]) {
       stream?.pipe(log, { end: false });
       if (this.options.echo) stream?.on('data', (chunk: Buffer) => process.stdout.write(chunk));
     }
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const exited = new Promise<AppExit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
     this.running.set(instance, { child, log, exited });
     return instance;
   }
@@ -179,14 +197,14 @@ export class LocalStack {
   }
 
   /** SIGTERM (or another signal) an instance and wait for it to exit. */
-  async stopApp(instance: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  async stopApp(instance: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<AppExit | null> {
     const running = this.running.get(instance);
     if (!running) return null;
     this.running.delete(instance);
     running.child.kill(signal);
-    const code = await running.exited;
+    const exit = await running.exited;
     running.log.end();
-    return code;
+    return exit;
   }
 
   async stop(): Promise<void> {

@@ -1,0 +1,55 @@
+import { Controller, HttpCode, Param, Post, Req, Res } from '@nestjs/common';
+import type { FastifyReply } from 'fastify';
+import { ProviderRegistry } from './provider-registry';
+import { RawBodyRequest, WebhookRequestFactory } from './webhook-request.factory';
+import { StatusAnswer, WebhooksService } from './webhooks.service';
+
+/**
+ * Answer webhook paths. `/api/v1/{provider}/allocate` is the Go router's; the
+ * breeze-buddy form is what voice agents configure as the provider's answer
+ * URL (SPEC section 2), reaching this app unchanged through the gateway. The
+ * template segment is optional and only recorded.
+ */
+export const ANSWER_PATHS = [
+  'api/v1/:provider/allocate',
+  'api/v1/:provider/answer',
+  'api/v1/:provider/answer/:template',
+  'agent/voice/breeze-buddy/:provider/callback',
+  // A wildcard, not `:template`: the template may be empty (`.../callback/?merchant_id=...`),
+  // and Nest sends a request with an empty named parameter to the not-found handler.
+  'agent/voice/breeze-buddy/:provider/callback/*',
+];
+
+/** Provider webhooks (SPEC section 5): who calls. What happens is in WebhooksService. */
+@Controller()
+export class WebhooksController {
+  constructor(
+    private readonly webhooks: WebhooksService,
+    private readonly providers: ProviderRegistry,
+    private readonly requests: WebhookRequestFactory,
+  ) {}
+
+  @Post(ANSWER_PATHS)
+  async answer(
+    @Param() params: Record<string, string | undefined>,
+    @Req() request: RawBodyRequest,
+    @Res() reply: FastifyReply,
+  ): Promise<void> {
+    const template = params.template || params['*'] || undefined;
+    const document = await this.webhooks.answer(this.providers.get(params.provider ?? ''), this.requests.from(request), template);
+    void reply.status(document.status).header('content-type', document.contentType).send(document.body);
+  }
+
+  @Post('api/v1/:provider/status')
+  @HttpCode(200)
+  status(@Param('provider') provider: string, @Req() request: RawBodyRequest): Promise<StatusAnswer> {
+    return this.webhooks.status(this.providers.get(provider), this.requests.from(request), 'status');
+  }
+
+  /** Plivo's hangup URL: called once when the call ends (404 for providers without one). */
+  @Post('api/v1/:provider/hangup')
+  @HttpCode(200)
+  hangup(@Param('provider') provider: string, @Req() request: RawBodyRequest): Promise<StatusAnswer> {
+    return this.webhooks.status(this.providers.get(provider), this.requests.from(request), 'hangup');
+  }
+}

@@ -1,0 +1,71 @@
+import { ApiError } from '@smart-router/http';
+import {
+  AnswerFields, DEFAULT_FAILURE_MESSAGE, ProviderAdapter, ProviderDocument, StatusFields,
+  optionalMerchantId, requireCallId, statusValue,
+} from '../provider-adapter';
+import { WebhookRequest, formField, queryField } from '../webhook-request';
+import { escapeXml } from '../xml';
+import { PlivoSignature } from './plivo-signature';
+
+const PLIVO_XML = 'text/xml; charset=utf-8';
+
+/**
+ * Plivo `CallStatus` values after which the call is over
+ * (plivo.com/docs/voice/xml/request: completed; outbound also busy, failed,
+ * timeout, no-answer; `cancel` for a cancelled outbound call; `hangup` as
+ * some hangup callbacks spell it).
+ */
+export const PLIVO_FINAL_STATUSES: readonly string[] = ['completed', 'hangup', 'busy', 'failed', 'timeout', 'no-answer', 'cancel'];
+
+/**
+ * Plivo: form-encoded webhooks (`CallUUID` in the body, `merchant_id` in the
+ * query), Plivo XML back. The WebSocket URL is the `<Stream>` element's text.
+ */
+export class PlivoAdapter implements ProviderAdapter {
+  readonly name = 'plivo' as const;
+
+  constructor(private readonly signature: PlivoSignature, private readonly failureMessage = DEFAULT_FAILURE_MESSAGE) {}
+
+  get authenticates(): boolean {
+    return this.signature.enabled;
+  }
+
+  authenticate(request: WebhookRequest): void {
+    this.signature.verify(request);
+  }
+
+  parseAnswer(request: WebhookRequest): AnswerFields {
+    return {
+      callSid: requireCallId(formField(request, 'CallUUID'), 'CallUUID'),
+      merchantId: optionalMerchantId(queryField(request, 'merchant_id')),
+    };
+  }
+
+  answerDocument(wsUrl: string): ProviderDocument {
+    return {
+      status: 200,
+      contentType: PLIVO_XML,
+      body: `<Response><Stream bidirectional="true" keepCallAlive="true" contentType="audio/x-mulaw;rate=8000">${escapeXml(wsUrl)}</Stream></Response>`,
+    };
+  }
+
+  /**
+   * A 200 document the caller hears. An error status would make Plivo retry
+   * the answer URL (up to 3 times) and then try the fallback URL, keeping
+   * the caller waiting for the same outcome.
+   */
+  failureDocument(_error: ApiError): ProviderDocument {
+    return { status: 200, contentType: PLIVO_XML, body: `<Response><Speak>${escapeXml(this.failureMessage)}</Speak><Hangup/></Response>` };
+  }
+
+  parseStatus(request: WebhookRequest): StatusFields {
+    const status = statusValue(formField(request, 'CallStatus'));
+    return { callSid: requireCallId(formField(request, 'CallUUID'), 'CallUUID'), status, final: PLIVO_FINAL_STATUSES.includes(status) };
+  }
+
+  /** Plivo calls the hangup URL once, when the call has ended, whatever `CallStatus` says. */
+  parseHangup(request: WebhookRequest): StatusFields {
+    const status = statusValue(formField(request, 'CallStatus')) || 'hangup';
+    return { callSid: requireCallId(formField(request, 'CallUUID'), 'CallUUID'), status, final: true };
+  }
+}

@@ -1,0 +1,79 @@
+import { isCallSid, isMerchantId } from '@smart-router/allocation';
+import { ApiError } from '@smart-router/http';
+import { WebhookRequest } from './webhook-request';
+
+export type ProviderName = 'twilio' | 'plivo' | 'exotel';
+export const PROVIDER_NAMES: readonly ProviderName[] = ['twilio', 'plivo', 'exotel'];
+
+/** What the webhook answers: status, media type and the exact bytes. */
+export interface ProviderDocument {
+  status: number;
+  contentType: string;
+  body: string;
+}
+
+/** An answer webhook, validated: the call to allocate and its merchant ('' = none). */
+export interface AnswerFields {
+  callSid: string;
+  merchantId: string;
+}
+
+/** A status callback, validated. `final` = the call is over and its pod can go back. */
+export interface StatusFields {
+  callSid: string;
+  /** The provider's status in lower case ('' when the callback carried none). */
+  status: string;
+  final: boolean;
+}
+
+/**
+ * One telephony provider: how its webhooks authenticate, where the call id
+ * and merchant are, and what document it expects back. Adapters are
+ * stateless (credentials are fixed at construction); the allocation itself
+ * happens elsewhere, identically for every provider.
+ */
+export interface ProviderAdapter {
+  readonly name: ProviderName;
+  /** True when credentials are configured, i.e. unauthenticated requests are refused. */
+  readonly authenticates: boolean;
+  /** Throws a 401/403 ApiError unless the request carries valid credentials (when configured). */
+  authenticate(request: WebhookRequest): void;
+  /** Throws a 400 ApiError for a missing or invalid call id or merchant_id. */
+  parseAnswer(request: WebhookRequest): AnswerFields;
+  answerDocument(wsUrl: string): ProviderDocument;
+  /** What the provider gets when no pod can take the call (no pod, Redis down, call already ended). */
+  failureDocument(error: ApiError): ProviderDocument;
+  parseStatus(request: WebhookRequest): StatusFields;
+  /** Only for providers with a dedicated hangup URL (Plivo): every post there means the call ended. */
+  parseHangup?(request: WebhookRequest): StatusFields;
+}
+
+/** The caller hears this when the call cannot be connected to a voice agent. */
+export const DEFAULT_FAILURE_MESSAGE = 'We are sorry, we cannot take your call right now. Please try again later.';
+
+/** Call ids follow the API's rule (SPEC section 3): 1-128 characters of [A-Za-z0-9._:-]. */
+export function requireCallId(value: unknown, field: string): string {
+  if (value === undefined || value === null || value === '') throw ApiError.badRequest(`${field} is required`, 'CALL_SID_REQUIRED');
+  if (!isCallSid(value)) throw ApiError.badRequest(`${field} must be 1-128 characters of A-Za-z0-9._:-`, 'INVALID_CALL_SID');
+  return value;
+}
+
+/** merchant_id as the API validates it; absent or empty means "no merchant". */
+export function optionalMerchantId(value: unknown): string {
+  if (value === undefined || value === null || value === '') return '';
+  if (!isMerchantId(value)) throw ApiError.badRequest('merchant_id must be 1-128 characters of A-Za-z0-9._:-', 'INVALID_MERCHANT_ID');
+  return value;
+}
+
+/** A status value in lower case; anything that is not a short word reads as "no status" (non-final). */
+export function statusValue(value: unknown): string {
+  return typeof value === 'string' && /^[A-Za-z_-]{1,32}$/.test(value) ? value.toLowerCase() : '';
+}
+
+export function signatureMissing(header: string): ApiError {
+  return new ApiError(403, 'SIGNATURE_MISSING', `missing ${header} header`);
+}
+
+export function signatureInvalid(header: string): ApiError {
+  return new ApiError(403, 'SIGNATURE_INVALID', `invalid ${header} signature`);
+}

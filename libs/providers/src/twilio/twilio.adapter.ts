@@ -1,0 +1,53 @@
+import { ApiError } from '@smart-router/http';
+import {
+  AnswerFields, DEFAULT_FAILURE_MESSAGE, ProviderAdapter, ProviderDocument, StatusFields,
+  optionalMerchantId, requireCallId, statusValue,
+} from '../provider-adapter';
+import { WebhookRequest, formField, queryField } from '../webhook-request';
+import { escapeXml } from '../xml';
+import { TwilioSignature } from './twilio-signature';
+
+const TWIML = 'text/xml; charset=utf-8';
+
+/** Twilio `CallStatus` values after which the call is over (twilio.com/docs/voice/api/call-resource#call-status-values). */
+export const TWILIO_FINAL_STATUSES: readonly string[] = ['completed', 'busy', 'failed', 'no-answer', 'canceled'];
+
+/**
+ * Twilio: form-encoded webhooks (`CallSid` in the body, our `merchant_id` in
+ * the query of the configured URL, which the signature covers), TwiML back.
+ */
+export class TwilioAdapter implements ProviderAdapter {
+  readonly name = 'twilio' as const;
+
+  constructor(private readonly signature: TwilioSignature, private readonly failureMessage = DEFAULT_FAILURE_MESSAGE) {}
+
+  get authenticates(): boolean {
+    return this.signature.enabled;
+  }
+
+  authenticate(request: WebhookRequest): void {
+    this.signature.verify(request);
+  }
+
+  parseAnswer(request: WebhookRequest): AnswerFields {
+    return {
+      callSid: requireCallId(formField(request, 'CallSid'), 'CallSid'),
+      merchantId: optionalMerchantId(queryField(request, 'merchant_id')),
+    };
+  }
+
+  /** `<Connect><Stream>` is the bidirectional stream; Twilio runs no further TwiML until the socket closes. */
+  answerDocument(wsUrl: string): ProviderDocument {
+    return { status: 200, contentType: TWIML, body: `<Response><Connect><Stream url="${escapeXml(wsUrl)}"></Stream></Connect></Response>` };
+  }
+
+  /** Twilio plays only a 2xx answer; any error status makes it play its own "application error". */
+  failureDocument(_error: ApiError): ProviderDocument {
+    return { status: 200, contentType: TWIML, body: `<Response><Say>${escapeXml(this.failureMessage)}</Say><Hangup/></Response>` };
+  }
+
+  parseStatus(request: WebhookRequest): StatusFields {
+    const status = statusValue(formField(request, 'CallStatus'));
+    return { callSid: requireCallId(formField(request, 'CallSid'), 'CallSid'), status, final: TWILIO_FINAL_STATUSES.includes(status) };
+  }
+}

@@ -1,0 +1,157 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Redis from 'ioredis';
+import { freePort, waitFor } from '@smart-router/testing';
+import { AppName, LocalStack, StackPorts, exitedCleanly } from './stack';
+
+/**
+ * SPEC section 6 item 7 and issue 5's proofs: every router app restarted in
+ * turn under steady allocate/release load fails zero allocations, and the
+ * Prometheus counters match a scripted workload.
+ */
+
+const ROOT = join(__dirname, '..', '..', '..');
+const FREE: StackPorts = { gateway: 0, sim: 0, voiceAgents: 0, apps: { 'allocation-api': 0, webhooks: 0, admin: 0, 'pod-watcher': 0, reconciler: 0 } };
+
+let stack: LocalStack;
+let redis: Redis;
+
+async function post(base: string, path: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+async function invariants(): Promise<{ ok: boolean; violations: unknown[] }> {
+  return (await (await fetch(`${stack.url('admin')}/api/v1/admin/invariants`)).json()) as { ok: boolean; violations: unknown[] };
+}
+
+/** Sums a Prometheus counter's samples whose labels include every given pair. */
+function sample(text: string, metric: string, labels: Record<string, string> = {}): number {
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${metric}{`) && !line.startsWith(`${metric} `)) continue;
+    if (Object.entries(labels).every(([key, value]) => line.includes(`${key}="${value}"`))) total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return total;
+}
+
+async function metrics(base: string): Promise<string> {
+  return (await fetch(`${base}/metrics`)).text();
+}
+
+beforeAll(async () => {
+  stack = await LocalStack.start({
+    root: ROOT,
+    ports: FREE,
+    logDir: mkdtempSync(join(tmpdir(), 'sr-operations-')),
+    simTimings: { readyDelayMs: 200, terminationDelayMs: 200, recreateDelayMs: 50 },
+    env: { JOB_INTERVAL_SCALE: '0.1', STREAM_CLAIM_IDLE_MS: '1000', LEASE_DURATION_SECONDS: '3', LEASE_RETRY_MS: '200' },
+  });
+  redis = new Redis(stack.redisUrl, { maxRetriesPerRequest: 1 });
+  redis.on('error', () => undefined);
+  await waitFor(async () => (await post(stack.url('gateway'), '/api/v1/allocate', { call_sid: 'ops-warmup' })).status === 200, { timeoutMs: 15000, what: 'a first allocation' });
+  await post(stack.url('gateway'), '/api/v1/release', { call_sid: 'ops-warmup' });
+}, 90000);
+
+afterAll(async () => {
+  await redis?.quit().catch(() => undefined);
+  await stack?.stop();
+}, 60000);
+
+describe('operations', () => {
+  it('metrics: the allocation counters match a scripted workload', async () => {
+    const api = stack.url('allocation-api');
+    const before = await metrics(api);
+    const allocated = ['m-1', 'm-2', 'm-3'];
+    for (const sid of allocated) expect((await post(api, '/api/v1/allocate', { call_sid: sid })).status).toBe(200);
+    expect((await post(api, '/api/v1/allocate', { call_sid: 'm-1' })).body.was_existing).toBe(true);
+    expect((await post(api, '/api/v1/allocate', { call_sid: 'bad sid!' })).status).toBe(400);
+    for (const sid of allocated) expect((await post(api, '/api/v1/release', { call_sid: sid })).status).toBe(200);
+    expect((await post(api, '/api/v1/release', { call_sid: 'm-1' })).status).toBe(404);
+
+    const after = await metrics(api);
+    const delta = (metric: string, labels: Record<string, string> = {}) => sample(after, metric, labels) - sample(before, metric, labels);
+    expect(delta('smart_router_allocations_total', { result: 'allocated' })).toBe(3);
+    expect(delta('smart_router_allocations_total', { result: 'existing' })).toBe(1);
+    expect(delta('smart_router_allocation_duration_seconds_count')).toBe(4);
+    expect(delta('smart_router_releases_total')).toBe(4);
+    expect(delta('smart_router_http_errors_total', { status: '400' })).toBe(1);
+    expect(delta('smart_router_redis_errors_total')).toBe(0);
+
+    const admin = await metrics(stack.url('admin'));
+    expect(sample(admin, 'smart_router_pool_pods', { tier: 'standard', state: 'assigned' })).toBe(3);
+    expect(sample(admin, 'smart_router_pool_pods', { tier: 'gold', state: 'available' })).toBe(1);
+    expect(sample(admin, 'smart_router_active_calls')).toBe(0);
+    const watcher = await metrics(stack.url('pod-watcher'));
+    expect(sample(watcher, 'smart_router_leader')).toBe(1);
+    expect(sample(watcher, 'smart_router_pod_events_published_total')).toBeGreaterThanOrEqual(5);
+    const reconciler = await metrics(stack.url('reconciler'));
+    expect(sample(reconciler, 'smart_router_job_runs_total')).toBeGreaterThan(0);
+    expect(reconciler).toContain('smart_router_pod_stream_lag');
+  });
+
+  it('rolling restart of every app under allocate/release load fails zero allocations', async () => {
+    // A second instance of each app: the gateway (like nginx) sends new connections elsewhere while one restarts.
+    const extra: Array<[AppName, string]> = [['allocation-api', 'allocation-api-b'], ['webhooks', 'webhooks-b'], ['reconciler', 'reconciler-b'], ['pod-watcher', 'pod-watcher-b']];
+    const ports = new Map<string, number>(Object.entries(stack.ports.apps));
+    for (const [app, instance] of extra) {
+      const port = await freePort();
+      ports.set(instance, port);
+      stack.startApp(app, { instance, port });
+      await stack.waitReady(app, port);
+    }
+    stack.gateway.setUpstream('allocationApi', [stack.url('allocation-api'), `http://127.0.0.1:${ports.get('allocation-api-b')}`]);
+    stack.gateway.setUpstream('webhooks', [stack.url('webhooks'), `http://127.0.0.1:${ports.get('webhooks-b')}`]);
+
+    const failures: string[] = [];
+    let completed = 0;
+    let running = true;
+    const worker = async (id: number) => {
+      let n = 0;
+      while (running) {
+        const sid = `roll-${id}-${(n += 1)}`;
+        try {
+          const allocated = await post(stack.url('gateway'), '/api/v1/allocate', { call_sid: sid });
+          if (allocated.status !== 200) failures.push(`allocate ${sid}: ${allocated.status} ${JSON.stringify(allocated.body)}`);
+          const released = await post(stack.url('gateway'), '/api/v1/release', { call_sid: sid });
+          // 404 = already released (a retried request): voice agents treat it as success.
+          if (allocated.status === 200 && released.status !== 200 && released.status !== 404) failures.push(`release ${sid}: ${released.status}`);
+          completed += 1;
+        } catch (error) {
+          failures.push(`${sid}: ${(error as Error).message}`);
+        }
+      }
+    };
+    const load = [1, 2, 3, 4].map(worker);
+
+    const restart = async (instance: string, app: AppName) => {
+      const before = completed;
+      const started = Date.now();
+      expect(exitedCleanly(await stack.stopApp(instance, 'SIGTERM'))).toBe(true);
+      expect(Date.now() - started).toBeLessThan(10000);
+      stack.startApp(app, { instance, port: ports.get(instance) });
+      await stack.waitReady(app, ports.get(instance));
+      await waitFor(() => completed > before + 20, { what: `load to continue after restarting ${instance}` });
+    };
+    try {
+      await waitFor(() => completed > 20, { what: 'load to start' });
+      for (const [app, instance] of extra) {
+        await restart(app, app);
+        await restart(instance, app);
+      }
+      // The watcher leader last, whichever instance holds the lease now.
+      const leader = await redis.hget(stack.keys.watcherLeader(), 'identity');
+      const leaderInstance = [...stack.identities.entries()].find(([instance, identity]) => identity === leader && stack.running.has(instance))?.[0];
+      expect(leaderInstance).toBeDefined();
+      await restart(leaderInstance!, 'pod-watcher');
+    } finally {
+      running = false;
+      await Promise.all(load);
+    }
+    expect(failures).toEqual([]);
+    expect(completed).toBeGreaterThan(200);
+    expect(await invariants()).toEqual({ ok: true, violations: [] });
+    expect(await redis.zcard(stack.keys.activeCalls())).toBe(0);
+  }, 180000);
+});
