@@ -1,4 +1,5 @@
 import { mkdtempSync } from 'node:fs';
+import { createServer, Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
@@ -16,6 +17,46 @@ const FREE: StackPorts = { gateway: 0, sim: 0, voiceAgents: 0, apps: { 'allocati
 
 let stack: LocalStack;
 let redis: Redis;
+let collector: Server;
+
+interface ExportedSpan {
+  service: string;
+  name: string;
+  traceId: string;
+  parentSpanId: string;
+  spanId: string;
+  attributes: Record<string, unknown>;
+}
+const spans: ExportedSpan[] = [];
+
+/** A minimal OTLP/HTTP JSON trace receiver: what an OpenTelemetry collector would get. */
+async function startCollector(): Promise<number> {
+  collector = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      try {
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+          resourceSpans: Array<{ resource: { attributes: Array<{ key: string; value: { stringValue?: string } }> }; scopeSpans: Array<{ spans: Array<Record<string, unknown>> }> }>;
+        };
+        for (const resourceSpan of body.resourceSpans ?? []) {
+          const service = resourceSpan.resource.attributes.find((attribute) => attribute.key === 'service.name')?.value.stringValue ?? '';
+          for (const scope of resourceSpan.scopeSpans) {
+            for (const span of scope.spans) {
+              const attributes = Object.fromEntries(((span.attributes as Array<{ key: string; value: Record<string, unknown> }>) ?? []).map((attribute) => [attribute.key, Object.values(attribute.value)[0]]));
+              spans.push({ service, name: String(span.name), traceId: String(span.traceId), spanId: String(span.spanId), parentSpanId: String(span.parentSpanId ?? ''), attributes });
+            }
+          }
+        }
+      } catch {
+        // Not JSON: the test below fails for lack of spans.
+      }
+      response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
+  return (collector.address() as { port: number }).port;
+}
 
 async function post(base: string, path: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
   const response = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -41,12 +82,16 @@ async function metrics(base: string): Promise<string> {
 }
 
 beforeAll(async () => {
+  const collectorPort = await startCollector();
   stack = await LocalStack.start({
     root: ROOT,
     ports: FREE,
     logDir: mkdtempSync(join(tmpdir(), 'sr-operations-')),
     simTimings: { readyDelayMs: 200, terminationDelayMs: 200, recreateDelayMs: 50 },
-    env: { JOB_INTERVAL_SCALE: '0.1', STREAM_CLAIM_IDLE_MS: '1000', LEASE_DURATION_SECONDS: '3', LEASE_RETRY_MS: '200' },
+    env: {
+      JOB_INTERVAL_SCALE: '0.1', STREAM_CLAIM_IDLE_MS: '1000', LEASE_DURATION_SECONDS: '3', LEASE_RETRY_MS: '200',
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collectorPort}`, OTEL_BSP_SCHEDULE_DELAY: '100',
+    },
   });
   redis = new Redis(stack.redisUrl, { maxRetriesPerRequest: 1 });
   redis.on('error', () => undefined);
@@ -57,6 +102,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await redis?.quit().catch(() => undefined);
   await stack?.stop();
+  await new Promise((resolve) => collector?.close(resolve));
 }, 60000);
 
 describe('operations', () => {
@@ -89,6 +135,21 @@ describe('operations', () => {
     const reconciler = await metrics(stack.url('reconciler'));
     expect(sample(reconciler, 'smart_router_job_runs_total')).toBeGreaterThan(0);
     expect(reconciler).toContain('smart_router_pod_stream_lag');
+  });
+
+  it('traces: a pod change is one trace from the watcher, across the stream, into the reconciler; allocations are traced', async () => {
+    const pod = 'voice-agent-2';
+    stack.sim.setReady(pod, false);
+    const published = await waitFor(() => spans.find((span) => span.service === 'pod-watcher' && span.name === 'publishPodEvent' && span.attributes['pod.name'] === pod), { what: 'the watcher span' });
+    const applied = await waitFor(() => spans.find((span) => span.service === 'reconciler' && span.name === 'applyPodEvent' && span.traceId === published.traceId), { what: 'the reconciler span in the same trace' });
+    expect(applied.attributes['pod.name']).toBe(pod);
+    stack.sim.setReady(pod, true);
+
+    expect((await post(stack.url('gateway'), '/api/v1/allocate', { call_sid: 'traced-1' })).status).toBe(200);
+    const allocation = await waitFor(() => spans.find((span) => span.service === 'allocation-api' && span.name === 'allocateCall' && span.attributes['call.sid'] === 'traced-1'), { what: 'the allocation span' });
+    expect(allocation.traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect((await post(stack.url('gateway'), '/api/v1/release', { call_sid: 'traced-1' })).status).toBe(200);
+    await waitFor(async () => (await fetch(`${stack.url('admin')}/api/v1/status`).then((response) => response.json()) as { pools: { basic: { available: string[] } } }).pools.basic.available.includes(pod), { what: `${pod} back` });
   });
 
   it('rolling restart of every app under allocate/release load fails zero allocations', async () => {
