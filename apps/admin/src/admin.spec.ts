@@ -41,8 +41,9 @@ describe('admin API', () => {
     await pool.redis.hset(pool.keys.merchantConfig(), 'basic-m', '{"tier":"basic"}');
     await allocate('s-1', 'basic-m');
     await allocate('s-2', 'basic-m');
-    await allocate('s-3');
+    // Drain first: s-3 then takes one of the two other standard pods, leaving exactly one available.
     await admin.call('POST', '/api/v1/drain', { pod_name: 'voice-agent-4' });
+    await allocate('s-3');
     const { status, body } = await admin.call('GET', '/api/v1/status');
     expect(status).toBe(200);
     expect(body).toMatchObject({ status: 'up', active_calls: 3, draining: ['voice-agent-4'] });
