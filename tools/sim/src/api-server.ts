@@ -32,6 +32,36 @@ function list(kind: string, apiVersion: string, resourceVersion: string, items: 
   return { kind, apiVersion, metadata: { resourceVersion }, items };
 }
 
+function age(since: string): string {
+  const seconds = Math.max(0, Math.floor((Date.now() - Date.parse(since)) / 1000));
+  if (seconds < 120) return `${seconds}s`;
+  if (seconds < 7200) return `${Math.floor(seconds / 60)}m`;
+  return `${Math.floor(seconds / 3600)}h`;
+}
+
+/** What `kubectl get pods` asks for (`Accept: …;as=Table;g=meta.k8s.io`): READY and STATUS columns. */
+function podTable(resourceVersion: string, pods: SimPod[]) {
+  const column = (name: string, format = '') => ({ name, type: 'string', format, description: name, priority: 0 });
+  return {
+    kind: 'Table',
+    apiVersion: 'meta.k8s.io/v1',
+    metadata: { resourceVersion },
+    columnDefinitions: [column('Name', 'name'), column('Ready'), column('Status'), column('Restarts'), column('Age')],
+    rows: pods.map((pod) => {
+      const ready = pod.status.conditions.some((condition) => condition.type === 'Ready' && condition.status === 'True');
+      const { name, namespace, uid, resourceVersion: rv, creationTimestamp, labels } = pod.metadata;
+      return {
+        cells: [name, ready ? '1/1' : '0/1', pod.metadata.deletionTimestamp ? 'Terminating' : pod.status.phase, '0', age(creationTimestamp)],
+        object: { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: { name, namespace, uid, resourceVersion: rv, creationTimestamp, labels } },
+      };
+    }),
+  };
+}
+
+function wantsTable(request: IncomingMessage): boolean {
+  return /as=Table/.test(request.headers.accept ?? '');
+}
+
 function group(name: string, version: string) {
   const groupVersion = `${name}/${version}`;
   return { name, versions: [{ groupVersion, version }], preferredVersion: { groupVersion, version } };
@@ -179,7 +209,7 @@ export class SimApiServer {
         return this.pods(request, response, url, namespace);
       }
       if (namespace !== ns) throw new ApiStatusError(404, 'NotFound', `pods "${name}" not found`);
-      if (method === 'GET') return this.existingPod(name);
+      if (method === 'GET') return wantsTable(request) ? podTable(this.state.resourceVersion, [this.existingPod(name)]) : this.existingPod(name);
       if (method === 'DELETE') return this.deletePod(name, url, await this.readBody(request));
       if (method === 'PATCH') {
         const patch = await this.readBody(request);
@@ -259,7 +289,8 @@ export class SimApiServer {
       this.watch(request, response, url, matches);
       return undefined;
     }
-    return list('PodList', 'v1', this.state.resourceVersion, this.state.listPods(namespace).filter(matches));
+    const pods = this.state.listPods(namespace).filter(matches);
+    return wantsTable(request) ? podTable(this.state.resourceVersion, pods) : list('PodList', 'v1', this.state.resourceVersion, pods);
   }
 
   private watch(request: IncomingMessage, response: ServerResponse, url: URL, matches: (pod: SimPod) => boolean): void {

@@ -148,6 +148,10 @@ describe('simulated Kubernetes API, driven by the real @kubernetes/client-node',
     await waitFor(() => cluster.isReady('voice-agent-3'));
     await kubectl('annotate', '--overwrite', 'pod', 'voice-agent-3', `${READY_ANNOTATION}=false`);
     expect(cluster.isReady('voice-agent-3')).toBe(false);
+    const table = (await kubectl('get', 'pods')).stdout.split('\n');
+    expect(table[0].split(/\s+/)).toEqual(['NAME', 'READY', 'STATUS', 'RESTARTS', 'AGE']);
+    expect(table.find((line) => line.startsWith('voice-agent-3 '))?.split(/\s+/).slice(0, 3)).toEqual(['voice-agent-3', '0/1', 'Running']);
+    expect(table.find((line) => line.startsWith('voice-agent-2 '))?.split(/\s+/).slice(0, 3)).toEqual(['voice-agent-2', '1/1', 'Running']);
     await kubectl('scale', 'statefulset', 'voice-agent', '--replicas=6');
     await waitFor(() => cluster.getPod('voice-agent-5'), { what: 'voice-agent-5' });
     const uid = cluster.getPod('voice-agent-0')!.metadata.uid;
