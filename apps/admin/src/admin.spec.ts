@@ -125,19 +125,33 @@ describe('admin API', () => {
     expect((await admin.call('GET', '/api/v1/admin/merchants/m-1')).status).toBe(404);
   });
 
-  it('tier config update at run time moves idle pods and never busy ones', async () => {
+  it('tier config update at run time moves idle pods to their tier now and busy ones once free', async () => {
+    // With voice-agent-3 and -4 drained, voice-agent-1 is the only standard pod left: it takes the call.
+    await admin.call('POST', '/api/v1/drain', { pod_name: 'voice-agent-3' });
+    await admin.call('POST', '/api/v1/drain', { pod_name: 'voice-agent-4' });
     const busy = await allocate('busy-1');
     if (!busy.ok) throw new Error('allocation failed');
+    expect(busy.allocation.podName).toBe('voice-agent-1');
+    await admin.call('POST', '/api/v1/undrain', { pod_name: 'voice-agent-3' });
+    await admin.call('POST', '/api/v1/undrain', { pod_name: 'voice-agent-4' });
     const before = (await admin.call('GET', '/api/v1/admin/tiers')).body;
     expect(before).toMatchObject({ extra_pods_tier: 'standard', tiers: { gold: { type: 'exclusive', target: 1 } } });
+
+    // gold 3, standard 1, basic 1: ordinals 0-2 gold, 3 standard, 4 basic.
     const updated = await admin.call('PUT', '/api/v1/admin/tiers', {
       gold: { type: 'exclusive', target: 3 }, standard: { type: 'exclusive', target: 1 }, basic: { type: 'shared', target: 1, max_concurrent: 3 },
     });
     expect(updated.status).toBe(200);
-    const gold = (await pool.redis.smembers(pool.keys.poolAssigned('gold'))).sort();
-    expect(gold).toHaveLength(3);
-    expect(gold).not.toContain(busy.allocation.podName);
-    expect(await pool.redis.get(pool.keys.podTier(busy.allocation.podName))).toBe('standard');
+    const tierOf = async (pod: string) => pool.redis.get(pool.keys.podTier(pod));
+    expect((await pool.redis.smembers(pool.keys.poolAssigned('gold'))).sort()).toEqual(['voice-agent-0', 'voice-agent-2']);
+    expect(await tierOf('voice-agent-1')).toBe('standard');
+    expect(await tierOf('voice-agent-3')).toBe('standard');
+    expect(await tierOf('voice-agent-4')).toBe('basic');
+    expect((await admin.call('GET', '/api/v1/admin/invariants')).body).toEqual({ ok: true, violations: [] });
+
+    expect((await pool.scripts.release('busy-1', 'done')).ok).toBe(true);
+    expect(await pool.scripts.rebalanceTiers()).toBe(1);
+    expect((await pool.redis.smembers(pool.keys.poolAssigned('gold'))).sort()).toEqual(['voice-agent-0', 'voice-agent-1', 'voice-agent-2']);
     expect((await admin.call('GET', '/api/v1/admin/invariants')).body).toEqual({ ok: true, violations: [] });
     expect((await admin.call('PUT', '/api/v1/admin/tiers', { gold: { type: 'weird' } })).body).toMatchObject({ code: 'INVALID_TIER_CONFIG' });
   });

@@ -5,8 +5,8 @@ import { LoggerService } from '@nestjs/common';
 import { Counter } from '@opentelemetry/api';
 import { CommonSettings } from '@smart-router/config';
 import { PodEvent } from '@smart-router/events';
-import { ScriptCode, fromTierDocument, planTiers, toTierDocument } from '@smart-router/allocation';
-import { PodSnapshot, TIER_LABEL, listPods } from '@smart-router/kube';
+import { ScriptCode, toTierDocument } from '@smart-router/allocation';
+import { TIER_LABEL, listPods } from '@smart-router/kube';
 import { RedisKeys } from '@smart-router/redis-keys';
 import { PoolScripts } from '@smart-router/redis-scripts';
 import { Telemetry, inSpan, withExtractedContext } from '@smart-router/telemetry';
@@ -60,7 +60,7 @@ export class PoolReconcileService {
         const result = await this.scripts.upsertPod({
           name: event.name, uid: event.uid, ready: event.ready, terminating: event.terminating,
           metadata: { labels: event.labels, resourceVersion: event.resourceVersion },
-          preferredTier: this.pinnedTier(event.labels), term: event.term,
+          pinnedTier: this.pinnedTier(event.labels), term: event.term,
         });
         return this.record(event, result);
       }, { 'pod.name': event.name, 'event.type': event.type }),
@@ -86,9 +86,9 @@ export class PoolReconcileService {
     return true;
   }
 
+  /** The pin label as given: the scripts check it against the live tier config. */
   private pinnedTier(labels: Record<string, string>): string {
-    const pinned = labels[TIER_LABEL];
-    return pinned && this.settings.tiers.has(pinned) ? pinned : '';
+    return labels[TIER_LABEL] ?? '';
   }
 
   /** Full reconcile against a fresh LIST; concurrent callers share one run. */
@@ -105,18 +105,15 @@ export class PoolReconcileService {
       // The tier config survives in Redis across restarts of the apps; after
       // data loss it comes back from TIER_CONFIG.
       await this.redis.set(this.keys.tierConfig(), JSON.stringify(toTierDocument(this.settings.tiers, this.settings.extraPodsTier)), 'NX');
-      const { config: tiers, extra } = fromTierDocument((await this.redis.get(this.keys.tierConfig())) ?? '');
       const snapshotAt = Date.now();
       const pods = await listPods(this.kube, this.target.namespace, this.target.labelSelector);
-      const held = await this.currentTiers(pods);
-      const plan = planTiers(pods.map((pod) => ({ name: pod.name, pinnedTier: this.pinnedTier(pod.labels) || undefined })), tiers, extra, held);
 
       let orphaned = 0;
       for (const pod of pods) {
         const result = await this.scripts.upsertPod({
           name: pod.name, uid: pod.uid, ready: pod.ready, terminating: pod.terminating,
           metadata: { labels: pod.labels, resourceVersion: pod.resourceVersion },
-          preferredTier: plan.get(pod.name) ?? '', term: null, snapshotAt,
+          pinnedTier: this.pinnedTier(pod.labels), term: null, snapshotAt,
         });
         if (typeof result === 'object') orphaned += result.orphaned;
       }
@@ -138,12 +135,6 @@ export class PoolReconcileService {
       if (created || removed || orphaned) this.logger.log(`full reconcile (${reason}): ${JSON.stringify(report)}${created ? ', state rebuilt' : ''}`, 'Reconcile');
       return report;
     }, { reason });
-  }
-
-  private async currentTiers(pods: PodSnapshot[]): Promise<Map<string, string>> {
-    if (pods.length === 0) return new Map();
-    const values = await this.redis.mget(pods.map((pod) => this.keys.podTier(pod.name)));
-    return new Map(pods.flatMap((pod, index) => (values[index] ? [[pod.name, values[index] as string] as [string, string]] : [])));
   }
 
   /** Zombie sweep: idle pods back to available, shared scores = real calls, dead call ids dropped. */

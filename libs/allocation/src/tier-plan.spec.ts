@@ -1,5 +1,5 @@
 import { parseTierConfig, SEED_TIER_CONFIG } from '@smart-router/config';
-import { planTiers } from './tier-plan';
+import { ordinalTier, planTiers } from './tier-plan';
 import { buildChainRules } from './chain';
 
 const tiers = parseTierConfig(SEED_TIER_CONFIG);
@@ -19,9 +19,17 @@ describe('planTiers', () => {
     expect([...a.entries()].sort()).toEqual([...b.entries()].sort());
   });
 
-  it('honours pins and keeps tiers already held', () => {
-    const plan = planTiers([{ name: 'voice-agent-3', pinnedTier: 'gold' }, ...pods(0, 1, 2)], tiers, 'standard', new Map([['voice-agent-1', 'basic']]));
-    expect(Object.fromEntries(plan)).toEqual({ 'voice-agent-0': 'standard', 'voice-agent-1': 'basic', 'voice-agent-2': 'standard', 'voice-agent-3': 'gold' });
+  it('honours pins; an ordinal decides alone, whatever tier the pod held or which other pods exist', () => {
+    const plan = planTiers([{ name: 'voice-agent-3', pinnedTier: 'gold' }, ...pods(1, 2)], tiers, 'standard', new Map([['voice-agent-1', 'basic']]));
+    expect(Object.fromEntries(plan)).toEqual({ 'voice-agent-1': 'standard', 'voice-agent-2': 'basic', 'voice-agent-3': 'gold' });
+    expect(ordinalTier('voice-agent-0', tiers, 'standard')).toBe('gold');
+    expect(ordinalTier('voice-agent-0', tiers, 'standard', 'nonexistent')).toBe('gold');
+    expect(ordinalTier('voice-agent-9', tiers, 'standard')).toBe('standard');
+  });
+
+  it('pods without an ordinal keep a configured tier they hold, else fill the first tier below target', () => {
+    const plan = planTiers([{ name: 'agent-a' }, { name: 'agent-b' }, ...pods(0)], tiers, 'standard', new Map([['agent-b', 'basic']]));
+    expect(Object.fromEntries(plan)).toEqual({ 'voice-agent-0': 'gold', 'agent-b': 'basic', 'agent-a': 'standard' });
   });
 });
 

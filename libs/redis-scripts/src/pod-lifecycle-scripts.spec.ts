@@ -32,7 +32,7 @@ describe('pod lifecycle scripts', () => {
     return result.allocation;
   };
   const observe = (name: string, changes: Partial<PodObservation> = {}): PodObservation => ({
-    name, uid: pool.uids.get(name)!, ready: true, terminating: false, metadata: {}, preferredTier: '', term: null, ...changes,
+    name, uid: pool.uids.get(name)!, ready: true, terminating: false, metadata: {}, pinnedTier: '', term: null, ...changes,
   });
   const events = async (): Promise<StreamEvent[]> =>
     (await pool.redis.xrange(pool.keys.callStream(), '-', '+')).map(([, fields]) => {

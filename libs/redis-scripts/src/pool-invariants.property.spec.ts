@@ -60,6 +60,17 @@ const MERCHANTS: Record<string, MerchantConfig | null> = {
 };
 
 /** The chain a call walks, written from SPEC section 1, independently of the script. */
+/** SPEC 6.1 as the scripts apply it: the StatefulSet ordinal fills tiers in config order up to their targets. */
+function ordinalTierOf(name: string, document: { order: string[]; tiers: Record<string, { target: number }>; extra: string }): string {
+  const ordinal = Number(/-(\d+)$/.exec(name)![1]);
+  let upto = 0;
+  for (const tier of document.order) {
+    upto += document.tiers[tier].target;
+    if (ordinal < upto) return tier;
+  }
+  return document.extra;
+}
+
 function expectedChain(merchant: string, tiers: Record<string, TierSpec>): string[] {
   const config = MERCHANTS[merchant];
   const chain: string[] = [];
@@ -274,7 +285,7 @@ describe('pool scripts keep every invariant under random operation sequences', (
       return sid;
     };
     const observe = (name: string, uid: string, ready = true, terminating = false) =>
-      ({ name, uid, ready, terminating, metadata: { labels: { app: 'voice-agent' } }, preferredTier: '', term: null });
+      ({ name, uid, ready, terminating, metadata: { labels: { app: 'voice-agent' } }, pinnedTier: '', term: null });
 
     try {
       let snapshot = await readSnapshot(pool, document, model);
@@ -386,12 +397,12 @@ describe('pool scripts keep every invariant under random operation sequences', (
             events = orphaned;
           }
         } else if (roll < 0.8) {
-          // a pod (re)appears: it fills the first tier below target, else the extra tier
+          // a pod (re)appears: its tier follows its ordinal alone, whatever else exists
           const absent = ALL_PODS.filter((name) => !model.pods.has(name));
           if (absent.length === 0) continue;
           const name = pick(absent);
           const uid = randomUUID();
-          const tier = document.order.find((candidate) => snapshot.assigned.get(candidate)!.size < document.tiers[candidate].target) ?? document.extra;
+          const tier = ordinalTierOf(name, document);
           log.push(`create ${name} ${uid}`);
           expect(await scripts.upsertPod(observe(name, uid, chance(0.8)))).toEqual({ tier, orphaned: 0 });
           model.pods.set(name, uid);
@@ -426,6 +437,10 @@ describe('pool scripts keep every invariant under random operation sequences', (
           expect(await scripts.rebalanceTiers()).toBe(0);
           const after = await readSnapshot(pool, document, model);
           for (const [name, tier] of busy) expect({ name, tier: after.pods.get(name)!.tier }).toEqual({ name, tier });
+          // ...and every idle pod now sits in its ordinal tier.
+          for (const name of model.pods.keys()) {
+            if (!busy.has(name)) expect({ name, tier: after.pods.get(name)!.tier }).toEqual({ name, tier: ordinalTierOf(name, document) });
+          }
         } else {
           // an allocation for a call that is live elsewhere in the fleet, repeated: same answer
           const liveSids = [...model.calls.keys()];

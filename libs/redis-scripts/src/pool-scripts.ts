@@ -24,8 +24,8 @@ export interface PodObservation {
   ready: boolean;
   terminating: boolean;
   metadata: Record<string, unknown>;
-  /** Tier for a pod that has none yet; '' lets the script fill the first tier below target. */
-  preferredTier: string;
+  /** The pod's `smart-router.io/tier` label ('' = none); otherwise its tier follows its ordinal. */
+  pinnedTier: string;
   /** Leader term of the watcher that saw it; null for a full LIST by the reconciler. */
   term: number | null;
   /** For a full LIST: when the LIST started; a pod record updated later is left alone. */
@@ -105,7 +105,7 @@ export class PoolScripts {
     const reply = await this.script('upsertPod')(
       k.pods(), k.tierConfig(), k.podMetadata(), k.callStream(), k.activeCalls(), k.watcherTerm(),
       pod.name, pod.uid, pod.ready ? '1' : '0', pod.terminating ? '1' : '0', JSON.stringify(pod.metadata),
-      pod.preferredTier, this.prefixes, now, this.limits.streamMaxLen, pod.term === null ? '' : pod.term,
+      pod.pinnedTier, this.prefixes, now, this.limits.streamMaxLen, pod.term === null ? '' : pod.term,
       pod.snapshotAt ?? '',
     );
     if (typeof reply === 'number') return reply as ScriptCode;

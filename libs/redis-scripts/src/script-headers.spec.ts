@@ -375,9 +375,9 @@ describe('keys the scripts actually touch (MONITOR trace)', () => {
       await scripts.release('CA-shop-1', 'completed', 'call.reaped');
       await scripts.setDrain('voice-agent-2', false);
       await scripts.setDrain('no-such-pod', true);
-      await scripts.upsertPod({ name: 'voice-agent-2', uid: 'replaced', ready: true, terminating: false, metadata: {}, preferredTier: '', term: 3 });
-      await scripts.upsertPod({ name: 'voice-agent-1', uid: pool.uids.get('voice-agent-1')!, ready: false, terminating: false, metadata: {}, preferredTier: '', term: 2 });
-      await scripts.upsertPod({ name: 'voice-agent-1', uid: pool.uids.get('voice-agent-1')!, ready: true, terminating: false, metadata: {}, preferredTier: '', term: null, snapshotAt: 0 });
+      await scripts.upsertPod({ name: 'voice-agent-2', uid: 'replaced', ready: true, terminating: false, metadata: {}, pinnedTier: '', term: 3 });
+      await scripts.upsertPod({ name: 'voice-agent-1', uid: pool.uids.get('voice-agent-1')!, ready: false, terminating: false, metadata: {}, pinnedTier: '', term: 2 });
+      await scripts.upsertPod({ name: 'voice-agent-1', uid: pool.uids.get('voice-agent-1')!, ready: true, terminating: false, metadata: {}, pinnedTier: '', term: null, snapshotAt: 0 });
       await scripts.removePod('voice-agent-3', '', 3);
       await scripts.removePod('voice-agent-4', '', null, Date.now());
       await redis.del(keys.call('CA-acme'));

@@ -51,7 +51,8 @@ export async function createPoolFixture(options: {
   for (const name of pods) {
     const uid = randomUUID();
     uids.set(name, uid);
-    await scripts.upsertPod({ name, uid, ready: true, terminating: false, metadata: {}, preferredTier: plan.get(name)!, term: null });
+    await scripts.upsertPod({ name, uid, ready: true, terminating: false, metadata: {}, pinnedTier: '', term: null });
+    if ((await redis.get(keys.podTier(name))) !== plan.get(name)) throw new Error(`fixture: ${name} did not land in its planned tier ${plan.get(name)}`);
   }
   await redis.set(keys.epoch(), randomUUID());
   return { redis, keys, scripts, tiers, uids, close: async () => void (await redis.quit()) };

@@ -228,7 +228,10 @@ export class SimApiServer {
       if (method === 'PUT' || method === 'PATCH') {
         const body = await this.readBody(request);
         const current = scale ? this.scaleObject(set) : set;
-        const next = (method === 'PUT' ? body : applyPatch(request.headers['content-type'] ?? '', current, body)) as { spec?: { replicas?: unknown } };
+        const next = (method === 'PUT' ? body : applyPatch(request.headers['content-type'] ?? '', current, body)) as {
+          spec?: { replicas?: unknown; template?: { metadata?: { annotations?: Record<string, string> } } };
+        };
+        if (!scale && next.spec?.template?.metadata) this.state.updateTemplateAnnotations(name, next.spec.template.metadata.annotations ?? {});
         const updated = this.state.scale(name, Number(next.spec?.replicas ?? set.spec.replicas));
         return scale ? this.scaleObject(updated) : updated;
       }
@@ -297,7 +300,11 @@ export class SimApiServer {
     response.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'cache-control': 'no-cache' });
     // Clients consider the watch established once headers arrive, which may be long before the first event.
     response.flushHeaders();
-    const write = (type: string, object: unknown) => response.write(`${JSON.stringify({ type, object })}\n`);
+    const table = wantsTable(request);
+    const write = (type: string, object: unknown) => {
+      const shown = table && (object as { kind?: string }).kind === 'Pod' ? podTable(this.state.resourceVersion, [object as SimPod]) : object;
+      response.write(`${JSON.stringify({ type, object: shown })}\n`);
+    };
     const from = url.searchParams.get('resourceVersion');
     if (from && from !== '0') {
       const missed = this.state.podEventsSince(Number(from));

@@ -274,6 +274,38 @@ export class ClusterState extends EventEmitter {
     return this.getStatefulSet(name)!;
   }
 
+  /**
+   * `kubectl rollout restart`: a changed pod-template annotation replaces every
+   * pod, highest ordinal first, one at a time, each only after the previous
+   * replacement is Ready (the StatefulSet RollingUpdate strategy).
+   */
+  updateTemplateAnnotations(name: string, annotations: Record<string, string>): SimStatefulSet {
+    const set = this.statefulSets.get(name);
+    if (!set) throw new ApiStatusError(404, 'NotFound', `statefulsets.apps "${name}" not found`);
+    if (JSON.stringify(set.spec.template.metadata.annotations ?? {}) !== JSON.stringify(annotations)) {
+      set.spec.template.metadata.annotations = { ...annotations };
+      set.metadata.resourceVersion = this.nextRevision();
+      this.rollOut(set, set.spec.replicas - 1, set.metadata.resourceVersion);
+    }
+    return this.getStatefulSet(name)!;
+  }
+
+  private rollOut(set: SimStatefulSet, ordinal: number, revision: string): void {
+    // A newer template change started its own walk; this one stops.
+    if (ordinal < 0 || set.metadata.resourceVersion !== revision) return;
+    const name = `${set.metadata.name}-${ordinal}`;
+    const old = this.pods.get(name);
+    if (!old) return this.rollOut(set, ordinal - 1, revision);
+    this.deletePod(name);
+    const waitForReplacement = () => {
+      const current = this.pods.get(name);
+      const replaced = current && current.metadata.uid !== old.metadata.uid && current.status.conditions.some((entry) => entry.type === 'Ready' && entry.status === 'True');
+      if (replaced || ordinal >= set.spec.replicas) this.rollOut(set, ordinal - 1, revision);
+      else this.later(25, waitForReplacement);
+    };
+    this.later(25, waitForReplacement);
+  }
+
   /** The StatefulSet controller: create missing ordinals, delete those above `replicas`. */
   private reconcileStatefulSets(): void {
     for (const set of this.statefulSets.values()) {

@@ -160,6 +160,28 @@ describe('simulated Kubernetes API, driven by the real @kubernetes/client-node',
     const json = JSON.parse((await kubectl('get', 'pod', 'voice-agent-0', '-o', 'json')).stdout);
     expect(json.metadata.uid).toBe(cluster.getPod('voice-agent-0')!.metadata.uid);
   }, 60000);
+
+  it('kubectl rollout restart replaces every pod, highest ordinal first, never two down at once', async () => {
+    await waitFor(() => cluster.listPods().every((pod) => cluster.isReady(pod.metadata.name)), { what: 'all Ready' });
+    const before = new Map(cluster.listPods().map((pod) => [pod.metadata.name, pod.metadata.uid]));
+    const replacedOrder: string[] = [];
+    let mostDown = 0;
+    const onEvent = () => {
+      const pods = cluster.listPods();
+      mostDown = Math.max(mostDown, 5 - pods.filter((pod) => cluster.isReady(pod.metadata.name)).length);
+      for (const pod of pods) if (pod.metadata.uid !== before.get(pod.metadata.name) && !replacedOrder.includes(pod.metadata.name)) replacedOrder.push(pod.metadata.name);
+    };
+    cluster.state.on('pod', onEvent);
+    try {
+      await run('kubectl', ['--kubeconfig', join(dir, 'kubeconfig'), 'rollout', 'restart', 'statefulset/voice-agent'], { timeout: 20000 });
+      const replaced = () => cluster.listPods().filter((pod) => pod.metadata.uid !== before.get(pod.metadata.name) && cluster.isReady(pod.metadata.name));
+      await waitFor(() => replaced().length === 5, { what: 'every pod replaced and Ready' });
+    } finally {
+      cluster.state.off('pod', onEvent);
+    }
+    expect(replacedOrder).toEqual(['voice-agent-4', 'voice-agent-3', 'voice-agent-2', 'voice-agent-1', 'voice-agent-0']);
+    expect(mostDown).toBe(1);
+  });
 });
 
 describe('label selectors', () => {

@@ -78,6 +78,12 @@ export class SimCluster {
     this.state.scale(this.statefulSetName, replicas);
   }
 
+  /** `kubectl rollout restart statefulset/voice-agent`: every pod replaced, one at a time. */
+  rolloutRestart(): void {
+    const set = this.state.getStatefulSet(this.statefulSetName)!;
+    this.state.updateTemplateAnnotations(this.statefulSetName, { ...set.spec.template.metadata.annotations, 'kubectl.kubernetes.io/restartedAt': new Date().toISOString() });
+  }
+
   /** Fault: end every open watch now. */
   dropWatches(): number {
     return this.api.dropWatches();

@@ -165,6 +165,20 @@ describe('pod lifecycle through the watcher, the stream and the reconciler', () 
     expect(await tiers()).toMatchObject({ [pod]: 'standard' });
   });
 
+  it('rolling restart of the voice agents (seed 9.6 B): calls on replaced pods end, every pod comes back empty on its tier', async () => {
+    const before = await tiers();
+    const sids = [callSid('rollout'), callSid('rollout')];
+    const pods = await Promise.all(sids.map(allocatedPod));
+    const uids = new Map(stack.sim.listPods().map((pod) => [pod.metadata.name, pod.metadata.uid]));
+    stack.sim.rolloutRestart();
+    await waitFor(() => stack.sim.listPods().filter((pod) => pod.metadata.uid !== uids.get(pod.metadata.name)).length === uids.size, { timeoutMs: 20000, what: 'every pod replaced' });
+    await settled();
+    for (const sid of sids) expect(await redis.exists(stack.keys.call(sid))).toBe(0);
+    for (const sid of sids) expect(await orphanedEvents(sid)).toBe(1);
+    for (const pod of pods) expect(await redis.scard(stack.keys.podCalls(pod))).toBe(0);
+    expect(await tiers()).toEqual(before);
+  });
+
   it('scales 5 -> 7 -> 5: new pods get tiers and take calls, removed pods leave no state, other tiers never change', async () => {
     const before = await tiers();
     stack.sim.scale(7);

@@ -15,7 +15,9 @@
     ARGV[3] ready: '1' or '0'
     ARGV[4] terminating (deletionTimestamp set): '1' or '0'
     ARGV[5] metadata JSON (labels, resourceVersion)
-    ARGV[6] tier wanted for a pod that has none ('' = first tier below its target, in config order)
+    ARGV[6] pinned tier (the pod's smart-router.io/tier label; '' = none). A pod without a
+            tier gets its ordinal tier (includes/pod-state.lua ordinalTier), or, with no
+            ordinal in its name, the first tier below its target
     ARGV[7] pod key prefixes JSON (RedisKeys.podKeyPrefixes)
     ARGV[8] now, milliseconds since the Unix epoch
     ARGV[9] stream MAXLEN (approximate trim)
@@ -69,26 +71,15 @@ if knownUid and knownUid ~= uid then
   rcall('DEL', P.draining .. name)
 end
 
+-- A tier once given is kept here; only rebalanceTiers moves pods (idle ones).
 local tier = rcall('GET', P.tier .. name)
 if not tier then
-  local pinned = ARGV[6]
-  if pinned ~= '' and tiers.tiers[pinned] then
-    tier = pinned
-  else
-    for _, candidate in ipairs(tiers.order) do
-      local spec = tiers.tiers[candidate]
-      if rcall('SCARD', assignedKey(P, candidate)) < spec.target then
-        tier = candidate
-        break
-      end
-    end
-    tier = tier or tiers.extra
-  end
+  tier = ordinalTier(tiers, name, ARGV[6]) or tierWithRoom(P, tiers)
   rcall('SET', P.tier .. name, tier)
   rcall('SADD', assignedKey(P, tier), name)
 end
 
-rcall('HSET', P.pod .. name, 'uid', uid, 'ready', ARGV[3], 'terminating', ARGV[4], 'tier', tier, 'updated_at', ARGV[8])
+rcall('HSET', P.pod .. name, 'uid', uid, 'ready', ARGV[3], 'terminating', ARGV[4], 'tier', tier, 'pinned', ARGV[6], 'updated_at', ARGV[8])
 -- A pod seen again after removePod: its deletion marker goes.
 rcall('DEL', P.deleted .. name)
 rcall('HSETNX', P.pod .. name, 'status', 'available')

@@ -62,6 +62,40 @@ local function lastChange(P, name)
   return math.max(updated, deleted)
 end
 
+-- The tier a pod belongs in, from the config and the pod alone (SPEC 6.1), so
+-- restarts, rolling updates and data loss never reshuffle tiers: a configured
+-- pinned tier (pod label) wins; otherwise the StatefulSet ordinal fills the
+-- tiers in config order up to their targets (ordinal 0 first), and ordinals
+-- beyond the sum of targets go to the extra tier. nil for a pod without an
+-- ordinal: the caller fills by room.
+local function ordinalTier(tiers, name, pinned)
+  if pinned and pinned ~= '' and tiers.tiers[pinned] then
+    return pinned
+  end
+  local ordinal = tonumber(string.match(name, '%-(%d+)$'))
+  if not ordinal then
+    return nil
+  end
+  local upto = 0
+  for _, tier in ipairs(tiers.order) do
+    upto = upto + tiers.tiers[tier].target
+    if ordinal < upto then
+      return tier
+    end
+  end
+  return tiers.extra
+end
+
+-- First tier below its target, in config order; else the extra tier.
+local function tierWithRoom(P, tiers)
+  for _, tier in ipairs(tiers.order) do
+    if redis.call('SCARD', assignedKey(P, tier)) < tiers.tiers[tier].target then
+      return tier
+    end
+  end
+  return tiers.extra
+end
+
 local function loadTiers(key)
   local raw = redis.call('GET', key)
   if not raw then
