@@ -119,7 +119,11 @@ export class ClusterState extends EventEmitter {
   // ---- pods -------------------------------------------------------------
 
   listPods(namespace?: string): SimPod[] {
-    return [...this.pods.values()].filter((pod) => !namespace || pod.metadata.namespace === namespace).map((pod) => structuredClone(pod));
+    // Sorted by name, as the API server (etcd key order) returns them.
+    return [...this.pods.values()]
+      .filter((pod) => !namespace || pod.metadata.namespace === namespace)
+      .sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0))
+      .map((pod) => structuredClone(pod));
   }
 
   getPod(name: string): SimPod | undefined {
