@@ -3,6 +3,7 @@ import { DynamicModule, INestApplication, LoggerService, Type } from '@nestjs/co
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { ErrorCounter, JsonExceptionFilter } from './exception.filter';
+import { TracingInterceptor } from './tracing.interceptor';
 
 /** SPEC section 3: request bodies are capped at 16 KiB (413 beyond). */
 export const BODY_LIMIT_BYTES = 16 * 1024;
@@ -32,6 +33,7 @@ export async function startHttpApp(options: HttpAppOptions): Promise<NestFastify
     bufferLogs: false,
   });
   app.useGlobalFilters(new JsonExceptionFilter(options.logger, options.countError));
+  app.useGlobalInterceptors(new TracingInterceptor());
   app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
   installShutdownDeadline(app);
   await app.listen(options.port, options.host);

@@ -4,3 +4,4 @@ export * from './bearer-auth';
 export * from './health.module';
 export * from './metrics.controller';
 export * from './bootstrap';
+export * from './tracing.interceptor';

@@ -148,6 +148,17 @@ describe('operations', () => {
     expect((await post(stack.url('gateway'), '/api/v1/allocate', { call_sid: 'traced-1' })).status).toBe(200);
     const allocation = await waitFor(() => spans.find((span) => span.service === 'allocation-api' && span.name === 'allocateCall' && span.attributes['call.sid'] === 'traced-1'), { what: 'the allocation span' });
     expect(allocation.traceId).toMatch(/^[0-9a-f]{32}$/);
+    // ...as the child of the request's SERVER span, which continues the caller's traceparent.
+    const request = await waitFor(() => spans.find((span) => span.service === 'allocation-api' && span.spanId === allocation.parentSpanId), { what: 'the HTTP span' });
+    expect(request).toMatchObject({ name: 'POST /api/v1/allocate', attributes: { 'http.response.status_code': 200 } });
+
+    const callerTrace = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const traced = await fetch(`${stack.url('allocation-api')}/api/v1/allocate`, {
+      method: 'POST', headers: { 'content-type': 'application/json', traceparent: `00-${callerTrace}-00f067aa0ba902b7-01` }, body: '{"call_sid":"traced-2"}',
+    });
+    expect(traced.status).toBe(200);
+    await waitFor(() => spans.find((span) => span.name === 'allocateCall' && span.attributes['call.sid'] === 'traced-2' && span.traceId === callerTrace), { what: 'the allocation in the caller\'s trace' });
+    expect((await post(stack.url('gateway'), '/api/v1/release', { call_sid: 'traced-2' })).status).toBe(200);
     expect((await post(stack.url('gateway'), '/api/v1/release', { call_sid: 'traced-1' })).status).toBe(200);
     await waitFor(async () => (await fetch(`${stack.url('admin')}/api/v1/status`).then((response) => response.json()) as { pools: { basic: { available: string[] } } }).pools.basic.available.includes(pod), { what: `${pod} back` });
   });
@@ -202,10 +213,12 @@ describe('operations', () => {
         await restart(instance, app);
       }
       // The watcher leader last, whichever instance holds the lease now.
-      const leader = await redis.hget(stack.keys.watcherLeader(), 'identity');
-      const leaderInstance = [...stack.identities.entries()].find(([instance, identity]) => identity === leader && stack.running.has(instance))?.[0];
-      expect(leaderInstance).toBeDefined();
-      await restart(leaderInstance!, 'pod-watcher');
+      // The leader record names the previous holder until a live instance renews it.
+      const leaderInstance = await waitFor(async () => {
+        const leader = await redis.hget(stack.keys.watcherLeader(), 'identity');
+        return [...stack.identities.entries()].find(([instance, identity]) => identity === leader && stack.running.has(instance))?.[0];
+      }, { what: 'a running watcher instance to hold the lease' });
+      await restart(leaderInstance, 'pod-watcher');
     } finally {
       running = false;
       await Promise.all(load);
