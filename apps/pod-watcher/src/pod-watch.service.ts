@@ -19,6 +19,7 @@ export class PodWatchService implements OnApplicationBootstrap, OnModuleDestroy 
   private readonly failures: Counter;
   private readonly leaderGauge: ObservableGauge;
   private chain: Promise<unknown> = Promise.resolve();
+  private publishFailing = false;
 
   constructor(
     kube: KubeConfig,
@@ -52,7 +53,12 @@ export class PodWatchService implements OnApplicationBootstrap, OnModuleDestroy 
         this.logger.log(`became leader (term ${term})`, 'PodWatch');
         await this.informer.start();
       },
-      onRenewed: (term) => this.publisher.heartbeat(config.identity, term, config.leaseDurationSeconds * 1000).catch(() => undefined),
+      onRenewed: (term) =>
+        this.publisher.heartbeat(config.identity, term, config.leaseDurationSeconds * 1000).catch((error: Error) => {
+          // Only the admin status page reads it; the next renewal writes it again.
+          this.failures.add(1, { source: 'heartbeat' });
+          this.logger.warn(`could not record leadership in Redis: ${error.message}`, 'PodWatch');
+        }),
       onStoppedLeading: async () => {
         this.logger.warn('lost leadership, stopping the watch', 'PodWatch');
         await this.informer.stop();
@@ -68,8 +74,9 @@ export class PodWatchService implements OnApplicationBootstrap, OnModuleDestroy 
     return this.elector.isLeader;
   }
 
+  /** Watching, and every event so far reached the stream. */
   get synced(): boolean {
-    return this.informer.synced;
+    return this.informer.synced && !this.publishFailing;
   }
 
   get term(): number | null {
@@ -90,23 +97,33 @@ export class PodWatchService implements OnApplicationBootstrap, OnModuleDestroy 
   private enqueue(change: PodChange): void {
     const term = this.elector.term;
     if (term === null) return;
-    this.chain = this.chain.then(() => this.publish(change, term)).catch(() => undefined);
+    this.chain = this.chain.then(() => this.publish(change, term));
   }
 
+  /**
+   * Appends one event, retrying with backoff until Redis takes it: dropping it
+   * would leave a deleted or not-ready pod allocatable until the next full
+   * reconcile. Gives up only when this term is over (the next leader relists
+   * everything); meanwhile readiness fails so the outage is visible.
+   */
   private async publish(change: PodChange, term: number): Promise<void> {
     const { pod } = change;
-    await inSpan(this.telemetry.tracer(), 'publishPodEvent', async () => {
+    for (let attempt = 1; this.elector.term === term; attempt += 1) {
       try {
-        await this.publisher.publish({
+        await inSpan(this.telemetry.tracer(), 'publishPodEvent', () => this.publisher.publish({
           type: change.type === 'deleted' ? 'pod.deleted' : 'pod.upsert',
           name: pod.name, uid: pod.uid, ready: pod.ready, terminating: pod.terminating,
           labels: pod.labels, resourceVersion: pod.resourceVersion, term, trace: injectTraceContext(),
-        });
+        }), { 'pod.name': pod.name });
         this.published.add(1, { type: change.type });
+        this.publishFailing = false;
+        return;
       } catch (error) {
+        this.publishFailing = true;
         this.failures.add(1, { source: 'publish' });
-        this.logger.error(`could not publish ${change.type} of ${pod.name}: ${(error as Error).message}`, 'PodWatch');
+        this.logger.error(`could not publish ${change.type} of ${pod.name} (attempt ${attempt}), retrying: ${(error as Error).message}`, 'PodWatch');
+        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** attempt, 2000)));
       }
-    }, { 'pod.name': pod.name });
+    }
   }
 }

@@ -6,7 +6,8 @@ import { RedisKeys } from '@smart-router/redis-keys';
 import { Telemetry } from '@smart-router/telemetry';
 import { PoolReconcileService } from './pool-reconcile.service';
 
-type StreamReply = [string, [string, string[]][]][] | null;
+/** Entries read back from our pending list may have been trimmed away: fields null. */
+type StreamReply = [string, [string, string[] | null][]][] | null;
 
 /**
  * Reads the pod stream through the consumer group: at-least-once, ack after
@@ -16,6 +17,8 @@ type StreamReply = [string, [string, string[]][]][] | null;
  */
 export class PodStreamConsumer {
   private running = false;
+  /** Start with (and return to, after an error) our own pending entries. */
+  private backlog = true;
   private loop: Promise<void> | null = null;
   private lag = 0;
   private pending = 0;
@@ -74,13 +77,19 @@ export class PodStreamConsumer {
     while (this.running) {
       try {
         await this.claimAbandoned();
+        // Our own unacknowledged events first ('0'), then new ones ('>'): an event whose
+        // apply failed is retried before anything newer about the same pod is applied.
+        const from = this.backlog ? '0' : '>';
         const reply = (await this.reader.xreadgroup(
-          'GROUP', POD_STREAM_GROUP, this.consumer, 'COUNT', 100, 'BLOCK', 1000, 'STREAMS', this.keys.podStream(), '>',
+          'GROUP', POD_STREAM_GROUP, this.consumer, 'COUNT', 100, 'BLOCK', 1000, 'STREAMS', this.keys.podStream(), from,
         )) as StreamReply;
         this.lastReadAt = Date.now();
-        if (reply) await this.handle(reply[0][1]);
+        const entries = reply?.[0]?.[1] ?? [];
+        if (this.backlog && entries.length === 0) this.backlog = false;
+        await this.handle(entries);
         await this.observeLag();
       } catch (error) {
+        this.backlog = true;
         const message = (error as Error).message ?? String(error);
         if (/NOGROUP/.test(message)) {
           this.logger.warn('pod stream or group missing (Redis flushed or restarted empty): recreating and rebuilding', 'PodStream');
@@ -103,9 +112,9 @@ export class PodStreamConsumer {
     }
   }
 
-  private async handle(entries: [string, string[]][]): Promise<void> {
+  private async handle(entries: [string, string[] | null][]): Promise<void> {
     for (const [id, fields] of entries) {
-      const event = decodePodEvent(fields);
+      const event = fields ? decodePodEvent(fields) : null;
       if (event) {
         const applied = await this.reconcile.applyEvent(event);
         if (!applied) {

@@ -8,7 +8,7 @@ import { PodEvent } from '@smart-router/events';
 import { ScriptCode, toTierDocument } from '@smart-router/allocation';
 import { TIER_LABEL, listPods } from '@smart-router/kube';
 import { RedisKeys } from '@smart-router/redis-keys';
-import { PoolScripts } from '@smart-router/redis-scripts';
+import { PoolScripts, StateMissingError } from '@smart-router/redis-scripts';
 import { Telemetry, inSpan, withExtractedContext } from '@smart-router/telemetry';
 
 export interface ReconcileReport {
@@ -30,6 +30,8 @@ export class PoolReconcileService {
   private readonly reaped: Counter;
   private readonly sweeps: Counter;
   private rebuilding: Promise<ReconcileReport> | null = null;
+  /** Highest watcher term this replica has applied events from. */
+  private watcherTerm: number | null = null;
 
   constructor(
     private readonly redis: Redis,
@@ -51,6 +53,7 @@ export class PoolReconcileService {
 
   /** Applies one watcher event. Returns false when the state must be rebuilt first. */
   async applyEvent(event: PodEvent): Promise<boolean> {
+    this.noticeWatcherTerm(event.term);
     return withExtractedContext(event.trace, () =>
       inSpan(this.telemetry.tracer(), 'applyPodEvent', async () => {
         if (event.type === 'pod.deleted') {
@@ -86,6 +89,22 @@ export class PoolReconcileService {
     return true;
   }
 
+  /**
+   * A new watcher leader starts from an empty cache: it publishes every pod it
+   * lists but cannot know which pods were deleted while nobody was watching.
+   * A fresh LIST covers that gap now instead of at the next scheduled run.
+   * (This replica's first event sets the baseline: it reconciled at start-up.)
+   */
+  private noticeWatcherTerm(term: number): void {
+    const previous = this.watcherTerm;
+    if (previous !== null && term <= previous) return;
+    this.watcherTerm = term;
+    if (previous === null) return;
+    this.logger.log(`watcher term ${previous} -> ${term}: full reconcile for deletions missed in between`, 'Reconcile');
+    void this.fullReconcile('new-watcher-term').catch((error: Error) =>
+      this.logger.warn(`full reconcile after a watcher change failed (the scheduled one retries): ${error.message}`, 'Reconcile'));
+  }
+
   /** The pin label as given: the scripts check it against the live tier config. */
   private pinnedTier(labels: Record<string, string>): string {
     return labels[TIER_LABEL] ?? '';
@@ -115,6 +134,7 @@ export class PoolReconcileService {
           metadata: { labels: pod.labels, resourceVersion: pod.resourceVersion },
           pinnedTier: this.pinnedTier(pod.labels), term: null, snapshotAt,
         });
+        if (result === ScriptCode.StateMissing) throw new StateMissingError('fullReconcile');
         if (typeof result === 'object') orphaned += result.orphaned;
       }
       const listed = new Set(pods.map((pod) => pod.name));
@@ -128,7 +148,9 @@ export class PoolReconcileService {
         }
       }
       if (orphaned > 0) this.orphaned.add(orphaned);
-      // Allocation fails closed (STATE_REBUILDING) until this marker exists.
+      // Allocation fails closed (STATE_REBUILDING) until this marker exists. Should a flush
+      // land right here, the epoch is written onto an empty Redis; checkDataLoss still sees
+      // the missing tier config and rebuilds.
       const created = await this.redis.set(this.keys.epoch(), randomUUID(), 'NX');
       const report = { pods: pods.length, removed, orphaned, durationMs: Date.now() - started };
       await this.redis.hset(this.keys.lastReconcile(), { at: Date.now(), reason, pods: report.pods, removed, orphaned, duration_ms: report.durationMs });
@@ -156,7 +178,7 @@ export class PoolReconcileService {
     const stale = await this.redis.zrangebyscore(this.keys.activeCalls(), '-inf', cutoff, 'LIMIT', 0, 1000);
     let reaped = 0;
     for (const callSid of stale) {
-      const result = await this.scripts.release(callSid, 'max_call_duration', 'call.reaped');
+      const result = await this.scripts.release(callSid, 'max_call_duration', 'call.reaped', now, cutoff);
       if (result.ok) reaped += 1;
     }
     if (reaped > 0) {
@@ -166,10 +188,14 @@ export class PoolReconcileService {
     return reaped;
   }
 
-  /** Data-loss check: a missing epoch means Redis was flushed or restarted empty. */
+  /**
+   * Data-loss check, by the allocator's own rule: the state is usable only
+   * while both the epoch marker and the tier config exist (allocateCall
+   * answers STATE_REBUILDING otherwise).
+   */
   async checkDataLoss(): Promise<boolean> {
-    if ((await this.redis.exists(this.keys.epoch())) === 1) return false;
-    this.logger.warn('epoch marker missing: Redis lost its data, rebuilding pools from Kubernetes', 'Reconcile');
+    if ((await this.redis.exists(this.keys.epoch(), this.keys.tierConfig())) === 2) return false;
+    this.logger.warn('epoch marker or tier config missing: Redis lost its data, rebuilding pools from Kubernetes', 'Reconcile');
     await this.fullReconcile('data-loss');
     return true;
   }

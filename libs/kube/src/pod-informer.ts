@@ -19,17 +19,44 @@ export interface PodInformerOptions {
 /**
  * List + watch of the voice-agent pods through client-node's informer, made
  * to survive: the informer relists by itself on 410 Gone, but stops on any
- * other error, so we restart it. It keys pods by name; a StatefulSet pod that
- * came back with a new UID is reported as an upsert carrying the new UID, and
- * the reconciler treats the UID change as "old pod gone".
+ * other error, so we start it again. It is the SAME informer every time
+ * (across errors and across lost and regained leadership): its cache is what
+ * lets a relist report the pods deleted while we were not watching, which a
+ * fresh informer (empty cache) would silently miss. It keys pods by name; a
+ * StatefulSet pod that came back with a new UID is reported as an upsert
+ * carrying the new UID, and the reconciler treats the UID change as "old pod
+ * gone".
  */
 export class PodInformer {
-  private informer: ReturnType<typeof makeInformer<V1Pod>> | null = null;
+  private readonly informer: ReturnType<typeof makeInformer<V1Pod>>;
   private restartTimer: NodeJS.Timeout | null = null;
   private running = false;
   synced = false;
 
-  constructor(private readonly config: KubeConfig, private readonly options: PodInformerOptions) {}
+  constructor(config: KubeConfig, private readonly options: PodInformerOptions) {
+    const { namespace, labelSelector } = options;
+    const api = config.makeApiClient(CoreV1Api);
+    this.informer = makeInformer<V1Pod>(config, `/api/v1/namespaces/${namespace}/pods`, () => api.listNamespacedPod({ namespace, labelSelector }), labelSelector);
+    const emit = (type: PodChange['type']) => (pod: V1Pod) => {
+      if (!this.running) return;
+      const snapshot = podSnapshot(pod);
+      if (snapshot) this.options.onChange({ type, pod: snapshot });
+    };
+    this.informer.on('add', emit('upsert'));
+    this.informer.on('update', emit('upsert'));
+    this.informer.on('delete', emit('deleted'));
+    this.informer.on('connect', () => {
+      if (!this.running) return;
+      this.synced = true;
+      this.options.onSynced?.();
+    });
+    this.informer.on('error', (error) => {
+      if (!this.running) return;
+      this.synced = false;
+      this.options.onError?.(error);
+      this.scheduleRestart();
+    });
+  }
 
   async start(): Promise<void> {
     this.running = true;
@@ -40,42 +67,13 @@ export class PodInformer {
     this.running = false;
     this.synced = false;
     if (this.restartTimer) clearTimeout(this.restartTimer);
-    const informer = this.informer;
-    this.informer = null;
-    await informer?.stop().catch(() => undefined);
+    this.restartTimer = null;
+    await this.informer.stop().catch(() => undefined);
   }
 
   private async launch(): Promise<void> {
-    const { namespace, labelSelector } = this.options;
-    const api = this.config.makeApiClient(CoreV1Api);
-    const informer = makeInformer<V1Pod>(
-      this.config,
-      `/api/v1/namespaces/${namespace}/pods`,
-      () => api.listNamespacedPod({ namespace, labelSelector }),
-      labelSelector,
-    );
-    this.informer = informer;
-    const emit = (type: PodChange['type']) => (pod: V1Pod) => {
-      if (this.informer !== informer) return;
-      const snapshot = podSnapshot(pod);
-      if (snapshot) this.options.onChange({ type, pod: snapshot });
-    };
-    informer.on('add', emit('upsert'));
-    informer.on('update', emit('upsert'));
-    informer.on('delete', emit('deleted'));
-    informer.on('connect', () => {
-      if (this.informer !== informer) return;
-      this.synced = true;
-      this.options.onSynced?.();
-    });
-    informer.on('error', (error) => {
-      if (this.informer !== informer) return;
-      this.synced = false;
-      this.options.onError?.(error);
-      this.scheduleRestart();
-    });
     try {
-      await informer.start();
+      await this.informer.start();
     } catch (error) {
       this.options.onError?.(error);
       this.scheduleRestart();
@@ -84,9 +82,7 @@ export class PodInformer {
 
   private scheduleRestart(): void {
     if (!this.running || this.restartTimer) return;
-    const stale = this.informer;
-    this.informer = null;
-    void stale?.stop().catch(() => undefined);
+    void this.informer.stop().catch(() => undefined);
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
       if (this.running) void this.launch();

@@ -36,6 +36,22 @@ describe('allocateCall / releaseCall scripts', () => {
     expect(first.allocation.wasExisting).toBe(false);
   });
 
+  it('a reaper cutoff never ends a call allocated after it (a call_sid reused since the reaper looked)', async () => {
+    const result = await allocate('CA-reused');
+    if (!result.ok) throw new Error('allocation failed');
+    const allocatedAt = Number(await pool.redis.zscore(pool.keys.activeCalls(), 'CA-reused'));
+    expect(await pool.scripts.release('CA-reused', 'max_call_duration', 'call.reaped', Date.now(), allocatedAt - 1)).toEqual({ ok: false, code: ScriptCode.NotFound });
+    expect(await pool.redis.exists(pool.keys.call('CA-reused'))).toBe(1);
+    expect((await pool.scripts.release('CA-reused', 'max_call_duration', 'call.reaped', Date.now(), allocatedAt)).ok).toBe(true);
+    expect(await pool.redis.exists(pool.keys.call('CA-reused'))).toBe(0);
+  });
+
+  it('sweep and rebalance fail loudly on a flushed Redis instead of reporting nothing to correct', async () => {
+    await pool.redis.del(pool.keys.tierConfig());
+    await expect(pool.scripts.sweepPod('voice-agent-1')).rejects.toThrow('pool state missing');
+    await expect(pool.scripts.rebalanceTiers()).rejects.toThrow('pool state missing');
+  });
+
   it('release puts the exclusive pod back and a second release is not found', async () => {
     const result = await allocate('CA3');
     if (!result.ok) throw new Error('allocation failed');

@@ -16,6 +16,13 @@ export interface AllocateInput {
 }
 
 export type AllocateResult = { ok: true; allocation: Allocation } | { ok: false; code: ScriptCode };
+/** The tier config (and so the pool state) is missing: Redis lost its data and a rebuild is due. */
+export class StateMissingError extends Error {
+  constructor(operation: string) {
+    super(`${operation}: pool state missing (Redis lost its data); a full reconcile rebuilds it`);
+  }
+}
+
 export type ReleaseResult = { ok: true; release: Release } | { ok: false; code: ScriptCode.NotFound };
 
 export interface PodObservation {
@@ -88,11 +95,12 @@ export class PoolScripts {
     };
   }
 
-  async release(callSid: string, reason: string, event: 'call.released' | 'call.reaped' = 'call.released', now = Date.now()): Promise<ReleaseResult> {
+  /** `allocatedBefore` (ms): release only a call allocated at or before it (the stale-call reaper). */
+  async release(callSid: string, reason: string, event: 'call.released' | 'call.reaped' = 'call.released', now = Date.now(), allocatedBefore?: number): Promise<ReleaseResult> {
     const k = this.keys;
     const reply = await this.script('releaseCall')(
       k.call(callSid), k.tierConfig(), k.activeCalls(), k.callStream(), k.tombstone(callSid),
-      callSid, reason, now, this.prefixes, this.limits.tombstoneTtlSeconds, this.limits.streamMaxLen, event,
+      callSid, reason, now, this.prefixes, this.limits.tombstoneTtlSeconds, this.limits.streamMaxLen, event, allocatedBefore ?? '',
     );
     if (typeof reply === 'number') return { ok: false, code: ScriptCode.NotFound };
     const [, podName, releasedToPool, wasDraining] = reply;
@@ -130,17 +138,23 @@ export class PoolScripts {
     return { activeCalls: Number(reply[1]), tier: String(reply[2]) };
   }
 
-  /** Returns the number of corrections made (0 = the pod was consistent). */
+  /**
+   * Returns the number of corrections made (0 = the pod was consistent, or is
+   * unknown). Throws StateMissingError when the tier config is gone: a flushed
+   * Redis is not "nothing to correct".
+   */
   async sweepPod(name: string): Promise<number> {
     const k = this.keys;
     const reply = await this.script('sweepPod')(k.pods(), k.tierConfig(), name, this.prefixes);
+    if (reply === ScriptCode.StateMissing) throw new StateMissingError('sweepPod');
     return typeof reply === 'number' ? 0 : Number(reply[1]);
   }
 
-  /** Moves idle pods so tiers meet their targets; stores `document` first when given. */
+  /** Moves idle pods to their tiers; stores `document` first when given. Throws StateMissingError like sweepPod. */
   async rebalanceTiers(document?: string): Promise<number> {
     const k = this.keys;
     const reply = await this.script('rebalanceTiers')(k.pods(), k.tierConfig(), this.prefixes, document ?? '');
+    if (reply === ScriptCode.StateMissing) throw new StateMissingError('rebalanceTiers');
     return typeof reply === 'number' ? 0 : Number(reply[1]);
   }
 

@@ -17,9 +17,13 @@
     ARGV[5] tombstone TTL, seconds (0 = no tombstone)
     ARGV[6] stream MAXLEN (approximate trim)
     ARGV[7] event type: 'call.released' or 'call.reaped'
+    ARGV[8] release only a call allocated at or before this time, ms ('' = any): the
+            stale-call reaper's cutoff, checked here so a call_sid reused since the
+            reaper looked is never ended
   Output:
     {1, pod_name, source_pool, was_draining (0|1)}
-    -1 no such call (never allocated, already released, or ended with its pod)
+    -1 no such call (never allocated, already released, or ended with its pod), or
+       allocated after the ARGV[8] cutoff
   Events:
     stream:calls  type=<ARGV[7]> call_sid pod tier reason at
   Derived keys (pod-scoped, named by the call record, built from ARGV[4]):
@@ -34,6 +38,9 @@ local call = rcall('HMGET', KEYS[1], 'pod_name', 'pod_uid', 'tier', 'source_pool
 local name = call[1]
 if not name then
   rcall('ZREM', KEYS[3], sid)
+  return -1
+end
+if ARGV[8] ~= '' and tonumber(rcall('ZSCORE', KEYS[3], sid) or '0') > tonumber(ARGV[8]) then
   return -1
 end
 local P = cjson.decode(ARGV[4])
