@@ -38,7 +38,7 @@ const { LocalStack } = lib('stack');
 const { POD_STREAM_GROUP, RECONCILER_QUEUE, JOBS } = lib('events');
 const { RedisKeys } = lib('redis-keys');
 const { PoolScripts } = lib('redis-scripts');
-const { buildChainRules, planTiers, toTierDocument } = lib('allocation');
+const { buildChainRules, toTierDocument } = lib('allocation');
 const { parseTierConfig, DEFAULT_CHAIN } = lib('config');
 
 const args = process.argv.slice(2);
@@ -196,11 +196,10 @@ async function baselines(url, sampleFields, n) {
   const scripts = new PoolScripts(redis, bkeys, buildChainRules(tiers, DEFAULT_CHAIN), { callTtlSeconds: 3600, tombstoneTtlSeconds: 60, streamMaxLen: 100000 });
   await redis.set(bkeys.tierConfig(), JSON.stringify(toTierDocument(tiers, 'standard')));
   const names = Array.from({ length: podCount }, (_, i) => `voice-agent-${i}`);
-  const plan = planTiers(names.map((name) => ({ name })), tiers, 'standard');
   const upsertAll = async () => {
     const started = now();
     for (const name of names) {
-      await scripts.upsertPod({ name, uid: `uid-${name}`, ready: true, terminating: false, metadata: { labels: { app: 'voice-agent' }, resourceVersion: '1' }, preferredTier: plan.get(name), term: null });
+      await scripts.upsertPod({ name, uid: `uid-${name}`, ready: true, terminating: false, metadata: { labels: { app: 'voice-agent' }, resourceVersion: '1' }, pinnedTier: '', term: null });
     }
     return now() - started;
   };

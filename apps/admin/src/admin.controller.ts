@@ -1,6 +1,6 @@
 import { Body, Controller, Delete, Get, Headers, HttpCode, Param, Post, Put, Query } from '@nestjs/common';
-import { isCallSid, isMerchantId, isPodName } from '@smart-router/allocation';
-import { ApiError, BearerTokens } from '@smart-router/http';
+import { isPodName } from '@smart-router/allocation';
+import { ApiError, BearerTokens, requireCallId, requireMerchantId } from '@smart-router/http';
 import { AdminService } from './admin.service';
 
 function podNameOf(body: unknown): string {
@@ -53,8 +53,7 @@ export class AdminController {
   @Get('admin/calls/:callSid')
   call(@Param('callSid') callSid: string, @Headers('authorization') auth?: string) {
     this.tokens.authorize(auth, 'viewer');
-    if (!isCallSid(callSid)) throw ApiError.badRequest('call_sid must be 1-128 characters of A-Za-z0-9._:-', 'INVALID_CALL_SID');
-    return this.admin.call(callSid);
+    return this.admin.call(requireCallId(callSid));
   }
 
   @Get('admin/merchants')
@@ -107,7 +106,6 @@ export class AdminController {
   }
 
   private merchantId(id: string): string {
-    if (!isMerchantId(id)) throw ApiError.badRequest('merchant_id must be 1-128 characters of A-Za-z0-9._:-', 'INVALID_MERCHANT_ID');
-    return id;
+    return requireMerchantId(id);
   }
 }

@@ -6,6 +6,7 @@ import { InvariantViolation, PoolScripts } from '@smart-router/redis-scripts';
 import { validateTierConfig, ConfigError, CommonSettings } from '@smart-router/config';
 import { JOBS } from '@smart-router/events';
 import { Telemetry } from '@smart-router/telemetry';
+import { PoolMetrics } from '@smart-router/pool-state';
 import { PoolStateRepository } from './pool-state.repository';
 
 /**
@@ -24,9 +25,11 @@ export class AdminService {
     private readonly queue: Queue,
     private readonly settings: CommonSettings,
     telemetry: Telemetry,
+    metrics: PoolMetrics,
   ) {
     const meter = telemetry.meter();
-    this.redisErrors = meter.createCounter('smart_router_redis_errors_total', { description: 'Redis commands that failed (each failed a request closed)' });
+    // The same counter the allocator uses: one series per operation, whichever app failed.
+    this.redisErrors = metrics.redisErrors;
     this.gauge = meter.createObservableGauge('smart_router_invariant_violations', { description: 'Invariant violations found by the last check' });
     this.gauge.addCallback((result) => result.observe(this.violations));
     // Pool sizes and live calls, read from Redis when Prometheus scrapes (a failed read observes nothing).

@@ -1,11 +1,11 @@
-import { DynamicModule, Inject, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
-import { ConnectionOptions, Queue } from 'bullmq';
+import { DynamicModule, Inject, Injectable, Logger, Module, OnApplicationShutdown } from '@nestjs/common';
+import { Queue } from 'bullmq';
 import type Redis from 'ioredis';
 import { RECONCILER_QUEUE } from '@smart-router/events';
 import { BearerTokens, HealthModule, MetricsController } from '@smart-router/http';
-import { PoolStateModule, REQUEST_REDIS, redisReadiness } from '@smart-router/pool-state';
+import { PoolMetrics, PoolStateModule, REQUEST_REDIS, redisReadiness } from '@smart-router/pool-state';
 import { RedisKeys } from '@smart-router/redis-keys';
-import { PoolScripts, redisOptions } from '@smart-router/redis-scripts';
+import { PoolScripts, bullConnection } from '@smart-router/redis-scripts';
 import { Telemetry } from '@smart-router/telemetry';
 import { AdminConfig } from './admin.config';
 import { AdminController } from './admin.controller';
@@ -37,19 +37,17 @@ export class AppModule {
           provide: Queue,
           inject: [RedisKeys],
           useFactory: (keys: RedisKeys) => {
-            const queue = new Queue(RECONCILER_QUEUE, {
-              connection: { ...redisOptions(config.common.redis, 'request', 'admin-queue'), url: config.common.redis.url } as ConnectionOptions,
-              prefix: keys.bullPrefix(),
-            });
-            queue.on('error', () => undefined);
+            const queue = new Queue(RECONCILER_QUEUE, { connection: bullConnection(config.common.redis, 'request', 'admin-queue'), prefix: keys.bullPrefix() });
+            // Enqueue failures reach the caller (503); connection-level errors are only logged.
+            queue.on('error', (error) => new Logger('ReconcilerQueue').warn(`reconciler queue connection: ${error.message}`));
             return queue;
           },
         },
         { provide: PoolStateRepository, inject: [REQUEST_REDIS, RedisKeys], useFactory: (redis: Redis, keys: RedisKeys) => new PoolStateRepository(redis, keys) },
         {
           provide: AdminService,
-          inject: [PoolStateRepository, PoolScripts, Queue],
-          useFactory: (repository: PoolStateRepository, scripts: PoolScripts, queue: Queue) => new AdminService(repository, scripts, queue, config.common, telemetry),
+          inject: [PoolStateRepository, PoolScripts, Queue, PoolMetrics],
+          useFactory: (repository: PoolStateRepository, scripts: PoolScripts, queue: Queue, metrics: PoolMetrics) => new AdminService(repository, scripts, queue, config.common, telemetry, metrics),
         },
         QueueCloser,
       ],

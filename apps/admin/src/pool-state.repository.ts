@@ -22,10 +22,6 @@ export class PoolStateRepository {
     return text ? fromTierDocument(text) : null;
   }
 
-  async saveTierDocument(document: TierDocument): Promise<void> {
-    await this.redis.set(this.keys.tierConfig(), JSON.stringify(document));
-  }
-
   async pools(config: TierConfig): Promise<Record<string, TierView>> {
     const pools: Record<string, TierView> = {};
     for (const [tier, spec] of config) {
@@ -147,8 +143,9 @@ export class PoolStateRepository {
         for (let i = 0; i + 1 < group.length; i += 2) info.set(String(group[i]), group[i + 1]);
         if (info.get('name') === POD_STREAM_GROUP) stream = { lag: Number(info.get('lag') ?? 0), pending: Number(info.get('pending') ?? 0), consumers: Number(info.get('consumers') ?? 0) };
       }
-    } catch {
-      // stream not created yet
+    } catch (error) {
+      // Only "the stream does not exist yet" is an answer; any other failure is a Redis error (503).
+      if (!/no such key/i.test((error as Error).message)) throw error;
     }
     return {
       redis: 'ok',

@@ -1,5 +1,4 @@
-import { ApiError } from '@smart-router/http';
-import { isCallSid, isMerchantId } from '@smart-router/allocation';
+import { ApiError, optionalMerchantId, requireCallId } from '@smart-router/http';
 
 export interface AllocateBody {
   callSid: string;
@@ -20,13 +19,6 @@ function asObject(body: unknown): Record<string, unknown> {
   return body as Record<string, unknown>;
 }
 
-function callSidOf(body: Record<string, unknown>): string {
-  const value = body.call_sid;
-  if (value === undefined || value === null || value === '') throw ApiError.badRequest('call_sid is required', 'CALL_SID_REQUIRED');
-  if (!isCallSid(value)) throw ApiError.badRequest('call_sid must be 1-128 characters of A-Za-z0-9._:-', 'INVALID_CALL_SID');
-  return value;
-}
-
 function shortText(body: Record<string, unknown>, field: string, max: number): string {
   const value = body[field];
   if (value === undefined || value === null) return '';
@@ -41,20 +33,17 @@ function shortText(body: Record<string, unknown>, field: string, max: number): s
  */
 export function parseAllocateBody(raw: unknown): AllocateBody {
   const body = asObject(raw);
-  const callSid = callSidOf(body);
-  const merchant = body.merchant_id ?? body.reseller_id ?? '';
-  if (merchant !== '' && !isMerchantId(merchant)) {
-    throw ApiError.badRequest('merchant_id must be 1-128 characters of A-Za-z0-9._:-', 'INVALID_MERCHANT_ID');
-  }
+  const callSid = requireCallId(body.call_sid);
+  const merchant = optionalMerchantId(body.merchant_id ?? body.reseller_id);
   let metadata = '';
   if (body.metadata !== undefined && body.metadata !== null) {
     metadata = JSON.stringify(body.metadata);
     if (Buffer.byteLength(metadata) > MAX_METADATA_BYTES) throw ApiError.badRequest(`metadata must be at most ${MAX_METADATA_BYTES} bytes of JSON`, 'INVALID_FIELD');
   }
-  return { callSid, merchantId: merchant as string, provider: shortText(body, 'provider', 64), metadata };
+  return { callSid, merchantId: merchant, provider: shortText(body, 'provider', 64), metadata };
 }
 
 export function parseReleaseBody(raw: unknown): ReleaseBody {
   const body = asObject(raw);
-  return { callSid: callSidOf(body), reason: shortText(body, 'reason', 256) };
+  return { callSid: requireCallId(body.call_sid), reason: shortText(body, 'reason', 256) };
 }

@@ -1,6 +1,7 @@
 import { DynamicModule, Inject, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
 import type Redis from 'ioredis';
 import { KubeConfig } from '@kubernetes/client-node';
+import { redisReadiness } from '@smart-router/pool-state';
 import { HealthModule, MetricsController, ReadinessCheck } from '@smart-router/http';
 import { loadKubeConfig } from '@smart-router/kube';
 import { RedisKeys } from '@smart-router/redis-keys';
@@ -20,18 +21,6 @@ class RedisCloser implements OnApplicationShutdown {
   }
 }
 
-async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out`)), ms);
-  });
-  try {
-    return await Promise.race([work, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 @Module({})
 export class AppModule {
   static register(config: PodWatcherConfig, telemetry: Telemetry, logger: JsonLogger): DynamicModule {
@@ -44,7 +33,7 @@ export class AppModule {
         HealthModule.forRoot({
           inject: [WATCHER_REDIS, PodWatchService],
           useFactory: (redis: Redis, watch: PodWatchService): ReadinessCheck[] => [
-            { name: 'redis', check: async () => void (await withTimeout(redis.ping(), 1000, 'redis ping')) },
+            redisReadiness(redis),
             {
               name: 'watch',
               check: async () => {

@@ -2,6 +2,7 @@ import { DynamicModule, Inject, Injectable, Module, OnApplicationShutdown } from
 import type Redis from 'ioredis';
 import { KubeConfig } from '@kubernetes/client-node';
 import { buildChainRules } from '@smart-router/allocation';
+import { redisReadiness } from '@smart-router/pool-state';
 import { HealthModule, MetricsController, ReadinessCheck } from '@smart-router/http';
 import { loadKubeConfig } from '@smart-router/kube';
 import { RedisKeys } from '@smart-router/redis-keys';
@@ -38,12 +39,7 @@ export class AppModule {
         HealthModule.forRoot({
           inject: [PoolScripts, ReconcilerService, PodStreamConsumer],
           useFactory: (scripts: PoolScripts, reconciler: ReconcilerService, consumer: PodStreamConsumer): ReadinessCheck[] => [
-            {
-              name: 'redis',
-              check: async () => {
-                await Promise.race([scripts.ping(), new Promise((_, reject) => setTimeout(() => reject(new Error('redis timed out')), 1000).unref())]);
-              },
-            },
+            redisReadiness(scripts),
             {
               name: 'reconciler',
               check: async () => {

@@ -1,19 +1,14 @@
-import { ConnectionOptions, Job, Queue, Worker } from 'bullmq';
+import { Job, Queue, Worker } from 'bullmq';
 import { LoggerService } from '@nestjs/common';
 import { Counter, Histogram } from '@opentelemetry/api';
 import { RedisSettings } from '@smart-router/config';
 import { JOBS, JOB_NAMES, JobName, RECONCILER_QUEUE } from '@smart-router/events';
 import { RedisKeys } from '@smart-router/redis-keys';
-import { redisOptions } from '@smart-router/redis-scripts';
+import { bullConnection } from '@smart-router/redis-scripts';
 import { Telemetry, inSpan } from '@smart-router/telemetry';
 import { PoolReconcileService } from './pool-reconcile.service';
 
 type Handler = () => Promise<unknown>;
-
-/** BullMQ takes ioredis options plus the URL (its own typing of them is narrower). */
-function bullConnection(settings: RedisSettings, profile: 'request' | 'worker', name: string): ConnectionOptions {
-  return { ...redisOptions(settings, profile, name), url: settings.url } as ConnectionOptions;
-}
 
 /**
  * The periodic work as BullMQ job schedulers (never in-process timers): each

@@ -15,3 +15,8 @@ export function isMerchantId(value: unknown): value is string {
 export function isPodName(value: unknown): value is string {
   return typeof value === 'string' && POD_NAME_PATTERN.test(value);
 }
+
+const inner = (pattern: RegExp) => pattern.source.slice(1, -1);
+
+/** `/ws/pod/{pod_name}/{call_sid}`: group 1 is the pod, group 3 the call (what ws_url is built as). */
+export const WS_PATH = new RegExp(`^/ws/pod/(${inner(POD_NAME_PATTERN)})/(${inner(CALL_SID_PATTERN)})$`);

@@ -5,3 +5,4 @@ export * from './health.module';
 export * from './metrics.controller';
 export * from './bootstrap';
 export * from './tracing.interceptor';
+export * from './identifiers';

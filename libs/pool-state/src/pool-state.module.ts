@@ -40,11 +40,26 @@ class RedisLifecycle implements OnModuleInit, OnApplicationShutdown {
 }
 
 /**
- * Redis readiness: a real script round trip, not PING. After a Redis restart
- * the script cache is empty; this proves EVALSHA/EVAL works end to end.
+ * Redis readiness for every app, answered within `timeoutMs` whatever the
+ * connection profile (a worker connection would otherwise wait an outage out).
+ * Given PoolScripts it is a real script round trip, not PING: after a Redis
+ * restart the script cache is empty, and this proves EVALSHA/EVAL works.
  */
-export function redisReadiness(scripts: PoolScripts): ReadinessCheck {
-  return { name: 'redis', check: async () => void (await scripts.ping()) };
+export function redisReadiness(target: { ping(): Promise<unknown> }, timeoutMs = 1000): ReadinessCheck {
+  return {
+    name: 'redis',
+    check: async () => {
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`redis did not answer within ${timeoutMs} ms`)), timeoutMs);
+      });
+      try {
+        await Promise.race([target.ping(), deadline]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
 }
 
 /** Redis, the key schema, the typed scripts and the allocator, for any app. */

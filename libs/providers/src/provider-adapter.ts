@@ -1,4 +1,3 @@
-import { isCallSid, isMerchantId } from '@smart-router/allocation';
 import { ApiError } from '@smart-router/http';
 import { WebhookRequest } from './webhook-request';
 
@@ -51,19 +50,8 @@ export interface ProviderAdapter {
 /** The caller hears this when the call cannot be connected to a voice agent. */
 export const DEFAULT_FAILURE_MESSAGE = 'We are sorry, we cannot take your call right now. Please try again later.';
 
-/** Call ids follow the API's rule (SPEC section 3): 1-128 characters of [A-Za-z0-9._:-]. */
-export function requireCallId(value: unknown, field: string): string {
-  if (value === undefined || value === null || value === '') throw ApiError.badRequest(`${field} is required`, 'CALL_SID_REQUIRED');
-  if (!isCallSid(value)) throw ApiError.badRequest(`${field} must be 1-128 characters of A-Za-z0-9._:-`, 'INVALID_CALL_SID');
-  return value;
-}
-
-/** merchant_id as the API validates it; absent or empty means "no merchant". */
-export function optionalMerchantId(value: unknown): string {
-  if (value === undefined || value === null || value === '') return '';
-  if (!isMerchantId(value)) throw ApiError.badRequest('merchant_id must be 1-128 characters of A-Za-z0-9._:-', 'INVALID_MERCHANT_ID');
-  return value;
-}
+// The API's own identifier checks, re-exported for the adapters.
+export { optionalMerchantId, requireCallId } from '@smart-router/http';
 
 /** A status value in lower case; anything that is not a short word reads as "no status" (non-final). */
 export function statusValue(value: unknown): string {

@@ -1,3 +1,4 @@
+import type { ConnectionOptions } from 'bullmq';
 import Redis, { RedisOptions } from 'ioredis';
 import type { RedisSettings } from '@smart-router/config';
 
@@ -34,4 +35,9 @@ export function createRedis(settings: RedisSettings, profile: ConnectionProfile,
   // otherwise crash the process as an unhandled 'error'.
   redis.on('error', () => undefined);
   return redis;
+}
+
+/** The same profiles for BullMQ queues and workers (BullMQ takes ioredis options plus the URL). */
+export function bullConnection(settings: RedisSettings, profile: ConnectionProfile, name: string): ConnectionOptions {
+  return { ...redisOptions(settings, profile, name), url: settings.url } as ConnectionOptions;
 }

@@ -1,3 +1,5 @@
+import { WS_PATH } from '@smart-router/allocation';
+
 /**
  * SPEC section 2 routing, the same table nginx implements in docker-compose
  * and Kubernetes (docker/nginx): one base URL in front of every service.
@@ -14,7 +16,7 @@ export type Route = { upstream: keyof Upstreams } | { status: number; body: { er
 
 const WEBHOOK_PATH = /^\/(api\/v1\/(twilio|plivo|exotel)(\/|$)|agent\/voice\/breeze-buddy\/(twilio|plivo|exotel)\/callback(\/|$))/;
 const ADMIN_PATH = /^\/api\/v1\/(status|drain|undrain)$|^\/api\/v1\/(pod|admin)\//;
-export const WS_PATH = /^\/ws\/pod\/([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)\/([A-Za-z0-9._:-]{1,128})$/;
+export { WS_PATH };
 
 export function route(pathname: string): Route {
   if (pathname === '/api/v1/allocate' || pathname === '/api/v1/release') return { upstream: 'allocationApi' };

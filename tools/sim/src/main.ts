@@ -1,7 +1,7 @@
 import Redis from 'ioredis';
 import { RedisKeys } from '@smart-router/redis-keys';
 import { SimCluster, writeKubeconfig } from './sim-cluster';
-import { SimulatedVoiceAgents } from './voice-agents';
+import { SimulatedVoiceAgents, callOwnerInRedis } from './voice-agents';
 
 /**
  * The simulated cluster as its own process (docker-compose's `sim` service).
@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   let agents: SimulatedVoiceAgents | null = null;
   let redis: Redis | null = null;
   if (env.ALLOCATION_API_URL && env.REDIS_URL) {
-    const keys = new RedisKeys(env.REDIS_PREFIX ?? 'voice:');
+    const keys = new RedisKeys(env.REDIS_PREFIX);
     const client = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 1 });
     client.on('error', () => undefined);
     redis = client;
@@ -28,7 +28,7 @@ async function main(): Promise<void> {
       host: env.SIM_HOST ?? '127.0.0.1',
       port: Number(env.VOICE_AGENTS_PORT ?? 8090),
       allocationApiUrl: env.ALLOCATION_API_URL,
-      podOfCall: async (callSid) => client.hget(keys.call(callSid), 'pod_name'),
+      podOfCall: callOwnerInRedis(client, keys),
       podExists: (pod) => Boolean(cluster.getPod(pod)),
     });
     await agents.start();

@@ -1,6 +1,14 @@
 import { createServer, IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
+import type Redis from 'ioredis';
+import { WS_PATH } from '@smart-router/allocation';
+import type { RedisKeys } from '@smart-router/redis-keys';
+
+/** Who holds a call, read from its call record (what a real voice agent knows from its own assignment). */
+export function callOwnerInRedis(redis: Redis, keys: RedisKeys): (callSid: string) => Promise<string | null> {
+  return async (callSid) => redis.hget(keys.call(callSid), 'pod_name');
+}
 
 export interface VoiceAgentsOptions {
   host: string;
@@ -13,7 +21,6 @@ export interface VoiceAgentsOptions {
   podExists(podName: string): boolean;
 }
 
-const WS_PATH = /^\/ws\/pod\/([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)\/([A-Za-z0-9._:-]{1,128})$/;
 
 /**
  * Stands in for the voice-agent pods' WebSocket endpoint: accepts
@@ -76,16 +83,24 @@ export class SimulatedVoiceAgents {
     });
   }
 
+  /**
+   * Like the real agent: 200 or 404 (already released) is done; a 5xx or a
+   * refused connection (a restart, Redis down) is retried a few times, after
+   * which the status callback or the stale-call reaper releases it.
+   */
   private async release(callSid: string): Promise<void> {
-    try {
-      await fetch(`${this.options.allocationApiUrl}/api/v1/release`, {
+    for (let attempt = 1; attempt <= 5; attempt += 1) {
+      const status = await fetch(`${this.options.allocationApiUrl}/api/v1/release`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ call_sid: callSid, reason: 'websocket_closed' }),
-      });
-      this.releases += 1;
-    } catch {
-      // The status callback or the stale-call reaper releases it later.
+      }).then((response) => response.status, () => 0);
+      if (status === 200 || status === 404) {
+        this.releases += 1;
+        return;
+      }
+      if (status !== 0 && status < 500) return;
+      await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
     }
   }
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import { freePort, waitFor } from '@smart-router/testing';
-import { LocalStack, StackPorts } from './stack';
+import { LocalStack, FREE_PORTS } from './stack';
 
 /**
  * SPEC section 6 end to end: the built apps as separate processes, a real
@@ -14,7 +14,6 @@ import { LocalStack, StackPorts } from './stack';
  */
 
 const ROOT = join(__dirname, '..', '..', '..');
-const FREE: StackPorts = { gateway: 0, sim: 0, voiceAgents: 0, apps: { 'allocation-api': 0, webhooks: 0, admin: 0, 'pod-watcher': 0, reconciler: 0 } };
 const PODS = ['voice-agent-0', 'voice-agent-1', 'voice-agent-2', 'voice-agent-3', 'voice-agent-4'];
 
 let stack: LocalStack;
@@ -76,7 +75,7 @@ async function orphanedEvents(sid: string): Promise<number> {
 beforeAll(async () => {
   stack = await LocalStack.start({
     root: ROOT,
-    ports: FREE,
+    ports: FREE_PORTS,
     logDir: mkdtempSync(join(tmpdir(), 'sr-lifecycle-')),
     apps: ['allocation-api', 'admin', 'pod-watcher', 'reconciler'],
     simTimings: { readyDelayMs: 300, terminationDelayMs: 300, recreateDelayMs: 100 },

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import { freePort, waitFor } from '@smart-router/testing';
-import { AppName, LocalStack, StackPorts, exitedCleanly } from './stack';
+import { AppName, LocalStack, FREE_PORTS, exitedCleanly } from './stack';
 
 /**
  * SPEC section 6 item 7 and issue 5's proofs: every router app restarted in
@@ -13,7 +13,6 @@ import { AppName, LocalStack, StackPorts, exitedCleanly } from './stack';
  */
 
 const ROOT = join(__dirname, '..', '..', '..');
-const FREE: StackPorts = { gateway: 0, sim: 0, voiceAgents: 0, apps: { 'allocation-api': 0, webhooks: 0, admin: 0, 'pod-watcher': 0, reconciler: 0 } };
 
 let stack: LocalStack;
 let redis: Redis;
@@ -85,7 +84,7 @@ beforeAll(async () => {
   const collectorPort = await startCollector();
   stack = await LocalStack.start({
     root: ROOT,
-    ports: FREE,
+    ports: FREE_PORTS,
     logDir: mkdtempSync(join(tmpdir(), 'sr-operations-')),
     simTimings: { readyDelayMs: 200, terminationDelayMs: 200, recreateDelayMs: 50 },
     env: {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Redis from 'ioredis';
 import { Gateway } from '@smart-router/gateway';
 import { RedisKeys } from '@smart-router/redis-keys';
-import { ClusterTimings, SimCluster, SimulatedVoiceAgents } from '@smart-router/sim';
+import { ClusterTimings, SimCluster, SimulatedVoiceAgents, callOwnerInRedis } from '@smart-router/sim';
 import { RedisServer, freePort, waitFor } from '@smart-router/testing';
 
 export const APPS = ['allocation-api', 'webhooks', 'admin', 'pod-watcher', 'reconciler'] as const;
@@ -17,7 +17,15 @@ export interface StackPorts {
   apps: Record<AppName, number>;
 }
 
-/** The local defaults (SPEC section 8); tests pass 0 everywhere for free ports. */
+/** Every port 0: each server takes a free one (tests, benchmarks). */
+export const FREE_PORTS: StackPorts = {
+  gateway: 0,
+  sim: 0,
+  voiceAgents: 0,
+  apps: { 'allocation-api': 0, webhooks: 0, admin: 0, 'pod-watcher': 0, reconciler: 0 },
+};
+
+/** The local defaults (SPEC section 8). */
 export const DEFAULT_PORTS: StackPorts = {
   gateway: 8000,
   sim: 8001,
@@ -122,7 +130,7 @@ export class LocalStack {
       this.redisServer = await RedisServer.start(this.options.redisPort);
       this.redisUrl = this.redisServer.url;
     }
-    this.keys = new RedisKeys(this.options.env?.REDIS_PREFIX ?? 'voice:');
+    this.keys = new RedisKeys(this.options.env?.REDIS_PREFIX);
     this.redis = new Redis(this.redisUrl, { maxRetriesPerRequest: 1 });
     this.redis.on('error', () => undefined);
 
@@ -131,7 +139,7 @@ export class LocalStack {
       host: '127.0.0.1',
       port: this.ports.voiceAgents,
       allocationApiUrl: this.url('allocation-api'),
-      podOfCall: async (callSid) => (await this.redis!.hget(this.keys.call(callSid), 'pod_name')) ?? null,
+      podOfCall: callOwnerInRedis(this.redis, this.keys),
       podExists: (pod) => Boolean(this.sim.getPod(pod)),
     });
     await this.agents.start();

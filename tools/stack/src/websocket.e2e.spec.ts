@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { waitFor } from '@smart-router/testing';
-import { LocalStack, StackPorts } from './stack';
+import { LocalStack, FREE_PORTS } from './stack';
 
 /**
  * The whole public path, as a provider and a voice agent see it: answer
@@ -12,7 +12,6 @@ import { LocalStack, StackPorts } from './stack';
  */
 
 const ROOT = join(__dirname, '..', '..', '..');
-const FREE: StackPorts = { gateway: 0, sim: 0, voiceAgents: 0, apps: { 'allocation-api': 0, webhooks: 0, admin: 0, 'pod-watcher': 0, reconciler: 0 } };
 
 let stack: LocalStack;
 
@@ -38,7 +37,7 @@ function connect(url: string): Promise<{ socket: WebSocket; greeting: Record<str
 beforeAll(async () => {
   stack = await LocalStack.start({
     root: ROOT,
-    ports: FREE,
+    ports: FREE_PORTS,
     logDir: mkdtempSync(join(tmpdir(), 'sr-websocket-')),
     simTimings: { readyDelayMs: 200, terminationDelayMs: 200, recreateDelayMs: 50 },
   });
