@@ -38,7 +38,7 @@ const { LocalStack } = lib('stack');
 const { POD_STREAM_GROUP, RECONCILER_QUEUE, JOBS } = lib('events');
 const { RedisKeys } = lib('redis-keys');
 const { PoolScripts } = lib('redis-scripts');
-const { buildChainRules, toTierDocument } = lib('allocation');
+const { toTierDocument } = lib('allocation');
 const { parseTierConfig, DEFAULT_CHAIN } = lib('config');
 
 const args = process.argv.slice(2);
@@ -193,8 +193,8 @@ async function baselines(url, sampleFields, n) {
   // The upsertPod script once per pod, sequentially, into an empty state (what a full reconcile does).
   const bkeys = new RedisKeys('baseline:');
   const tiers = parseTierConfig(tierConfigFor(podCount));
-  const scripts = new PoolScripts(redis, bkeys, buildChainRules(tiers, DEFAULT_CHAIN), { callTtlSeconds: 3600, tombstoneTtlSeconds: 60, streamMaxLen: 100000 });
-  await redis.set(bkeys.tierConfig(), JSON.stringify(toTierDocument(tiers, 'standard')));
+  const scripts = new PoolScripts(redis, bkeys, { callTtlSeconds: 3600, tombstoneTtlSeconds: 60, streamMaxLen: 100000 });
+  await redis.set(bkeys.tierConfig(), JSON.stringify(toTierDocument(tiers, 'standard', DEFAULT_CHAIN)));
   const names = Array.from({ length: podCount }, (_, i) => `voice-agent-${i}`);
   const upsertAll = async () => {
     const started = now();

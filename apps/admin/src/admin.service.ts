@@ -173,7 +173,7 @@ export class AdminService {
       const current = await this.tiers();
       const extra = typeof (body as { extra_pods_tier?: unknown })?.extra_pods_tier === 'string' ? (body as { extra_pods_tier: string }).extra_pods_tier : current.extra;
       if (!config.has(extra)) throw ApiError.badRequest(`extra_pods_tier "${extra}" is not one of the tiers`, 'INVALID_TIER_CONFIG');
-      const moved = await this.scripts.rebalanceTiers(JSON.stringify(toTierDocument(config, extra)));
+      const moved = await this.scripts.rebalanceTiers(JSON.stringify(toTierDocument(config, extra, this.settings.defaultChain)));
       return { success: true, tiers: Object.fromEntries(config), extra_pods_tier: extra, pods_moved: moved };
     });
   }

@@ -156,6 +156,19 @@ describe('admin API', () => {
     expect((await admin.call('PUT', '/api/v1/admin/tiers', { gold: { type: 'weird' } })).body).toMatchObject({ code: 'INVALID_TIER_CONFIG' });
   });
 
+  it('a tier added at run time gets its own fallback chain in every process at once', async () => {
+    const added = await admin.call('PUT', '/api/v1/admin/tiers', {
+      gold: { type: 'exclusive', target: 1 }, premium: { type: 'exclusive', target: 1 }, standard: { type: 'exclusive', target: 1 }, basic: { type: 'shared', target: 1, max_concurrent: 3 },
+    });
+    expect(added.status).toBe(200);
+    expect(await pool.redis.get(pool.keys.podTier('voice-agent-1'))).toBe('premium');
+    expect((await admin.call('PUT', '/api/v1/admin/merchants/vip', { tier: 'premium' })).status).toBe(200);
+    // The fixture's PoolScripts were built before the change: the chain comes from the stored document.
+    const result = await allocate('vip-call', 'vip');
+    expect(result).toMatchObject({ ok: true, allocation: { podName: 'voice-agent-1', tier: 'premium' } });
+    expect((await admin.call('GET', '/api/v1/admin/invariants')).body).toEqual({ ok: true, violations: [] });
+  });
+
   it('invariants report a corrupted state', async () => {
     await pool.redis.sadd(pool.keys.poolAvailable('gold'), 'voice-agent-1');
     const { body } = await admin.call('GET', '/api/v1/admin/invariants');

@@ -1,7 +1,6 @@
 import { DynamicModule, Inject, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
 import type Redis from 'ioredis';
 import { KubeConfig } from '@kubernetes/client-node';
-import { buildChainRules } from '@smart-router/allocation';
 import { redisReadiness } from '@smart-router/pool-state';
 import { HealthModule, MetricsController, ReadinessCheck } from '@smart-router/http';
 import { loadKubeConfig } from '@smart-router/kube';
@@ -61,7 +60,7 @@ export class AppModule {
           provide: PoolScripts,
           inject: [STATE_REDIS],
           useFactory: (redis: Redis) =>
-            new PoolScripts(redis, keys, buildChainRules(config.common.tiers, config.common.defaultChain), {
+            new PoolScripts(redis, keys, {
               callTtlSeconds: config.common.callTtlSeconds,
               tombstoneTtlSeconds: config.common.tombstoneTtlSeconds,
               streamMaxLen: config.common.streamMaxLen,

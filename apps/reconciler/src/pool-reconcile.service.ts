@@ -123,7 +123,8 @@ export class PoolReconcileService {
       const started = Date.now();
       // The tier config survives in Redis across restarts of the apps; after
       // data loss it comes back from TIER_CONFIG.
-      await this.redis.set(this.keys.tierConfig(), JSON.stringify(toTierDocument(this.settings.tiers, this.settings.extraPodsTier)), 'NX');
+      const document = JSON.stringify(toTierDocument(this.settings.tiers, this.settings.extraPodsTier, this.settings.defaultChain));
+      await this.redis.set(this.keys.tierConfig(), document, 'NX');
       const snapshotAt = Date.now();
       const pods = await listPods(this.kube, this.target.namespace, this.target.labelSelector);
 

@@ -1,7 +1,6 @@
 import { DynamicModule, Inject, Injectable, Module, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import type Redis from 'ioredis';
 import { CommonSettings } from '@smart-router/config';
-import { buildChainRules } from '@smart-router/allocation';
 import { RedisKeys } from '@smart-router/redis-keys';
 import { PoolScripts, createRedis } from '@smart-router/redis-scripts';
 import { ReadinessCheck } from '@smart-router/http';
@@ -79,7 +78,7 @@ export class PoolStateModule {
           provide: PoolScripts,
           inject: [REQUEST_REDIS, RedisKeys],
           useFactory: (redis: Redis, keys: RedisKeys) =>
-            new PoolScripts(redis, keys, buildChainRules(settings.tiers, settings.defaultChain), {
+            new PoolScripts(redis, keys, {
               callTtlSeconds: settings.callTtlSeconds,
               tombstoneTtlSeconds: settings.tombstoneTtlSeconds,
               streamMaxLen: settings.streamMaxLen,

@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import { PodKeyPrefixes, RedisKeys } from '@smart-router/redis-keys';
-import { Allocation, ChainRules, Release, ScriptCode } from '@smart-router/allocation';
+import { Allocation, Release, ScriptCode } from '@smart-router/allocation';
 import { defineScripts } from './script-loader';
 
 type Reply = number | (string | number)[];
@@ -62,15 +62,11 @@ export class PoolScripts {
   constructor(
     private readonly redis: Redis,
     private readonly keys: RedisKeys,
-    private readonly chain: ChainRules,
     private readonly limits: ScriptLimits,
   ) {
     defineScripts(redis);
     this.prefixes = JSON.stringify(keys.podKeyPrefixes() satisfies PodKeyPrefixes);
-    this.chainJson = JSON.stringify(chain);
   }
-
-  private readonly chainJson: string;
 
   private script(name: string): ScriptFn {
     return (this.redis as unknown as Record<string, ScriptFn>)[name].bind(this.redis);
@@ -81,7 +77,7 @@ export class PoolScripts {
     const reply = await this.script('allocateCall')(
       k.call(input.callSid), k.merchantConfig(), k.tierConfig(), k.epoch(), k.activeCalls(), k.callStream(),
       k.tombstone(input.callSid),
-      input.callSid, input.merchantId, now, input.provider, input.metadata, this.chainJson,
+      input.callSid, input.merchantId, now, input.provider, input.metadata,
       this.limits.callTtlSeconds, this.prefixes, this.limits.streamMaxLen, input.refuseTombstoned ? '1' : '0',
     );
     if (typeof reply === 'number') return { ok: false, code: reply as ScriptCode };

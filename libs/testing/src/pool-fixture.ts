@@ -3,7 +3,7 @@ import Redis from 'ioredis';
 import { SEED_TIER_CONFIG, TierConfig, parseTierConfig } from '@smart-router/config';
 import { RedisKeys } from '@smart-router/redis-keys';
 import { DEFAULT_CHAIN } from '@smart-router/config';
-import { buildChainRules, planTiers, toTierDocument } from '@smart-router/allocation';
+import { planTiers, toTierDocument } from '@smart-router/allocation';
 import { PoolScripts } from '@smart-router/redis-scripts';
 
 export const SEED_PODS = ['voice-agent-0', 'voice-agent-1', 'voice-agent-2', 'voice-agent-3', 'voice-agent-4'];
@@ -41,10 +41,10 @@ export async function createPoolFixture(options: {
   const tiers = parseTierConfig(options.tierConfig ?? SEED_TIER_CONFIG);
   const extra = options.extraTier ?? 'standard';
   const redis = new Redis(options.url, { maxRetriesPerRequest: 1 });
-  const scripts = new PoolScripts(redis, keys, buildChainRules(tiers, DEFAULT_CHAIN), {
+  const scripts = new PoolScripts(redis, keys, {
     callTtlSeconds: 3600, tombstoneTtlSeconds: 60, streamMaxLen: 10000,
   });
-  await redis.set(keys.tierConfig(), JSON.stringify(toTierDocument(tiers, extra)));
+  await redis.set(keys.tierConfig(), JSON.stringify(toTierDocument(tiers, extra, DEFAULT_CHAIN)));
   const pods = options.pods ?? SEED_PODS;
   const plan = planTiers(pods.map((name) => ({ name })), tiers, extra);
   const uids = new Map<string, string>();

@@ -17,20 +17,21 @@
     ARGV[3] now, milliseconds since the Unix epoch
     ARGV[4] provider ('' when unknown)
     ARGV[5] metadata, JSON text ('' when none)
-    ARGV[6] chain rules JSON: {"byTier":{"<tier>":["<tier>",...]},"default":["<tier>",...]}
-    ARGV[7] call record TTL, seconds
-    ARGV[8] pod key prefixes JSON (RedisKeys.podKeyPrefixes)
-    ARGV[9] stream MAXLEN (approximate trim)
-    ARGV[10] '1' to refuse a call_sid released recently (provider answer webhooks), else '0'
+    ARGV[6] call record TTL, seconds
+    ARGV[7] pod key prefixes JSON (RedisKeys.podKeyPrefixes)
+    ARGV[8] stream MAXLEN (approximate trim)
+    ARGV[9] '1' to refuse a call_sid released recently (provider answer webhooks), else '0'
+  The chain rules come from the tier config document (its "chains":
+  {"byTier":{"<tier>":["<tier>",...]},"default":["<tier>",...]}), written with the tiers.
   Output:
     {1, pod_name, tier, was_existing (0|1), pod_uid}
     -1 no pod available anywhere in the chain
-    -2 state missing (epoch or tier config gone after a flush): rebuild pending
-    -3 call_sid released recently (tombstone) and ARGV[10] is '1'
+    -2 state missing (epoch or tier config gone after a flush, or a document without chains): rebuild pending
+    -3 call_sid released recently (tombstone) and ARGV[9] is '1'
     -4 the merchant's config is not a JSON object
   Events:
     stream:calls  type=call.allocated call_sid pod tier merchant_id provider at
-  Derived keys (pod-scoped, named by a pool member, built from ARGV[8]):
+  Derived keys (pod-scoped, named by a pool member, built from ARGV[7]):
     pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name},
     pod:calls:{name}, lease:{name}
 ]]
@@ -48,16 +49,16 @@ if rcall('EXISTS', KEYS[4]) == 0 then
   return -2
 end
 local tiers = loadTiers(KEYS[3])
-if not tiers then
+if not tiers or not tiers.chains then
   return -2
 end
-if ARGV[10] == '1' and rcall('EXISTS', KEYS[7]) == 1 then
+if ARGV[9] == '1' and rcall('EXISTS', KEYS[7]) == 1 then
   return -3
 end
 
 local sid, merchant, now = ARGV[1], ARGV[2], ARGV[3]
-local rules = cjson.decode(ARGV[6])
-local P = cjson.decode(ARGV[8])
+local rules = tiers.chains
+local P = cjson.decode(ARGV[7])
 
 -- The chain: the merchant's dedicated pool first, then its explicit fallback
 -- or its tier's chain. Dedicated pools are reachable only as a merchant's own
@@ -138,7 +139,7 @@ if not chosen then
   return -1
 end
 
-local ttl = tonumber(ARGV[7])
+local ttl = tonumber(ARGV[6])
 local sourcePool = 'pool:' .. chosenTier
 local uid = rcall('HGET', P.pod .. chosen, 'uid') or ''
 rcall('HSET', callKey, 'pod_name', chosen, 'pod_uid', uid, 'source_pool', sourcePool, 'tier', chosenTier,
@@ -154,6 +155,6 @@ else
   rcall('HSET', P.pod .. chosen, 'status', 'allocated', 'allocated_call_sid', sid, 'allocated_at', now,
     'source_pool', sourcePool)
 end
-rcall('XADD', KEYS[6], 'MAXLEN', '~', ARGV[9], '*', 'type', 'call.allocated', 'call_sid', sid, 'pod', chosen,
+rcall('XADD', KEYS[6], 'MAXLEN', '~', ARGV[8], '*', 'type', 'call.allocated', 'call_sid', sid, 'pod', chosen,
   'tier', chosenTier, 'merchant_id', merchant, 'provider', ARGV[4], 'at', now)
 return {1, chosen, chosenTier, 0, uid}
