@@ -1,7 +1,7 @@
 import { Queue } from 'bullmq';
 import { Counter, ObservableGauge } from '@opentelemetry/api';
 import { ApiError, RedisUnavailableError } from '@smart-router/http';
-import { merchantConfigProblem, toTierDocument } from '@smart-router/allocation';
+import { ScriptCode, fromTierDocument, merchantConfigProblem, toTierDocument } from '@smart-router/allocation';
 import { InvariantViolation, PoolScripts } from '@smart-router/redis-scripts';
 import { validateTierConfig, ConfigError, CommonSettings } from '@smart-router/config';
 import { JOBS } from '@smart-router/events';
@@ -136,19 +136,25 @@ export class AdminService {
 
   putMerchant(id: string, body: unknown) {
     return this.guard('merchant', async () => {
-      const { config } = await this.tiers();
-      const problem = merchantConfigProblem(body, config);
-      if (problem) throw ApiError.badRequest(problem, 'INVALID_MERCHANT_CONFIG');
-      const { tier, pool, fallback } = body as { tier: string; pool?: string; fallback?: string[] };
-      const normalized = { tier, ...(pool !== undefined ? { pool } : {}), ...(fallback !== undefined ? { fallback } : {}) };
-      await this.repository.saveMerchant(id, JSON.stringify(normalized));
-      return { success: true, merchant_id: id, config: normalized };
+      // Validate against the tiers as stored, then write only if they are still
+      // that document (one script): a concurrent tier change makes us validate again.
+      for (let attempt = 1; ; attempt += 1) {
+        const text = await this.repository.tierDocumentText();
+        const config = text ? fromTierDocument(text).config : this.settings.tiers;
+        const problem = merchantConfigProblem(body, config);
+        if (problem) throw ApiError.badRequest(problem, 'INVALID_MERCHANT_CONFIG');
+        const { tier, pool, fallback } = body as { tier: string; pool?: string; fallback?: string[] };
+        const normalized = { tier, ...(pool !== undefined ? { pool } : {}), ...(fallback !== undefined ? { fallback } : {}) };
+        const written = await this.scripts.setMerchantConfig(id, JSON.stringify(normalized), text ?? '');
+        if (written !== ScriptCode.ConfigChanged) return { success: true, merchant_id: id, config: normalized };
+        if (attempt === 3) throw ApiError.unavailable('tier config keeps changing, retry', 'CONFIG_CHANGING');
+      }
     });
   }
 
   deleteMerchant(id: string) {
     return this.guard('merchant', async () => {
-      if (!(await this.repository.deleteMerchant(id))) throw ApiError.notFound(`merchant ${id} has no config`, 'MERCHANT_NOT_FOUND');
+      if (!(await this.scripts.setMerchantConfig(id, '', '*'))) throw ApiError.notFound(`merchant ${id} has no config`, 'MERCHANT_NOT_FOUND');
       return { success: true, merchant_id: id };
     });
   }

@@ -18,8 +18,13 @@ export class PoolStateRepository {
   constructor(private readonly redis: Redis, private readonly keys: RedisKeys) {}
 
   async tierDocument(): Promise<{ config: TierConfig; extra: string } | null> {
-    const text = await this.redis.get(this.keys.tierConfig());
+    const text = await this.tierDocumentText();
     return text ? fromTierDocument(text) : null;
+  }
+
+  /** The stored document as text: what a compare-and-set write is conditioned on. */
+  async tierDocumentText(): Promise<string | null> {
+    return this.redis.get(this.keys.tierConfig());
   }
 
   async pools(config: TierConfig): Promise<Record<string, TierView>> {
@@ -120,14 +125,6 @@ export class PoolStateRepository {
 
   async merchants(): Promise<Record<string, string>> {
     return this.redis.hgetall(this.keys.merchantConfig());
-  }
-
-  async saveMerchant(id: string, json: string): Promise<void> {
-    await this.redis.hset(this.keys.merchantConfig(), id, json);
-  }
-
-  async deleteMerchant(id: string): Promise<boolean> {
-    return (await this.redis.hdel(this.keys.merchantConfig(), id)) === 1;
   }
 
   async subsystems(): Promise<Record<string, unknown>> {

@@ -7,6 +7,7 @@ export enum ScriptCode {
   BadMerchantConfig = -4,
   StaleLeader = -5,
   NewerState = -6,
+  ConfigChanged = -7,
 }
 
 export interface Allocation {

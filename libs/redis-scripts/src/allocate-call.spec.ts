@@ -46,6 +46,18 @@ describe('allocateCall / releaseCall scripts', () => {
     expect(await pool.redis.exists(pool.keys.call('CA-reused'))).toBe(0);
   });
 
+  it('a merchant config is written only against the tier config it was validated with', async () => {
+    const validated = (await pool.redis.get(pool.keys.tierConfig()))!;
+    await pool.scripts.rebalanceTiers(JSON.stringify({ ...JSON.parse(validated), order: ['standard', 'basic'], tiers: { standard: { type: 'exclusive', target: 4 }, basic: { type: 'shared', target: 1, max_concurrent: 3 } } }));
+    expect(await pool.scripts.setMerchantConfig('m-gold', '{"tier":"gold"}', validated)).toBe(ScriptCode.ConfigChanged);
+    expect(await pool.redis.hexists(pool.keys.merchantConfig(), 'm-gold')).toBe(0);
+    const current = (await pool.redis.get(pool.keys.tierConfig()))!;
+    expect(await pool.scripts.setMerchantConfig('m-basic', '{"tier":"basic"}', current)).toBe(true);
+    expect(await pool.redis.hget(pool.keys.merchantConfig(), 'm-basic')).toBe('{"tier":"basic"}');
+    expect(await pool.scripts.setMerchantConfig('m-basic', '', '*')).toBe(true);
+    expect(await pool.scripts.setMerchantConfig('m-basic', '', '*')).toBe(false);
+  });
+
   it('sweep and rebalance fail loudly on a flushed Redis instead of reporting nothing to correct', async () => {
     await pool.redis.del(pool.keys.tierConfig());
     await expect(pool.scripts.sweepPod('voice-agent-1')).rejects.toThrow('pool state missing');

@@ -127,6 +127,18 @@ export class PoolScripts {
     return { orphaned: Number(reply[1]) };
   }
 
+  /**
+   * Stores (config JSON) or deletes ('') a merchant's config if the tier config
+   * is still `validatedAgainst` (the document text read before validating, ''
+   * for none, '*' for unconditional). Returns true when written or deleted, false for deleting an
+   * absent config, ScriptCode.ConfigChanged when the tiers changed meanwhile.
+   */
+  async setMerchantConfig(merchantId: string, json: string, validatedAgainst: string): Promise<boolean | ScriptCode.ConfigChanged> {
+    const k = this.keys;
+    const reply = Number(await this.script('setMerchantConfig')(k.merchantConfig(), k.tierConfig(), merchantId, json, validatedAgainst));
+    return reply === ScriptCode.ConfigChanged ? ScriptCode.ConfigChanged : reply === 1;
+  }
+
   async setDrain(name: string, draining: boolean): Promise<{ activeCalls: number; tier: string } | null> {
     const k = this.keys;
     const reply = await this.script('setPodDrain')(k.pods(), k.tierConfig(), name, draining ? '1' : '0', this.prefixes);

@@ -385,6 +385,8 @@ describe('keys the scripts actually touch (MONITOR trace)', () => {
       await scripts.sweepPod('voice-agent-3');
       await scripts.rebalanceTiers();
       await scripts.rebalanceTiers(JSON.stringify({ order: ['gold', 'standard', 'basic'], extra: 'standard', tiers: { gold: { type: 'exclusive', target: 2, max_concurrent: 1, dedicated: false }, standard: { type: 'exclusive', target: 1, max_concurrent: 1, dedicated: false }, basic: { type: 'shared', target: 1, max_concurrent: 3, dedicated: false } } }));
+      await scripts.setMerchantConfig('late', '{"tier":"basic"}', 'a document nobody stored');
+      await scripts.setMerchantConfig('late', '', '*');
       await scripts.ping();
       await scripts.checkInvariants();
       await redis.echo(sentinel);
