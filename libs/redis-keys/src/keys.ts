@@ -22,7 +22,7 @@
  * | pods                         | SET    | index of every known pod name                            |
  * | calls:active                 | ZSET   | call_sid -> allocated_at ms (list + stale reaper)        |
  * | tombstone:{call_sid}         | STRING | released call, refuses replayed answer webhooks          |
- * | config:tiers                 | STRING | the live TIER_CONFIG document                            |
+ * | config:tiers                 | STRING | the live TIER_CONFIG document, with its fallback chains  |
  * | epoch                        | STRING | data-loss marker; missing = state must be rebuilt        |
  * | watcher:term                 | STRING | highest pod-watcher leader term seen (fencing)           |
  * | watcher:leader               | HASH   | identity, term, renewed_at of the live watcher leader (TTL) |
