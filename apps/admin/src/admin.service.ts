@@ -35,19 +35,21 @@ export class AdminService {
     // Pool sizes and live calls, read from Redis when Prometheus scrapes (a failed read observes nothing).
     const poolPods = meter.createObservableGauge('smart_router_pool_pods', { description: 'Pods per tier and state (assigned, available)' });
     const activeCalls = meter.createObservableGauge('smart_router_active_calls', { description: 'Live calls (call records)' });
+    const waiting = meter.createObservableGauge('smart_router_waiting_requests', { description: 'Allocations waiting for a pod, across every replica' });
     meter.addBatchObservableCallback(async (observer) => {
       try {
         const { config } = await this.tiers();
-        const [pools, calls] = await Promise.all([this.repository.pools(config), this.repository.activeCallCount()]);
+        const [pools, calls, queued] = await Promise.all([this.repository.pools(config), this.repository.activeCallCount(), this.repository.waitingCount()]);
         for (const [tier, view] of Object.entries(pools)) {
           observer.observe(poolPods, view.assigned.length, { tier, state: 'assigned' });
           observer.observe(poolPods, view.available.length, { tier, state: 'available' });
         }
         observer.observe(activeCalls, calls);
+        observer.observe(waiting, queued);
       } catch {
         this.redisErrors.add(1, { operation: 'metrics' });
       }
-    }, [poolPods, activeCalls]);
+    }, [poolPods, activeCalls, waiting]);
   }
 
   private async guard<T>(operation: string, work: () => Promise<T>): Promise<T> {
@@ -68,13 +70,15 @@ export class AdminService {
   status() {
     return this.guard('status', async () => {
       const { config } = await this.tiers();
-      const [pools, pods, activeCalls, subsystems] = await Promise.all([
+      const [pools, pods, activeCalls, subsystems, waiting] = await Promise.all([
         this.repository.pools(config), this.repository.podNames(), this.repository.activeCallCount(), this.repository.subsystems(),
+        this.repository.waitingCount(),
       ]);
       const watcher = subsystems.watcher as { leader: string | null };
       return {
         status: 'up',
         active_calls: activeCalls,
+        waiting,
         is_leader: watcher.leader !== null,
         pools,
         draining: await this.repository.draining(pods),
