@@ -29,6 +29,7 @@ describe('RedisKeys', () => {
     expect(keys.lastReconcile()).toBe('voice:reconcile:last');
     expect(keys.bullPrefix()).toBe('voice:bull');
     expect(keys.waitQueue()).toBe('voice:wait:queue');
+    expect(keys.waitSequence()).toBe('voice:wait:seq');
     expect(keys.waiter('CA1')).toBe('voice:waiter:CA1');
     expect(keys.waitChannel()).toBe('voice:wait:wake');
     expect(keys.merchantCalls('acme')).toBe('voice:merchant:calls:acme');

@@ -28,7 +28,8 @@
  * | watcher:leader               | HASH   | identity, term, renewed_at of the live watcher leader (TTL) |
  * | stream:calls / stream:pods   | STREAM | call and pod lifecycle events                            |
  * | reconcile:last               | HASH   | last full reconcile: at, pods, duration_ms               |
- * | wait:queue                   | ZSET   | waiting allocations: call_sid -> priority*1e13 + enqueued ms (lowest first) |
+ * | wait:queue                   | ZSET   | waiting allocations: call_sid -> priority*1e13 + arrival number (lowest first) |
+ * | wait:seq                     | STRING | arrival counter of the wait queue (strict FIFO within a priority) |
  * | waiter:{call_sid}            | HASH   | a waiting allocation: chain, merchant, max_calls, deadline (Redis ms), provider, metadata, ttl, maxlen |
  * | wait:wake                    | channel| pub/sub: call_sid of a waiter that got a pod or left the queue |
  * | merchant:calls:{merchant_id} | SET    | the merchant's live call_sids (max_calls); pruned of expired records at the cap |
@@ -103,6 +104,9 @@ export class RedisKeys {
   waitQueue(): string {
     return `${this.prefix}wait:queue`;
   }
+  waitSequence(): string {
+    return `${this.prefix}wait:seq`;
+  }
   waiter(callSid: string): string {
     return `${this.prefix}waiter:${callSid}`;
   }
@@ -141,6 +145,7 @@ export class RedisKeys {
       // refreshAvailability, which every script that frees a pod calls, so it
       // cannot take them as KEYS without renumbering every such script.
       waitQueue: this.waitQueue(),
+      waitSequence: this.waitSequence(),
       waitChannel: this.waitChannel(),
       activeCalls: this.activeCalls(),
       callStream: this.callStream(),
@@ -160,6 +165,7 @@ export interface PodKeyPrefixes {
   waiter: string;
   merchantCalls: string;
   waitQueue: string;
+  waitSequence: string;
   waitChannel: string;
   activeCalls: string;
   callStream: string;

@@ -39,7 +39,7 @@
   Derived keys (pod-scoped, named by a pool member, built from ARGV[7]):
     pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name},
     pod:calls:{name}, lease:{name}, call:{sid}, merchant:calls:{merchant_id},
-    waiter:{call_sid}, wait:queue, wait:wake, calls:active, stream:calls
+    waiter:{call_sid}, wait:queue, wait:seq, wait:wake, calls:active, stream:calls
 ]]
 --- @include "pod-state"
 
@@ -184,7 +184,8 @@ if not chosen then
     'maxlen', ARGV[8])
   -- Outlives the grace after the deadline; a waiter is never left behind by a dead process.
   rcall('PEXPIRE', P.waiter .. sid, waitMs + 60000)
-  rcall('ZADD', P.waitQueue, priority * 1e13 + enqueued, sid)
+  -- An arrival number, not a time: two arrivals in the same millisecond keep their order.
+  rcall('ZADD', P.waitQueue, priority * 1e13 + rcall('INCR', P.waitSequence), sid)
   return -9
   -- <<< join the wait queue <<<
 end

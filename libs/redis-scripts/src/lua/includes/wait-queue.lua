@@ -3,8 +3,8 @@
 -- sweep, rebalance) offers it to the waiters in the same atomic step, so a freed
 -- pod can never be taken by a newcomer while a waiter that could use it waits.
 --
--- The queue is wait:queue (ZSET, score = priority * 1e13 + enqueued ms: lowest
--- first, so higher priority first and oldest first within a priority); each
+-- The queue is wait:queue (ZSET, score = priority * 1e13 + arrival number from
+-- wait:seq: lowest first, so higher priority first, oldest first within it); each
 -- waiter's request is waiter:{call_sid}. A waiter leaves the queue in the same
 -- step that gives it a pod (hand-off) or decides it timed out (settleWait), and
 -- its call_sid is published on wait:wake so the waiting request wakes at once.
