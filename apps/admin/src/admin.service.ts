@@ -1,7 +1,7 @@
 import { Queue } from 'bullmq';
 import { Counter, ObservableGauge } from '@opentelemetry/api';
 import { ApiError, RedisUnavailableError } from '@smart-router/http';
-import { ScriptCode, fromTierDocument, merchantConfigProblem, toTierDocument } from '@smart-router/allocation';
+import { MerchantConfig, ScriptCode, fromTierDocument, merchantConfigProblem, toTierDocument } from '@smart-router/allocation';
 import { InvariantViolation, PoolScripts } from '@smart-router/redis-scripts';
 import { validateTierConfig, ConfigError, CommonSettings } from '@smart-router/config';
 import { JOBS } from '@smart-router/events';
@@ -147,8 +147,10 @@ export class AdminService {
         const config = text ? fromTierDocument(text).config : this.settings.tiers;
         const problem = merchantConfigProblem(body, config);
         if (problem) throw ApiError.badRequest(problem, 'INVALID_MERCHANT_CONFIG');
-        const { tier, pool, fallback } = body as { tier: string; pool?: string; fallback?: string[] };
-        const normalized = { tier, ...(pool !== undefined ? { pool } : {}), ...(fallback !== undefined ? { fallback } : {}) };
+        const { tier, pool, fallback, max_calls: maxCalls } = body as MerchantConfig;
+        const normalized: MerchantConfig = {
+          tier, ...(pool !== undefined ? { pool } : {}), ...(fallback !== undefined ? { fallback } : {}), ...(maxCalls !== undefined ? { max_calls: maxCalls } : {}),
+        };
         const written = await this.scripts.setMerchantConfig(id, JSON.stringify(normalized), text ?? '');
         if (written !== ScriptCode.ConfigChanged) return { success: true, merchant_id: id, config: normalized };
         if (attempt === 3) throw ApiError.unavailable('tier config keeps changing, retry', 'CONFIG_CHANGING');

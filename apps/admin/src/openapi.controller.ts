@@ -21,7 +21,7 @@ export const ADMIN_OPENAPI = {
     '/api/v1/admin/merchants': get('Every merchant config'),
     '/api/v1/admin/merchants/{merchant_id}': {
       get: { summary: 'A merchant config', responses: { '200': json('ok'), '404': json('no config'), ...errors } },
-      put: { summary: 'Set a merchant config {tier, pool?, fallback?}', responses: { '200': json('saved'), '400': json('invalid'), ...errors } },
+      put: { summary: 'Set a merchant config {tier, pool?, fallback?, max_calls?}', responses: { '200': json('saved'), '400': json('invalid'), ...errors } },
       delete: { summary: 'Remove a merchant config', responses: { '200': json('removed'), '404': json('no config'), ...errors } },
     },
     '/api/v1/admin/tiers': {
