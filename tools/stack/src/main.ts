@@ -16,7 +16,7 @@ async function main(): Promise<void> {
     redisPort: Number(process.env.REDIS_PORT ?? 6379),
     logDir,
     env: Object.fromEntries(
-      ['TIER_CONFIG', 'REDIS_PREFIX', 'API_TOKENS', 'ADMIN_VIEWER_TOKENS', 'ADMIN_OPERATOR_TOKENS', 'TWILIO_AUTH_TOKENS', 'PLIVO_AUTH_TOKENS', 'EXOTEL_CREDENTIALS', 'LOG_LEVEL', 'DEFAULT_CHAIN', 'EXTRA_PODS_TIER', 'MAX_CALL_DURATION_SECONDS']
+      ['TIER_CONFIG', 'REDIS_PREFIX', 'API_TOKENS', 'ADMIN_VIEWER_TOKENS', 'ADMIN_OPERATOR_TOKENS', 'TWILIO_AUTH_TOKENS', 'PLIVO_AUTH_TOKENS', 'EXOTEL_CREDENTIALS', 'LOG_LEVEL', 'DEFAULT_CHAIN', 'EXTRA_PODS_TIER', 'MAX_CALL_DURATION_SECONDS', 'WEBHOOK_WAIT_MS']
         .filter((name) => process.env[name])
         .map((name) => [name, process.env[name] as string]),
     ),
