@@ -8,19 +8,10 @@
 // Usage: node tools/bench/wait.mjs [--rounds 3] [--pods 20] [--wait-ms 3000]
 //   (build first: node tools/scripts/build.mjs)
 import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { lib, option, root } from './bench-env.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const require = createRequire(join(root, 'dist', 'package.json'));
-const testing = require(join(root, 'dist', 'node_modules', '@smart-router', 'testing'));
-
-const args = process.argv.slice(2);
-const option = (name, fallback) => {
-  const index = args.indexOf(`--${name}`);
-  return index >= 0 ? Number(args[index + 1]) : fallback;
-};
+const testing = lib('testing');
 const rounds = option('rounds', 3);
 const pods = option('pods', 20);
 const waitMs = option('wait-ms', 3000);
