@@ -12,7 +12,7 @@ export const ADMIN_OPENAPI = {
   components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
   security: [{ bearer: [] }],
   paths: {
-    '/api/v1/status': get('Pools per tier (assigned, available, load), draining pods, active calls, subsystem health'),
+    '/api/v1/status': get('Pools per tier (assigned, available, load), draining pods, active calls, waiting requests, subsystem health'),
     '/api/v1/drain': { post: { summary: 'Drain a pod: no new calls; active calls finish', requestBody: podBody, responses: { '200': json('drained'), '404': json('unknown pod'), ...errors } } },
     '/api/v1/undrain': { post: { summary: 'Undrain a pod', requestBody: podBody, responses: { '200': json('undrained'), '404': json('unknown pod'), ...errors } } },
     '/api/v1/pod/{name}': get('One pod: tier, status, calls, lease, draining', { '404': json('unknown pod') }),
