@@ -48,6 +48,17 @@ export class CallAllocator {
     const ticket = waitMs > 0 ? this.wakeups.register(request.callSid) : null;
     try {
       return await this.allocateOrWait(request, waitMs, ticket);
+    } catch (error) {
+      if (waitMs > 0 && error instanceof RedisUnavailableError) {
+        // The failed command may have run (a command timeout): leave no waiter
+        // behind that a later hand-off could bind a pod to, and answer 200 if
+        // the call already holds one. Best effort: Redis may well be down.
+        const outcome = await this.scripts.settleWait(request.callSid, true).catch(() => null);
+        if (outcome?.state === 'allocated') {
+          return { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: false, wsUrl: this.wsUrl(outcome.podName, request.callSid) };
+        }
+      }
+      throw error;
     } finally {
       ticket?.dispose();
     }

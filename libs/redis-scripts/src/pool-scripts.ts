@@ -100,10 +100,13 @@ export class PoolScripts {
     };
   }
 
-  /** The outcome of a waiting request; times it out (atomically) once its deadline has passed. */
-  async settleWait(callSid: string): Promise<WaitOutcome> {
+  /**
+   * The outcome of a waiting request; times it out (atomically) once its
+   * deadline has passed, or at once with `giveUp` (the request is failing).
+   */
+  async settleWait(callSid: string, giveUp = false): Promise<WaitOutcome> {
     const k = this.keys;
-    const reply = await this.script('settleWait')(k.call(callSid), k.waiter(callSid), k.waitQueue(), callSid, k.waitChannel());
+    const reply = await this.script('settleWait')(k.call(callSid), k.waiter(callSid), k.waitQueue(), callSid, k.waitChannel(), giveUp ? '1' : '0');
     if (typeof reply === 'number') return { state: 'timed_out' };
     if (Number(reply[0]) === 2) return { state: 'waiting', remainingMs: Number(reply[1]) };
     return { state: 'allocated', podName: String(reply[1]), tier: String(reply[2]), podUid: String(reply[3]) };

@@ -170,6 +170,17 @@ describe('wait queue and merchant caps (scripts)', () => {
     await expectConsistent();
   });
 
+  it('a request giving up (Redis error) leaves the queue at once, or learns that it already holds a pod', async () => {
+    const holders = await fillEveryPod();
+    expect(await allocate('quitter', '', LONG_WAIT)).toEqual({ ok: false, code: ScriptCode.Queued });
+    expect(await pool.scripts.settleWait('quitter', true)).toEqual({ state: 'timed_out' });
+    expect(await pool.redis.zcard(pool.keys.waitQueue())).toBe(0);
+    await pool.scripts.release(holders['voice-agent-1'], 'done');
+    expect(await podOf('quitter')).toBeNull();
+    expect(await pool.scripts.settleWait(holders['voice-agent-2'], true)).toMatchObject({ state: 'allocated', podName: 'voice-agent-2' });
+    await expectConsistent();
+  });
+
   it('a duplicate call_sid arriving while the first waits shares its outcome, pod or timeout', async () => {
     const holders = await fillEveryPod();
     expect(await allocate('dup', '', LONG_WAIT)).toEqual({ ok: false, code: ScriptCode.Queued });

@@ -12,6 +12,8 @@
     KEYS[3] wait queue zset           wait:queue
     ARGV[1] call_sid
     ARGV[2] wake-up channel (RedisKeys.waitChannel), published when the waiter times out
+    ARGV[3] '1' to leave the queue now whatever the deadline (a request giving up after a
+            Redis error), else '0'
   Output:
     {1, pod_name, tier, pod_uid}   the call holds a pod (handed off, or allocated meanwhile)
     {2, remaining_ms}              still waiting; run again after a wake-up or the remaining time
@@ -33,7 +35,7 @@ end
 local time = rcall('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local remaining = tonumber(deadline) - now
-if remaining > 0 then
+if remaining > 0 and ARGV[3] ~= '1' then
   return {2, remaining}
 end
 rcall('ZREM', KEYS[3], ARGV[1])
