@@ -1,6 +1,5 @@
-import { connect } from 'node:net';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import { PoolFixture, createPoolFixture, sharedRedisUrl } from '@smart-router/testing';
+import { PoolFixture, createPoolFixture, jsonError, rawHttpExchange, sharedRedisUrl } from '@smart-router/testing';
 import { bootstrap } from './main';
 
 // Issue 14: every id the contract allows (1–128 characters) reaches its route,
@@ -15,17 +14,6 @@ interface Answer {
 }
 
 const id = (length: number, fill = 'a') => fill.repeat(length);
-
-/** One raw HTTP exchange (fetch refuses to send some of what a client may). */
-function rawRequest(port: number, request: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1', () => socket.write(request));
-    const chunks: Buffer[] = [];
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.on('error', reject);
-    socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
-  });
-}
 
 describe('admin path parameters and framework errors', () => {
   let pool: PoolFixture;
@@ -113,13 +101,7 @@ describe('admin path parameters and framework errors', () => {
   });
 
   it('an oversized request line gets a JSON 431 instead of an empty one, and a malformed request a JSON 400', async () => {
-    const oversized = await rawRequest(port, `GET /api/v1/pod/${id(20 * 1024)} HTTP/1.1\r\nHost: x\r\n\r\n`);
-    expect(oversized).toMatch(/^HTTP\/1\.1 431 /);
-    expect(oversized).toMatch(/content-type: application\/json/i);
-    expect(JSON.parse(oversized.split('\r\n\r\n')[1])).toEqual({ error: 'request line or headers too large', code: 'HEADERS_TOO_LARGE' });
-
-    const malformed = await rawRequest(port, 'NOT A REQUEST\r\n\r\n');
-    expect(malformed).toMatch(/^HTTP\/1\.1 400 /);
-    expect(JSON.parse(malformed.split('\r\n\r\n')[1])).toEqual({ error: 'malformed HTTP request', code: 'INVALID_REQUEST' });
+    expect(await rawHttpExchange(port, `GET /api/v1/pod/${id(20 * 1024)} HTTP/1.1\r\nHost: x\r\n\r\n`)).toMatchObject(jsonError(431, 'HEADERS_TOO_LARGE', 'request line or headers too large'));
+    expect(await rawHttpExchange(port, 'NOT A REQUEST\r\n\r\n')).toMatchObject(jsonError(400, 'INVALID_REQUEST', 'malformed HTTP request'));
   });
 });

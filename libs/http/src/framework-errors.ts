@@ -82,6 +82,19 @@ export function describeClientError(error: NodeJS.ErrnoException): ErrorAnswer {
 }
 
 /**
+ * A whole HTTP/1.1 JSON error response for a raw socket (a parser error, a
+ * refused WebSocket upgrade), where no response object exists. It closes the
+ * connection.
+ */
+export function rawErrorResponse(answer: ErrorAnswer): string {
+  const body = JSON.stringify({ error: answer.message, code: answer.code });
+  return (
+    `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? 'Error'}\r\n` +
+    `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+  );
+}
+
+/**
  * A `clientError` listener for any Node HTTP server (Fastify's
  * `clientErrorHandler`, the gateway, the simulated servers): Node's default
  * writes a bare status line with no body. This writes a whole JSON response,
@@ -90,14 +103,7 @@ export function describeClientError(error: NodeJS.ErrnoException): ErrorAnswer {
 export function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
   // Reset by the peer: nobody is left to read an answer.
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  const answer = describeClientError(error);
-  const body = JSON.stringify({ error: answer.message, code: answer.code });
-  if (socket.writable) {
-    socket.end(
-      `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status]}\r\n` +
-        `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
-  }
+  if (socket.writable) socket.end(rawErrorResponse(describeClientError(error)));
   // A client that never reads must not keep the socket open.
   setTimeout(() => socket.destroy(), 1000).unref();
 }
