@@ -36,8 +36,9 @@ export async function startHttpApp(options: HttpAppOptions): Promise<NestFastify
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     // Errors raised before a route runs (bad URL encoding, over-long parameter) and by Node's
     // parser (oversized request line or headers): our JSON, never Fastify's text quoting the URL.
-    frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
+    frameworkErrors: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
       const answer = describeFrameworkError(error) ?? answerForStatus(400);
+      options.logger.warn(`${request.method} ${request.url.slice(0, 200)} -> ${answer.status} ${answer.code}: ${answer.message}`);
       countError(answer.status, answer.code);
       void reply.status(answer.status).header('content-type', 'application/json; charset=utf-8').send(JSON.stringify({ error: answer.message, code: answer.code }));
     },
