@@ -79,6 +79,16 @@ describe('npm start keeps its apps running', () => {
     expect(stack.running.has(instance)).toBe(false);
   }, 60000);
 
+  it("Ctrl-C (SIGINT from the terminal, straight to every app of its process group) is not a crash either", async () => {
+    const events = stack.events.length;
+    const port = await freePort();
+    const instance = await stack.startApp('allocation-api', { instance: 'interrupted-api', port });
+    await stack.waitReady('allocation-api', port);
+    stack.running.get(instance)!.child.kill('SIGINT');
+    await waitFor(() => !stack.running.has(instance), { timeoutMs: 15000, what: 'the interrupted app to exit' });
+    expect(stack.events.slice(events)).toEqual([]);
+  }, 60000);
+
   it("a voice agent's release outlives several seconds of allocation-api outage", async () => {
     const allocated = await allocate('outage-call');
     expect(allocated.status).toBe(200);
