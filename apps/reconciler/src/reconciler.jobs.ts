@@ -7,6 +7,7 @@ import { RedisKeys } from '@smart-router/redis-keys';
 import { bullConnection } from '@smart-router/redis-scripts';
 import { Telemetry, inSpan } from '@smart-router/telemetry';
 import { PoolReconcileService } from './pool-reconcile.service';
+import { FleetService } from './fleet.service';
 
 type Handler = () => Promise<unknown>;
 
@@ -26,6 +27,7 @@ export class ReconcilerJobs {
     private readonly redis: RedisSettings,
     keys: RedisKeys,
     reconcile: PoolReconcileService,
+    fleet: FleetService,
     private readonly intervalScale: number,
     private readonly telemetry: Telemetry,
     private readonly logger: LoggerService,
@@ -35,6 +37,7 @@ export class ReconcilerJobs {
       [JOBS.zombieSweep.name]: () => reconcile.zombieSweep(),
       [JOBS.dataLossCheck.name]: () => reconcile.checkDataLoss(),
       [JOBS.staleCallReaper.name]: () => reconcile.reapStaleCalls(),
+      [JOBS.fleetStep.name]: () => fleet.tick(),
     };
     // Boot fails if a scheduled job has no handler.
     for (const name of JOB_NAMES) if (!this.handlers[name]) throw new Error(`job ${name} has no handler`);

@@ -9,6 +9,8 @@ export const JOBS = {
   zombieSweep: { name: 'zombie-sweep', everyMs: 30000 },
   dataLossCheck: { name: 'data-loss-check', everyMs: 2000 },
   staleCallReaper: { name: 'stale-call-reaper', everyMs: 60000 },
+  /** Fleet autoscaler and call-safe scale-down (apps/reconciler/src/fleet.service.ts). */
+  fleetStep: { name: 'fleet-step', everyMs: 2000 },
 } as const;
 
 export type JobName = (typeof JOBS)[keyof typeof JOBS]['name'];

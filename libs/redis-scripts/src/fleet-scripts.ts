@@ -13,6 +13,13 @@ export type FleetStep =
   | { action: 'scale_down'; target: number }
   | { action: 'wait'; target: number; busy: string[] };
 
+export interface FleetDemand {
+  extraTier: string;
+  free: number;
+  waiting: number;
+  starting: number;
+}
+
 export interface FleetPlanResult {
   previousTarget: number;
   replicas: number;
@@ -60,6 +67,33 @@ export class FleetScripts {
       case 4: return { action: 'wait', target, busy: reply.slice(2).map(String) };
       default: return { action: 'steady', target };
     }
+  }
+
+  /**
+   * Demand and supply for the autoscaler, in the `extra` tier of the live tier
+   * config: free pods, waiting requests, and pods below `target` in that tier's
+   * ordinals that are not Ready yet (capacity already on its way).
+   */
+  async demand(target: number): Promise<FleetDemand> {
+    const k = this.keys;
+    const raw = await this.redis.get(k.tierConfig());
+    const document = raw ? (JSON.parse(raw) as { order: string[]; extra: string; tiers: Record<string, { type: string; target: number }> }) : null;
+    const extraTier = document?.extra ?? 'standard';
+    const pinnedOrdinals = document ? document.order.reduce((sum, tier) => sum + (document.tiers[tier]?.target ?? 0), 0) : 0;
+    const pipeline = this.redis.pipeline();
+    if (document?.tiers[extraTier]?.type === 'shared') pipeline.zcard(k.poolAvailable(extraTier));
+    else pipeline.scard(k.poolAvailable(extraTier));
+    pipeline.zcard(k.waitQueue());
+    const candidates: string[] = [];
+    for (let ordinal = pinnedOrdinals; ordinal < target; ordinal += 1) candidates.push(`${this.statefulSet}-${ordinal}`);
+    for (const name of candidates) pipeline.hmget(k.pod(name), 'ready', 'terminating');
+    const replies = (await pipeline.exec()) ?? [];
+    for (const [error] of replies) if (error) throw error;
+    const starting = replies.slice(2).filter(([, state]) => {
+      const [ready, terminating] = state as (string | null)[];
+      return ready !== '1' || terminating === '1';
+    }).length;
+    return { extraTier, free: Number(replies[0][1]), waiting: Number(replies[1][1]), starting };
   }
 
   async unlock(lockToken: string): Promise<void> {
