@@ -30,6 +30,23 @@ export const ADMIN_OPENAPI = {
     },
     '/api/v1/admin/reconcile': { post: { summary: 'Enqueue a full reconcile job now', responses: { '202': json('enqueued'), ...errors } } },
     '/api/v1/admin/invariants': get('Check SPEC section 7 invariants: {ok, violations}'),
+    // Fleet and autoscaler (SPEC 9.1; apps/admin/src/fleet.controller.ts).
+    '/api/v1/admin/fleet': get('The voice-agent fleet: {replicas, target, pending_removal: every pod above the target not yet removed, busy or not}'),
+    '/api/v1/admin/fleet/scale': {
+      post: {
+        summary: 'Set the fleet size {replicas}: pods above the new size are drained for removal and removed once they hold no call; more than a pending target cancels the removal of the pods it keeps',
+        requestBody: { required: true, content: { 'application/json': { schema: { type: 'object', required: ['replicas'], properties: { replicas: { type: 'integer', minimum: 0, maximum: 1000 } } } } } },
+        responses: { '202': json('planned: {replicas, target, pending_removal, previous_target, cancelled}'), '400': json('INVALID_REPLICAS'), ...errors },
+      },
+    },
+    '/api/v1/admin/autoscaler': {
+      get: { summary: 'Autoscaler settings {enabled, min_replicas, max_replicas, buffer, scale_down_delay_seconds} and state {current_replicas, desired_replicas, free, waiting, last_decision: {at, from, to, reason}}', responses: { '200': json('ok'), ...errors } },
+      put: {
+        summary: 'Change autoscaler settings (any subset of the fields)',
+        requestBody: { required: true, content: { 'application/json': { schema: { type: 'object', additionalProperties: false, properties: { enabled: { type: 'boolean' }, min_replicas: { type: 'integer', minimum: 0 }, max_replicas: { type: 'integer', minimum: 0 }, buffer: { type: 'integer', minimum: 0 }, scale_down_delay_seconds: { type: 'integer', minimum: 0 } } } } } },
+        responses: { '200': json('saved; the GET document'), '400': json('INVALID_AUTOSCALER_CONFIG or INVALID_REPLICA_RANGE'), ...errors },
+      },
+    },
   },
 };
 
