@@ -100,8 +100,10 @@ describe('admin path parameters and framework errors', () => {
     expect(await merchantConfigs()).toEqual({});
   });
 
-  it('an oversized request line gets a JSON 431 instead of an empty one, and a malformed request a JSON 400', async () => {
+  it('an oversized request line gets a JSON 431 instead of an empty one; a malformed request or one without Host a JSON 400', async () => {
     expect(await rawHttpExchange(port, `GET /api/v1/pod/${id(20 * 1024)} HTTP/1.1\r\nHost: x\r\n\r\n`)).toMatchObject(jsonError(431, 'HEADERS_TOO_LARGE', 'request line or headers too large'));
     expect(await rawHttpExchange(port, 'NOT A REQUEST\r\n\r\n')).toMatchObject(jsonError(400, 'INVALID_REQUEST', 'malformed HTTP request'));
+    // Node's own Host check would answer an empty 400.
+    expect(await rawHttpExchange(port, 'GET /api/v1/status HTTP/1.1\r\nConnection: close\r\n\r\n')).toMatchObject(jsonError(400, 'INVALID_REQUEST', 'Host header required'));
   });
 });
