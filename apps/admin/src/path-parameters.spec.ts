@@ -78,6 +78,13 @@ describe('admin path parameters and framework errors', () => {
     }
   });
 
+  it('the OpenAPI document declares the same limits', async () => {
+    const paths = (await call('GET', '/openapi.json')).body.paths as Record<string, { parameters?: Array<{ name: string; schema: { maxLength: number } }> }>;
+    expect(paths['/api/v1/admin/calls/{call_sid}'].parameters).toMatchObject([{ name: 'call_sid', schema: { maxLength: 128 } }]);
+    expect(paths['/api/v1/admin/merchants/{merchant_id}'].parameters).toMatchObject([{ name: 'merchant_id', schema: { maxLength: 128 } }]);
+    expect(paths['/api/v1/pod/{name}'].parameters).toMatchObject([{ name: 'name', schema: { maxLength: 63 } }]);
+  });
+
   it('a parameter of many kilobytes still reaches our validation, and nothing quotes the URL back', async () => {
     const long = id(8 * 1024, 'z');
     for (const path of [`/api/v1/admin/calls/${long}`, `/api/v1/admin/merchants/${long}`, `/api/v1/pod/${long}`]) {
