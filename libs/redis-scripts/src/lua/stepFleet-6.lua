@@ -59,6 +59,8 @@ if committing and observed <= committing then
   rcall('HDEL', KEYS[1], 'committing')
   rcall('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'type', 'fleet.scaled', 'from', stored or observed, 'to', observed, 'at', now)
   committing = nil
+  -- The size we reached is ours, not an outside change: a target set meanwhile stands.
+  stored = observed
 end
 -- No plan yet, or a settled plan while someone else scaled the StatefulSet: follow the cluster.
 if not target or (not committing and stored and target == stored and observed ~= stored) then
