@@ -1,4 +1,4 @@
-import { Allocation, Release, ScriptCode, isCallSid } from '@smart-router/allocation';
+import { Allocation, Connection, Release, ScriptCode, isCallSid } from '@smart-router/allocation';
 import { ApiError, RedisUnavailableError } from '@smart-router/http';
 import { PoolScripts } from '@smart-router/redis-scripts';
 import { inSpan, Telemetry } from '@smart-router/telemetry';
@@ -14,6 +14,10 @@ export interface AllocateRequest {
 
 export interface AllocatedCall extends Allocation {
   wsUrl: string;
+}
+
+function staleAllocation(): ApiError {
+  return new ApiError(409, 'STALE_ALLOCATION', 'allocation_id is not the call\'s current allocation');
 }
 
 /**
@@ -68,22 +72,46 @@ export class CallAllocator {
     }
   }
 
-  async release(callSid: string, reason: string): Promise<Release> {
+  /** `allocationId`: release only that allocation of the call_sid (409 STALE_ALLOCATION otherwise). */
+  async release(callSid: string, reason: string, allocationId?: number): Promise<Release> {
     if (!isCallSid(callSid)) throw ApiError.badRequest('call_sid is required (1-128 chars of A-Za-z0-9._:-)');
     const result = await inSpan(this.telemetry.tracer(), 'releaseCall', async () => {
       try {
-        return await this.scripts.release(callSid, reason);
+        return await this.scripts.release(callSid, reason, 'call.released', Date.now(), undefined, { allocationId });
       } catch (error) {
         this.metrics.redisErrors.add(1, { operation: 'release' });
         this.metrics.releases.add(1, { result: 'redis_error' });
         throw new RedisUnavailableError(error);
       }
     }, { 'call.sid': callSid });
+    if (!result.ok && result.code === ScriptCode.StaleAllocation) {
+      this.metrics.releases.add(1, { result: 'stale_allocation' });
+      throw staleAllocation();
+    }
     if (!result.ok) {
       this.metrics.releases.add(1, { result: 'not_found' });
       throw new ApiError(404, 'CALL_NOT_FOUND', 'call not found');
     }
     this.metrics.releases.add(1, { result: 'released' });
     return result.release;
+  }
+
+  /**
+   * The call's media stream reached its voice agent (SPEC 9.2): pending ->
+   * connected, which keeps it past the connect deadline. Idempotent.
+   */
+  async connect(callSid: string, source: string, allocationId?: number): Promise<Connection> {
+    if (!isCallSid(callSid)) throw ApiError.badRequest('call_sid is required (1-128 chars of A-Za-z0-9._:-)');
+    const result = await inSpan(this.telemetry.tracer(), 'connectCall', async () => {
+      try {
+        return await this.scripts.connect(callSid, source, allocationId);
+      } catch (error) {
+        this.metrics.redisErrors.add(1, { operation: 'connect' });
+        throw new RedisUnavailableError(error);
+      }
+    }, { 'call.sid': callSid });
+    if (result.ok) return result.connection;
+    if (result.code === ScriptCode.StaleAllocation) throw staleAllocation();
+    throw new ApiError(404, 'CALL_NOT_FOUND', 'call not found');
   }
 }

@@ -19,6 +19,8 @@ describe('RedisKeys', () => {
     expect(keys.podCalls('voice-agent-1')).toBe('voice:pod:calls:voice-agent-1');
     expect(keys.pods()).toBe('voice:pods');
     expect(keys.activeCalls()).toBe('voice:calls:active');
+    expect(keys.pendingCalls()).toBe('voice:calls:pending');
+    expect(keys.allocationSequence()).toBe('voice:allocation:seq');
     expect(keys.tombstone('CA1')).toBe('voice:tombstone:CA1');
     expect(keys.tierConfig()).toBe('voice:config:tiers');
     expect(keys.epoch()).toBe('voice:epoch');

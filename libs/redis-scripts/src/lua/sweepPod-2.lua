@@ -44,7 +44,7 @@ if leased and rcall('SISMEMBER', P.calls .. name, leased) == 0 then
 end
 local holder = rcall('HGET', P.pod .. name, 'allocated_call_sid')
 if holder and rcall('SISMEMBER', P.calls .. name, holder) == 0 then
-  rcall('HDEL', P.pod .. name, 'allocated_call_sid', 'allocated_at', 'source_pool')
+  rcall('HDEL', P.pod .. name, 'allocated_call_sid', 'allocated_at', 'source_pool', 'allocation_id')
   corrections = corrections + 1
 end
 if rcall('SCARD', P.calls .. name) == 0 then

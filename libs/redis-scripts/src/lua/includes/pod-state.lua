@@ -116,7 +116,7 @@ local function orphanCalls(P, name, activeKey, streamKey, maxlen, now, reason)
       'type', 'call.orphaned', 'call_sid', sid, 'pod', name, 'tier', tier, 'reason', reason, 'at', now)
   end
   redis.call('DEL', P.calls .. name, P.lease .. name)
-  redis.call('HDEL', P.pod .. name, 'allocated_call_sid', 'allocated_at', 'source_pool')
+  redis.call('HDEL', P.pod .. name, 'allocated_call_sid', 'allocated_at', 'source_pool', 'allocation_id')
   redis.call('HSET', P.pod .. name, 'status', 'available')
   return #sids
 end

@@ -12,6 +12,8 @@
     KEYS[5] active calls zset         calls:active
     KEYS[6] call event stream         stream:calls
     KEYS[7] tombstone                 tombstone:{call_sid}
+    KEYS[8] allocation id counter     allocation:seq
+    KEYS[9] pending calls zset        calls:pending
     ARGV[1] call_sid
     ARGV[2] merchant_id ('' = no merchant)
     ARGV[3] now, milliseconds since the Unix epoch
@@ -21,16 +23,18 @@
     ARGV[7] pod key prefixes JSON (RedisKeys.podKeyPrefixes)
     ARGV[8] stream MAXLEN (approximate trim)
     ARGV[9] '1' to refuse a call_sid released recently (provider answer webhooks), else '0'
+    ARGV[10] connect deadline, milliseconds after allocation (0 = no deadline)
   The chain rules come from the tier config document (its "chains":
   {"byTier":{"<tier>":["<tier>",...]},"default":["<tier>",...]}), written with the tiers.
   Output:
-    {1, pod_name, tier, was_existing (0|1), pod_uid}
+    {1, pod_name, tier, was_existing (0|1), pod_uid, allocation_id ('' for a record
+       written before fencing), state ('pending'|'connected'|'' likewise)}
     -1 no pod available anywhere in the chain
     -2 state missing (epoch or tier config gone after a flush, or a document without chains): rebuild pending
     -3 call_sid released recently (tombstone) and ARGV[9] is '1'
     -4 the merchant's config is not a JSON object
   Events:
-    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at
+    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state
   Derived keys (pod-scoped, named by a pool member, built from ARGV[7]):
     pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name},
     pod:calls:{name}, lease:{name}
@@ -40,9 +44,9 @@
 local rcall = redis.call
 local callKey = KEYS[1]
 
-local existing = rcall('HMGET', callKey, 'pod_name', 'tier', 'pod_uid')
+local existing = rcall('HMGET', callKey, 'pod_name', 'tier', 'pod_uid', 'allocation_id', 'state')
 if existing[1] then
-  return {1, existing[1], existing[2] or '', 1, existing[3] or ''}
+  return {1, existing[1], existing[2] or '', 1, existing[3] or '', existing[4] or '', existing[5] or ''}
 end
 
 if rcall('EXISTS', KEYS[4]) == 0 then
@@ -144,6 +148,18 @@ local sourcePool = 'pool:' .. chosenTier
 local uid = rcall('HGET', P.pod .. chosen, 'uid') or ''
 rcall('HSET', callKey, 'pod_name', chosen, 'pod_uid', uid, 'source_pool', sourcePool, 'tier', chosenTier,
   'merchant_id', merchant, 'allocated_at', now, 'provider', ARGV[4], 'metadata', ARGV[5])
+-- >>> call lifecycle (SPEC 9.2): the fencing token and the connect deadline.
+-- One INCR per new allocation: ids are strictly increasing across every
+-- replica, so a release carrying an older id can never end this allocation.
+local allocationId = rcall('INCR', KEYS[8])
+rcall('HSET', callKey, 'allocation_id', allocationId, 'state', 'pending')
+local connectWithin = tonumber(ARGV[10])
+if connectWithin > 0 then
+  local deadline = tonumber(now) + connectWithin
+  rcall('HSET', callKey, 'connect_deadline', deadline)
+  rcall('ZADD', KEYS[9], deadline, sid)
+end
+-- <<< call lifecycle
 rcall('EXPIRE', callKey, ttl)
 rcall('SADD', P.calls .. chosen, sid)
 rcall('ZADD', KEYS[5], now, sid)
@@ -153,8 +169,9 @@ if spec.type == 'shared' then
 else
   rcall('SET', P.lease .. chosen, sid, 'EX', ttl)
   rcall('HSET', P.pod .. chosen, 'status', 'allocated', 'allocated_call_sid', sid, 'allocated_at', now,
-    'source_pool', sourcePool)
+    'source_pool', sourcePool, 'allocation_id', allocationId)
 end
 rcall('XADD', KEYS[6], 'MAXLEN', '~', ARGV[8], '*', 'type', 'call.allocated', 'call_sid', sid, 'pod', chosen,
-  'tier', chosenTier, 'merchant_id', merchant, 'provider', ARGV[4], 'at', now)
-return {1, chosen, chosenTier, 0, uid}
+  'tier', chosenTier, 'merchant_id', merchant, 'provider', ARGV[4], 'at', now, 'allocation_id', allocationId,
+  'state', 'pending')
+return {1, chosen, chosenTier, 0, uid, tostring(allocationId), 'pending'}

@@ -10,6 +10,7 @@
     KEYS[3] active calls zset         calls:active
     KEYS[4] call event stream         stream:calls
     KEYS[5] tombstone                 tombstone:{call_sid}
+    KEYS[6] pending calls zset        calls:pending
     ARGV[1] call_sid
     ARGV[2] reason ('' when not given)
     ARGV[3] now, milliseconds since the Unix epoch
@@ -20,12 +21,17 @@
     ARGV[8] release only a call allocated at or before this time, ms ('' = any): the
             stale-call reaper's cutoff, checked here so a call_sid reused since the
             reaper looked is never ended
+    ARGV[9] allocation_id the caller released ('' = whatever allocation is current)
+    ARGV[10] '1' = connect-timeout release: only a call still pending whose connect
+            deadline is at or before ARGV[3]; '' = any state
   Output:
     {1, pod_name, source_pool, was_draining (0|1)}
     -1 no such call (never allocated, already released, or ended with its pod), or
        allocated after the ARGV[8] cutoff
+    -8 ARGV[9] is not the call's current allocation_id (a stale release): nothing changed
+    -9 ARGV[10] is '1' and the call is connected or not yet due: nothing changed
   Events:
-    stream:calls  type=<ARGV[7]> call_sid pod tier reason at
+    stream:calls  type=<ARGV[7]> call_sid pod tier reason at allocation_id state
   Derived keys (pod-scoped, named by the call record, built from ARGV[4]):
     pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name},
     pod:calls:{name}, lease:{name}
@@ -34,15 +40,31 @@
 
 local rcall = redis.call
 local sid = ARGV[1]
-local call = rcall('HMGET', KEYS[1], 'pod_name', 'pod_uid', 'tier', 'source_pool')
+local call = rcall('HMGET', KEYS[1], 'pod_name', 'pod_uid', 'tier', 'source_pool', 'allocation_id', 'state',
+  'connect_deadline')
 local name = call[1]
 if not name then
   rcall('ZREM', KEYS[3], sid)
+  rcall('ZREM', KEYS[6], sid)
   return -1
 end
 if ARGV[8] ~= '' and tonumber(rcall('ZSCORE', KEYS[3], sid) or '0') > tonumber(ARGV[8]) then
   return -1
 end
+-- >>> call lifecycle (SPEC 9.2): fencing and the connect deadline, decided
+-- here so that a connect (connectCall) or a re-allocation of the same call_sid
+-- between the caller's look and this script wins.
+if ARGV[9] ~= '' and ARGV[9] ~= call[5] then
+  return -8
+end
+if ARGV[10] == '1' and (call[6] ~= 'pending' or not call[7] or tonumber(call[7]) > tonumber(ARGV[3])) then
+  if call[6] ~= 'pending' then
+    rcall('ZREM', KEYS[6], sid)
+  end
+  return -9
+end
+rcall('ZREM', KEYS[6], sid)
+-- <<< call lifecycle
 local P = cjson.decode(ARGV[4])
 local tiers = loadTiers(KEYS[2])
 
@@ -71,5 +93,5 @@ if tombstoneTtl > 0 then
   rcall('SET', KEYS[5], ARGV[2] ~= '' and ARGV[2] or 'released', 'EX', tombstoneTtl)
 end
 rcall('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'type', ARGV[7], 'call_sid', sid, 'pod', name,
-  'tier', call[3] or '', 'reason', ARGV[2], 'at', ARGV[3])
+  'tier', call[3] or '', 'reason', ARGV[2], 'at', ARGV[3], 'allocation_id', call[5] or '', 'state', call[6] or '')
 return {1, name, call[4] or ('pool:' .. (call[3] or '')), wasDraining}
