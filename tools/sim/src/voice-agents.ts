@@ -25,14 +25,16 @@ export interface VoiceAgentsOptions {
 /**
  * Stands in for the voice-agent pods' WebSocket endpoint: accepts
  * `/ws/pod/{pod}/{call_sid}` only for a call allocated to that pod, and
- * releases the call through the API when the socket closes (the real voice
- * agent's `finally` block).
+ * reports the call connected when the socket opens (SPEC 9.2, so the connect
+ * deadline keeps it) and releases it through the API when the socket closes
+ * (the real voice agent's `finally` block).
  */
 export class SimulatedVoiceAgents {
   private server: Server | null = null;
   private readonly wss = new WebSocketServer({ noServer: true });
   readonly open = new Map<string, WebSocket>();
   releases = 0;
+  connects = 0;
 
   constructor(private readonly options: VoiceAgentsOptions) {}
 
@@ -75,6 +77,7 @@ export class SimulatedVoiceAgents {
       const key = `${pod}/${callSid}`;
       this.open.set(key, ws);
       ws.send(JSON.stringify({ event: 'connected', pod, call_sid: callSid }));
+      void this.reportConnected(callSid);
       ws.on('message', (data) => ws.send(data));
       ws.on('close', () => {
         this.open.delete(key);
@@ -83,24 +86,32 @@ export class SimulatedVoiceAgents {
     });
   }
 
+  /** `POST /api/v1/connected`; 404 means the call already ended (nothing to keep). */
+  private async reportConnected(callSid: string): Promise<void> {
+    if (await this.callApi('/api/v1/connected', { call_sid: callSid })) this.connects += 1;
+  }
+
   /**
    * Like the real agent: 200 or 404 (already released) is done; a 5xx or a
    * refused connection (a restart, Redis down) is retried a few times, after
    * which the status callback or the stale-call reaper releases it.
    */
   private async release(callSid: string): Promise<void> {
+    if (await this.callApi('/api/v1/release', { call_sid: callSid, reason: 'websocket_closed' })) this.releases += 1;
+  }
+
+  /** True on 200 or 404; a 5xx or a refused connection is retried a few times. */
+  private async callApi(path: string, body: Record<string, string>): Promise<boolean> {
     for (let attempt = 1; attempt <= 5; attempt += 1) {
-      const status = await fetch(`${this.options.allocationApiUrl}/api/v1/release`, {
+      const status = await fetch(`${this.options.allocationApiUrl}${path}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ call_sid: callSid, reason: 'websocket_closed' }),
+        body: JSON.stringify(body),
       }).then((response) => response.status, () => 0);
-      if (status === 200 || status === 404) {
-        this.releases += 1;
-        return;
-      }
-      if (status !== 0 && status < 500) return;
+      if (status === 200 || status === 404) return true;
+      if (status !== 0 && status < 500) return false;
       await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
     }
+    return false;
   }
 }
