@@ -17,7 +17,7 @@ export const ADMIN_OPENAPI = {
     '/api/v1/undrain': { post: { summary: 'Undrain a pod', requestBody: podBody, responses: { '200': json('undrained'), '404': json('unknown pod'), ...errors } } },
     '/api/v1/pod/{name}': get('One pod: tier, status, calls, lease, draining', { '404': json('unknown pod') }),
     '/api/v1/admin/calls': get('Live calls (limit query, default 1000)'),
-    '/api/v1/admin/calls/{call_sid}': get('One live call', { '404': json('call not found') }),
+    '/api/v1/admin/calls/{call_sid}': get('One live call: pod, tier, allocation_id, state (pending or connected), connected_at, connect_deadline', { '404': json('call not found') }),
     '/api/v1/admin/merchants': get('Every merchant config'),
     '/api/v1/admin/merchants/{merchant_id}': {
       get: { summary: 'A merchant config', responses: { '200': json('ok'), '404': json('no config'), ...errors } },

@@ -21,17 +21,29 @@ const BATCH = 500;
 export async function releaseUnconnectedCalls(redis: Redis, keys: RedisKeys, scripts: PoolScripts, now = Date.now()): Promise<number> {
   const due = await redis.zrangebyscore(keys.pendingCalls(), '-inf', now, 'LIMIT', 0, BATCH);
   if (due.length === 0) return 0;
-  const pipeline = redis.pipeline();
-  for (const callSid of due) pipeline.hget(keys.call(callSid), 'allocation_id');
-  const ids = (await pipeline.exec()) ?? [];
+  const ids = await allocationIdsOf(redis, keys, due);
   let released = 0;
   for (const [index, callSid] of due.entries()) {
-    const [error, id] = ids[index] ?? [];
-    if (error) throw error;
-    const allocationId = typeof id === 'string' && id !== '' ? Number(id) : undefined;
+    const allocationId = ids[index];
     const result = await scripts.release(callSid, 'connect_timeout', 'call.released', now, undefined, { allocationId, connectTimeout: true });
     // Refusals (connected, not due, re-allocated since the read, gone) leave the call to its own life.
     if (result.ok) released += 1;
   }
   return released;
+}
+
+/**
+ * The current allocation_id of each call (undefined: gone, or written before
+ * fencing), read in one round trip. A job releasing what it read passes it on,
+ * so a call_sid re-allocated since the read is refused by the script.
+ */
+export async function allocationIdsOf(redis: Redis, keys: RedisKeys, callSids: readonly string[]): Promise<(number | undefined)[]> {
+  const pipeline = redis.pipeline();
+  for (const callSid of callSids) pipeline.hget(keys.call(callSid), 'allocation_id');
+  const replies = (await pipeline.exec()) ?? [];
+  return callSids.map((_, index) => {
+    const [error, id] = replies[index] ?? [];
+    if (error) throw error;
+    return typeof id === 'string' && id !== '' ? Number(id) : undefined;
+  });
 }

@@ -10,7 +10,7 @@ import { TIER_LABEL, listPods } from '@smart-router/kube';
 import { RedisKeys } from '@smart-router/redis-keys';
 import { PoolScripts, StateMissingError } from '@smart-router/redis-scripts';
 import { Telemetry, inSpan, withExtractedContext } from '@smart-router/telemetry';
-import { releaseUnconnectedCalls } from './connect-timeout.job';
+import { allocationIdsOf, releaseUnconnectedCalls } from './connect-timeout.job';
 
 export interface ReconcileReport {
   pods: number;
@@ -181,8 +181,9 @@ export class PoolReconcileService {
     const cutoff = now - this.settings.maxCallDurationSeconds * 1000;
     const stale = await this.redis.zrangebyscore(this.keys.activeCalls(), '-inf', cutoff, 'LIMIT', 0, 1000);
     let reaped = 0;
-    for (const callSid of stale) {
-      const result = await this.scripts.release(callSid, 'max_call_duration', 'call.reaped', now, cutoff);
+    const allocationIds = stale.length > 0 ? await allocationIdsOf(this.redis, this.keys, stale) : [];
+    for (const [index, callSid] of stale.entries()) {
+      const result = await this.scripts.release(callSid, 'max_call_duration', 'call.reaped', now, cutoff, { allocationId: allocationIds[index] });
       if (result.ok) reaped += 1;
     }
     if (reaped > 0) {

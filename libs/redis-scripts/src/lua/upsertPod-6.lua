@@ -31,7 +31,7 @@
     -5 the event comes from a deposed watcher leader (term below the highest seen)
     -6 the pod record is newer than the snapshot (ARGV[11]); nothing changed
   Events:
-    stream:calls  type=call.orphaned call_sid pod tier reason=pod_replaced  (one per call of a replaced pod)
+    stream:calls  type=call.orphaned call_sid pod tier reason=pod_replaced at allocation_id state  (one per call of a replaced pod)
   Derived keys (pod-scoped, built from ARGV[7]): pod:{name}, pod:deleted:{name}, pod:tier:{name},
     pod:draining:{name}, pod:calls:{name}, lease:{name}, pool:{tier}:*, call:{sid}
 ]]

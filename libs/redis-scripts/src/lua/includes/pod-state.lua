@@ -109,11 +109,13 @@ end
 local function orphanCalls(P, name, activeKey, streamKey, maxlen, now, reason)
   local sids = redis.call('SMEMBERS', P.calls .. name)
   for _, sid in ipairs(sids) do
-    local tier = redis.call('HGET', P.call .. sid, 'tier') or ''
+    local call = redis.call('HMGET', P.call .. sid, 'tier', 'allocation_id', 'state')
     redis.call('DEL', P.call .. sid)
     redis.call('ZREM', activeKey, sid)
+    -- A calls:pending entry left behind is dropped by the connect-timeout job (no such call).
     redis.call('XADD', streamKey, 'MAXLEN', '~', maxlen, '*',
-      'type', 'call.orphaned', 'call_sid', sid, 'pod', name, 'tier', tier, 'reason', reason, 'at', now)
+      'type', 'call.orphaned', 'call_sid', sid, 'pod', name, 'tier', call[1] or '', 'reason', reason, 'at', now,
+      'allocation_id', call[2] or '', 'state', call[3] or '')
   end
   redis.call('DEL', P.calls .. name, P.lease .. name)
   redis.call('HDEL', P.pod .. name, 'allocated_call_sid', 'allocated_at', 'source_pool', 'allocation_id')
