@@ -8,10 +8,15 @@ export enum ScriptCode {
   StaleLeader = -5,
   NewerState = -6,
   ConfigChanged = -7,
+  MerchantLimit = -8,
+  /** No pod free: the request joined the wait queue (settleWait tells its outcome). */
+  Queued = -9,
+  /** The call_sid is already waiting: the request shares the first one's outcome. */
+  AlreadyWaiting = -10,
   /** A release or connect carrying an allocation_id that is not the call's current one. */
-  StaleAllocation = -8,
+  StaleAllocation = -11,
   /** A connect-timeout release of a call that connected (or is not yet due). */
-  NotDue = -9,
+  NotDue = -12,
 }
 
 /** A call's life (SPEC 9.2): `pending` from allocation until its media stream starts. */

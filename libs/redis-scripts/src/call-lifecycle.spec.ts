@@ -63,6 +63,27 @@ describe('call lifecycle scripts (SPEC 9.2)', () => {
     }
   });
 
+  it('a waiting request handed a freed pod gets the next allocation_id and its own connect deadline', async () => {
+    const holders: string[] = [];
+    for (let i = 0; ; i++) {
+      const result = await pool.scripts.allocate({ callSid: `fill-${i}`, merchantId: '', provider: '', metadata: '', refuseTombstoned: false });
+      if (!result.ok) break;
+      holders.push(`fill-${i}`);
+    }
+    const last = Number(await pool.redis.get(pool.keys.allocationSequence()));
+    expect(await pool.scripts.allocate({ callSid: 'CA-waiter', merchantId: '', provider: '', metadata: '', refuseTombstoned: false, waitMs: 10000 }))
+      .toEqual({ ok: false, code: ScriptCode.Queued });
+    // Freeing a standard pod hands it to the waiter in the same step (includes/wait-queue.lua bindCall).
+    const standard = holders[0];
+    expect((await pool.scripts.release(standard, 'done')).ok).toBe(true);
+    const outcome = await pool.scripts.settleWait('CA-waiter');
+    expect(outcome).toMatchObject({ state: 'allocated', allocationId: last + 1, callState: 'pending' });
+    const record = await pool.redis.hgetall(pool.keys.call('CA-waiter'));
+    expect(Number(record.connect_deadline) - Number(record.allocated_at)).toBe(CONNECT_TIMEOUT_MS);
+    expect(await pool.redis.zscore(pool.keys.pendingCalls(), 'CA-waiter')).toBe(record.connect_deadline);
+    expect(await invariants()).toEqual([]);
+  });
+
   it('connect: pending -> connected once, idempotent, fenced, 404 for an unknown call', async () => {
     const call = await allocate('CA-c');
     const connected = await pool.scripts.connect('CA-c', 'api', undefined, 1000);

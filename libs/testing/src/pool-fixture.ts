@@ -64,9 +64,10 @@ export async function createPoolFixture(options: {
  * Every key under the fixture's prefix with its content: "wrote nothing" or
  * "changed nothing" means this is equal before and after.
  */
-export async function snapshotState(pool: Pick<PoolFixture, 'redis' | 'keys'>): Promise<Record<string, unknown>> {
+export async function snapshotState(pool: Pick<PoolFixture, 'redis' | 'keys'>, ignore: readonly string[] = []): Promise<Record<string, unknown>> {
   const state: Record<string, unknown> = {};
   for (const key of (await pool.redis.keys(`${pool.keys.prefix}*`)).sort()) {
+    if (ignore.includes(key)) continue;
     const type = await pool.redis.type(key);
     if (type === 'string') state[key] = await pool.redis.get(key);
     else if (type === 'hash') state[key] = await pool.redis.hgetall(key);

@@ -18,7 +18,7 @@
   Output:
     {1, pod_name, allocation_id ('' for a record written before fencing), connected_at ms, was_connected (0|1)}
     -1 no such call (never allocated or already released)
-    -8 ARGV[2] is not the call's current allocation_id: nothing changed
+    -11 ARGV[2] is not the call's current allocation_id: nothing changed
   Events:
     stream:calls  type=call.connected call_sid pod allocation_id state source at
 ]]
@@ -30,7 +30,7 @@ if not call[1] then
   return -1
 end
 if ARGV[2] ~= '' and ARGV[2] ~= call[2] then
-  return -8
+  return -11
 end
 if call[3] == 'connected' then
   return {1, call[1], call[2] or '', tonumber(call[4]) or 0, 1}
