@@ -137,8 +137,11 @@ describe('wait instead of refuse, across two allocation-api processes', () => {
     const metrics = await (await fetch(`${stack.url('admin')}/metrics`)).text();
     expect(metrics).toMatch(/^smart_router_waiting_requests(\{[^}]*\})? 1$/m);
     expect(await redis.zcard(stack.keys.waitQueue())).toBe(1);
+    const released = Date.now();
     expect((await post(apis[1], '/api/v1/release', { call_sid: hold[7] })).status).toBe(200);
     const [a, b] = await Promise.all([first, duplicate]);
+    // Woken by the hand-off (pub/sub from the other process's release), long before the 8 s deadline.
+    expect(Date.now() - released).toBeLessThan(2000);
     expect(a).toMatchObject({ status: 200, body: { was_existing: false } });
     expect(b).toMatchObject({ status: 200, body: { pod_name: a.body.pod_name, was_existing: true } });
     const apiMetrics = await (await fetch(`${apis[0]}/metrics`)).text();
