@@ -38,6 +38,7 @@ export class ReconcilerJobs {
       [JOBS.dataLossCheck.name]: () => reconcile.checkDataLoss(),
       [JOBS.staleCallReaper.name]: () => reconcile.reapStaleCalls(),
       [JOBS.fleetStep.name]: () => fleet.tick(),
+      [JOBS.connectTimeout.name]: () => reconcile.releaseUnconnectedCalls(),
     };
     // Boot fails if a scheduled job has no handler.
     for (const name of JOB_NAMES) if (!this.handlers[name]) throw new Error(`job ${name} has no handler`);

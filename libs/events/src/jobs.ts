@@ -11,6 +11,8 @@ export const JOBS = {
   staleCallReaper: { name: 'stale-call-reaper', everyMs: 60000 },
   /** Fleet autoscaler and call-safe scale-down (apps/reconciler/src/fleet.service.ts). */
   fleetStep: { name: 'fleet-step', everyMs: 2000 },
+  /** Releases calls not connected by their deadline (CONNECT_TIMEOUT_SECONDS); a no-op when none are pending. */
+  connectTimeout: { name: 'connect-timeout', everyMs: 1000 },
 } as const;
 
 export type JobName = (typeof JOBS)[keyof typeof JOBS]['name'];

@@ -24,12 +24,13 @@
     0 the StatefulSet's size was never observed (no fleet step ran yet)
   Events:
     stream:fleet  type=fleet.scale_requested from to replicas reason cancelled marked at
-    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at  (a pod whose removal is
+    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state  (a pod whose removal is
                   cancelled handed to a waiting request, includes/wait-queue.lua; published on wait:wake)
   Derived keys (pod-scoped, built from ARGV[5]): pod:removing:{name}, pod:{name}, pod:tier:{name},
     pod:draining:{name}, pod:calls:{name}, pool:{tier}:available
     Hand-off to waiters (includes/wait-queue.lua): wait:queue, waiter:{call_sid}, wait:wake,
-    calls:active, stream:calls, call:{sid}, lease:{name}, merchant:calls:{merchant_id}
+    calls:active, stream:calls, call:{sid}, lease:{name}, merchant:calls:{merchant_id},
+    allocation:seq, calls:pending
 ]]
 --- @include "pod-state"
 --- @include "fleet"
