@@ -23,7 +23,7 @@ export const ADMIN_OPENAPI = {
     '/api/v1/status': get('Pools per tier (assigned, available, load), draining pods, active calls, waiting requests, subsystem health'),
     '/api/v1/drain': { post: { summary: 'Drain a pod: no new calls; active calls finish', requestBody: podBody, responses: { '200': json('drained'), '404': json('unknown pod'), ...errors } } },
     '/api/v1/undrain': { post: { summary: 'Undrain a pod', requestBody: podBody, responses: { '200': json('undrained'), '404': json('unknown pod'), ...errors } } },
-    '/api/v1/pod/{name}': { parameters: podName, ...get('One pod: tier, status, calls, lease, draining', { '400': json('INVALID_POD_NAME'), '404': json('unknown pod') }) },
+    '/api/v1/pod/{name}': { parameters: podName, ...get('One pod: tier, status, calls, lease, draining, pending_removal (drained for removal by a fleet scale-down)', { '400': json('INVALID_POD_NAME'), '404': json('unknown pod') }) },
     '/api/v1/admin/calls': get('Live calls (limit query, default 1000)'),
     '/api/v1/admin/calls/{call_sid}': { parameters: callSid, ...get('One live call: pod, tier, allocation_id, state (pending or connected), connected_at, connect_deadline', { '400': json('INVALID_CALL_SID'), '404': json('call not found') }) },
     '/api/v1/admin/merchants': get('Every merchant config'),

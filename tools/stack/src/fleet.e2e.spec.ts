@@ -153,6 +153,7 @@ describe('fleet scale (POST /api/v1/admin/fleet/scale)', () => {
     expect(await available()).toEqual([]);
     expect((await fleet()).pending_removal).toEqual(['voice-agent-2', 'voice-agent-3']);
     expect((await allocate('sd-new')).status).toBe(503);
+    expect((await admin('GET', '/api/v1/pod/voice-agent-3')).body).toMatchObject({ draining: false, pending_removal: true, active_calls: 0 });
     expect((await release(pods.get('voice-agent-2')!)).status).toBe(200);
     await waitFor(async () => specReplicas() === 2 && (await fleet()).pending_removal.length === 0, { timeoutMs: 20000, what: 'spec.replicas lowered to 2 once the pods are idle' });
     for (const pod of ['voice-agent-0', 'voice-agent-1']) expect((await release(pods.get(pod)!)).status).toBe(200);
@@ -177,7 +178,7 @@ describe('fleet scale (POST /api/v1/admin/fleet/scale)', () => {
     expect(cancelled.body).toMatchObject({ target: 4, pending_removal: [], cancelled: 2 });
     const served = await waiter;
     expect([served.status, served.body.pod_name]).toEqual([200, 'voice-agent-3']);
-    expect((await admin('GET', '/api/v1/pod/voice-agent-2')).body).toMatchObject({ draining: true });
+    expect((await admin('GET', '/api/v1/pod/voice-agent-2')).body).toMatchObject({ draining: true, pending_removal: false });
     expect((await release(pods.get('voice-agent-2')!)).status).toBe(200);
     expect(await available()).toEqual([]);
     expect((await admin('POST', '/api/v1/undrain', { pod_name: 'voice-agent-2' })).status).toBe(200);
