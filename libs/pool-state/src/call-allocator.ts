@@ -1,6 +1,6 @@
 import { Allocation, Release, ScriptCode, isCallSid } from '@smart-router/allocation';
 import { ApiError, RedisUnavailableError } from '@smart-router/http';
-import { PoolScripts } from '@smart-router/redis-scripts';
+import { NotReplicatedError, PoolScripts } from '@smart-router/redis-scripts';
 import { inSpan, Telemetry } from '@smart-router/telemetry';
 import { PoolMetrics } from './pool-metrics';
 
@@ -14,6 +14,16 @@ export interface AllocateRequest {
 
 export interface AllocatedCall extends Allocation {
   wsUrl: string;
+}
+
+/**
+ * A failed Redis write as the caller sees it: 503 either way. NOT_REPLICATED
+ * means the write happened on the primary but too few replicas confirmed it
+ * (retrying the same call is safe); REDIS_UNAVAILABLE means no answer at all.
+ */
+export function storeFailure(error: unknown): ApiError {
+  if (error instanceof NotReplicatedError) return ApiError.unavailable('write not confirmed by enough replicas, retry', 'NOT_REPLICATED');
+  return new RedisUnavailableError(error);
 }
 
 /**
@@ -40,9 +50,10 @@ export class CallAllocator {
       try {
         return await this.scripts.allocate(request);
       } catch (error) {
-        this.metrics.redisErrors.add(1, { operation: 'allocate' });
-        this.metrics.allocations.add(1, { pool: 'none', result: 'redis_error' });
-        throw new RedisUnavailableError(error);
+        const failure = storeFailure(error);
+        if (failure instanceof RedisUnavailableError) this.metrics.redisErrors.add(1, { operation: 'allocate' });
+        this.metrics.allocations.add(1, { pool: 'none', result: failure instanceof RedisUnavailableError ? 'redis_error' : 'not_replicated' });
+        throw failure;
       }
     }, { 'call.sid': request.callSid, 'merchant.id': request.merchantId });
     this.metrics.allocationSeconds.record(Number(process.hrtime.bigint() - started) / 1e9);
@@ -74,9 +85,10 @@ export class CallAllocator {
       try {
         return await this.scripts.release(callSid, reason);
       } catch (error) {
-        this.metrics.redisErrors.add(1, { operation: 'release' });
-        this.metrics.releases.add(1, { result: 'redis_error' });
-        throw new RedisUnavailableError(error);
+        const failure = storeFailure(error);
+        if (failure instanceof RedisUnavailableError) this.metrics.redisErrors.add(1, { operation: 'release' });
+        this.metrics.releases.add(1, { result: failure instanceof RedisUnavailableError ? 'redis_error' : 'not_replicated' });
+        throw failure;
       }
     }, { 'call.sid': callSid });
     if (!result.ok) {

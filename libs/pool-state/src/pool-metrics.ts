@@ -8,6 +8,7 @@ export class PoolMetrics {
   readonly releases: Counter;
   readonly redisErrors: Counter;
   readonly httpErrors: Counter;
+  readonly notReplicated: Counter;
 
   constructor(telemetry: Telemetry) {
     const meter = telemetry.meter();
@@ -19,6 +20,12 @@ export class PoolMetrics {
     });
     this.releases = meter.createCounter('smart_router_releases_total', { description: 'Release attempts by result' });
     this.redisErrors = meter.createCounter('smart_router_redis_errors_total', { description: 'Redis commands that failed (each failed a request closed)' });
+    this.notReplicated = notReplicatedCounter(telemetry);
     this.httpErrors = meter.createCounter('smart_router_http_errors_total', { description: 'HTTP error answers by status and code' });
   }
+}
+
+/** Writes fewer replicas acknowledged than REDIS_REPLICA_ACKS asks, by script (request path and reconciler). */
+export function notReplicatedCounter(telemetry: Telemetry): Counter {
+  return telemetry.meter().createCounter('smart_router_not_replicated_total', { description: 'State-changing scripts that too few replicas acknowledged in time' });
 }
