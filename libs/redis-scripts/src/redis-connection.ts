@@ -10,7 +10,7 @@ import type { RedisSettings } from '@smart-router/config';
  *
  * And three topologies (RedisSettings.topology), all discovered by ioredis
  * itself: one server, a Sentinel-managed primary (asked from the sentinels at
- * every connect, and dropped at once on the sentinels' `+switch-master`), or a
+ * every connect; a demoted primary's READONLY forces a reconnect), or a
  * Redis Cluster (slots discovered and followed on MOVED/ASK).
  */
 export type ConnectionProfile = 'request' | 'worker';
@@ -36,7 +36,11 @@ export function redisOptions(settings: RedisSettings, profile: ConnectionProfile
       name: settings.topology.masterName,
       sentinelPassword: settings.topology.sentinelPassword,
       role: 'master',
-      failoverDetector: true,
+      // Not ioredis' failoverDetector: its +switch-master handler can close a
+      // reconnect in progress, which leaves the client ended for good (seen in
+      // the failover test). A killed primary drops the socket anyway, and a
+      // demoted one answers READONLY, which reconnects through the sentinels.
+      failoverDetector: false,
       sentinelRetryStrategy: (attempt: number) => Math.min(100 * attempt, 1000),
     } satisfies RedisOptions);
   }

@@ -1,4 +1,5 @@
-import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +8,12 @@ import { waitFor } from './wait-for';
 
 function redisCli(port: number, ...args: string[]): string {
   return execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8', timeout: 3000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+}
+
+/** The same, without blocking the event loop (the failover test drives load meanwhile). */
+async function redisCliAsync(port: number, ...args: string[]): Promise<string> {
+  const { stdout } = await promisify(execFile)('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8', timeout: 3000 });
+  return stdout.trim();
 }
 
 /** Options that make a restarted, empty node catch up at once (diskless, no 5 s delay). */
@@ -44,9 +51,9 @@ export class SentinelGroup {
       }
       for (let i = 0; i < (options.sentinels ?? 3); i += 1) sentinelPorts.push(await freePort());
       const group = new SentinelGroup(nodes, sentinelPorts, downAfterMs);
-      await waitFor(() => group.linkedReplicas(primary.port) === nodes.length - 1, { timeoutMs: 10000, what: 'replicas linked to the primary' });
+      await waitFor(async () => (await group.linkedReplicas(primary.port)) === nodes.length - 1, { timeoutMs: 10000, what: 'replicas linked to the primary' });
       for (const port of sentinelPorts) group.launchSentinel(port, primary.port, downAfterMs, options.failoverTimeoutMs ?? 3000);
-      await waitFor(() => sentinelPorts.every((port) => group.sentinelKnows(port, nodes.length - 1, sentinelPorts.length - 1)), {
+      await waitFor(async () => (await Promise.all(sentinelPorts.map((port) => group.sentinelKnows(port, nodes.length - 1, sentinelPorts.length - 1)))).every(Boolean), {
         timeoutMs: 15000,
         what: 'sentinels seeing every replica and each other',
       });
@@ -78,18 +85,18 @@ export class SentinelGroup {
     this.sentinelProcesses.push(spawn(command, [file, ...args], { stdio: 'ignore' }));
   }
 
-  private linkedReplicas(primaryPort: number): number {
+  private async linkedReplicas(primaryPort: number): Promise<number> {
     try {
-      const info = redisCli(primaryPort, 'info', 'replication');
+      const info = await redisCliAsync(primaryPort, 'info', 'replication');
       return [...info.matchAll(/^slave\d+:.*state=online/gm)].length;
     } catch {
       return 0;
     }
   }
 
-  private sentinelKnows(port: number, replicas: number, otherSentinels: number): boolean {
+  private async sentinelKnows(port: number, replicas: number, otherSentinels: number): Promise<boolean> {
     try {
-      const master = redisCli(port, 'sentinel', 'master', this.masterName).split('\n');
+      const master = (await redisCliAsync(port, 'sentinel', 'master', this.masterName)).split('\n');
       const field = (name: string) => Number(master[master.indexOf(name) + 1]);
       return field('num-slaves') >= replicas && field('num-other-sentinels') >= otherSentinels;
     } catch {
@@ -98,16 +105,12 @@ export class SentinelGroup {
   }
 
   /** The primary's port as the sentinels' majority reports it. */
-  primaryPort(): number | null {
+  async primaryPort(): Promise<number | null> {
     const votes = new Map<number, number>();
-    for (const port of this.sentinelPorts) {
-      try {
-        const [, primary] = redisCli(port, 'sentinel', 'get-master-addr-by-name', this.masterName).split('\n');
-        votes.set(Number(primary), (votes.get(Number(primary)) ?? 0) + 1);
-      } catch {
-        // a sentinel that does not answer has no vote
-      }
-    }
+    const answers = await Promise.all(this.sentinelPorts.map((port) =>
+      redisCliAsync(port, 'sentinel', 'get-master-addr-by-name', this.masterName).then((text) => Number(text.split('\n')[1]), () => null)));
+    // a sentinel that does not answer has no vote
+    for (const port of answers) if (port !== null) votes.set(port, (votes.get(port) ?? 0) + 1);
     for (const [port, count] of votes) if (count > this.sentinelPorts.length / 2) return port;
     return null;
   }
@@ -124,25 +127,25 @@ export class SentinelGroup {
    * crashed primary without persistence must not come back as a primary).
    * Returns the milliseconds from the kill until the majority named the new primary.
    */
-  async killPrimary(options: { timeoutMs?: number } = {}): Promise<{ killedPort: number; newPrimaryPort: number; switchMs: number }> {
-    const killedPort = this.primaryPort();
+  async killPrimary(options: { timeoutMs?: number } = {}): Promise<{ killedPort: number; newPrimaryPort: number; killedAt: number; switchMs: number }> {
+    const killedPort = await this.primaryPort();
     if (killedPort === null) throw new Error('no primary agreed by the sentinels');
     const killedAt = Date.now();
     await this.node(killedPort).kill();
-    const newPrimaryPort = await waitFor(() => {
-      const port = this.primaryPort();
+    const newPrimaryPort = await waitFor(async () => {
+      const port = await this.primaryPort();
       return port !== null && port !== killedPort ? port : null;
     }, { timeoutMs: options.timeoutMs ?? 30000, intervalMs: 50, what: 'the sentinels to promote a replica' });
     const switchMs = Date.now() - killedAt;
     await this.node(killedPort).restart([...FAST_SYNC, '--replicaof', '127.0.0.1', String(newPrimaryPort)]);
-    return { killedPort, newPrimaryPort, switchMs };
+    return { killedPort, newPrimaryPort, killedAt, switchMs };
   }
 
   /** Waits until every other node replicates the current primary and is in sync. */
   async waitSettled(timeoutMs = 20000): Promise<void> {
-    await waitFor(() => {
-      const primary = this.primaryPort();
-      return primary !== null && this.linkedReplicas(primary) === this.nodes.length - 1;
+    await waitFor(async () => {
+      const primary = await this.primaryPort();
+      return primary !== null && (await this.linkedReplicas(primary)) === this.nodes.length - 1;
     }, { timeoutMs, what: 'every replica online with the new primary' });
   }
 
