@@ -28,6 +28,8 @@ const KILLS = 5;
 interface FailoverReport {
   switchMs: number;
   unavailableMs: number;
+  /** allocation-api's /ready answered 503 while no primary was reachable. */
+  notReadySeen: boolean;
 }
 
 interface ScenarioReport {
@@ -38,6 +40,7 @@ interface ScenarioReport {
   notReplicated: number;
   unavailable: number;
   lostAllocations: number;
+  lostHow?: string[];
   doubleAllocations: number;
   invariantViolations: number;
   primaryChangesSeen: number;
@@ -88,7 +91,8 @@ async function runScenario(acks: number): Promise<ScenarioReport> {
     /** Calls the load holds, by pod: only those with an unambiguous 200 and no release sent yet. */
     const holders = new Map<string, string>();
     const held = new Map<string, string>();
-    const lost = new Set<string>();
+    /** Acknowledged allocations found missing, with how they were found. */
+    const lostAt = new Map<string, string>();
     /** Finish times of allocations whose request started at `startedAt`. */
     const successes: { startedAt: number; finishedAt: number }[] = [];
 
@@ -129,13 +133,14 @@ async function runScenario(acks: number): Promise<ScenarioReport> {
         await pause(10 + Math.random() * 40);
         // From here the outcome may be ambiguous (a 503 after the write): not counted as held.
         if (holders.get(pod) === sid) holders.delete(pod);
+        held.delete(sid);
         let ambiguous = false;
         while (running) {
           const answer = await call('/api/v1/release', sid);
           if (answer.status === 200) break;
           if (answer.status === 404) {
             // A release never sent before, answered "not found": the allocation we were given is gone.
-            if (!ambiguous) lost.add(sid);
+            if (!ambiguous) lostAt.set(sid, 'release answered 404');
             break;
           }
           ambiguous = true;
@@ -143,20 +148,28 @@ async function runScenario(acks: number): Promise<ScenarioReport> {
           else report.unavailable += 1;
           await pause(25);
         }
-        held.delete(sid);
         report.releases += 1;
       }
     };
     for (let i = 0; i < WORKERS; i += 1) workers.push(worker(i));
+    let notReady = 0;
+    workers.push((async () => {
+      while (running) {
+        const ready = await fetch(`${api}/ready`, { signal: AbortSignal.timeout(3000) }).then((response) => response.status, () => 0);
+        if (ready === 503) notReady += 1;
+        await pause(100);
+      }
+    })());
 
     for (let kill = 1; kill <= KILLS; kill += 1) {
       // Steady load on a settled group before each kill.
       const before = report.allocations;
       await waitFor(() => report.allocations >= before + 20, { timeoutMs: 15000, what: 'load flowing before the kill' });
+      const notReadyBefore = notReady;
       const { killedAt, switchMs } = await group.killPrimary();
       await waitFor(() => successes.some((success) => success.startedAt > killedAt), { timeoutMs: 30000, intervalMs: 10, what: 'allocations succeeding after the failover' });
       const back = Math.min(...successes.filter((success) => success.startedAt > killedAt).map((success) => success.finishedAt));
-      report.failovers.push({ switchMs, unavailableMs: back - killedAt });
+      report.failovers.push({ switchMs, unavailableMs: back - killedAt, notReadySeen: notReady > notReadyBefore });
       await group.waitSettled();
       // The reconciler noticed the new primary and ran its recovery.
       await waitFor(async () => {
@@ -168,13 +181,15 @@ async function runScenario(acks: number): Promise<ScenarioReport> {
       // Every call the load holds is still there, on the pod it was given.
       for (const [sid, pod] of [...held]) {
         const stored = await testRedis.hget(`chaos:call:${sid}`, 'pod_name');
-        if (stored !== pod && held.get(sid) === pod) lost.add(sid);
+        // Still held after the read (no release sent meanwhile) and not in Redis: lost.
+        if (stored !== pod && held.get(sid) === pod) lostAt.set(sid, `missing after failover ${kill}`);
       }
       report.invariantViolations += (await scripts.checkInvariants()).length;
     }
     running = false;
     await Promise.all(workers);
-    report.lostAllocations = lost.size;
+    report.lostAllocations = lostAt.size;
+    report.lostHow = [...new Set(lostAt.values())];
     return report;
   } finally {
     running = false;
@@ -200,7 +215,10 @@ describe('Sentinel failover under allocate/release load (real redis-sentinel, pr
     expect(report.doubleAllocations).toBe(0);
     expect(report.lostAllocations).toBe(0);
     expect(report.invariantViolations).toBe(0);
-    for (const failover of report.failovers) expect(failover.unavailableMs).toBeLessThanOrEqual(failover.switchMs + 2000);
+    for (const failover of report.failovers) {
+      expect(failover.unavailableMs).toBeLessThanOrEqual(failover.switchMs + 2000);
+      expect(failover.notReadySeen).toBe(true);
+    }
     expect(report.allocations).toBeGreaterThan(KILLS * 20);
   }, 180000);
 
