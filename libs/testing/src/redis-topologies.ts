@@ -126,12 +126,29 @@ export class SentinelGroup {
    * then restarts the killed node empty as a replica of the new primary (a
    * crashed primary without persistence must not come back as a primary).
    * Returns the milliseconds from the kill until the majority named the new primary.
+   *
+   * `replicaStallMs`: first freeze every replica (SIGSTOP) and drop its link,
+   * for that long, while the primary keeps taking writes; then kill the
+   * primary and thaw them: the replicas lag behind at the moment of the
+   * crash, as across a slow or broken network.
+   * The stall is the injected fault's length, not a wait for a condition.
    */
-  async killPrimary(options: { timeoutMs?: number } = {}): Promise<{ killedPort: number; newPrimaryPort: number; killedAt: number; switchMs: number }> {
+  async killPrimary(options: { timeoutMs?: number; replicaStallMs?: number; beforeKill?: () => void } = {}): Promise<{ killedPort: number; newPrimaryPort: number; killedAt: number; switchMs: number }> {
     const killedPort = await this.primaryPort();
     if (killedPort === null) throw new Error('no primary agreed by the sentinels');
+    const replicas = this.nodes.filter((node) => node.port !== killedPort);
+    if (options.replicaStallMs) {
+      for (const replica of replicas) replica.pause();
+      // Frozen replicas alone would still find every byte in their loopback
+      // socket buffers on waking; dropping the links makes the primary keep
+      // the stall's writes to itself (frozen, the replicas cannot reconnect).
+      await redisCliAsync(killedPort, 'client', 'kill', 'type', 'replica');
+      await new Promise((resolve) => setTimeout(resolve, options.replicaStallMs));
+    }
+    options.beforeKill?.();
     const killedAt = Date.now();
     await this.node(killedPort).kill();
+    for (const replica of replicas) replica.resume();
     const newPrimaryPort = await waitFor(async () => {
       const port = await this.primaryPort();
       return port !== null && port !== killedPort ? port : null;

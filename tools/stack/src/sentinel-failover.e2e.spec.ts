@@ -12,7 +12,8 @@ import { FREE_PORTS, LocalStack } from './stack';
  * processes on loopback; the built allocation-api and reconciler connect
  * through the sentinels (REDIS_SENTINELS). Steady allocate/release load runs
  * while the primary is SIGKILLed five times, each killed node coming back
- * empty as a replica of the new primary.
+ * empty as a replica of the new primary; before kills 2 and 4 the replicas
+ * are cut off for 100 ms, so they lag behind when the primary dies.
  *
  * With REDIS_REPLICA_ACKS=1 the guarantee is asserted: no double allocation,
  * no acknowledged allocation lost, invariants ok after each failover, and
@@ -21,11 +22,14 @@ import { FREE_PORTS, LocalStack } from './stack';
  */
 
 const ROOT = join(__dirname, '..', '..', '..');
-const PODS = 8;
+const PODS = 24;
 const WORKERS = 5;
 const KILLS = 5;
+const STALL_MS = 100;
 
 interface FailoverReport {
+  /** The replicas were frozen for STALL_MS before the kill. */
+  lagging: boolean;
   switchMs: number;
   unavailableMs: number;
   /** allocation-api's /ready answered 503 while no primary was reachable. */
@@ -40,6 +44,8 @@ interface ScenarioReport {
   notReplicated: number;
   unavailable: number;
   lostAllocations: number;
+  /** Releases answered 200 whose call was back in Redis after a failover (a ghost holding its pod). */
+  lostReleases: number;
   lostHow?: string[];
   doubleAllocations: number;
   invariantViolations: number;
@@ -59,13 +65,21 @@ async function runScenario(acks: number): Promise<ScenarioReport> {
   };
   let stack: LocalStack | null = null;
   const testRedis = createRedis(readRedisSettings(new EnvReader(redisEnv)), 'worker', 'chaos-test');
-  const scripts = new PoolScripts(testRedis, new RedisKeys('chaos:'), { callTtlSeconds: 3600, tombstoneTtlSeconds: 0, streamMaxLen: 10000 });
+  const keys = new RedisKeys('chaos:');
+  const scripts = new PoolScripts(testRedis, keys, { callTtlSeconds: 3600, tombstoneTtlSeconds: 0, streamMaxLen: 10000 });
   const report: ScenarioReport = {
     acks, failovers: [], allocations: 0, releases: 0, notReplicated: 0, unavailable: 0,
-    lostAllocations: 0, doubleAllocations: 0, invariantViolations: 0, primaryChangesSeen: 0,
+    lostAllocations: 0, lostReleases: 0, doubleAllocations: 0, invariantViolations: 0, primaryChangesSeen: 0,
   };
   let running = true;
   const workers: Promise<void>[] = [];
+  /**
+   * Closed at the kill, opened once the calls held at that moment were
+   * checked on the new primary: releases wait, so a held call missing there
+   * was lost, not released.
+   */
+  let gate: Promise<void> | null = null;
+  let openGate = () => undefined as void;
   try {
     stack = await LocalStack.start({
       root: ROOT,
@@ -93,6 +107,8 @@ async function runScenario(acks: number): Promise<ScenarioReport> {
     const held = new Map<string, string>();
     /** Acknowledged allocations found missing, with how they were found. */
     const lostAt = new Map<string, string>();
+    const released = new Set<string>();
+    const ghosts = new Set<string>();
     /** Finish times of allocations whose request started at `startedAt`. */
     const successes: { startedAt: number; finishedAt: number }[] = [];
 
@@ -131,16 +147,20 @@ async function runScenario(acks: number): Promise<ScenarioReport> {
         holders.set(pod, sid);
         held.set(sid, pod);
         await pause(10 + Math.random() * 40);
+        while (gate) await gate;
         // From here the outcome may be ambiguous (a 503 after the write): not counted as held.
         if (holders.get(pod) === sid) holders.delete(pod);
         held.delete(sid);
         let ambiguous = false;
         while (running) {
           const answer = await call('/api/v1/release', sid);
-          if (answer.status === 200) break;
+          if (answer.status === 200) {
+            released.add(sid);
+            break;
+          }
           if (answer.status === 404) {
             // A release never sent before, answered "not found": the allocation we were given is gone.
-            if (!ambiguous) lostAt.set(sid, 'release answered 404');
+            if (!ambiguous && !lostAt.has(sid)) lostAt.set(sid, 'release answered 404');
             break;
           }
           ambiguous = true;
@@ -152,6 +172,31 @@ async function runScenario(acks: number): Promise<ScenarioReport> {
       }
     };
     for (let i = 0; i < WORKERS; i += 1) workers.push(worker(i));
+    // Measures availability while the workers wait at the gate: allocate, release at once.
+    workers.push((async () => {
+      for (let n = 0; running; n += 1) {
+        const sid = `probe-${acks}-${n}`;
+        const startedAt = Date.now();
+        const answer = await call('/api/v1/allocate', sid);
+        if (answer.status !== 200) {
+          if (answer.body.code === 'NOT_REPLICATED') report.notReplicated += 1;
+          await pause(25);
+          continue;
+        }
+        successes.push({ startedAt, finishedAt: Date.now() });
+        report.allocations += 1;
+        const other = holders.get(String(answer.body.pod_name));
+        if (other !== undefined) report.doubleAllocations += 1;
+        for (let status = 0; running && status !== 404; await pause(25)) {
+          status = (await call('/api/v1/release', sid)).status;
+          if (status === 200) {
+            released.add(sid);
+            break;
+          }
+        }
+        report.releases += 1;
+      }
+    })());
     let notReady = 0;
     workers.push((async () => {
       while (running) {
@@ -166,10 +211,27 @@ async function runScenario(acks: number): Promise<ScenarioReport> {
       const before = report.allocations;
       await waitFor(() => report.allocations >= before + 20, { timeoutMs: 15000, what: 'load flowing before the kill' });
       const notReadyBefore = notReady;
-      const { killedAt, switchMs } = await group.killPrimary();
+      // Even kills: the replicas lag 100 ms behind when the primary dies (writes
+      // answered meanwhile exist only on the primary unless WAIT held them back).
+      const lagging = kill % 2 === 0;
+      const { killedAt, switchMs } = await group.killPrimary({
+        replicaStallMs: lagging ? STALL_MS : 0,
+        beforeKill: () => {
+          gate = new Promise<void>((resolve) => {
+            openGate = resolve;
+          });
+        },
+      });
       await waitFor(() => successes.some((success) => success.startedAt > killedAt), { timeoutMs: 30000, intervalMs: 10, what: 'allocations succeeding after the failover' });
       const back = Math.min(...successes.filter((success) => success.startedAt > killedAt).map((success) => success.finishedAt));
-      report.failovers.push({ switchMs, unavailableMs: back - killedAt, notReadySeen: notReady > notReadyBefore });
+      report.failovers.push({ lagging, switchMs, unavailableMs: back - killedAt, notReadySeen: notReady > notReadyBefore });
+      // Every call the load held at the kill is still there, on the pod it was given.
+      for (const [sid, pod] of [...held]) {
+        if ((await testRedis.hget(`chaos:call:${sid}`, 'pod_name')) !== pod) lostAt.set(sid, `missing after failover ${kill}`);
+      }
+      for (const sid of await testRedis.zrange(keys.activeCalls(), 0, -1)) if (released.has(sid)) ghosts.add(sid);
+      gate = null;
+      openGate();
       await group.waitSettled();
       // The reconciler noticed the new primary and ran its recovery.
       await waitFor(async () => {
@@ -178,21 +240,18 @@ async function runScenario(acks: number): Promise<ScenarioReport> {
         report.primaryChangesSeen = seen;
         return seen >= kill;
       }, { timeoutMs: 15000, what: `the reconciler to see primary change ${kill}` });
-      // Every call the load holds is still there, on the pod it was given.
-      for (const [sid, pod] of [...held]) {
-        const stored = await testRedis.hget(`chaos:call:${sid}`, 'pod_name');
-        // Still held after the read (no release sent meanwhile) and not in Redis: lost.
-        if (stored !== pod && held.get(sid) === pod) lostAt.set(sid, `missing after failover ${kill}`);
-      }
       report.invariantViolations += (await scripts.checkInvariants()).length;
     }
     running = false;
     await Promise.all(workers);
     report.lostAllocations = lostAt.size;
+    report.lostReleases = ghosts.size;
     report.lostHow = [...new Set(lostAt.values())];
     return report;
   } finally {
     running = false;
+    gate = null;
+    openGate();
     await Promise.all(workers).catch(() => undefined);
     await testRedis.quit().catch(() => testRedis.disconnect());
     await stack?.stop();
@@ -214,6 +273,7 @@ describe('Sentinel failover under allocate/release load (real redis-sentinel, pr
     expect(report.primaryChangesSeen).toBeGreaterThanOrEqual(KILLS);
     expect(report.doubleAllocations).toBe(0);
     expect(report.lostAllocations).toBe(0);
+    expect(report.lostReleases).toBe(0);
     expect(report.invariantViolations).toBe(0);
     for (const failover of report.failovers) {
       expect(failover.unavailableMs).toBeLessThanOrEqual(failover.switchMs + 2000);
