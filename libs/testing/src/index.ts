@@ -3,3 +3,4 @@ export * from './wait-for';
 export * from './pool-fixture';
 export * from './shared-redis';
 export * from './redis-topologies';
+export * from './raw-http';
