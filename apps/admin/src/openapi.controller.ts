@@ -25,7 +25,7 @@ export const ADMIN_OPENAPI = {
     '/api/v1/undrain': { post: { summary: 'Undrain a pod', requestBody: podBody, responses: { '200': json('undrained'), '404': json('unknown pod'), ...errors } } },
     '/api/v1/pod/{name}': { parameters: podName, ...get('One pod: tier, status, calls, lease, draining', { '400': json('INVALID_POD_NAME'), '404': json('unknown pod') }) },
     '/api/v1/admin/calls': get('Live calls (limit query, default 1000)'),
-    '/api/v1/admin/calls/{call_sid}': { parameters: callSid, ...get('One live call', { '400': json('INVALID_CALL_SID'), '404': json('call not found') }) },
+    '/api/v1/admin/calls/{call_sid}': { parameters: callSid, ...get('One live call: pod, tier, allocation_id, state (pending or connected), connected_at, connect_deadline', { '400': json('INVALID_CALL_SID'), '404': json('call not found') }) },
     '/api/v1/admin/merchants': get('Every merchant config'),
     '/api/v1/admin/merchants/{merchant_id}': {
       // A merchant_id that is not 1-128 characters of A-Za-z0-9._:- is a 400 INVALID_MERCHANT_ID on every method.

@@ -89,6 +89,7 @@ export class PoolStateModule {
               callTtlSeconds: settings.callTtlSeconds,
               tombstoneTtlSeconds: settings.tombstoneTtlSeconds,
               streamMaxLen: settings.streamMaxLen,
+              connectTimeoutMs: settings.connectTimeoutSeconds * 1000,
               ...replicationLimits(settings.redis, (script) => metrics.notReplicated.add(1, { script })),
             }),
         },
