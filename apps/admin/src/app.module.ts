@@ -3,7 +3,7 @@ import { Queue } from 'bullmq';
 import type Redis from 'ioredis';
 import { RECONCILER_QUEUE } from '@smart-router/events';
 import { BearerTokens, HealthModule, MetricsController } from '@smart-router/http';
-import { PoolMetrics, PoolStateModule, REQUEST_REDIS, redisReadiness } from '@smart-router/pool-state';
+import { PoolMetrics, PoolStateModule, REQUEST_REDIS, redisReadiness, replicationLimits } from '@smart-router/pool-state';
 import { RedisKeys } from '@smart-router/redis-keys';
 import { FleetScripts, PoolScripts, bullConnection } from '@smart-router/redis-scripts';
 import { Telemetry } from '@smart-router/telemetry';
@@ -53,9 +53,11 @@ export class AppModule {
         },
         {
           provide: AdminFleetService,
-          inject: [REQUEST_REDIS, RedisKeys],
-          useFactory: (redis: Redis, keys: RedisKeys) =>
-            new AdminFleetService(redis, keys, new FleetScripts(redis, keys, config.fleet.statefulSet, config.common.streamMaxLen), config.fleet),
+          inject: [REQUEST_REDIS, RedisKeys, PoolMetrics],
+          useFactory: (redis: Redis, keys: RedisKeys, metrics: PoolMetrics) => {
+            const replication = replicationLimits(config.common.redis, (script) => metrics.notReplicated.add(1, { script }));
+            return new AdminFleetService(redis, keys, new FleetScripts(redis, keys, config.fleet.statefulSet, config.common.streamMaxLen, replication), config.fleet);
+          },
         },
         QueueCloser,
       ],

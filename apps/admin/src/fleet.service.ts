@@ -1,5 +1,6 @@
 import type Redis from 'ioredis';
-import { ApiError, RedisUnavailableError } from '@smart-router/http';
+import { ApiError } from '@smart-router/http';
+import { storeFailure } from '@smart-router/pool-state';
 import { AutoscalerSettings, FleetSettings, MAX_FLEET_REPLICAS, parseStoredAutoscaler, validateAutoscalerUpdate } from '@smart-router/config';
 import { RedisKeys } from '@smart-router/redis-keys';
 import { FleetScripts } from '@smart-router/redis-scripts';
@@ -28,7 +29,7 @@ export class AdminFleetService {
       return await work();
     } catch (error) {
       if (error instanceof ApiError) throw error;
-      throw new RedisUnavailableError(error);
+      throw storeFailure(error);
     }
   }
 

@@ -30,6 +30,9 @@ class RedisCloser implements OnApplicationShutdown {
 export class AppModule {
   static register(config: ReconcilerConfig, telemetry: Telemetry, logger: JsonLogger): DynamicModule {
     const keys = new RedisKeys(config.common.redis.prefix);
+    // A write too few replicas confirmed fails its job or pod event, which is retried.
+    const notReplicated = notReplicatedCounter(telemetry);
+    const replication = replicationLimits(config.common.redis, (script) => notReplicated.add(1, { script }));
     let service: ReconcilerService | null = null;
     return {
       module: AppModule,
@@ -62,13 +65,11 @@ export class AppModule {
           provide: PoolScripts,
           inject: [STATE_REDIS],
           useFactory: (redis: Redis) => {
-            const notReplicated = notReplicatedCounter(telemetry);
             return new PoolScripts(redis, keys, {
               callTtlSeconds: config.common.callTtlSeconds,
               tombstoneTtlSeconds: config.common.tombstoneTtlSeconds,
               streamMaxLen: config.common.streamMaxLen,
-              // A write too few replicas confirmed fails its job or pod event, which is retried.
-              ...replicationLimits(config.common.redis, (script) => notReplicated.add(1, { script })),
+              ...replication,
             });
           },
         },
@@ -91,7 +92,7 @@ export class AppModule {
           provide: FleetService,
           inject: [STATE_REDIS, KubeConfig],
           useFactory: (redis: Redis, kube: KubeConfig) =>
-            new FleetService(redis, keys, new FleetScripts(redis, keys, config.fleet.statefulSet, config.common.streamMaxLen), kube, config.namespace, config.fleet, 10000, logger),
+            new FleetService(redis, keys, new FleetScripts(redis, keys, config.fleet.statefulSet, config.common.streamMaxLen, replication), kube, config.namespace, config.fleet, 10000, logger),
         },
         {
           provide: ReconcilerJobs,

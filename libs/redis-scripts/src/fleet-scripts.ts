@@ -1,6 +1,7 @@
 import type Redis from 'ioredis';
 import { RedisKeys } from '@smart-router/redis-keys';
 import { defineScripts } from './script-loader';
+import { ReplicationLimits, replicatedScript } from './pool-scripts';
 
 type Reply = number | (string | number)[];
 type ScriptFn = (...args: (string | number)[]) => Promise<Reply>;
@@ -34,13 +35,19 @@ export interface FleetPlanResult {
 export class FleetScripts {
   private readonly prefixes: string;
 
-  constructor(private readonly redis: Redis, private readonly keys: RedisKeys, private readonly statefulSet: string, private readonly streamMaxLen: number) {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    private readonly statefulSet: string,
+    private readonly streamMaxLen: number,
+    private readonly replication: ReplicationLimits = {},
+  ) {
     defineScripts(redis);
     this.prefixes = JSON.stringify(keys.podKeyPrefixes());
   }
 
   private script(name: string): ScriptFn {
-    return (this.redis as unknown as Record<string, ScriptFn>)[name].bind(this.redis);
+    return replicatedScript(this.redis, name, this.replication);
   }
 
   private planKeys(): string[] {

@@ -91,6 +91,38 @@ export class NotReplicatedError extends Error {
   }
 }
 
+/** The replica-acknowledgement settings every state-changing script obeys. */
+export type ReplicationLimits = Pick<ScriptLimits, 'replicaAcks' | 'waitTimeoutMs' | 'onNotReplicated'>;
+
+/**
+ * A script caller that sends a state-changing script and its WAIT in one
+ * pipeline: one round trip, and WAIT covers every write this connection sent
+ * before it, so the script's own. A negative reply is a refusal that wrote
+ * nothing, so its acknowledgements do not matter. Shared by every typed entry
+ * point (PoolScripts, FleetScripts), so no state change skips WAIT.
+ */
+export function replicatedScript(redis: Redis, name: string, limits: ReplicationLimits): ScriptFn {
+  const direct = (redis as unknown as Record<string, ScriptFn>)[name].bind(redis);
+  const acks = limits.replicaAcks ?? 0;
+  if (acks === 0 || READ_ONLY_SCRIPTS.has(name)) return direct;
+  const timeoutMs = limits.waitTimeoutMs ?? 200;
+  return async (...args) => {
+    const pipeline = redis.pipeline();
+    (pipeline as unknown as Record<string, (...a: (string | number)[]) => unknown>)[name](...args);
+    const results = await pipeline.wait(acks, timeoutMs).exec();
+    if (!results) throw new Error(`${name}: pipeline discarded`);
+    const [[scriptError, reply], [waitError, acknowledged]] = results as [[Error | null, Reply], [Error | null, number]];
+    if (scriptError) throw scriptError;
+    if (typeof reply === 'number' && reply < 0) return reply;
+    if (waitError) throw waitError;
+    if (Number(acknowledged) < acks) {
+      limits.onNotReplicated?.(name);
+      throw new NotReplicatedError(name, Number(acknowledged), acks);
+    }
+    return reply;
+  };
+}
+
 export interface InvariantViolation {
   rule: string;
   pod?: string;
@@ -114,32 +146,8 @@ export class PoolScripts {
     this.prefixes = JSON.stringify(keys.podKeyPrefixes() satisfies PodKeyPrefixes);
   }
 
-  /**
-   * A state-changing script and its WAIT go in one pipeline: one round trip,
-   * and WAIT covers every write this connection sent before it, so the
-   * script's own. A negative reply is a refusal that wrote nothing, so its
-   * acknowledgements do not matter.
-   */
   private script(name: string): ScriptFn {
-    const direct = (this.redis as unknown as Record<string, ScriptFn>)[name].bind(this.redis);
-    const acks = this.limits.replicaAcks ?? 0;
-    if (acks === 0 || READ_ONLY_SCRIPTS.has(name)) return direct;
-    const timeoutMs = this.limits.waitTimeoutMs ?? 200;
-    return async (...args) => {
-      const pipeline = this.redis.pipeline();
-      (pipeline as unknown as Record<string, (...a: (string | number)[]) => unknown>)[name](...args);
-      const results = await pipeline.wait(acks, timeoutMs).exec();
-      if (!results) throw new Error(`${name}: pipeline discarded`);
-      const [[scriptError, reply], [waitError, acknowledged]] = results as [[Error | null, Reply], [Error | null, number]];
-      if (scriptError) throw scriptError;
-      if (typeof reply === 'number' && reply < 0) return reply;
-      if (waitError) throw waitError;
-      if (Number(acknowledged) < acks) {
-        this.limits.onNotReplicated?.(name);
-        throw new NotReplicatedError(name, Number(acknowledged), acks);
-      }
-      return reply;
-    };
+    return replicatedScript(this.redis, name, this.limits);
   }
 
   async allocate(input: AllocateInput, now = Date.now()): Promise<AllocateResult> {

@@ -1,6 +1,7 @@
 import Redis from 'ioredis';
 import { ScriptCode } from '@smart-router/allocation';
 import { PoolFixture, RedisServer, createPoolFixture, waitFor } from '@smart-router/testing';
+import { FleetScripts } from './fleet-scripts';
 import { NotReplicatedError } from './pool-scripts';
 
 /** WAIT after state-changing scripts (REDIS_REPLICA_ACKS), on a real primary and replica. */
@@ -65,6 +66,18 @@ describe('replica acknowledgements', () => {
     replica.resume();
     const retried = await allocate('CA-unconfirmed');
     expect(retried).toMatchObject({ ok: true, allocation: { podName: pod, wasExisting: true } });
+  });
+
+  it('the fleet plan obeys the same WAIT: a scale decision the replica did not confirm is a NotReplicatedError', async () => {
+    const fleet = new FleetScripts(pool.redis, pool.keys, 'voice-agent', 1000, { replicaAcks: 1, waitTimeoutMs: 300, onNotReplicated: (script) => shortfalls.push(script) });
+    const before = await waits();
+    expect(await fleet.step(2, 'token', 5000)).toEqual({ action: 'steady', target: 2 });
+    expect(await waits()).toBe(before + 1);
+    replica.pause();
+    await expect(fleet.plan(3, 'test')).rejects.toThrow(NotReplicatedError);
+    expect(shortfalls).toEqual(['planFleet']);
+    replica.resume();
+    expect(await replicaClient.hget(pool.keys.fleetPlan(), 'target')).toBe('3');
   });
 
   it('a refusal wrote nothing, so it is answered as such even with no replica confirming', async () => {
