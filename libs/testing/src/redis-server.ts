@@ -34,10 +34,14 @@ export class RedisServer {
   private process: ChildProcess | null = null;
   private readonly dir = mkdtempSync(join(tmpdir(), 'sr-redis-'));
 
-  private constructor(readonly port: number) {}
+  private constructor(readonly port: number, private readonly ownProcessGroup: boolean) {}
 
-  static async start(port?: number): Promise<RedisServer> {
-    const server = new RedisServer(port ?? (await freePort()));
+  /**
+   * `ownProcessGroup`: out of the caller's process group, so a terminal's Ctrl-C
+   * reaches only the caller, which then stops Redis last (`npm start`).
+   */
+  static async start(port?: number, options: { ownProcessGroup?: boolean } = {}): Promise<RedisServer> {
+    const server = new RedisServer(port ?? (await freePort()), options.ownProcessGroup ?? false);
     await server.launch();
     return server;
   }
@@ -50,7 +54,7 @@ export class RedisServer {
     this.process = spawn(redisServerBinary(), [
       '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
       '--dir', this.dir, '--enable-debug-command', 'local', '--maxmemory-policy', 'noeviction',
-    ], { stdio: 'ignore' });
+    ], { stdio: 'ignore', detached: this.ownProcessGroup });
     await waitFor(() => this.ping(), { timeoutMs: 10000, what: `redis-server on port ${this.port}` });
   }
 
@@ -60,6 +64,11 @@ export class RedisServer {
     } catch {
       return false;
     }
+  }
+
+  /** Synchronous SIGKILL, for process 'exit' handlers. */
+  kill(): void {
+    this.process?.kill('SIGKILL');
   }
 
   /** SIGSTOP: the server keeps its socket but answers nothing (a hung Redis). */

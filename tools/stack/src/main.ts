@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { shellOverrides } from './shell-env';
 import { DEFAULT_PORTS, LocalStack } from './stack';
 
 /**
@@ -15,11 +16,8 @@ async function main(): Promise<void> {
     redisUrl: process.env.REDIS_URL || undefined,
     redisPort: Number(process.env.REDIS_PORT ?? 6379),
     logDir,
-    env: Object.fromEntries(
-      ['TIER_CONFIG', 'REDIS_PREFIX', 'API_TOKENS', 'ADMIN_VIEWER_TOKENS', 'ADMIN_OPERATOR_TOKENS', 'TWILIO_AUTH_TOKENS', 'PLIVO_AUTH_TOKENS', 'EXOTEL_CREDENTIALS', 'LOG_LEVEL', 'DEFAULT_CHAIN', 'EXTRA_PODS_TIER', 'MAX_CALL_DURATION_SECONDS']
-        .filter((name) => process.env[name])
-        .map((name) => [name, process.env[name] as string]),
-    ),
+    env: shellOverrides(process.env),
+    ownProcessGroups: true,
   });
   const base = stack.url('gateway');
   process.stdout.write(
@@ -30,6 +28,7 @@ async function main(): Promise<void> {
       `  allocation-api         ${stack.url('allocation-api')}`,
       `  webhooks               ${stack.url('webhooks')}`,
       `  admin                  ${stack.url('admin')}`,
+      `  dashboard              ${base}/dashboard/`,
       `  pod-watcher            ${stack.url('pod-watcher')}`,
       `  reconciler             ${stack.url('reconciler')}`,
       `  simulated Kubernetes   http://127.0.0.1:${stack.ports.sim}   (kubectl --kubeconfig .local/kubeconfig get pods)`,
@@ -54,6 +53,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);
+  // Redis and the apps run in their own process groups: never leave them behind.
+  process.on('exit', () => stack.killAll());
 }
 
 main().catch((error: unknown) => {

@@ -50,7 +50,20 @@ export interface StackOptions {
   apps?: readonly AppName[];
   /** Simulated cluster timings (tests shorten them). */
   simTimings?: Partial<ClusterTimings>;
+  /**
+   * Run Redis and the apps in their own process groups (`npm start`): a
+   * terminal's Ctrl-C then reaches only this process, which stops them in
+   * reverse dependency order instead of all at once.
+   */
+  ownProcessGroups?: boolean;
 }
+
+/**
+ * Stop order, the reverse of the dependencies: the gateway first (no new
+ * traffic), then the request-serving apps, the watcher, the reconciler (which
+ * needs Redis until it has finished its jobs), and Redis last.
+ */
+export const STOP_ORDER: readonly (readonly AppName[])[] = [['admin', 'webhooks', 'allocation-api'], ['pod-watcher'], ['reconciler']];
 
 /**
  * How an app ended. After a graceful SIGTERM Nest re-raises the signal once its
@@ -67,6 +80,7 @@ export function exitedCleanly(exit: AppExit | null): boolean {
 }
 
 interface RunningApp {
+  app: AppName;
   child: ChildProcess;
   log: WriteStream;
   exited: Promise<AppExit>;
@@ -93,6 +107,8 @@ export class LocalStack {
   redisUrl!: string;
   keys!: RedisKeys;
   private instanceCounter = 0;
+  /** Instances (and 'redis') in the order they were stopped. */
+  readonly stopped: string[] = [];
   /** POD_IDENTITY (lease holder / consumer name) of each running instance. */
   readonly identities = new Map<string, string>();
 
@@ -127,7 +143,7 @@ export class LocalStack {
     if (this.options.redisUrl) {
       this.redisUrl = this.options.redisUrl;
     } else {
-      this.redisServer = await RedisServer.start(this.options.redisPort);
+      this.redisServer = await RedisServer.start(this.options.redisPort, { ownProcessGroup: this.options.ownProcessGroups });
       this.redisUrl = this.redisServer.url;
     }
     this.keys = new RedisKeys(this.options.env?.REDIS_PREFIX);
@@ -190,13 +206,14 @@ export class LocalStack {
     const child = spawn(process.execPath, [join(this.options.root, 'dist', 'apps', app, 'src', 'main.js')], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: this.options.ownProcessGroups ?? false,
     });
     for (const stream of [child.stdout, child.stderr]) {
       stream?.pipe(log, { end: false });
       if (this.options.echo) stream?.on('data', (chunk: Buffer) => process.stdout.write(chunk));
     }
     const exited = new Promise<AppExit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-    this.running.set(instance, { child, log, exited });
+    this.running.set(instance, { app, child, log, exited });
     return instance;
   }
 
@@ -212,16 +229,28 @@ export class LocalStack {
     running.child.kill(signal);
     const exit = await running.exited;
     running.log.end();
+    this.stopped.push(instance);
     return exit;
   }
 
   async stop(): Promise<void> {
-    await Promise.all([...this.running.keys()].map((instance) => this.stopApp(instance)));
     await this.gateway?.stop().catch(() => undefined);
+    for (const group of STOP_ORDER) {
+      const instances = [...this.running.entries()].filter(([, running]) => group.includes(running.app)).map(([instance]) => instance);
+      await Promise.all(instances.map((instance) => this.stopApp(instance)));
+    }
+    await Promise.all([...this.running.keys()].map((instance) => this.stopApp(instance)));
     await this.agents?.stop().catch(() => undefined);
     await this.sim?.stop().catch(() => undefined);
     await this.redis?.quit().catch(() => undefined);
+    if (this.redisServer) this.stopped.push('redis');
     await this.redisServer?.dispose();
+  }
+
+  /** Last resort when this process exits without stop() (own process groups would outlive it). */
+  killAll(): void {
+    for (const { child } of this.running.values()) child.kill('SIGKILL');
+    this.redisServerHandle?.kill();
   }
 
   get redisServerHandle(): RedisServer | null {

@@ -108,7 +108,8 @@ $('forget-token').addEventListener('click', async () => {
 // ---- rendering -----------------------------------------------------------------
 
 function card(label, value, tone, id) {
-  return el('div', { class: `card ${tone || ''}`, 'data-card': id }, el('div', { class: 'label' }, label), el('div', { class: 'value' }, value));
+  const text = typeof value === 'string' && value.length > 8;
+  return el('div', { class: `card ${tone || ''}`, 'data-card': id }, el('div', { class: 'label' }, label), el('div', { class: `value ${text ? 'text' : ''}` }, value));
 }
 
 function renderSummary(status, invariants) {
@@ -118,7 +119,7 @@ function renderSummary(status, invariants) {
   $('summary').replaceChildren(
     card('active calls', status.active_calls, '', 'active-calls'),
     card('pods', status.pods, '', 'pods'),
-    card('draining', status.draining.length, status.draining.length ? '' : '', 'draining'),
+    card('draining', status.draining.length ? `${status.draining.length}: ${status.draining.join(', ')}` : 0, '', 'draining'),
     card('waiting requests', waiting, status.waiting > 0 ? 'bad' : '', 'waiting'),
     card('invariants', invariants ? (invariants.ok ? 'ok' : `${invariants.violations.length} violated`) : '?', invariants && !invariants.ok ? 'bad' : 'good', 'invariants'),
     card('watcher leader', leader || 'none', leader ? '' : 'bad', 'leader'),
@@ -206,7 +207,7 @@ function renderInvariants(invariants) {
 
 function eventRow(event, fresh) {
   const details = Object.entries(event)
-    .filter(([key]) => !['id', 'stream', 'type', 'at', 'call_sid', 'pod', 'name', 'tier', 'labels', 'rv', 'term'].includes(key))
+    .filter(([key, value]) => value !== '' && !['id', 'stream', 'type', 'at', 'call_sid', 'pod', 'name', 'tier', 'labels', 'rv', 'term'].includes(key))
     .map(([key, value]) => `${key}=${value}`).join(' ');
   return el('tr', { class: fresh ? 'fresh' : '', 'data-event-id': event.id, 'data-type': event.type },
     el('td', {}, new Date(event.at).toLocaleTimeString()),
