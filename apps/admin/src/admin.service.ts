@@ -30,8 +30,16 @@ export class AdminService {
     const meter = telemetry.meter();
     // The same counter the allocator uses: one series per operation, whichever app failed.
     this.redisErrors = metrics.redisErrors;
-    this.gauge = meter.createObservableGauge('smart_router_invariant_violations', { description: 'Invariant violations found by the last check' });
-    this.gauge.addCallback((result) => result.observe(this.violations));
+    this.gauge = meter.createObservableGauge('smart_router_invariant_violations', { description: 'Invariant violations found by a check at scrape time' });
+    // Checked when Prometheus scrapes, so the alert does not depend on someone calling the API (a failed check observes nothing).
+    this.gauge.addCallback(async (result) => {
+      try {
+        this.violations = (await this.scripts.checkInvariants()).length;
+        result.observe(this.violations);
+      } catch {
+        this.redisErrors.add(1, { operation: 'metrics' });
+      }
+    });
     // Pool sizes and live calls, read from Redis when Prometheus scrapes (a failed read observes nothing).
     const poolPods = meter.createObservableGauge('smart_router_pool_pods', { description: 'Pods per tier and state (assigned, available)' });
     const activeCalls = meter.createObservableGauge('smart_router_active_calls', { description: 'Live calls (call records)' });
