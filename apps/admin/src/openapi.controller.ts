@@ -12,7 +12,7 @@ export const ADMIN_OPENAPI = {
   components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
   security: [{ bearer: [] }],
   paths: {
-    '/api/v1/status': get('Pools per tier (assigned, available, load), draining pods, active calls, subsystem health'),
+    '/api/v1/status': get('Pools per tier (assigned, available, load), draining pods, active calls, waiting requests, subsystem health'),
     '/api/v1/drain': { post: { summary: 'Drain a pod: no new calls; active calls finish', requestBody: podBody, responses: { '200': json('drained'), '404': json('unknown pod'), ...errors } } },
     '/api/v1/undrain': { post: { summary: 'Undrain a pod', requestBody: podBody, responses: { '200': json('undrained'), '404': json('unknown pod'), ...errors } } },
     '/api/v1/pod/{name}': get('One pod: tier, status, calls, lease, draining', { '404': json('unknown pod') }),
@@ -21,7 +21,7 @@ export const ADMIN_OPENAPI = {
     '/api/v1/admin/merchants': get('Every merchant config'),
     '/api/v1/admin/merchants/{merchant_id}': {
       get: { summary: 'A merchant config', responses: { '200': json('ok'), '404': json('no config'), ...errors } },
-      put: { summary: 'Set a merchant config {tier, pool?, fallback?}', responses: { '200': json('saved'), '400': json('invalid'), ...errors } },
+      put: { summary: 'Set a merchant config {tier, pool?, fallback?, max_calls?}', responses: { '200': json('saved'), '400': json('invalid'), ...errors } },
       delete: { summary: 'Remove a merchant config', responses: { '200': json('removed'), '404': json('no config'), ...errors } },
     },
     '/api/v1/admin/tiers': {

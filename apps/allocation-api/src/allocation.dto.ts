@@ -5,7 +5,11 @@ export interface AllocateBody {
   merchantId: string;
   provider: string;
   metadata: string;
+  /** SPEC 9.1: wait up to this long (ms) for a pod when none is free; 0 = answer 503 at once. */
+  waitMs: number;
 }
+
+export const MAX_WAIT_MS = 10000;
 
 export interface ReleaseBody {
   callSid: string;
@@ -40,7 +44,15 @@ export function parseAllocateBody(raw: unknown): AllocateBody {
     metadata = JSON.stringify(body.metadata);
     if (Buffer.byteLength(metadata) > MAX_METADATA_BYTES) throw ApiError.badRequest(`metadata must be at most ${MAX_METADATA_BYTES} bytes of JSON`, 'INVALID_FIELD');
   }
-  return { callSid, merchantId: merchant, provider: shortText(body, 'provider', 64), metadata };
+  return { callSid, merchantId: merchant, provider: shortText(body, 'provider', 64), metadata, waitMs: waitMs(body.wait_ms) };
+}
+
+function waitMs(value: unknown): number {
+  if (value === undefined) return 0;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_WAIT_MS) {
+    throw ApiError.badRequest(`wait_ms must be an integer from 0 to ${MAX_WAIT_MS}`, 'INVALID_FIELD');
+  }
+  return value;
 }
 
 export function parseReleaseBody(raw: unknown): ReleaseBody {

@@ -6,3 +6,4 @@ export * from './metrics.controller';
 export * from './bootstrap';
 export * from './tracing.interceptor';
 export * from './identifiers';
+export * from './framework-errors';

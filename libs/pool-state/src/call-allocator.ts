@@ -3,6 +3,7 @@ import { ApiError, RedisUnavailableError } from '@smart-router/http';
 import { PoolScripts } from '@smart-router/redis-scripts';
 import { inSpan, Telemetry } from '@smart-router/telemetry';
 import { PoolMetrics } from './pool-metrics';
+import { WaitWakeups, WakeTicket } from './wait-wakeups';
 
 export interface AllocateRequest {
   callSid: string;
@@ -10,7 +11,12 @@ export interface AllocateRequest {
   provider: string;
   metadata: string;
   refuseTombstoned: boolean;
+  /** Wait this long (ms) for a pod when none is free (SPEC 9.1); 0 = answer 503 at once. */
+  waitMs?: number;
 }
+
+/** Past its deadline, a waiting request gets its answer within this (settleWait decides). */
+const DEADLINE_SLACK_MS = 20;
 
 export interface AllocatedCall extends Allocation {
   wsUrl: string;
@@ -27,6 +33,7 @@ export class CallAllocator {
     private readonly metrics: PoolMetrics,
     private readonly telemetry: Telemetry,
     private readonly voiceAgentBaseUrl: string,
+    private readonly wakeups: WaitWakeups,
   ) {}
 
   wsUrl(podName: string, callSid: string): string {
@@ -35,21 +42,43 @@ export class CallAllocator {
 
   async allocate(request: AllocateRequest): Promise<AllocatedCall> {
     if (!isCallSid(request.callSid)) throw ApiError.badRequest('call_sid is required (1-128 chars of A-Za-z0-9._:-)');
-    const started = process.hrtime.bigint();
-    const result = await inSpan(this.telemetry.tracer(), 'allocateCall', async () => {
-      try {
-        return await this.scripts.allocate(request);
-      } catch (error) {
-        this.metrics.redisErrors.add(1, { operation: 'allocate' });
-        this.metrics.allocations.add(1, { pool: 'none', result: 'redis_error' });
-        throw new RedisUnavailableError(error);
+    const waitMs = request.waitMs ?? 0;
+    if (waitMs > 0) await this.wakeups.ready(Math.min(waitMs, 1000));
+    // Registered before the script runs: a hand-off right after it must not be missed.
+    const ticket = waitMs > 0 ? this.wakeups.register(request.callSid) : null;
+    try {
+      return await this.allocateOrWait(request, waitMs, ticket);
+    } catch (error) {
+      if (waitMs > 0 && error instanceof RedisUnavailableError) {
+        // The failed command may have run (a command timeout): leave no waiter
+        // behind that a later hand-off could bind a pod to, and answer 200 if
+        // the call already holds one. Best effort: Redis may well be down.
+        const outcome = await this.scripts.settleWait(request.callSid, true).catch(() => null);
+        if (outcome?.state === 'allocated') {
+          return { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: false, wsUrl: this.wsUrl(outcome.podName, request.callSid) };
+        }
       }
-    }, { 'call.sid': request.callSid, 'merchant.id': request.merchantId });
+      throw error;
+    } finally {
+      ticket?.dispose();
+    }
+  }
+
+  private async allocateOrWait(request: AllocateRequest, waitMs: number, ticket: WakeTicket | null): Promise<AllocatedCall> {
+    const started = process.hrtime.bigint();
+    const result = await this.redisCall('allocate', 'allocateCall', request.callSid, () => this.scripts.allocate(request), { 'merchant.id': request.merchantId });
     this.metrics.allocationSeconds.record(Number(process.hrtime.bigint() - started) / 1e9);
     if (result.ok) {
       const { allocation } = result;
       this.metrics.allocations.add(1, { pool: allocation.tier, result: allocation.wasExisting ? 'existing' : 'allocated' });
       return { ...allocation, wsUrl: this.wsUrl(allocation.podName, request.callSid) };
+    }
+    if (result.code === ScriptCode.Queued || result.code === ScriptCode.AlreadyWaiting) {
+      // The first request for the call waits its own wait_ms; a duplicate asks for the first one's outcome.
+      const first = result.code === ScriptCode.Queued;
+      const allocation = await this.awaitOutcome(request.callSid, ticket ?? this.wakeups.register(request.callSid), first ? waitMs : 0, !first);
+      if (allocation) return { ...allocation, wsUrl: this.wsUrl(allocation.podName, request.callSid) };
+      throw ApiError.unavailable('no pod available', 'NO_POD_AVAILABLE');
     }
     switch (result.code) {
       case ScriptCode.NoPod:
@@ -61,6 +90,9 @@ export class CallAllocator {
       case ScriptCode.Tombstoned:
         this.metrics.allocations.add(1, { pool: 'none', result: 'tombstoned' });
         throw new ApiError(409, 'CALL_ENDED', 'call already ended');
+      case ScriptCode.MerchantLimit:
+        this.metrics.allocations.add(1, { pool: 'none', result: 'merchant_limit' });
+        throw new ApiError(429, 'MERCHANT_LIMIT', 'merchant has reached its max_calls');
       case ScriptCode.BadMerchantConfig:
       default:
         this.metrics.allocations.add(1, { pool: 'none', result: 'bad_merchant_config' });
@@ -68,17 +100,52 @@ export class CallAllocator {
     }
   }
 
-  async release(callSid: string, reason: string): Promise<Release> {
-    if (!isCallSid(callSid)) throw ApiError.badRequest('call_sid is required (1-128 chars of A-Za-z0-9._:-)');
-    const result = await inSpan(this.telemetry.tracer(), 'releaseCall', async () => {
+  /**
+   * Waits for a queued call's outcome: woken by the hand-off (pub/sub), or at
+   * the deadline, when settleWait times the waiter out in the same atomic step
+   * that decides it (a hand-off racing with it wins: the answer is 200).
+   * No polling: one check per wake-up, and the deadline's.
+   */
+  private async awaitOutcome(callSid: string, ticket: WakeTicket, firstWaitMs: number, duplicate: boolean): Promise<Allocation | null> {
+    const started = process.hrtime.bigint();
+    const observe = (result: string) => this.metrics.waitSeconds.record(Number(process.hrtime.bigint() - started) / 1e9, { result });
+    let delay = firstWaitMs;
+    for (;;) {
+      if (delay > 0) await ticket.next(delay);
+      const outcome = await this.redisCall('settle_wait', 'settleWait', callSid, () => this.scripts.settleWait(callSid));
+      if (outcome.state === 'allocated') {
+        observe('allocated');
+        this.metrics.allocations.add(1, { pool: outcome.tier, result: duplicate ? 'existing' : 'waited' });
+        return { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: duplicate };
+      }
+      if (outcome.state === 'timed_out') {
+        observe('timed_out');
+        this.metrics.allocations.add(1, { pool: 'none', result: 'no_pod' });
+        return null;
+      }
+      delay = outcome.remainingMs + DEADLINE_SLACK_MS;
+    }
+  }
+
+  /** One script call in a span; a Redis error is counted and becomes a 503, never "false". */
+  private async redisCall<T>(operation: string, span: string, callSid: string, work: () => Promise<T>, attributes: Record<string, string> = {}): Promise<T> {
+    return inSpan(this.telemetry.tracer(), span, async () => {
       try {
-        return await this.scripts.release(callSid, reason);
+        return await work();
       } catch (error) {
-        this.metrics.redisErrors.add(1, { operation: 'release' });
-        this.metrics.releases.add(1, { result: 'redis_error' });
+        this.metrics.redisErrors.add(1, { operation });
+        if (operation === 'allocate') this.metrics.allocations.add(1, { pool: 'none', result: 'redis_error' });
         throw new RedisUnavailableError(error);
       }
-    }, { 'call.sid': callSid });
+    }, { 'call.sid': callSid, ...attributes });
+  }
+
+  async release(callSid: string, reason: string): Promise<Release> {
+    if (!isCallSid(callSid)) throw ApiError.badRequest('call_sid is required (1-128 chars of A-Za-z0-9._:-)');
+    const result = await this.redisCall('release', 'releaseCall', callSid, () => this.scripts.release(callSid, reason)).catch((error: unknown) => {
+      this.metrics.releases.add(1, { result: 'redis_error' });
+      throw error;
+    });
     if (!result.ok) {
       this.metrics.releases.add(1, { result: 'not_found' });
       throw new ApiError(404, 'CALL_NOT_FOUND', 'call not found');

@@ -16,6 +16,8 @@ async function main(): Promise<void> {
     redisUrl: process.env.REDIS_URL || undefined,
     redisPort: Number(process.env.REDIS_PORT ?? 6379),
     logDir,
+    // A crashed app is restarted with backoff (supervisor.ts); these lines say which and how.
+    log: (line) => process.stdout.write(`${line}\n`),
     env: shellOverrides(process.env),
     ownProcessGroups: true,
   });
