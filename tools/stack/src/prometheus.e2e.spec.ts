@@ -74,6 +74,11 @@ it('every dashboard query and every metric the alerts read returns series from t
   expect((await post('/api/v1/release', { call_sid: 'prom-shared' })).status).toBe(200);
   // A pod deleted under a live call: the reconciler orphans the call.
   stack.sim.deletePod(victim.body.pod_name as string);
+  // Every pod drained: a request that may wait times out waiting (smart_router_wait_seconds).
+  const pods = stack.sim.listPods().map((pod) => pod.metadata.name);
+  for (const pod of pods) expect((await post('/api/v1/drain', { pod_name: pod })).status).toBe(200);
+  expect((await post('/api/v1/allocate', { call_sid: 'prom-waits', wait_ms: 300 })).status).toBe(503);
+  for (const pod of pods) expect((await post('/api/v1/undrain', { pod_name: pod })).status).toBe(200);
   // A Redis outage longer than the request timeout: allocate fails closed and counts it.
   const redis = new Redis(stack.redisUrl, { maxRetriesPerRequest: 1 });
   try {
