@@ -2,7 +2,7 @@ import { Queue } from 'bullmq';
 import { Counter, ObservableGauge } from '@opentelemetry/api';
 import { ApiError, RedisUnavailableError } from '@smart-router/http';
 import { MerchantConfig, ScriptCode, fromTierDocument, merchantConfigProblem, toTierDocument } from '@smart-router/allocation';
-import { InvariantViolation, PoolScripts } from '@smart-router/redis-scripts';
+import { InvariantViolation, PoolScripts, TierInUseError } from '@smart-router/redis-scripts';
 import { validateTierConfig, ConfigError, CommonSettings } from '@smart-router/config';
 import { JOBS } from '@smart-router/events';
 import { Telemetry } from '@smart-router/telemetry';
@@ -193,7 +193,15 @@ export class AdminService {
       const current = await this.tiers();
       const extra = typeof (body as { extra_pods_tier?: unknown })?.extra_pods_tier === 'string' ? (body as { extra_pods_tier: string }).extra_pods_tier : current.extra;
       if (!config.has(extra)) throw ApiError.badRequest(`extra_pods_tier "${extra}" is not one of the tiers`, 'INVALID_TIER_CONFIG');
-      const moved = await this.scripts.rebalanceTiers(JSON.stringify(toTierDocument(config, extra, this.settings.defaultChain)));
+      let moved: number;
+      try {
+        moved = await this.scripts.rebalanceTiers(JSON.stringify(toTierDocument(config, extra, this.settings.defaultChain)));
+      } catch (error) {
+        if (error instanceof TierInUseError) {
+          throw new ApiError(409, 'TIER_IN_USE', `merchant configs still name a tier this config drops: ${error.merchants.join(', ')}; change or delete them first`);
+        }
+        throw error;
+      }
       return { success: true, tiers: Object.fromEntries(config), extra_pods_tier: extra, pods_moved: moved };
     });
   }

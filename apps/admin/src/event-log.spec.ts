@@ -1,3 +1,4 @@
+import { ClientRequest, get as httpGet } from 'node:http';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { PoolFixture, createPoolFixture, sharedRedisUrl, waitFor } from '@smart-router/testing';
 import { bootstrap } from './main';
@@ -16,44 +17,47 @@ async function getJson(url: string, headers: Record<string, string> = {}) {
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
 }
 
-/** Reads server-sent events from a live stream until `count` arrived (or the test times out). */
+/**
+ * Reads server-sent events from a live stream. node:http with its own socket
+ * (no pooled keep-alive connection, which would outlive the test and hold the
+ * server's close).
+ */
 class SseReader {
   readonly events: { id: string; data: Record<string, unknown> }[] = [];
-  private readonly controller = new AbortController();
+  private request: ClientRequest | null = null;
   private buffer = '';
   status = 0;
   contentType = '';
 
-  static async open(url: string, headers: Record<string, string> = {}): Promise<SseReader> {
+  static open(url: string, headers: Record<string, string> = {}): Promise<SseReader> {
     const reader = new SseReader();
-    const response = await fetch(url, { headers, signal: reader.controller.signal });
-    reader.status = response.status;
-    reader.contentType = response.headers.get('content-type') ?? '';
-    if (response.ok && response.body) void reader.pump(response.body);
-    return reader;
+    return new Promise((resolve, reject) => {
+      reader.request = httpGet(url, { headers, agent: false }, (response) => {
+        reader.status = response.statusCode ?? 0;
+        reader.contentType = String(response.headers['content-type'] ?? '');
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => reader.take(chunk));
+        response.on('error', () => undefined);
+        resolve(reader);
+      });
+      reader.request.on('error', reject);
+    });
   }
 
-  private async pump(body: ReadableStream<Uint8Array>) {
-    const decoder = new TextDecoder();
-    try {
-      for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
-        this.buffer += decoder.decode(chunk, { stream: true });
-        let end;
-        while ((end = this.buffer.indexOf('\n\n')) >= 0) {
-          const block = this.buffer.slice(0, end);
-          this.buffer = this.buffer.slice(end + 2);
-          const id = /^id: (.*)$/m.exec(block)?.[1];
-          const data = /^data: (.*)$/m.exec(block)?.[1];
-          if (id && data) this.events.push({ id, data: JSON.parse(data) as Record<string, unknown> });
-        }
-      }
-    } catch {
-      // aborted by close()
+  private take(chunk: string) {
+    this.buffer += chunk;
+    let end;
+    while ((end = this.buffer.indexOf('\n\n')) >= 0) {
+      const block = this.buffer.slice(0, end);
+      this.buffer = this.buffer.slice(end + 2);
+      const id = /^id: (.*)$/m.exec(block)?.[1];
+      const data = /^data: (.*)$/m.exec(block)?.[1];
+      if (id && data) this.events.push({ id, data: JSON.parse(data) as Record<string, unknown> });
     }
   }
 
   close() {
-    this.controller.abort();
+    this.request?.destroy();
   }
 }
 

@@ -13,6 +13,8 @@ export enum ScriptCode {
   Queued = -9,
   /** The call_sid is already waiting: the request shares the first one's outcome. */
   AlreadyWaiting = -10,
+  /** A new tier config drops a tier that merchant configs still name (rebalanceTiers). */
+  TierInUse = -11,
 }
 
 export interface Allocation {
