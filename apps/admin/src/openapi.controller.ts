@@ -1,8 +1,16 @@
 import { Controller, Get } from '@nestjs/common';
+import { CALL_SID_PATTERN, MERCHANT_ID_PATTERN, POD_NAME_PATTERN } from '@smart-router/allocation';
 
 const json = (description: string) => ({ description, content: { 'application/json': { schema: { type: 'object' } } } });
 const errors = { '401': json('missing or invalid token'), '403': json('operator token needed'), '503': json('Redis unavailable') };
 const get = (summary: string, extra: Record<string, unknown> = {}) => ({ get: { summary, responses: { '200': json('ok'), ...extra, ...errors } } });
+/** A path parameter as the route validates it (a longer or malformed one is a 400 INVALID_*). */
+const pathParameter = (name: string, pattern: RegExp, maxLength: number) => ({
+  name, in: 'path', required: true, schema: { type: 'string', minLength: 1, maxLength, pattern: pattern.source },
+});
+const podName = [pathParameter('name', POD_NAME_PATTERN, 63)];
+const callSid = [pathParameter('call_sid', CALL_SID_PATTERN, 128)];
+const merchantId = [pathParameter('merchant_id', MERCHANT_ID_PATTERN, 128)];
 const podBody = { required: true, content: { 'application/json': { schema: { type: 'object', required: ['pod_name'], properties: { pod_name: { type: 'string' } } } } } };
 
 /** The admin API's contract (SPEC section 3, Admin), served at /openapi.json. */
@@ -15,11 +23,13 @@ export const ADMIN_OPENAPI = {
     '/api/v1/status': get('Pools per tier (assigned, available, load), draining pods, active calls, waiting requests, subsystem health'),
     '/api/v1/drain': { post: { summary: 'Drain a pod: no new calls; active calls finish', requestBody: podBody, responses: { '200': json('drained'), '404': json('unknown pod'), ...errors } } },
     '/api/v1/undrain': { post: { summary: 'Undrain a pod', requestBody: podBody, responses: { '200': json('undrained'), '404': json('unknown pod'), ...errors } } },
-    '/api/v1/pod/{name}': get('One pod: tier, status, calls, lease, draining', { '404': json('unknown pod') }),
+    '/api/v1/pod/{name}': { parameters: podName, ...get('One pod: tier, status, calls, lease, draining', { '400': json('INVALID_POD_NAME'), '404': json('unknown pod') }) },
     '/api/v1/admin/calls': get('Live calls (limit query, default 1000)'),
-    '/api/v1/admin/calls/{call_sid}': get('One live call', { '404': json('call not found') }),
+    '/api/v1/admin/calls/{call_sid}': { parameters: callSid, ...get('One live call: pod, tier, allocation_id, state (pending or connected), connected_at, connect_deadline', { '400': json('INVALID_CALL_SID'), '404': json('call not found') }) },
     '/api/v1/admin/merchants': get('Every merchant config'),
     '/api/v1/admin/merchants/{merchant_id}': {
+      // A merchant_id that is not 1-128 characters of A-Za-z0-9._:- is a 400 INVALID_MERCHANT_ID on every method.
+      parameters: merchantId,
       get: { summary: 'A merchant config', responses: { '200': json('ok'), '404': json('no config'), ...errors } },
       put: { summary: 'Set a merchant config {tier, pool?, fallback?, max_calls?}', responses: { '200': json('saved'), '400': json('invalid'), ...errors } },
       delete: { summary: 'Remove a merchant config', responses: { '200': json('removed'), '404': json('no config'), ...errors } },

@@ -1,7 +1,7 @@
 import { Body, Controller, Headers, HttpCode, Post } from '@nestjs/common';
 import { BearerTokens } from '@smart-router/http';
 import { CallAllocator } from '@smart-router/pool-state';
-import { parseAllocateBody, parseReleaseBody } from './allocation.dto';
+import { parseAllocateBody, parseConnectedBody, parseReleaseBody } from './allocation.dto';
 
 /** The hot path: voice agents allocate and release pods over JSON (SPEC section 3). */
 @Controller('api/v1')
@@ -20,6 +20,8 @@ export class AllocationController {
       ws_url: call.wsUrl,
       source_pool: call.sourcePool,
       was_existing: call.wasExisting,
+      allocation_id: call.allocationId,
+      state: call.state,
     };
   }
 
@@ -28,12 +30,30 @@ export class AllocationController {
   async release(@Body() raw: unknown, @Headers('authorization') authorization?: string) {
     this.tokens.authorize(authorization, 'operator');
     const body = parseReleaseBody(raw);
-    const released = await this.allocator.release(body.callSid, body.reason);
+    const released = await this.allocator.release(body.callSid, body.reason, body.allocationId);
     return {
       success: true,
       pod_name: released.podName,
       released_to_pool: released.releasedToPool,
       was_draining: released.wasDraining,
+    };
+  }
+
+  /** The voice agent's socket opened (SPEC 9.2): the call is connected and keeps its pod past the connect deadline. */
+  @Post('connected')
+  @HttpCode(200)
+  async connected(@Body() raw: unknown, @Headers('authorization') authorization?: string) {
+    this.tokens.authorize(authorization, 'operator');
+    const body = parseConnectedBody(raw);
+    const connection = await this.allocator.connect(body.callSid, 'api', body.allocationId);
+    return {
+      success: true,
+      call_sid: body.callSid,
+      pod_name: connection.podName,
+      allocation_id: connection.allocationId,
+      state: 'connected',
+      connected_at: connection.connectedAt,
+      was_connected: connection.wasConnected,
     };
   }
 }

@@ -14,6 +14,13 @@ export const MAX_WAIT_MS = 10000;
 export interface ReleaseBody {
   callSid: string;
   reason: string;
+  /** Release only this allocation of the call_sid (SPEC 9.2 fencing); undefined = the current one. */
+  allocationId?: number;
+}
+
+export interface ConnectedBody {
+  callSid: string;
+  allocationId?: number;
 }
 
 const MAX_METADATA_BYTES = 4096;
@@ -55,7 +62,21 @@ function waitMs(value: unknown): number {
   return value;
 }
 
+/** A positive integer (JSON number or its decimal string, as form-minded clients send it); absent = undefined. */
+function optionalAllocationId(body: Record<string, unknown>): number | undefined {
+  const value = body.allocation_id;
+  if (value === undefined || value === null) return undefined;
+  const id = typeof value === 'string' && /^[0-9]{1,15}$/.test(value) ? Number(value) : value;
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 1) throw ApiError.badRequest('allocation_id must be a positive integer', 'INVALID_FIELD');
+  return id;
+}
+
 export function parseReleaseBody(raw: unknown): ReleaseBody {
   const body = asObject(raw);
-  return { callSid: requireCallId(body.call_sid), reason: shortText(body, 'reason', 256) };
+  return { callSid: requireCallId(body.call_sid), reason: shortText(body, 'reason', 256), allocationId: optionalAllocationId(body) };
+}
+
+export function parseConnectedBody(raw: unknown): ConnectedBody {
+  const body = asObject(raw);
+  return { callSid: requireCallId(body.call_sid), allocationId: optionalAllocationId(body) };
 }

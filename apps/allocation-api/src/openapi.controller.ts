@@ -6,6 +6,7 @@ const errorSchema = {
   properties: { error: { type: 'string' }, code: { type: 'string', pattern: '^[A-Z_]+$' } },
 };
 const callSid = { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' };
+const allocationId = { type: 'integer', minimum: 1, description: 'act only on this allocation of the call_sid; another one gets 409 STALE_ALLOCATION' };
 const errors = (codes: number[]) =>
   Object.fromEntries(codes.map((code) => [String(code), { description: String(code), content: { 'application/json': { schema: errorSchema } } }]));
 
@@ -48,6 +49,8 @@ export const ALLOCATION_OPENAPI = {
                   properties: {
                     success: { type: 'boolean' }, pod_name: { type: 'string' }, ws_url: { type: 'string' },
                     source_pool: { type: 'string', example: 'pool:standard' }, was_existing: { type: 'boolean' },
+                    allocation_id: { type: 'integer', nullable: true, description: 'fencing token, strictly increasing; the same for a repeated allocate' },
+                    state: { type: 'string', enum: ['pending', 'connected'], nullable: true },
                   },
                 },
               },
@@ -62,7 +65,7 @@ export const ALLOCATION_OPENAPI = {
         summary: 'Release a call (404 when unknown or already released: treat as success)',
         requestBody: {
           required: true,
-          content: { 'application/json': { schema: { type: 'object', required: ['call_sid'], properties: { call_sid: callSid, reason: { type: 'string', maxLength: 256 } } } } },
+          content: { 'application/json': { schema: { type: 'object', required: ['call_sid'], properties: { call_sid: callSid, reason: { type: 'string', maxLength: 256 }, allocation_id: allocationId } } } },
         },
         responses: {
           '200': {
@@ -73,7 +76,34 @@ export const ALLOCATION_OPENAPI = {
               },
             },
           },
-          ...errors([400, 401, 404, 413, 503]),
+          ...errors([400, 401, 404, 409, 413, 503]),
+        },
+      },
+    },
+    '/api/v1/connected': {
+      post: {
+        summary: 'The call\'s media stream reached its voice agent: pending -> connected (kept past CONNECT_TIMEOUT_SECONDS); idempotent',
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: { type: 'object', required: ['call_sid'], properties: { call_sid: callSid, allocation_id: allocationId } } } },
+        },
+        responses: {
+          '200': {
+            description: 'connected (or already connected)',
+            content: {
+              'application/json': {
+                schema: {
+                  type: 'object',
+                  properties: {
+                    success: { type: 'boolean' }, call_sid: { type: 'string' }, pod_name: { type: 'string' },
+                    allocation_id: { type: 'integer', nullable: true }, state: { type: 'string', enum: ['connected'] },
+                    connected_at: { type: 'integer', description: 'ms since the Unix epoch' }, was_connected: { type: 'boolean' },
+                  },
+                },
+              },
+            },
+          },
+          ...errors([400, 401, 404, 409, 413, 503]),
         },
       },
     },

@@ -20,6 +20,8 @@ interface ProviderSpec {
   answer: Record<string, unknown>;
   answerErrors: number[];
   statusBody: Record<string, unknown>;
+  /** Media-stream status callbacks (SPEC 9.2); Exotel has none. */
+  streamStatusBody?: Record<string, unknown>;
 }
 
 const PROVIDERS: Record<string, ProviderSpec> = {
@@ -29,11 +31,15 @@ const PROVIDERS: Record<string, ProviderSpec> = {
     answer: {
       '200': {
         description: 'TwiML: Connect/Stream to the pod; on failure (no pod, Redis down, call already ended) Say + Hangup, still 200',
-        content: xml('<Response><Connect><Stream url="wss://host/ws/pod/voice-agent-1/CA123"></Stream></Connect></Response>'),
+        content: xml('<Response><Connect><Stream url="wss://host/ws/pod/voice-agent-1/CA123" statusCallback="https://host/api/v1/twilio/stream-status?allocation_id=42" statusCallbackMethod="POST"></Stream></Connect></Response>'),
       },
     },
     answerErrors: [400, 403, 413, 415],
     statusBody: form('CallSid', { CallStatus: { type: 'string', description: 'completed, busy, failed, no-answer, canceled release the call' } }),
+    streamStatusBody: form('CallSid', {
+      StreamEvent: { type: 'string', description: 'stream-started connects the call; stream-stopped, stream-error release it' },
+      StreamSid: { type: 'string' }, StreamName: { type: 'string' }, StreamError: { type: 'string' }, AccountSid: { type: 'string' }, Timestamp: { type: 'string' },
+    }),
   },
   plivo: {
     security: 'plivoSignature',
@@ -41,11 +47,15 @@ const PROVIDERS: Record<string, ProviderSpec> = {
     answer: {
       '200': {
         description: 'Plivo XML: bidirectional Stream to the pod; on failure Speak + Hangup, still 200',
-        content: xml('<Response><Stream bidirectional="true" keepCallAlive="true" contentType="audio/x-mulaw;rate=8000">wss://host/ws/pod/voice-agent-1/UUID</Stream></Response>'),
+        content: xml('<Response><Stream bidirectional="true" keepCallAlive="true" contentType="audio/x-mulaw;rate=8000" statusCallbackUrl="https://host/api/v1/plivo/stream-status?allocation_id=42" statusCallbackMethod="POST">wss://host/ws/pod/voice-agent-1/UUID</Stream></Response>'),
       },
     },
     answerErrors: [400, 403, 413, 415],
     statusBody: form('CallUUID', { CallStatus: { type: 'string', description: 'completed, hangup, busy, failed, timeout, no-answer, cancel release the call' } }),
+    streamStatusBody: form('CallUUID', {
+      Event: { type: 'string', description: 'StartStream or started connects the call; StopStream/stopped, DroppedStream/failed release it; others change nothing' },
+      StreamID: { type: 'string' }, Timestamp: { type: 'string' },
+    }),
   },
   exotel: {
     security: 'exotelBasic',
@@ -106,6 +116,23 @@ function providerPaths(name: string, spec: ProviderSpec): Record<string, unknown
     [`/agent/voice/breeze-buddy/${name}/callback/{template}`]: withTemplate,
     [`/api/v1/${name}/status`]: status(`${name} status callback: a final status releases the call`),
     ...(name === 'plivo' ? { '/api/v1/plivo/hangup': status('Plivo hangup URL: every post releases the call') } : {}),
+    ...(spec.streamStatusBody ? {
+      [`/api/v1/${name}/stream-status`]: {
+        post: {
+          summary: `${name} media-stream status callback (asked for by the answer document): started connects, stopped/failed releases the call`,
+          security: [{ [spec.security]: [] }],
+          parameters: [{ name: 'allocation_id', in: 'query', required: false, schema: { type: 'integer', minimum: 1 } }],
+          requestBody: { required: true, content: spec.streamStatusBody },
+          responses: {
+            '200': {
+              description: 'handled (also an unknown event, an unknown or already released call, a duplicate)',
+              content: { 'application/json': { schema: { type: 'object', properties: { success: { type: 'boolean' }, call_sid: { type: 'string' }, event: { type: 'string' }, connected: { type: 'boolean' }, released: { type: 'boolean' }, pod_name: { type: 'string' } } } } },
+            },
+            ...errors([400, 403, 409, 413, 415, 503]),
+          },
+        },
+      },
+    } : {}),
   };
 }
 

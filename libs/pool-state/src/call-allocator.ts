@@ -1,4 +1,4 @@
-import { Allocation, Release, ScriptCode, isCallSid } from '@smart-router/allocation';
+import { Allocation, Connection, Release, ScriptCode, isCallSid } from '@smart-router/allocation';
 import { ApiError, RedisUnavailableError } from '@smart-router/http';
 import { PoolScripts } from '@smart-router/redis-scripts';
 import { inSpan, Telemetry } from '@smart-router/telemetry';
@@ -55,7 +55,7 @@ export class CallAllocator {
         // the call already holds one. Best effort: Redis may well be down.
         const outcome = await this.scripts.settleWait(request.callSid, true).catch(() => null);
         if (outcome?.state === 'allocated') {
-          return { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: false, wsUrl: this.wsUrl(outcome.podName, request.callSid) };
+          return { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: false, allocationId: outcome.allocationId, state: outcome.callState, wsUrl: this.wsUrl(outcome.podName, request.callSid) };
         }
       }
       throw error;
@@ -116,7 +116,7 @@ export class CallAllocator {
       if (outcome.state === 'allocated') {
         observe('allocated');
         this.metrics.allocations.add(1, { pool: outcome.tier, result: duplicate ? 'existing' : 'waited' });
-        return { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: duplicate };
+        return { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: duplicate, allocationId: outcome.allocationId, state: outcome.callState };
       }
       if (outcome.state === 'timed_out') {
         observe('timed_out');
@@ -140,12 +140,18 @@ export class CallAllocator {
     }, { 'call.sid': callSid, ...attributes });
   }
 
-  async release(callSid: string, reason: string): Promise<Release> {
+  /** `allocationId`: release only that allocation of the call_sid (409 STALE_ALLOCATION otherwise). */
+  async release(callSid: string, reason: string, allocationId?: number): Promise<Release> {
     if (!isCallSid(callSid)) throw ApiError.badRequest('call_sid is required (1-128 chars of A-Za-z0-9._:-)');
-    const result = await this.redisCall('release', 'releaseCall', callSid, () => this.scripts.release(callSid, reason)).catch((error: unknown) => {
+    const result = await this.redisCall('release', 'releaseCall', callSid,
+      () => this.scripts.release(callSid, reason, 'call.released', Date.now(), undefined, { allocationId })).catch((error: unknown) => {
       this.metrics.releases.add(1, { result: 'redis_error' });
       throw error;
     });
+    if (!result.ok && result.code === ScriptCode.StaleAllocation) {
+      this.metrics.releases.add(1, { result: 'stale_allocation' });
+      throw staleAllocation();
+    }
     if (!result.ok) {
       this.metrics.releases.add(1, { result: 'not_found' });
       throw new ApiError(404, 'CALL_NOT_FOUND', 'call not found');
@@ -153,4 +159,20 @@ export class CallAllocator {
     this.metrics.releases.add(1, { result: 'released' });
     return result.release;
   }
+
+  /**
+   * The call's media stream reached its voice agent (SPEC 9.2): pending ->
+   * connected, which keeps it past the connect deadline. Idempotent.
+   */
+  async connect(callSid: string, source: string, allocationId?: number): Promise<Connection> {
+    if (!isCallSid(callSid)) throw ApiError.badRequest('call_sid is required (1-128 chars of A-Za-z0-9._:-)');
+    const result = await this.redisCall('connect', 'connectCall', callSid, () => this.scripts.connect(callSid, source, allocationId));
+    if (result.ok) return result.connection;
+    if (result.code === ScriptCode.StaleAllocation) throw staleAllocation();
+    throw new ApiError(404, 'CALL_NOT_FOUND', 'call not found');
+  }
+}
+
+function staleAllocation(): ApiError {
+  return new ApiError(409, 'STALE_ALLOCATION', 'allocation_id is not the call\'s current allocation');
 }

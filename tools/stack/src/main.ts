@@ -7,7 +7,14 @@ import { DEFAULT_PORTS, LocalStack } from './stack';
  * REDIS_URL set = use that Redis; otherwise a local redis-server is started
  * (port REDIS_PORT, default 6379, data under .local/).
  */
+/**
+ * The connect deadline under `npm start` (SPEC 9.2); a value in the shell wins
+ * (0 turns it off). Apps default to 0 elsewhere.
+ */
+const START_CONNECT_TIMEOUT_SECONDS = '20';
+
 async function main(): Promise<void> {
+  const connectTimeout = process.env.CONNECT_TIMEOUT_SECONDS || START_CONNECT_TIMEOUT_SECONDS;
   const root = join(__dirname, '..', '..', '..', '..');
   const logDir = join(root, '.local');
   const stack = await LocalStack.start({
@@ -18,7 +25,8 @@ async function main(): Promise<void> {
     logDir,
     // A crashed app is restarted with backoff (supervisor.ts); these lines say which and how.
     log: (line) => process.stdout.write(`${line}\n`),
-    env: shellOverrides(process.env),
+    // npm start's own default first; any value from the shell wins (SPEC section 8).
+    env: { CONNECT_TIMEOUT_SECONDS: connectTimeout, ...shellOverrides(process.env) },
     ownProcessGroups: true,
   });
   const base = stack.url('gateway');
@@ -39,6 +47,10 @@ async function main(): Promise<void> {
       '',
       'Try:',
       `  curl -s -X POST ${base}/api/v1/allocate -H 'Content-Type: application/json' -d '{"call_sid":"test-001"}'`,
+      connectTimeout === '0'
+        ? '  # CONNECT_TIMEOUT_SECONDS=0: the call keeps its pod until released'
+        : `  # released after ${connectTimeout} s (CONNECT_TIMEOUT_SECONDS, reason connect_timeout) unless connected:`,
+      `  curl -s -X POST ${base}/api/v1/connected -H 'Content-Type: application/json' -d '{"call_sid":"test-001"}'`,
       `  curl -s ${base}/api/v1/status`,
       `  curl -s -X POST ${base}/api/v1/release -H 'Content-Type: application/json' -d '{"call_sid":"test-001"}'`,
       '',
