@@ -35,6 +35,8 @@ function aptInstall(packages, options = []) {
 }
 
 if (!process.env.REDIS_URL && !has('redis-server')) aptInstall(['redis-server']);
+// The failover test runs real sentinels (Debian ships them as their own package).
+if (process.env.npm_lifecycle_event === 'pretest' && !has('redis-sentinel')) aptInstall(['redis-sentinel']);
 
 // `npm test` only: the dashboard test drives Debian's headless Chromium, and the
 // monitoring tests run promtool and a real Prometheus (Debian's prometheus package).

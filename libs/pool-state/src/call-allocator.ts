@@ -1,6 +1,6 @@
 import { Allocation, Connection, Release, ScriptCode, isCallSid } from '@smart-router/allocation';
 import { ApiError, RedisUnavailableError } from '@smart-router/http';
-import { PoolScripts } from '@smart-router/redis-scripts';
+import { NotReplicatedError, PoolScripts } from '@smart-router/redis-scripts';
 import { inSpan, Telemetry } from '@smart-router/telemetry';
 import { PoolMetrics } from './pool-metrics';
 import { WaitWakeups, WakeTicket } from './wait-wakeups';
@@ -20,6 +20,16 @@ const DEADLINE_SLACK_MS = 20;
 
 export interface AllocatedCall extends Allocation {
   wsUrl: string;
+}
+
+/**
+ * A failed Redis write as the caller sees it: 503 either way. NOT_REPLICATED
+ * means the write happened on the primary but too few replicas confirmed it
+ * (retrying the same call is safe); REDIS_UNAVAILABLE means no answer at all.
+ */
+export function storeFailure(error: unknown): ApiError {
+  if (error instanceof NotReplicatedError) return ApiError.unavailable('write not confirmed by enough replicas, retry', 'NOT_REPLICATED');
+  return new RedisUnavailableError(error);
 }
 
 /**
@@ -49,7 +59,7 @@ export class CallAllocator {
     try {
       return await this.allocateOrWait(request, waitMs, ticket);
     } catch (error) {
-      if (waitMs > 0 && error instanceof RedisUnavailableError) {
+      if (waitMs > 0 && (error instanceof RedisUnavailableError || (error instanceof ApiError && error.code === 'NOT_REPLICATED'))) {
         // The failed command may have run (a command timeout): leave no waiter
         // behind that a later hand-off could bind a pod to, and answer 200 if
         // the call already holds one. Best effort: Redis may well be down.
@@ -133,9 +143,10 @@ export class CallAllocator {
       try {
         return await work();
       } catch (error) {
-        this.metrics.redisErrors.add(1, { operation });
-        if (operation === 'allocate') this.metrics.allocations.add(1, { pool: 'none', result: 'redis_error' });
-        throw new RedisUnavailableError(error);
+        const failure = storeFailure(error);
+        if (failure instanceof RedisUnavailableError) this.metrics.redisErrors.add(1, { operation });
+        if (operation === 'allocate') this.metrics.allocations.add(1, { pool: 'none', result: failure instanceof RedisUnavailableError ? 'redis_error' : 'not_replicated' });
+        throw failure;
       }
     }, { 'call.sid': callSid, ...attributes });
   }
@@ -145,7 +156,7 @@ export class CallAllocator {
     if (!isCallSid(callSid)) throw ApiError.badRequest('call_sid is required (1-128 chars of A-Za-z0-9._:-)');
     const result = await this.redisCall('release', 'releaseCall', callSid,
       () => this.scripts.release(callSid, reason, 'call.released', Date.now(), undefined, { allocationId })).catch((error: unknown) => {
-      this.metrics.releases.add(1, { result: 'redis_error' });
+      this.metrics.releases.add(1, { result: error instanceof RedisUnavailableError ? 'redis_error' : 'not_replicated' });
       throw error;
     });
     if (!result.ok && result.code === ScriptCode.StaleAllocation) {

@@ -8,6 +8,7 @@ export class PoolMetrics {
   readonly releases: Counter;
   readonly redisErrors: Counter;
   readonly httpErrors: Counter;
+  readonly notReplicated: Counter;
   readonly waitSeconds: Histogram;
 
   constructor(telemetry: Telemetry) {
@@ -20,6 +21,7 @@ export class PoolMetrics {
     });
     this.releases = meter.createCounter('smart_router_releases_total', { description: 'Release attempts by result' });
     this.redisErrors = meter.createCounter('smart_router_redis_errors_total', { description: 'Redis commands that failed (each failed a request closed)' });
+    this.notReplicated = notReplicatedCounter(telemetry);
     this.waitSeconds = meter.createHistogram('smart_router_wait_seconds', {
       description: 'Time allocations spent waiting for a pod, by result (allocated, timed_out)',
       unit: 's',
@@ -27,4 +29,9 @@ export class PoolMetrics {
     });
     this.httpErrors = meter.createCounter('smart_router_http_errors_total', { description: 'HTTP error answers by status and code' });
   }
+}
+
+/** Writes fewer replicas acknowledged than REDIS_REPLICA_ACKS asks, by script (request path and reconciler). */
+export function notReplicatedCounter(telemetry: Telemetry): Counter {
+  return telemetry.meter().createCounter('smart_router_not_replicated_total', { description: 'State-changing scripts that too few replicas acknowledged in time' });
 }

@@ -2,4 +2,5 @@ export * from './redis-server';
 export * from './wait-for';
 export * from './pool-fixture';
 export * from './shared-redis';
+export * from './redis-topologies';
 export * from './raw-http';

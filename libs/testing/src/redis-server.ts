@@ -34,16 +34,21 @@ export class RedisServer {
   private process: ChildProcess | null = null;
   private readonly dir = mkdtempSync(join(tmpdir(), 'sr-redis-'));
 
-  private constructor(readonly port: number, private readonly ownProcessGroup: boolean) {}
+  private constructor(readonly port: number, private args: string[], private readonly ownProcessGroup: boolean) {}
 
   /**
+   * `args`: extra redis-server options (replication, cluster mode), kept across restarts.
    * `ownProcessGroup`: out of the caller's process group, so a terminal's Ctrl-C
    * reaches only the caller, which then stops Redis last (`npm start`).
    */
-  static async start(port?: number, options: { ownProcessGroup?: boolean } = {}): Promise<RedisServer> {
-    const server = new RedisServer(port ?? (await freePort()), options.ownProcessGroup ?? false);
+  static async start(port?: number, args: string[] = [], options: { ownProcessGroup?: boolean } = {}): Promise<RedisServer> {
+    const server = new RedisServer(port ?? (await freePort()), args, options.ownProcessGroup ?? false);
     await server.launch();
     return server;
+  }
+
+  get directory(): string {
+    return this.dir;
   }
 
   get url(): string {
@@ -54,6 +59,7 @@ export class RedisServer {
     this.process = spawn(redisServerBinary(), [
       '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
       '--dir', this.dir, '--enable-debug-command', 'local', '--maxmemory-policy', 'noeviction',
+      ...this.args,
     ], { stdio: 'ignore', detached: this.ownProcessGroup });
     await waitFor(() => this.ping(), { timeoutMs: 10000, what: `redis-server on port ${this.port}` });
   }
@@ -67,7 +73,7 @@ export class RedisServer {
   }
 
   /** Synchronous SIGKILL, for process 'exit' handlers. */
-  kill(): void {
+  killNow(): void {
     this.process?.kill('SIGKILL');
   }
 
@@ -90,10 +96,16 @@ export class RedisServer {
     await exited;
   }
 
-  /** Stops the server and starts an empty one on the same port. */
-  async restart(): Promise<void> {
+  /** Stops the server and starts an empty one on the same port (with other extra options when given). */
+  async restart(args?: string[]): Promise<void> {
     await this.stop();
+    if (args) this.args = args;
     await this.launch();
+  }
+
+  /** SIGKILL, no restart: a crashed server. */
+  async kill(): Promise<void> {
+    await this.stop();
   }
 
   async dispose(): Promise<void> {

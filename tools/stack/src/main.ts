@@ -5,7 +5,9 @@ import { DEFAULT_PORTS, LocalStack } from './stack';
 /**
  * `npm start`: the whole stack on the default ports until Ctrl-C.
  * REDIS_URL set = use that Redis; otherwise a local redis-server is started
- * (port REDIS_PORT, default 6379, data under .local/).
+ * (port REDIS_PORT, default 6379, data under .local/). REDIS_SENTINELS (+
+ * REDIS_SENTINEL_MASTER) or REDIS_CLUSTER_NODES, and REDIS_REPLICA_ACKS, are
+ * passed to the apps as set in the shell.
  */
 /**
  * The connect deadline under `npm start` (SPEC 9.2); a value in the shell wins

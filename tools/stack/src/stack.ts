@@ -163,7 +163,7 @@ export class LocalStack {
     if (this.options.redisUrl) {
       this.redisUrl = this.options.redisUrl;
     } else {
-      this.redisServer = await RedisServer.start(this.options.redisPort, { ownProcessGroup: this.options.ownProcessGroups });
+      this.redisServer = await RedisServer.start(this.options.redisPort, [], { ownProcessGroup: this.options.ownProcessGroups });
       this.redisUrl = this.redisServer.url;
     }
     this.keys = new RedisKeys(this.options.env?.REDIS_PREFIX);
@@ -313,7 +313,7 @@ export class LocalStack {
   /** Last resort when this process exits without stop() (own process groups would outlive it). */
   killAll(): void {
     for (const { child } of this.running.values()) child.kill('SIGKILL');
-    this.redisServerHandle?.kill();
+    this.redisServerHandle?.killNow();
   }
 
   get redisServerHandle(): RedisServer | null {
