@@ -5,7 +5,7 @@ import { RECONCILER_QUEUE } from '@smart-router/events';
 import { BearerTokens, HealthModule, MetricsController } from '@smart-router/http';
 import { PoolMetrics, PoolStateModule, REQUEST_REDIS, redisReadiness } from '@smart-router/pool-state';
 import { RedisKeys } from '@smart-router/redis-keys';
-import { PoolScripts, bullConnection, createRedis } from '@smart-router/redis-scripts';
+import { FleetScripts, PoolScripts, bullConnection, createRedis } from '@smart-router/redis-scripts';
 import { Telemetry } from '@smart-router/telemetry';
 import { AdminConfig } from './admin.config';
 import { AdminController } from './admin.controller';
@@ -17,6 +17,8 @@ import { EventLogController } from './event-log.controller';
 import { EventLogRepository } from './event-log.repository';
 import { EventStreamService } from './event-stream.service';
 import { PodListRepository } from './pod-list.repository';
+import { FleetController } from './fleet.controller';
+import { AdminFleetService } from './fleet.service';
 
 @Injectable()
 class QueueCloser implements OnApplicationShutdown {
@@ -35,7 +37,7 @@ export class AppModule {
         PoolStateModule.forRoot(config.common, telemetry, 'admin'),
         HealthModule.forRoot({ inject: [PoolScripts], useFactory: (scripts: PoolScripts) => [redisReadiness(scripts)] } as never),
       ],
-      controllers: [AdminController, EventLogController, DashboardController, OpenApiController, MetricsController],
+      controllers: [AdminController, FleetController, EventLogController, DashboardController, OpenApiController, MetricsController],
       providers: [
         { provide: BearerTokens, useValue: new BearerTokens(config.operatorTokens, config.viewerTokens) },
         {
@@ -53,6 +55,12 @@ export class AppModule {
           provide: AdminService,
           inject: [PoolStateRepository, PoolScripts, Queue, PoolMetrics],
           useFactory: (repository: PoolStateRepository, scripts: PoolScripts, queue: Queue, metrics: PoolMetrics) => new AdminService(repository, scripts, queue, config.common, telemetry, metrics),
+        },
+        {
+          provide: AdminFleetService,
+          inject: [REQUEST_REDIS, RedisKeys],
+          useFactory: (redis: Redis, keys: RedisKeys) =>
+            new AdminFleetService(redis, keys, new FleetScripts(redis, keys, config.fleet.statefulSet, config.common.streamMaxLen), config.fleet),
         },
         QueueCloser,
         // SPEC 9.4: event log, live events (a dedicated blocking connection per stream) and the pod table.

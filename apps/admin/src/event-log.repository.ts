@@ -25,7 +25,7 @@ export const SCAN_LIMIT = 20_000;
 const HIDDEN_FIELDS = new Set(['traceparent', 'tracestate']);
 
 /**
- * Read side of the event streams (stream:calls, stream:pods). Stream ids are
+ * Read side of the event streams (stream:calls, stream:pods, stream:fleet). Stream ids are
  * the same Redis server's clock, so ids of different streams order events
  * in time; a position in "all streams" is one id per stream.
  */
@@ -36,6 +36,8 @@ export class EventLogRepository {
     this.streams = [
       { name: 'calls', key: keys.callStream() },
       { name: 'pods', key: keys.podStream() },
+      // Fleet decisions (scale requests, autoscaler steps, removals), SPEC 9.1.
+      { name: 'fleet', key: keys.fleetStream() },
     ];
   }
 

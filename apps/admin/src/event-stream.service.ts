@@ -13,7 +13,7 @@ export const MAX_STREAMS = 32;
  * Server-sent events fed by the Redis streams (GET /api/v1/admin/events/stream).
  * Each client gets a dedicated worker-profile connection, because XREAD BLOCK
  * holds the connection it runs on; closing the client closes it. The event id
- * is the position in every stream ("<calls id>,<pods id>"), so a reconnect with
+ * is the position in every stream ("<calls id>,<pods id>,<fleet id>"), so a reconnect with
  * Last-Event-ID resumes exactly after the last event the client saw.
  */
 export class EventStreamService implements OnModuleDestroy {

@@ -23,7 +23,7 @@ export const ADMIN_OPENAPI = {
     '/api/v1/status': get('Pools per tier (assigned, available, load), draining pods, active calls, waiting requests, subsystem health'),
     '/api/v1/drain': { post: { summary: 'Drain a pod: no new calls; active calls finish', requestBody: podBody, responses: { '200': json('drained'), '404': json('unknown pod'), ...errors } } },
     '/api/v1/undrain': { post: { summary: 'Undrain a pod', requestBody: podBody, responses: { '200': json('undrained'), '404': json('unknown pod'), ...errors } } },
-    '/api/v1/pod/{name}': { parameters: podName, ...get('One pod: tier, status, calls, lease, draining', { '400': json('INVALID_POD_NAME'), '404': json('unknown pod') }) },
+    '/api/v1/pod/{name}': { parameters: podName, ...get('One pod: tier, status, calls, lease, draining, pending_removal (drained for removal by a fleet scale-down)', { '400': json('INVALID_POD_NAME'), '404': json('unknown pod') }) },
     '/api/v1/admin/calls': get('Live calls (limit query, default 1000)'),
     '/api/v1/admin/calls/{call_sid}': { parameters: callSid, ...get('One live call: pod, tier, allocation_id, state (pending or connected), connected_at, connect_deadline', { '400': json('INVALID_CALL_SID'), '404': json('call not found') }) },
     '/api/v1/admin/merchants': get('Every merchant config'),
@@ -61,6 +61,23 @@ export const ADMIN_OPENAPI = {
     },
     '/api/v1/admin/pods': get('Every pod: tier, UID, ready, terminating, draining, live calls, last change'),
     '/api/v1/admin/session': get('The role of the presented token: {role, tokens_required}'),
+    // Fleet and autoscaler (SPEC 9.1; apps/admin/src/fleet.controller.ts).
+    '/api/v1/admin/fleet': get('The voice-agent fleet: {replicas, target, pending_removal: every pod above the target not yet removed, busy or not}'),
+    '/api/v1/admin/fleet/scale': {
+      post: {
+        summary: 'Set the fleet size {replicas}: pods above the new size are drained for removal and removed once they hold no call; more than a pending target cancels the removal of the pods it keeps',
+        requestBody: { required: true, content: { 'application/json': { schema: { type: 'object', required: ['replicas'], properties: { replicas: { type: 'integer', minimum: 0, maximum: 1000 } } } } } },
+        responses: { '202': json('planned: {replicas, target, pending_removal, previous_target, cancelled}'), '400': json('INVALID_REPLICAS'), ...errors },
+      },
+    },
+    '/api/v1/admin/autoscaler': {
+      get: { summary: 'Autoscaler settings {enabled, min_replicas, max_replicas, buffer, scale_down_delay_seconds} and state {current_replicas, desired_replicas, free, waiting, last_decision: {at, from, to, reason}}', responses: { '200': json('ok'), ...errors } },
+      put: {
+        summary: 'Change autoscaler settings (any subset of the fields)',
+        requestBody: { required: true, content: { 'application/json': { schema: { type: 'object', additionalProperties: false, properties: { enabled: { type: 'boolean' }, min_replicas: { type: 'integer', minimum: 0 }, max_replicas: { type: 'integer', minimum: 0 }, buffer: { type: 'integer', minimum: 0 }, scale_down_delay_seconds: { type: 'integer', minimum: 0 } } } } } },
+        responses: { '200': json('saved; the GET document'), '400': json('INVALID_AUTOSCALER_CONFIG or INVALID_REPLICA_RANGE'), ...errors },
+      },
+    },
   },
 };
 

@@ -27,6 +27,8 @@ async function main(): Promise<void> {
     logDir,
     // A crashed app is restarted with backoff (supervisor.ts); these lines say which and how.
     log: (line) => process.stdout.write(`${line}\n`),
+    // New pods of a scale-up become Ready after SIM_READY_DELAY_MS (the sim's default otherwise).
+    simTimings: process.env.SIM_READY_DELAY_MS ? { readyDelayMs: Number(process.env.SIM_READY_DELAY_MS) } : undefined,
     // npm start's own default first; any value from the shell wins (SPEC section 8).
     env: { CONNECT_TIMEOUT_SECONDS: connectTimeout, ...shellOverrides(process.env) },
     ownProcessGroups: true,
@@ -55,6 +57,10 @@ async function main(): Promise<void> {
       `  curl -s -X POST ${base}/api/v1/connected -H 'Content-Type: application/json' -d '{"call_sid":"test-001"}'`,
       `  curl -s ${base}/api/v1/status`,
       `  curl -s -X POST ${base}/api/v1/release -H 'Content-Type: application/json' -d '{"call_sid":"test-001"}'`,
+      '',
+      'The fleet autoscaler is disabled; to enable it (keep 2 free pods, 3 to 10 replicas):',
+      `  curl -s -X PUT ${base}/api/v1/admin/autoscaler -H 'Content-Type: application/json' -d '{"enabled":true,"min_replicas":3,"max_replicas":10,"buffer":2,"scale_down_delay_seconds":60}'`,
+      `  curl -s ${base}/api/v1/admin/fleet`,
       '',
       'Ctrl-C stops everything.',
       '',
