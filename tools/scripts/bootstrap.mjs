@@ -21,18 +21,29 @@ if (stale) {
   execFileSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
 }
 
-const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-const apt = (args) => execFileSync(asRoot ? 'apt-get' : 'sudo', asRoot ? args : ['apt-get', ...args], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-function aptInstall(pkg) {
-  console.log(`bootstrap: installing ${pkg} with apt-get`);
+/** apt-get install (as root, else through sudo), refreshing the package lists once if the first try fails. */
+function aptInstall(packages, options = []) {
+  const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  console.log(`bootstrap: installing ${packages.join(', ')} with apt-get`);
+  const apt = (args) => execFileSync(asRoot ? 'apt-get' : 'sudo', asRoot ? args : ['apt-get', ...args], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
   try {
-    apt(['install', '-y', pkg]);
+    apt(['install', '-y', ...options, ...packages]);
   } catch {
     apt(['update']);
-    apt(['install', '-y', pkg]);
+    apt(['install', '-y', ...options, ...packages]);
   }
 }
 
-if (!process.env.REDIS_URL && !has('redis-server')) aptInstall('redis-server');
+if (!process.env.REDIS_URL && !has('redis-server')) aptInstall(['redis-server']);
 // The failover test runs real sentinels (Debian ships them as their own package).
-if (process.env.npm_lifecycle_event === 'pretest' && !has('redis-sentinel')) aptInstall('redis-sentinel');
+if (process.env.npm_lifecycle_event === 'pretest' && !has('redis-sentinel')) aptInstall(['redis-sentinel']);
+
+// `npm test` only: the dashboard test drives Debian's headless Chromium, and the
+// monitoring tests run promtool and a real Prometheus (Debian's prometheus package).
+if (process.env.npm_lifecycle_event === 'pretest' || process.env.npm_lifecycle_event === 'test') {
+  const missing = [
+    ['chromium', existsSync('/usr/bin/chromium')],
+    ['prometheus', has('promtool') && has('prometheus')],
+  ].filter(([, present]) => !present).map(([name]) => name);
+  if (missing.length > 0) aptInstall(missing, ['--no-install-recommends']);
+}

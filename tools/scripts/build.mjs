@@ -16,6 +16,8 @@ execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 
   cwd: root,
 });
 cpSync(join(root, 'libs', 'redis-scripts', 'src', 'lua'), join(dist, 'libs', 'redis-scripts', 'src', 'lua'), { recursive: true });
+// The admin dashboard's static assets ship beside the controller that serves them (and so in the admin image).
+cpSync(join(root, 'apps', 'admin', 'src', 'dashboard'), join(dist, 'apps', 'admin', 'src', 'dashboard'), { recursive: true });
 
 const aliases = readdirSync(join(root, 'libs')).filter((lib) => existsSync(join(dist, 'libs', lib, 'src', 'index.js')));
 const stubs = aliases.map((lib) => [lib, `../../../libs/${lib}/src/index.js`]);

@@ -2,7 +2,7 @@ import { Queue } from 'bullmq';
 import { Counter, ObservableGauge } from '@opentelemetry/api';
 import { ApiError, RedisUnavailableError } from '@smart-router/http';
 import { MerchantConfig, ScriptCode, fromTierDocument, merchantConfigProblem, toTierDocument } from '@smart-router/allocation';
-import { InvariantViolation, PoolScripts } from '@smart-router/redis-scripts';
+import { InvariantViolation, PoolScripts, TierInUseError } from '@smart-router/redis-scripts';
 import { validateTierConfig, ConfigError, CommonSettings } from '@smart-router/config';
 import { JOBS } from '@smart-router/events';
 import { Telemetry } from '@smart-router/telemetry';
@@ -30,8 +30,16 @@ export class AdminService {
     const meter = telemetry.meter();
     // The same counter the allocator uses: one series per operation, whichever app failed.
     this.redisErrors = metrics.redisErrors;
-    this.gauge = meter.createObservableGauge('smart_router_invariant_violations', { description: 'Invariant violations found by the last check' });
-    this.gauge.addCallback((result) => result.observe(this.violations));
+    this.gauge = meter.createObservableGauge('smart_router_invariant_violations', { description: 'Invariant violations found by a check at scrape time' });
+    // Checked when Prometheus scrapes, so the alert does not depend on someone calling the API (a failed check observes nothing).
+    this.gauge.addCallback(async (result) => {
+      try {
+        this.violations = (await this.scripts.checkInvariants()).length;
+        result.observe(this.violations);
+      } catch {
+        this.redisErrors.add(1, { operation: 'metrics' });
+      }
+    });
     // Pool sizes and live calls, read from Redis when Prometheus scrapes (a failed read observes nothing).
     const poolPods = meter.createObservableGauge('smart_router_pool_pods', { description: 'Pods per tier and state (assigned, available)' });
     const activeCalls = meter.createObservableGauge('smart_router_active_calls', { description: 'Live calls (call records)' });
@@ -186,7 +194,15 @@ export class AdminService {
       const current = await this.tiers();
       const extra = typeof (body as { extra_pods_tier?: unknown })?.extra_pods_tier === 'string' ? (body as { extra_pods_tier: string }).extra_pods_tier : current.extra;
       if (!config.has(extra)) throw ApiError.badRequest(`extra_pods_tier "${extra}" is not one of the tiers`, 'INVALID_TIER_CONFIG');
-      const moved = await this.scripts.rebalanceTiers(JSON.stringify(toTierDocument(config, extra, this.settings.defaultChain)));
+      let moved: number;
+      try {
+        moved = await this.scripts.rebalanceTiers(JSON.stringify(toTierDocument(config, extra, this.settings.defaultChain)));
+      } catch (error) {
+        if (error instanceof TierInUseError) {
+          throw new ApiError(409, 'TIER_IN_USE', `merchant configs still name a tier this config drops: ${error.merchants.join(', ')}; change or delete them first`);
+        }
+        throw error;
+      }
       return { success: true, tiers: Object.fromEntries(config), extra_pods_tier: extra, pods_moved: moved };
     });
   }

@@ -179,6 +179,26 @@ describe('admin API', () => {
     expect((await admin.call('GET', '/api/v1/admin/invariants')).body).toEqual({ ok: true, violations: [] });
   });
 
+  it('refuses (409, changing nothing) a tier config that drops a tier merchants still name, and names them', async () => {
+    const withPremium = { gold: { type: 'exclusive', target: 1 }, premium: { type: 'exclusive', target: 1 }, standard: { type: 'exclusive', target: 1 }, basic: { type: 'shared', target: 1, max_concurrent: 3 } };
+    expect((await admin.call('PUT', '/api/v1/admin/tiers', withPremium)).status).toBe(200);
+    expect((await admin.call('PUT', '/api/v1/admin/merchants/by-tier', { tier: 'premium' })).status).toBe(200);
+    expect((await admin.call('PUT', '/api/v1/admin/merchants/by-fallback', { tier: 'standard', fallback: ['premium', 'basic'] })).status).toBe(200);
+    expect((await admin.call('PUT', '/api/v1/admin/merchants/unaffected', { tier: 'gold' })).status).toBe(200);
+    const before = await pool.redis.get(pool.keys.tierConfig());
+    const { premium: _dropped, ...withoutPremium } = withPremium;
+    const refused = await admin.call('PUT', '/api/v1/admin/tiers', withoutPremium);
+    expect(refused.status).toBe(409);
+    expect(refused.body).toEqual({ error: expect.stringContaining('by-fallback, by-tier'), code: 'TIER_IN_USE' });
+    expect(String(refused.body.error)).not.toContain('unaffected');
+    expect(await pool.redis.get(pool.keys.tierConfig())).toBe(before);
+    expect(await pool.redis.get(pool.keys.podTier('voice-agent-1'))).toBe('premium');
+    // Once no merchant names it, the tier can go.
+    await admin.call('DELETE', '/api/v1/admin/merchants/by-tier');
+    await admin.call('PUT', '/api/v1/admin/merchants/by-fallback', { tier: 'standard' });
+    expect((await admin.call('PUT', '/api/v1/admin/tiers', withoutPremium)).status).toBe(200);
+  });
+
   it('invariants report a corrupted state', async () => {
     await pool.redis.sadd(pool.keys.poolAvailable('gold'), 'voice-agent-1');
     const { body } = await admin.call('GET', '/api/v1/admin/invariants');

@@ -5,13 +5,18 @@ import { RECONCILER_QUEUE } from '@smart-router/events';
 import { BearerTokens, HealthModule, MetricsController } from '@smart-router/http';
 import { PoolMetrics, PoolStateModule, REQUEST_REDIS, redisReadiness, replicationLimits } from '@smart-router/pool-state';
 import { RedisKeys } from '@smart-router/redis-keys';
-import { FleetScripts, PoolScripts, bullConnection } from '@smart-router/redis-scripts';
+import { FleetScripts, PoolScripts, bullConnection, createRedis } from '@smart-router/redis-scripts';
 import { Telemetry } from '@smart-router/telemetry';
 import { AdminConfig } from './admin.config';
 import { AdminController } from './admin.controller';
 import { AdminService } from './admin.service';
 import { OpenApiController } from './openapi.controller';
 import { PoolStateRepository } from './pool-state.repository';
+import { DashboardController } from './dashboard.controller';
+import { EventLogController } from './event-log.controller';
+import { EventLogRepository } from './event-log.repository';
+import { EventStreamService } from './event-stream.service';
+import { PodListRepository } from './pod-list.repository';
 import { FleetController } from './fleet.controller';
 import { AdminFleetService } from './fleet.service';
 
@@ -32,7 +37,7 @@ export class AppModule {
         PoolStateModule.forRoot(config.common, telemetry, 'admin'),
         HealthModule.forRoot({ inject: [PoolScripts], useFactory: (scripts: PoolScripts) => [redisReadiness(scripts)] } as never),
       ],
-      controllers: [AdminController, FleetController, OpenApiController, MetricsController],
+      controllers: [AdminController, FleetController, EventLogController, DashboardController, OpenApiController, MetricsController],
       providers: [
         { provide: BearerTokens, useValue: new BearerTokens(config.operatorTokens, config.viewerTokens) },
         {
@@ -60,6 +65,14 @@ export class AppModule {
           },
         },
         QueueCloser,
+        // SPEC 9.4: event log, live events (a dedicated blocking connection per stream) and the pod table.
+        { provide: EventLogRepository, inject: [REQUEST_REDIS, RedisKeys], useFactory: (redis: Redis, keys: RedisKeys) => new EventLogRepository(redis, keys) },
+        { provide: PodListRepository, inject: [REQUEST_REDIS, RedisKeys], useFactory: (redis: Redis, keys: RedisKeys) => new PodListRepository(redis, keys) },
+        {
+          provide: EventStreamService,
+          inject: [EventLogRepository],
+          useFactory: (events: EventLogRepository) => new EventStreamService(events, () => createRedis(config.common.redis, 'worker', 'admin-events-stream')),
+        },
       ],
     };
   }

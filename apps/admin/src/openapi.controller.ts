@@ -40,6 +40,27 @@ export const ADMIN_OPENAPI = {
     },
     '/api/v1/admin/reconcile': { post: { summary: 'Enqueue a full reconcile job now', responses: { '202': json('enqueued'), ...errors } } },
     '/api/v1/admin/invariants': get('Check SPEC section 7 invariants: {ok, violations}'),
+    '/api/v1/admin/events': {
+      get: {
+        summary: 'Event log over the streams, newest first: {events: [{id, type, at, ...fields}]}',
+        parameters: [
+          { name: 'call_sid', in: 'query', schema: { type: 'string' } },
+          { name: 'pod', in: 'query', schema: { type: 'string' } },
+          { name: 'type', in: 'query', description: 'e.g. call.released or released', schema: { type: 'string' } },
+          { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+        ],
+        responses: { '200': json('events'), '400': json('invalid filter or limit'), ...errors },
+      },
+    },
+    '/api/v1/admin/events/stream': {
+      get: {
+        summary: 'Live events as server-sent events; resume with Last-Event-ID',
+        parameters: [{ name: 'Last-Event-ID', in: 'header', schema: { type: 'string' } }],
+        responses: { '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, '400': json('malformed Last-Event-ID'), ...errors },
+      },
+    },
+    '/api/v1/admin/pods': get('Every pod: tier, UID, ready, terminating, draining, live calls, last change'),
+    '/api/v1/admin/session': get('The role of the presented token: {role, tokens_required}'),
     // Fleet and autoscaler (SPEC 9.1; apps/admin/src/fleet.controller.ts).
     '/api/v1/admin/fleet': get('The voice-agent fleet: {replicas, target, pending_removal: every pod above the target not yet removed, busy or not}'),
     '/api/v1/admin/fleet/scale': {

@@ -38,16 +38,23 @@ export class AppModule {
       module: AppModule,
       // Global with exports so the health module's readiness factory can inject our providers.
       global: true,
-      exports: [PoolScripts, ReconcilerService, PodStreamConsumer],
+      exports: [PoolScripts, ReconcilerService, PodStreamConsumer, PoolReconcileService],
       imports: [
         HealthModule.forRoot({
-          inject: [PoolScripts, ReconcilerService, PodStreamConsumer],
-          useFactory: (scripts: PoolScripts, reconciler: ReconcilerService, consumer: PodStreamConsumer): ReadinessCheck[] => [
+          inject: [PoolScripts, ReconcilerService, PodStreamConsumer, PoolReconcileService],
+          useFactory: (scripts: PoolScripts, reconciler: ReconcilerService, consumer: PodStreamConsumer, pools: PoolReconcileService): ReadinessCheck[] => [
             redisReadiness(scripts),
             {
               name: 'reconciler',
               check: async () => {
                 if (!reconciler.started || !consumer.isRunning) throw new Error('initial reconcile not finished');
+              },
+            },
+            {
+              // Compose gates the gateway on this: allocation answers 503 STATE_REBUILDING until it holds.
+              name: 'pools',
+              check: async () => {
+                if (!(await pools.poolsBuilt())) throw new Error('pools not rebuilt yet (no epoch marker or tier config)');
               },
             },
           ],

@@ -209,9 +209,14 @@ export class PoolReconcileService {
    * answers STATE_REBUILDING otherwise).
    */
   async checkDataLoss(): Promise<boolean> {
-    if ((await this.redis.exists(this.keys.epoch(), this.keys.tierConfig())) === 2) return false;
+    if (await this.poolsBuilt()) return false;
     this.logger.warn('epoch marker or tier config missing: Redis lost its data, rebuilding pools from Kubernetes', 'Reconcile');
     await this.fullReconcile('data-loss');
     return true;
+  }
+
+  /** The pools are built (epoch marker and tier config present): what allocation needs to answer. */
+  async poolsBuilt(): Promise<boolean> {
+    return (await this.redis.exists(this.keys.epoch(), this.keys.tierConfig())) === 2;
   }
 }

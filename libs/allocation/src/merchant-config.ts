@@ -8,7 +8,8 @@ export interface MerchantConfig {
   max_calls?: number;
 }
 
-const CHAIN_TIERS = new Set(['gold', 'standard', 'overflow', 'basic', 'dedicated']);
+/** Names a merchant may use without a tier of that name (they select a fallback chain). */
+export const CHAIN_TIERS = new Set(['gold', 'standard', 'overflow', 'basic', 'dedicated']);
 
 /**
  * Validates a merchant config before it is stored. Returns the reason it is

@@ -17,6 +17,8 @@ export enum ScriptCode {
   StaleAllocation = -11,
   /** A connect-timeout release of a call that connected (or is not yet due). */
   NotDue = -12,
+  /** A new tier config drops a tier that merchant configs still name (rebalanceTiers). */
+  TierInUse = -13,
 }
 
 /** A call's life (SPEC 9.2): `pending` from allocation until its media stream starts. */

@@ -24,6 +24,13 @@ export class BearerTokens {
   /** Throws 401 without a known token and 403 when the role is too weak. */
   authorize(header: string | undefined, needed: Role): void {
     if (!this.enabled) return;
+    const role = this.roleOf(header);
+    if (needed === 'operator' && role !== 'operator') throw ApiError.forbidden('this action needs an operator token');
+  }
+
+  /** The strongest role the header's token carries (operator when no token is configured); 401 without a known token. */
+  roleOf(header: string | undefined): Role {
+    if (!this.enabled) return 'operator';
     const match = /^Bearer\s+(\S+)$/i.exec(header ?? '');
     if (!match) throw ApiError.unauthorized();
     const presented = digest(match[1]);
@@ -33,7 +40,7 @@ export class BearerTokens {
       if (timingSafeEqual(token.digest, presented) && role !== 'operator') role = token.role;
     }
     if (!role) throw ApiError.unauthorized();
-    if (needed === 'operator' && role !== 'operator') throw ApiError.forbidden('this action needs an operator token');
+    return role;
   }
 }
 

@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import { PodKeyPrefixes, RedisKeys } from '@smart-router/redis-keys';
-import { Allocation, CallState, Connection, Release, ScriptCode } from '@smart-router/allocation';
+import { Allocation, CHAIN_TIERS, CallState, Connection, Release, ScriptCode } from '@smart-router/allocation';
 import { defineScripts } from './script-loader';
 
 type Reply = number | (string | number)[];
@@ -28,6 +28,13 @@ export type AllocateResult = { ok: true; allocation: Allocation } | { ok: false;
 export class StateMissingError extends Error {
   constructor(operation: string) {
     super(`${operation}: pool state missing (Redis lost its data); a full reconcile rebuilds it`);
+  }
+}
+
+/** A tier config change refused: these merchants still name a tier it drops. */
+export class TierInUseError extends Error {
+  constructor(readonly merchants: string[]) {
+    super(`merchant configs still name a tier this config drops: ${merchants.join(', ')}`);
   }
 }
 
@@ -270,10 +277,12 @@ export class PoolScripts {
   }
 
   /** Moves idle pods to their tiers; stores `document` first when given. Throws StateMissingError like sweepPod. */
+  /** Moves idle pods to their tiers; with a new document, stores it first unless merchants still name a tier it drops (TierInUseError). */
   async rebalanceTiers(document?: string): Promise<number> {
     const k = this.keys;
-    const reply = await this.script('rebalanceTiers')(k.pods(), k.tierConfig(), this.prefixes, document ?? '');
+    const reply = await this.script('rebalanceTiers')(k.pods(), k.tierConfig(), k.merchantConfig(), this.prefixes, document ?? '', JSON.stringify([...CHAIN_TIERS]));
     if (reply === ScriptCode.StateMissing) throw new StateMissingError('rebalanceTiers');
+    if (Array.isArray(reply) && reply[0] === ScriptCode.TierInUse) throw new TierInUseError(JSON.parse(String(reply[1])) as string[]);
     return typeof reply === 'number' ? 0 : Number(reply[1]);
   }
 

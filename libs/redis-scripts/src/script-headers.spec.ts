@@ -392,7 +392,7 @@ describe('keys the scripts actually touch (MONITOR trace)', () => {
       await scripts.sweepPod('voice-agent-0');
       await scripts.sweepPod('voice-agent-3');
       await scripts.rebalanceTiers();
-      await scripts.rebalanceTiers(JSON.stringify({ order: ['gold', 'standard', 'basic'], extra: 'standard', tiers: { gold: { type: 'exclusive', target: 2, max_concurrent: 1, dedicated: false }, standard: { type: 'exclusive', target: 1, max_concurrent: 1, dedicated: false }, basic: { type: 'shared', target: 1, max_concurrent: 3, dedicated: false } } }));
+      await scripts.rebalanceTiers(JSON.stringify({ order: ['gold', 'standard', 'basic'], extra: 'standard', tiers: { gold: { type: 'exclusive', target: 2, max_concurrent: 1, dedicated: false }, standard: { type: 'exclusive', target: 1, max_concurrent: 1, dedicated: false }, basic: { type: 'shared', target: 1, max_concurrent: 3, dedicated: false }, merchant_acme: { type: 'exclusive', target: 1, max_concurrent: 1, dedicated: true } } }));
       // Waiting: fill the chain until a request queues, then free a pod (hand-off) and settle.
       await redis.hset(keys.merchantConfig(), 'capped', JSON.stringify({ tier: 'standard', max_calls: 1 }));
       await allocate('CA-capped-1', 'capped');

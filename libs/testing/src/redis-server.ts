@@ -34,11 +34,15 @@ export class RedisServer {
   private process: ChildProcess | null = null;
   private readonly dir = mkdtempSync(join(tmpdir(), 'sr-redis-'));
 
-  private constructor(readonly port: number, private args: string[]) {}
+  private constructor(readonly port: number, private args: string[], private readonly ownProcessGroup: boolean) {}
 
-  /** `args`: extra redis-server options (replication, cluster mode), kept across restarts. */
-  static async start(port?: number, args: string[] = []): Promise<RedisServer> {
-    const server = new RedisServer(port ?? (await freePort()), args);
+  /**
+   * `args`: extra redis-server options (replication, cluster mode), kept across restarts.
+   * `ownProcessGroup`: out of the caller's process group, so a terminal's Ctrl-C
+   * reaches only the caller, which then stops Redis last (`npm start`).
+   */
+  static async start(port?: number, args: string[] = [], options: { ownProcessGroup?: boolean } = {}): Promise<RedisServer> {
+    const server = new RedisServer(port ?? (await freePort()), args, options.ownProcessGroup ?? false);
     await server.launch();
     return server;
   }
@@ -56,7 +60,7 @@ export class RedisServer {
       '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
       '--dir', this.dir, '--enable-debug-command', 'local', '--maxmemory-policy', 'noeviction',
       ...this.args,
-    ], { stdio: 'ignore' });
+    ], { stdio: 'ignore', detached: this.ownProcessGroup });
     await waitFor(() => this.ping(), { timeoutMs: 10000, what: `redis-server on port ${this.port}` });
   }
 
@@ -66,6 +70,11 @@ export class RedisServer {
     } catch {
       return false;
     }
+  }
+
+  /** Synchronous SIGKILL, for process 'exit' handlers. */
+  killNow(): void {
+    this.process?.kill('SIGKILL');
   }
 
   /** SIGSTOP: the server keeps its socket but answers nothing (a hung Redis). */

@@ -134,6 +134,8 @@ describe('docker-compose.yml', () => {
     const hosts = children(child(nginx, 'http')?.block, 'upstream').flatMap((upstream) => children(upstream.block, 'server').map((server) => server.args[0].split(':')[0]));
     expect(hosts.length).toBeGreaterThanOrEqual(4);
     for (const host of hosts) expect({ host, condition: dependencies(services.gateway)[host] }).toEqual({ host, condition: 'service_healthy' });
+    // The first curl through the gateway finds the pools built (the reconciler's readiness includes them).
+    expect(dependencies(services.gateway)).toHaveProperty('reconciler', 'service_healthy');
   });
 
   it('points every nginx upstream at a service port that is served', () => {

@@ -48,6 +48,12 @@ const PATHS = [
   '/api/v1/admin/calls/CA123',
   '/api/v1/admin/merchants/acme',
   '/api/v1/admin',
+  '/api/v1/admin/events/stream',
+  '/api/v1/admin/events',
+  '/dashboard/',
+  '/dashboard',
+  '/dashboard/dashboard.js',
+  '/dashboards',
   '/ws/pod/voice-agent-2/CA123',
   '/ws/pod/voice-agent-0/call.with:odd-chars_1',
   `/ws/pod/${'a'.repeat(63)}/CA1`,
@@ -191,7 +197,7 @@ describe.each(CONFIGS)('$name', ({ file, upstreams, adminRestricted }) => {
   });
 
   it(adminRestricted ? 'admits only private addresses to the admin API' : 'leaves the admin API to its tokens (loopback only)', () => {
-    for (const path of ['/api/v1/status', '/api/v1/drain', '/api/v1/pod/voice-agent-0', '/api/v1/admin/tiers']) {
+    for (const path of ['/api/v1/status', '/api/v1/drain', '/api/v1/pod/voice-agent-0', '/api/v1/admin/tiers', '/api/v1/admin/events/stream', '/dashboard/', '/dashboard/dashboard.js']) {
       const block = selectLocation(server!, path)?.location.directive.block ?? [];
       const rules = block.filter((directive) => directive.name === 'allow' || directive.name === 'deny');
       if (!adminRestricted) {

@@ -18,6 +18,10 @@ describe('gateway routes (SPEC section 2)', () => {
     ['/api/v1/undrain', 'admin'],
     ['/api/v1/pod/voice-agent-1', 'admin'],
     ['/api/v1/admin/invariants', 'admin'],
+    ['/api/v1/admin/events/stream', 'admin'],
+    ['/dashboard/', 'admin'],
+    ['/dashboard', 'admin'],
+    ['/dashboard/dashboard.css', 'admin'],
     ['/ws/pod/voice-agent-2/CA123', 'voiceAgents'],
     ['/health', 'allocationApi'],
   ])('%s -> %s', (path, upstream) => {

@@ -15,7 +15,7 @@ export interface Upstreams {
 export type Route = { upstream: keyof Upstreams } | { status: number; body: { error: string; code: string } };
 
 const WEBHOOK_PATH = /^\/(api\/v1\/(twilio|plivo|exotel)(\/|$)|agent\/voice\/breeze-buddy\/(twilio|plivo|exotel)\/callback(\/|$))/;
-const ADMIN_PATH = /^\/api\/v1\/(status|drain|undrain)$|^\/api\/v1\/(pod|admin)\//;
+const ADMIN_PATH = /^\/api\/v1\/(status|drain|undrain)$|^\/api\/v1\/(pod|admin)\/|^\/dashboard(\/|$)/;
 export { WS_PATH };
 
 export function route(pathname: string): Route {

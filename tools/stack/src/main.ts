@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { shellOverrides } from './shell-env';
 import { DEFAULT_PORTS, LocalStack } from './stack';
 
 /**
@@ -28,16 +29,9 @@ async function main(): Promise<void> {
     log: (line) => process.stdout.write(`${line}\n`),
     // New pods of a scale-up become Ready after SIM_READY_DELAY_MS (the sim's default otherwise).
     simTimings: process.env.SIM_READY_DELAY_MS ? { readyDelayMs: Number(process.env.SIM_READY_DELAY_MS) } : undefined,
-    env: {
-      CONNECT_TIMEOUT_SECONDS: connectTimeout,
-      ...Object.fromEntries(
-        ['TIER_CONFIG', 'REDIS_PREFIX', 'API_TOKENS', 'ADMIN_VIEWER_TOKENS', 'ADMIN_OPERATOR_TOKENS', 'TWILIO_AUTH_TOKENS', 'PLIVO_AUTH_TOKENS', 'EXOTEL_CREDENTIALS', 'LOG_LEVEL', 'DEFAULT_CHAIN', 'EXTRA_PODS_TIER', 'MAX_CALL_DURATION_SECONDS', 'WEBHOOK_WAIT_MS',
-          'REDIS_SENTINELS', 'REDIS_SENTINEL_MASTER', 'REDIS_SENTINEL_PASSWORD', 'REDIS_CLUSTER_NODES', 'REDIS_REPLICA_ACKS', 'REDIS_WAIT_TIMEOUT_MS',
-          'AUTOSCALER_ENABLED', 'AUTOSCALER_MIN_REPLICAS', 'AUTOSCALER_MAX_REPLICAS', 'AUTOSCALER_BUFFER', 'AUTOSCALER_SCALE_DOWN_DELAY_SECONDS']
-          .filter((name) => process.env[name])
-          .map((name) => [name, process.env[name] as string]),
-      ),
-    },
+    // npm start's own default first; any value from the shell wins (SPEC section 8).
+    env: { CONNECT_TIMEOUT_SECONDS: connectTimeout, ...shellOverrides(process.env) },
+    ownProcessGroups: true,
   });
   const base = stack.url('gateway');
   process.stdout.write(
@@ -48,6 +42,7 @@ async function main(): Promise<void> {
       `  allocation-api         ${stack.url('allocation-api')}`,
       `  webhooks               ${stack.url('webhooks')}`,
       `  admin                  ${stack.url('admin')}`,
+      `  dashboard              ${base}/dashboard/`,
       `  pod-watcher            ${stack.url('pod-watcher')}`,
       `  reconciler             ${stack.url('reconciler')}`,
       `  simulated Kubernetes   http://127.0.0.1:${stack.ports.sim}   (kubectl --kubeconfig .local/kubeconfig get pods)`,
@@ -80,6 +75,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);
+  // Redis and the apps run in their own process groups: never leave them behind.
+  process.on('exit', () => stack.killAll());
 }
 
 main().catch((error: unknown) => {

@@ -51,11 +51,24 @@ export interface StackOptions {
   apps?: readonly AppName[];
   /** Simulated cluster timings (tests shorten them). */
   simTimings?: Partial<ClusterTimings>;
+  /**
+   * Run Redis and the apps in their own process groups (`npm start`): a
+   * terminal's Ctrl-C then reaches only this process, which stops them in
+   * reverse dependency order instead of all at once.
+   */
+  ownProcessGroups?: boolean;
   /** How an app that dies on its own is restarted (default DEFAULT_RESTART_POLICY). */
   restartPolicy?: Partial<RestartPolicy>;
   /** Where the stack says what happened to its apps (a crash, a restart); also kept in `events`. */
   log?: (line: string) => void;
 }
+
+/**
+ * Stop order, the reverse of the dependencies: the gateway first (no new
+ * traffic), then the request-serving apps, the watcher, the reconciler (which
+ * needs Redis until it has finished its jobs), and Redis last.
+ */
+export const STOP_ORDER: readonly (readonly AppName[])[] = [['admin', 'webhooks', 'allocation-api'], ['pod-watcher'], ['reconciler']];
 
 /**
  * How an app ended. After a graceful SIGTERM Nest re-raises the signal once its
@@ -75,6 +88,7 @@ interface AppStart {
 }
 
 interface RunningApp {
+  app: AppName;
   child: ChildProcess;
   log: WriteStream;
   exited: Promise<AppExit>;
@@ -101,6 +115,8 @@ export class LocalStack {
   redisUrl!: string;
   keys!: RedisKeys;
   private instanceCounter = 0;
+  /** Instances (and 'redis') in the order they were stopped. */
+  readonly stopped: string[] = [];
   /** POD_IDENTITY (lease holder / consumer name) of each running instance. */
   readonly identities = new Map<string, string>();
   /** What the stack said about its apps (crashes, restarts, give-ups), oldest first. */
@@ -147,7 +163,7 @@ export class LocalStack {
     if (this.options.redisUrl) {
       this.redisUrl = this.options.redisUrl;
     } else {
-      this.redisServer = await RedisServer.start(this.options.redisPort);
+      this.redisServer = await RedisServer.start(this.options.redisPort, [], { ownProcessGroup: this.options.ownProcessGroups });
       this.redisUrl = this.redisServer.url;
     }
     this.keys = new RedisKeys(this.options.env?.REDIS_PREFIX);
@@ -216,6 +232,7 @@ export class LocalStack {
     const child = spawn(process.execPath, [join(this.options.root, 'dist', 'apps', app, 'src', 'main.js')], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: this.options.ownProcessGroups ?? false,
     });
     for (const stream of [child.stdout, child.stderr]) {
       stream?.pipe(log, { end: false });
@@ -224,7 +241,7 @@ export class LocalStack {
     const startedAt = Date.now();
     // 'close', not 'exit': the output is all in the log before the log is ended.
     const exited = new Promise<AppExit>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
-    const running = { child, log, exited };
+    const running = { app, child, log, exited };
     this.running.set(instance, running);
     void exited.then((exit) => {
       // stopApp removes an instance before signalling it: still listed here means it died on its own.
@@ -272,6 +289,7 @@ export class LocalStack {
     running.child.kill(signal);
     const exit = await running.exited;
     running.log.end();
+    this.stopped.push(instance);
     return exit;
   }
 
@@ -279,12 +297,23 @@ export class LocalStack {
     this.stopping = true;
     for (const timer of this.restarts.values()) clearTimeout(timer);
     this.restarts.clear();
-    await Promise.all([...this.running.keys()].map((instance) => this.stopApp(instance)));
     await this.gateway?.stop().catch(() => undefined);
+    for (const group of STOP_ORDER) {
+      const instances = [...this.running.entries()].filter(([, running]) => group.includes(running.app)).map(([instance]) => instance);
+      await Promise.all(instances.map((instance) => this.stopApp(instance)));
+    }
+    await Promise.all([...this.running.keys()].map((instance) => this.stopApp(instance)));
     await this.agents?.stop().catch(() => undefined);
     await this.sim?.stop().catch(() => undefined);
     await this.redis?.quit().catch(() => undefined);
+    if (this.redisServer) this.stopped.push('redis');
     await this.redisServer?.dispose();
+  }
+
+  /** Last resort when this process exits without stop() (own process groups would outlive it). */
+  killAll(): void {
+    for (const { child } of this.running.values()) child.kill('SIGKILL');
+    this.redisServerHandle?.killNow();
   }
 
   get redisServerHandle(): RedisServer | null {

@@ -8,14 +8,22 @@
   short rather than pulling another pod in: tiers never flip-flop, and a
   rebuild after data loss gives every pod the tier it had. Idempotent.
 
+  A new document is refused, changing nothing, while a merchant config still
+  names a tier it drops (as tier, pool or fallback): checked here, in the same
+  step as the write, so no merchant can be left pointing at a missing tier
+  (setMerchantConfig is the compare-and-set for the other direction).
+
   Input:
     KEYS[1] pod index set             pods
     KEYS[2] tier config document      config:tiers
+    KEYS[3] merchant config hash      merchant:config
     ARGV[1] pod key prefixes JSON (RedisKeys.podKeyPrefixes)
     ARGV[2] new tier config document JSON ('' = keep the stored one)
+    ARGV[3] JSON list of chain names a merchant may name without a tier of that name (CHAIN_TIERS)
   Output:
     {1, moved}
     -2 no tier config stored and none given
+    {-13, JSON list of merchant ids} the new document drops a tier these merchants name; nothing changed
   Events:
     stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state  (the freed pod handed to a
                   waiting request, includes/wait-queue.lua; its call_sid is published on wait:wake)
@@ -29,6 +37,36 @@
 
 local rcall = redis.call
 if ARGV[2] ~= '' then
+  local proposed = cjson.decode(ARGV[2]).tiers
+  local chainNames = {}
+  for _, name in ipairs(cjson.decode(ARGV[3])) do
+    chainNames[name] = true
+  end
+  local function known(tier)
+    return type(tier) ~= 'string' or proposed[tier] ~= nil or chainNames[tier] == true
+  end
+  local blocked = {}
+  local merchants = rcall('HGETALL', KEYS[3])
+  for i = 1, #merchants, 2 do
+    local ok, config = pcall(cjson.decode, merchants[i + 1])
+    if ok and type(config) == 'table' then
+      local bad = not known(config.tier) or (type(config.pool) == 'string' and proposed[config.pool] == nil)
+      if type(config.fallback) == 'table' then
+        for _, tier in ipairs(config.fallback) do
+          if not known(tier) then
+            bad = true
+          end
+        end
+      end
+      if bad then
+        blocked[#blocked + 1] = merchants[i]
+      end
+    end
+  end
+  if #blocked > 0 then
+    table.sort(blocked)
+    return {-13, cjson.encode(blocked)}
+  end
   rcall('SET', KEYS[2], ARGV[2])
 end
 local tiers = loadTiers(KEYS[2])
