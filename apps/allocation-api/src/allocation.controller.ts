@@ -1,39 +1,52 @@
-import { Body, Controller, Headers, HttpCode, Post } from '@nestjs/common';
-import { BearerTokens } from '@smart-router/http';
-import { CallAllocator } from '@smart-router/pool-state';
-import { parseAllocateBody, parseReleaseBody } from './allocation.dto';
+import { Body, Controller, Headers, Res } from '@nestjs/common';
+import type { FastifyReply } from 'fastify';
+import { AllocateRequest, AllocateResponse, MAX_METADATA_BYTES, ReleaseRequest, ReleaseResponse, allocationRoutes } from '@smart-router/api-contract';
+import { ApiError, BearerTokens, Route } from '@smart-router/http';
+import { CallAllocator, PoolMetrics, Refusal } from '@smart-router/pool-state';
 
-/** The hot path: voice agents allocate and release pods over JSON (SPEC section 3). */
-@Controller('api/v1')
+/**
+ * The hot path: voice agents allocate and release pods over JSON (SPEC
+ * section 3). Bodies arrive validated by their route schema and answers leave
+ * serialized by it; refusals (503 no pod, 404 unknown call) are written
+ * straight to the reply, counted, never thrown nor logged.
+ */
+@Controller()
 export class AllocationController {
-  constructor(private readonly allocator: CallAllocator, private readonly tokens: BearerTokens) {}
+  constructor(private readonly allocator: CallAllocator, private readonly tokens: BearerTokens, private readonly metrics: PoolMetrics) {}
 
-  @Post('allocate')
-  @HttpCode(200)
-  async allocate(@Body() raw: unknown, @Headers('authorization') authorization?: string) {
+  @Route(allocationRoutes.allocate)
+  async allocate(@Body() body: AllocateRequest, @Headers('authorization') authorization: string | undefined, @Res() reply: FastifyReply): Promise<void> {
     this.tokens.authorize(authorization, 'operator');
-    const body = parseAllocateBody(raw);
-    const call = await this.allocator.allocate({ ...body, refuseTombstoned: false });
-    return {
-      success: true,
-      pod_name: call.podName,
-      ws_url: call.wsUrl,
-      source_pool: call.sourcePool,
-      was_existing: call.wasExisting,
-    };
+    let metadata = '';
+    if (body.metadata !== undefined && body.metadata !== null) {
+      metadata = JSON.stringify(body.metadata);
+      if (Buffer.byteLength(metadata) > MAX_METADATA_BYTES) throw ApiError.badRequest(`metadata must be at most ${MAX_METADATA_BYTES} bytes of JSON`, 'INVALID_FIELD');
+    }
+    const outcome = await this.allocator.tryAllocate({
+      callSid: body.call_sid,
+      merchantId: body.merchant_id ?? body.reseller_id ?? '',
+      provider: body.provider ?? '',
+      metadata,
+      refuseTombstoned: false,
+    });
+    if (!outcome.ok) return this.refuse(reply, outcome.refusal);
+    const call = outcome.value;
+    const answer: AllocateResponse = { success: true, pod_name: call.podName, ws_url: call.wsUrl, source_pool: call.sourcePool, was_existing: call.wasExisting };
+    void reply.send(answer);
   }
 
-  @Post('release')
-  @HttpCode(200)
-  async release(@Body() raw: unknown, @Headers('authorization') authorization?: string) {
+  @Route(allocationRoutes.release)
+  async release(@Body() body: ReleaseRequest, @Headers('authorization') authorization: string | undefined, @Res() reply: FastifyReply): Promise<void> {
     this.tokens.authorize(authorization, 'operator');
-    const body = parseReleaseBody(raw);
-    const released = await this.allocator.release(body.callSid, body.reason);
-    return {
-      success: true,
-      pod_name: released.podName,
-      released_to_pool: released.releasedToPool,
-      was_draining: released.wasDraining,
-    };
+    const outcome = await this.allocator.tryRelease(body.call_sid, body.reason ?? '');
+    if (!outcome.ok) return this.refuse(reply, outcome.refusal);
+    const released = outcome.value;
+    const answer: ReleaseResponse = { success: true, pod_name: released.podName, released_to_pool: released.releasedToPool, was_draining: released.wasDraining };
+    void reply.send(answer);
+  }
+
+  private refuse(reply: FastifyReply, refusal: Refusal): void {
+    this.metrics.httpError(refusal.status, refusal.body.code);
+    void reply.code(refusal.status).send(refusal.body);
   }
 }

@@ -3,7 +3,8 @@ import { DynamicModule, INestApplication, LoggerService, Type } from '@nestjs/co
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { ErrorCounter, JsonExceptionFilter } from './exception.filter';
-import { TracingInterceptor } from './tracing.interceptor';
+import { installRequestTracing } from './request-tracing';
+import { ERRORS_KEYWORD } from '@smart-router/api-contract';
 
 /** SPEC section 3: request bodies are capped at 16 KiB (413 beyond). */
 export const BODY_LIMIT_BYTES = 16 * 1024;
@@ -16,7 +17,12 @@ export interface HttpAppOptions {
   /** Keep the raw body (webhook signatures are computed over it). */
   rawBody?: boolean;
   countError?: ErrorCounter;
+  /** Spans are exported (OTLP endpoint set): make a SERVER span per request. */
+  exportSpans?: boolean;
 }
+
+/** Method and path of every route an app serves (the OpenAPI coverage test compares them with its document). */
+export const SERVED_ROUTES = new WeakMap<object, { method: string; path: string }[]>();
 
 /**
  * Creates and starts one Fastify-backed Nest app the same way for every
@@ -26,14 +32,25 @@ export interface HttpAppOptions {
 export async function startHttpApp(options: HttpAppOptions): Promise<NestFastifyApplication> {
   // return503OnClosing off: a request already on an accepted connection when SIGTERM closes the
   // listener is served, not refused (zero-failure rolling restarts; new connections go elsewhere).
-  const adapter = new FastifyAdapter({ bodyLimit: BODY_LIMIT_BYTES, trustProxy: true, return503OnClosing: false });
+  // Ajv as our schemas need it: no type coercion (a number is not a call_sid), and the
+  // `x-errors` extension (a field's 400 code and message) allowed as a keyword.
+  const adapter = new FastifyAdapter({
+    bodyLimit: BODY_LIMIT_BYTES, trustProxy: true, return503OnClosing: false,
+    ajv: { customOptions: { coerceTypes: false, keywords: [ERRORS_KEYWORD] } },
+  });
+  const fastify = adapter.getInstance();
+  const routes: { method: string; path: string }[] = [];
+  fastify.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) if (method !== 'HEAD') routes.push({ method, path: route.url });
+  });
+  installRequestTracing(fastify, options.exportSpans ?? false);
   const app = await NestFactory.create<NestFastifyApplication>(options.module, adapter, {
     logger: options.logger,
     rawBody: options.rawBody ?? false,
     bufferLogs: false,
   });
   app.useGlobalFilters(new JsonExceptionFilter(options.logger, options.countError));
-  app.useGlobalInterceptors(new TracingInterceptor());
+  SERVED_ROUTES.set(app, routes);
   app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
   installShutdownDeadline(app);
   await app.listen(options.port, options.host);

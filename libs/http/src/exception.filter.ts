@@ -1,6 +1,7 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, LoggerService } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from './api-error';
+import { schemaErrorAnswer } from './schema-errors';
 
 const FASTIFY_ERRORS: Record<string, { status: number; code: string; message: string }> = {
   FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'PAYLOAD_TOO_LARGE', message: 'request body too large' },
@@ -40,7 +41,7 @@ export class JsonExceptionFilter implements ExceptionFilter {
     const http = host.switchToHttp();
     const reply = http.getResponse<FastifyReply>();
     const request = http.getRequest<FastifyRequest>();
-    const { status, code, message } = this.describe(exception);
+    const { status, code, message } = this.describe(exception, request);
     const where = `${request.method} ${request.url.split('?')[0]}`;
     if (status >= 500 && code !== 'REDIS_UNAVAILABLE' && code !== 'STATE_REBUILDING' && code !== 'NO_POD_AVAILABLE') {
       this.logger.error(`${where} failed: ${(exception as Error)?.message ?? String(exception)}`, (exception as Error)?.stack);
@@ -51,8 +52,15 @@ export class JsonExceptionFilter implements ExceptionFilter {
     void reply.status(status).header('content-type', 'application/json; charset=utf-8').send(JSON.stringify({ error: message, code }));
   }
 
-  private describe(exception: unknown): { status: number; code: string; message: string } {
+  private describe(exception: unknown, request: FastifyRequest): { status: number; code: string; message: string } {
     if (exception instanceof ApiError) return { status: exception.status, code: exception.code, message: exception.message };
+    const validation = (exception as { validation?: Parameters<typeof schemaErrorAnswer>[0]; validationContext?: 'body' | 'params' | 'querystring' | 'headers' });
+    if (Array.isArray(validation.validation)) {
+      const where = validation.validationContext;
+      const input = where === 'body' ? request.body : where === 'params' ? request.params : where === 'querystring' ? request.query : undefined;
+      const schema = (request.routeOptions?.schema as Record<string, unknown> | undefined)?.[where ?? 'body'];
+      return schemaErrorAnswer(validation.validation, where, schema as never, input);
+    }
     const fastifyCode = (exception as { code?: string })?.code;
     if (fastifyCode && FASTIFY_ERRORS[fastifyCode]) return FASTIFY_ERRORS[fastifyCode];
     if ((exception as Error)?.name === 'SyntaxError' || (exception as { type?: string })?.type === 'entity.parse.failed') {

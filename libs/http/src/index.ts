@@ -4,5 +4,7 @@ export * from './bearer-auth';
 export * from './health.module';
 export * from './metrics.controller';
 export * from './bootstrap';
-export * from './tracing.interceptor';
+export * from './request-tracing';
+export * from './route.decorator';
+export * from './schema-errors';
 export * from './identifiers';

@@ -1,7 +1,7 @@
 import { Allocation, Release, ScriptCode, isCallSid } from '@smart-router/allocation';
-import { ApiError, RedisUnavailableError } from '@smart-router/http';
+import { ApiError } from '@smart-router/http';
 import { PoolScripts } from '@smart-router/redis-scripts';
-import { inSpan, Telemetry } from '@smart-router/telemetry';
+import { Telemetry } from '@smart-router/telemetry';
 import { PoolMetrics } from './pool-metrics';
 
 export interface AllocateRequest {
@@ -16,10 +16,32 @@ export interface AllocatedCall extends Allocation {
   wsUrl: string;
 }
 
+/** An expected "no": its HTTP status and `{error, code}` body. Plain data, built once. */
+export interface Refusal {
+  readonly status: number;
+  readonly body: { readonly error: string; readonly code: string };
+}
+
+const refusal = (status: number, code: string, error: string): Refusal => Object.freeze({ status, body: Object.freeze({ error, code }) });
+
+export const REFUSALS = {
+  noPod: refusal(503, 'NO_POD_AVAILABLE', 'no pod available'),
+  stateMissing: refusal(503, 'STATE_REBUILDING', 'pool state is being rebuilt, retry shortly'),
+  tombstoned: refusal(409, 'CALL_ENDED', 'call already ended'),
+  badMerchantConfig: refusal(500, 'MERCHANT_CONFIG_INVALID', 'merchant configuration is invalid'),
+  redisUnavailable: refusal(503, 'REDIS_UNAVAILABLE', 'state store unavailable, retry shortly'),
+  callNotFound: refusal(404, 'CALL_NOT_FOUND', 'call not found'),
+  badCallSid: refusal(400, 'INVALID_REQUEST', 'call_sid is required (1-128 chars of A-Za-z0-9._:-)'),
+} as const;
+
+export type Outcome<T> = { ok: true; value: T } | { ok: false; refusal: Refusal };
+
 /**
- * Allocation and release as callers see them: one script call each, with
- * Redis failures turned into a counted 503 and script codes into API errors.
- * Shared by the JSON API and the provider webhooks.
+ * Allocation and release as callers see them: one script call each. Expected
+ * refusals (no pod, unknown call, Redis down) come back as data, not
+ * exceptions: the hot path answers them as cheaply as a success, counted in
+ * metrics and never logged per request. Shared by the JSON API and the
+ * provider webhooks (which use the throwing forms).
  */
 export class CallAllocator {
   constructor(
@@ -33,57 +55,70 @@ export class CallAllocator {
     return `${this.voiceAgentBaseUrl}/ws/pod/${podName}/${callSid}`;
   }
 
-  async allocate(request: AllocateRequest): Promise<AllocatedCall> {
-    if (!isCallSid(request.callSid)) throw ApiError.badRequest('call_sid is required (1-128 chars of A-Za-z0-9._:-)');
+  async tryAllocate(request: AllocateRequest): Promise<Outcome<AllocatedCall>> {
+    if (!isCallSid(request.callSid)) return { ok: false, refusal: REFUSALS.badCallSid };
     const started = process.hrtime.bigint();
-    const result = await inSpan(this.telemetry.tracer(), 'allocateCall', async () => {
-      try {
-        return await this.scripts.allocate(request);
-      } catch (error) {
-        this.metrics.redisErrors.add(1, { operation: 'allocate' });
-        this.metrics.allocations.add(1, { pool: 'none', result: 'redis_error' });
-        throw new RedisUnavailableError(error);
-      }
-    }, { 'call.sid': request.callSid, 'merchant.id': request.merchantId });
+    let result: Awaited<ReturnType<PoolScripts['allocate']>>;
+    try {
+      result = await this.telemetry.span('allocateCall', { 'call.sid': request.callSid, 'merchant.id': request.merchantId }, () => this.scripts.allocate(request));
+    } catch {
+      this.metrics.redisError('allocate');
+      this.metrics.allocated('none', 'redis_error');
+      return { ok: false, refusal: REFUSALS.redisUnavailable };
+    }
     this.metrics.allocationSeconds.record(Number(process.hrtime.bigint() - started) / 1e9);
     if (result.ok) {
       const { allocation } = result;
-      this.metrics.allocations.add(1, { pool: allocation.tier, result: allocation.wasExisting ? 'existing' : 'allocated' });
-      return { ...allocation, wsUrl: this.wsUrl(allocation.podName, request.callSid) };
+      this.metrics.allocated(allocation.tier, allocation.wasExisting ? 'existing' : 'allocated');
+      return { ok: true, value: { ...allocation, wsUrl: this.wsUrl(allocation.podName, request.callSid) } };
     }
     switch (result.code) {
       case ScriptCode.NoPod:
-        this.metrics.allocations.add(1, { pool: 'none', result: 'no_pod' });
-        throw ApiError.unavailable('no pod available', 'NO_POD_AVAILABLE');
+        this.metrics.allocated('none', 'no_pod');
+        return { ok: false, refusal: REFUSALS.noPod };
       case ScriptCode.StateMissing:
-        this.metrics.allocations.add(1, { pool: 'none', result: 'state_missing' });
-        throw ApiError.unavailable('pool state is being rebuilt, retry shortly', 'STATE_REBUILDING');
+        this.metrics.allocated('none', 'state_missing');
+        return { ok: false, refusal: REFUSALS.stateMissing };
       case ScriptCode.Tombstoned:
-        this.metrics.allocations.add(1, { pool: 'none', result: 'tombstoned' });
-        throw new ApiError(409, 'CALL_ENDED', 'call already ended');
+        this.metrics.allocated('none', 'tombstoned');
+        return { ok: false, refusal: REFUSALS.tombstoned };
       case ScriptCode.BadMerchantConfig:
       default:
-        this.metrics.allocations.add(1, { pool: 'none', result: 'bad_merchant_config' });
-        throw new ApiError(500, 'MERCHANT_CONFIG_INVALID', 'merchant configuration is invalid');
+        this.metrics.allocated('none', 'bad_merchant_config');
+        return { ok: false, refusal: REFUSALS.badMerchantConfig };
     }
   }
 
-  async release(callSid: string, reason: string): Promise<Release> {
-    if (!isCallSid(callSid)) throw ApiError.badRequest('call_sid is required (1-128 chars of A-Za-z0-9._:-)');
-    const result = await inSpan(this.telemetry.tracer(), 'releaseCall', async () => {
-      try {
-        return await this.scripts.release(callSid, reason);
-      } catch (error) {
-        this.metrics.redisErrors.add(1, { operation: 'release' });
-        this.metrics.releases.add(1, { result: 'redis_error' });
-        throw new RedisUnavailableError(error);
-      }
-    }, { 'call.sid': callSid });
-    if (!result.ok) {
-      this.metrics.releases.add(1, { result: 'not_found' });
-      throw new ApiError(404, 'CALL_NOT_FOUND', 'call not found');
+  async tryRelease(callSid: string, reason: string): Promise<Outcome<Release>> {
+    if (!isCallSid(callSid)) return { ok: false, refusal: REFUSALS.badCallSid };
+    let result: Awaited<ReturnType<PoolScripts['release']>>;
+    try {
+      result = await this.telemetry.span('releaseCall', { 'call.sid': callSid }, () => this.scripts.release(callSid, reason));
+    } catch {
+      this.metrics.redisError('release');
+      this.metrics.released('redis_error');
+      return { ok: false, refusal: REFUSALS.redisUnavailable };
     }
-    this.metrics.releases.add(1, { result: 'released' });
-    return result.release;
+    if (!result.ok) {
+      this.metrics.released('not_found');
+      return { ok: false, refusal: REFUSALS.callNotFound };
+    }
+    this.metrics.released('released');
+    return { ok: true, value: result.release };
   }
+
+  /** tryAllocate for callers that answer through the exception filter. */
+  async allocate(request: AllocateRequest): Promise<AllocatedCall> {
+    return unwrap(await this.tryAllocate(request));
+  }
+
+  /** tryRelease for callers that answer through the exception filter. */
+  async release(callSid: string, reason: string): Promise<Release> {
+    return unwrap(await this.tryRelease(callSid, reason));
+  }
+}
+
+function unwrap<T>(outcome: Outcome<T>): T {
+  if (outcome.ok) return outcome.value;
+  throw new ApiError(outcome.refusal.status, outcome.refusal.body.code, outcome.refusal.body.error);
 }

@@ -181,13 +181,13 @@ export class LocalStack {
   }
 
   /** Starts an app (or another instance of it under `instance`) as a child process. */
-  async startApp(app: AppName, options: { instance?: string; port?: number; env?: Record<string, string> } = {}): Promise<string> {
+  async startApp(app: AppName, options: { instance?: string; port?: number; env?: Record<string, string>; nodeArgs?: string[] } = {}): Promise<string> {
     const instance = options.instance ?? app;
     const port = options.port ?? this.ports.apps[app];
     const log = createWriteStream(join(this.options.logDir, `${instance}.log`), { flags: 'a' });
     const env = this.appEnv(app, port, options.env);
     this.identities.set(instance, env.POD_IDENTITY);
-    const child = spawn(process.execPath, [join(this.options.root, 'dist', 'apps', app, 'src', 'main.js')], {
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), join(this.options.root, 'dist', 'apps', app, 'src', 'main.js')], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

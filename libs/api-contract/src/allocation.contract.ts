@@ -1,0 +1,79 @@
+import { Static, Type } from '@sinclair/typebox';
+import { callIdField, OptionalMerchantId, optionalText } from './identifiers';
+import { RouteContract, errorResponse } from './route-contract';
+
+/** Largest `metadata`, as JSON text (checked after validation: a size of JSON text is not a schema keyword). */
+export const MAX_METADATA_BYTES = 4096;
+
+export const AllocateRequest = Type.Object({
+  call_sid: callIdField(),
+  merchant_id: Type.Optional(OptionalMerchantId),
+  reseller_id: Type.Optional({ ...OptionalMerchantId, description: 'alias of merchant_id (the Python client sends it)' }),
+  provider: Type.Optional(optionalText('provider', 64, 'telephony provider, recorded on the call')),
+  metadata: Type.Optional(Type.Unknown({ description: `any JSON, recorded on the call (at most ${MAX_METADATA_BYTES} bytes as JSON)` })),
+});
+export type AllocateRequest = Static<typeof AllocateRequest>;
+
+export const AllocateResponse = Type.Object({
+  success: Type.Literal(true),
+  pod_name: Type.String(),
+  ws_url: Type.String({ description: '{VOICE_AGENT_BASE_URL}/ws/pod/{pod_name}/{call_sid}' }),
+  source_pool: Type.String({ examples: ['pool:standard'] }),
+  was_existing: Type.Boolean({ description: 'true when this call_sid already had a pod (idempotent retry)' }),
+});
+export type AllocateResponse = Static<typeof AllocateResponse>;
+
+export const ReleaseRequest = Type.Object({
+  call_sid: callIdField(),
+  reason: Type.Optional(optionalText('reason', 256, 'why the call ended (free text)')),
+});
+export type ReleaseRequest = Static<typeof ReleaseRequest>;
+
+export const ReleaseResponse = Type.Object({
+  success: Type.Literal(true),
+  pod_name: Type.String(),
+  released_to_pool: Type.String(),
+  was_draining: Type.Boolean(),
+});
+export type ReleaseResponse = Static<typeof ReleaseResponse>;
+
+const badRequest = errorResponse('invalid request', 'INVALID_BODY', 'CALL_SID_REQUIRED', 'INVALID_CALL_SID', 'INVALID_MERCHANT_ID', 'INVALID_FIELD');
+const unauthorized = errorResponse('missing or invalid bearer token', 'UNAUTHORIZED');
+const tooLarge = errorResponse('body over 16 KiB', 'PAYLOAD_TOO_LARGE');
+const unsupported = errorResponse('body is not JSON', 'UNSUPPORTED_MEDIA_TYPE');
+
+/** SPEC section 3: the JSON API of allocation-api. */
+export const allocationRoutes = {
+  allocate: {
+    method: 'POST',
+    path: '/api/v1/allocate',
+    summary: 'Allocate a pod for a call (idempotent per call_sid)',
+    security: 'operator',
+    body: AllocateRequest,
+    responses: {
+      200: { description: 'allocated (or the existing allocation)', schema: AllocateResponse },
+      400: badRequest,
+      401: unauthorized,
+      413: tooLarge,
+      415: unsupported,
+      500: errorResponse('merchant configuration is invalid', 'MERCHANT_CONFIG_INVALID', 'INTERNAL'),
+      503: errorResponse('no pod, Redis unavailable, or state being rebuilt: retry', 'NO_POD_AVAILABLE', 'REDIS_UNAVAILABLE', 'STATE_REBUILDING'),
+    },
+  },
+  release: {
+    method: 'POST',
+    path: '/api/v1/release',
+    summary: 'Release a call (404 when unknown or already released: treat as success)',
+    security: 'operator',
+    body: ReleaseRequest,
+    responses: {
+      200: { description: 'released', schema: ReleaseResponse },
+      400: badRequest,
+      401: unauthorized,
+      404: errorResponse('unknown or already released', 'CALL_NOT_FOUND'),
+      413: tooLarge,
+      415: unsupported,
+      503: errorResponse('Redis unavailable: retry', 'REDIS_UNAVAILABLE'),
+    },
+  },
+} satisfies Record<string, RouteContract>;
