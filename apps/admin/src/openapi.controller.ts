@@ -1,41 +1,16 @@
-import { Controller, Get } from '@nestjs/common';
+import { Controller } from '@nestjs/common';
+import { adminRoutes, openApiDocument, operationalRoutes } from '@smart-router/api-contract';
+import { Route } from '@smart-router/http';
 
-const json = (description: string) => ({ description, content: { 'application/json': { schema: { type: 'object' } } } });
-const errors = { '401': json('missing or invalid token'), '403': json('operator token needed'), '503': json('Redis unavailable') };
-const get = (summary: string, extra: Record<string, unknown> = {}) => ({ get: { summary, responses: { '200': json('ok'), ...extra, ...errors } } });
-const podBody = { required: true, content: { 'application/json': { schema: { type: 'object', required: ['pod_name'], properties: { pod_name: { type: 'string' } } } } } };
-
-/** The admin API's contract (SPEC section 3, Admin), served at /openapi.json. */
-export const ADMIN_OPENAPI = {
-  openapi: '3.0.3',
-  info: { title: 'Smart Router admin API', version: '1.0.0', description: 'GET needs a viewer or operator token; changes need an operator token (when tokens are configured).' },
-  components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-  security: [{ bearer: [] }],
-  paths: {
-    '/api/v1/status': get('Pools per tier (assigned, available, load), draining pods, active calls, subsystem health'),
-    '/api/v1/drain': { post: { summary: 'Drain a pod: no new calls; active calls finish', requestBody: podBody, responses: { '200': json('drained'), '404': json('unknown pod'), ...errors } } },
-    '/api/v1/undrain': { post: { summary: 'Undrain a pod', requestBody: podBody, responses: { '200': json('undrained'), '404': json('unknown pod'), ...errors } } },
-    '/api/v1/pod/{name}': get('One pod: tier, status, calls, lease, draining', { '404': json('unknown pod') }),
-    '/api/v1/admin/calls': get('Live calls (limit query, default 1000)'),
-    '/api/v1/admin/calls/{call_sid}': get('One live call', { '404': json('call not found') }),
-    '/api/v1/admin/merchants': get('Every merchant config'),
-    '/api/v1/admin/merchants/{merchant_id}': {
-      get: { summary: 'A merchant config', responses: { '200': json('ok'), '404': json('no config'), ...errors } },
-      put: { summary: 'Set a merchant config {tier, pool?, fallback?}', responses: { '200': json('saved'), '400': json('invalid'), ...errors } },
-      delete: { summary: 'Remove a merchant config', responses: { '200': json('removed'), '404': json('no config'), ...errors } },
-    },
-    '/api/v1/admin/tiers': {
-      get: { summary: 'The live TIER_CONFIG document', responses: { '200': json('ok'), ...errors } },
-      put: { summary: 'Replace TIER_CONFIG at run time; idle pods move now, busy pods when free', responses: { '200': json('applied'), '400': json('invalid'), ...errors } },
-    },
-    '/api/v1/admin/reconcile': { post: { summary: 'Enqueue a full reconcile job now', responses: { '202': json('enqueued'), ...errors } } },
-    '/api/v1/admin/invariants': get('Check SPEC section 7 invariants: {ok, violations}'),
-  },
-};
+/** The admin API's contract (SPEC section 3, Admin), built from the route contracts it serves. */
+export const ADMIN_OPENAPI = openApiDocument(
+  { title: 'Smart Router admin API', version: '1.0.0', description: 'GET needs a viewer or operator token; changes need an operator token (when tokens are configured).' },
+  [...Object.values(adminRoutes), ...Object.values(operationalRoutes)],
+);
 
 @Controller()
 export class OpenApiController {
-  @Get('openapi.json')
+  @Route(operationalRoutes.openapi)
   document() {
     return ADMIN_OPENAPI;
   }

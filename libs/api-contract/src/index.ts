@@ -3,3 +3,5 @@ export * from './identifiers';
 export * from './openapi';
 export * from './operational.contract';
 export * from './allocation.contract';
+export * from './admin.contract';
+export * from './webhooks.contract';

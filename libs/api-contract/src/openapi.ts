@@ -25,7 +25,7 @@ function parameters(where: 'path' | 'query', schema: TSchema | undefined): Recor
  * The OpenAPI 3.1 document of one app, built from the same route contracts the
  * app validates and serializes with: nothing is written twice.
  */
-export function openApiDocument(info: OpenApiInfo, routes: RouteContract[]): Record<string, unknown> {
+export function openApiDocument(info: OpenApiInfo, routes: RouteContract[], securitySchemes: Record<string, unknown> = {}): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const route of routes) {
     const responses: Record<string, unknown> = {};
@@ -36,7 +36,8 @@ export function openApiDocument(info: OpenApiInfo, routes: RouteContract[]): Rec
       } else if (response.schema) {
         responses[status] = { description, content: { 'application/json': { schema: plain(response.schema) } } };
       } else if (response.contentType) {
-        responses[status] = { description, content: { [response.contentType]: { schema: response.contentType.startsWith('application/json') ? { type: 'object' } : { type: 'string' } } } };
+        const schema = response.contentType.startsWith('application/json') ? { type: 'object' } : { type: 'string' };
+        responses[status] = { description, content: { [response.contentType]: { schema, ...(response.example ? { example: response.example } : {}) } } };
       } else {
         responses[status] = { description };
       }
@@ -44,12 +45,15 @@ export function openApiDocument(info: OpenApiInfo, routes: RouteContract[]): Rec
     const operation: Record<string, unknown> = {
       summary: route.summary,
       operationId: `${route.method.toLowerCase()}${route.path.replace(/[{}]/g, '').split(/[/_.-]/).filter(Boolean).map((part) => part[0].toUpperCase() + part.slice(1)).join('')}`,
-      security: route.security ? [{ bearer: [route.security] }] : [],
+      security: route.security ? [{ bearer: [route.security] }] : route.scheme ? [{ [route.scheme]: [] }] : [],
       responses,
     };
     const params = [...parameters('path', route.params), ...parameters('query', route.query)];
     if (params.length) operation.parameters = params;
-    if (route.body) operation.requestBody = { required: true, content: { [route.bodyContentType ?? 'application/json']: { schema: plain(route.body) } } };
+    if (route.body) {
+      const types = route.bodyContentTypes ?? ['application/json'];
+      operation.requestBody = { required: true, content: Object.fromEntries(types.map((type) => [type, { schema: plain(route.body as TSchema) }])) };
+    }
     paths[route.path] ??= {};
     paths[route.path][route.method.toLowerCase()] = operation;
   }
@@ -57,7 +61,7 @@ export function openApiDocument(info: OpenApiInfo, routes: RouteContract[]): Rec
     openapi: '3.1.0',
     info,
     components: {
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'static tokens from configuration; scopes name the role needed (viewer < operator)' } },
+      securitySchemes: { ...securitySchemes, bearer: { type: 'http', scheme: 'bearer', description: 'static tokens from configuration; scopes name the role needed (viewer < operator)' } },
       schemas: { Error: plain(ErrorBody) },
     },
     paths,

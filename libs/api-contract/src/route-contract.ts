@@ -28,6 +28,8 @@ export interface ResponseContract {
   contentType?: string;
   /** Error codes this status can carry (documented on the error body). */
   codes?: string[];
+  /** Example body (non-JSON answers). */
+  example?: string;
 }
 
 /** One route, defined once: the app validates and serializes with it, /openapi.json documents it, the client is typed by it. */
@@ -36,13 +38,15 @@ export interface RouteContract {
   /** OpenAPI path (`/api/v1/pod/{pod_name}`). */
   path: string;
   summary: string;
-  /** Bearer token role needed; absent = open (probes, provider webhooks with signatures). */
+  /** Bearer token role needed; absent = open (probes) or `scheme`. */
   security?: 'viewer' | 'operator';
+  /** Another security scheme of the document (provider signatures), by name. */
+  scheme?: string;
   params?: TSchema;
   query?: TSchema;
   body?: TSchema;
-  /** Request body content type when not JSON (provider form posts). */
-  bodyContentType?: string;
+  /** Request body content types when not JSON only (provider form posts); the app parses and checks these itself. */
+  bodyContentTypes?: string[];
   responses: Record<number, ResponseContract>;
 }
 

@@ -18,7 +18,7 @@ export function Route(contract: RouteContract): MethodDecorator {
     METHODS[contract.method](fastifyPath(contract.path)),
     HttpCode(success),
     RouteSchema({
-      ...(contract.body && !contract.bodyContentType ? { body: contract.body } : {}),
+      ...(contract.body && !contract.bodyContentTypes ? { body: contract.body } : {}),
       ...(contract.params ? { params: contract.params } : {}),
       ...(contract.query ? { querystring: contract.query } : {}),
       response,

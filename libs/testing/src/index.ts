@@ -2,3 +2,4 @@ export * from './redis-server';
 export * from './wait-for';
 export * from './pool-fixture';
 export * from './shared-redis';
+export * from './openapi-coverage';

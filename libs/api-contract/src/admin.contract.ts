@@ -1,0 +1,158 @@
+import { Static, TSchema, Type } from '@sinclair/typebox';
+import { MerchantId, callIdField } from './identifiers';
+import { RouteContract, errorResponse, field } from './route-contract';
+
+// Response objects stay open (`additionalProperties: true`): a field added by
+// the service is serialized and only needs documenting, never silently dropped.
+const open = <T extends Record<string, TSchema>>(properties: T, description?: string) => Type.Object(properties, { additionalProperties: true, ...(description ? { description } : {}) });
+const nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+
+const podNameErrors = {
+  missing: { code: 'POD_NAME_REQUIRED', message: 'pod_name is required' },
+  invalid: { code: 'INVALID_POD_NAME', message: 'pod_name must be a DNS-1123 label' },
+};
+const PodName = field(Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', description: 'DNS-1123 label' }), podNameErrors);
+
+export const TierView = open({
+  type: Type.Union([Type.Literal('exclusive'), Type.Literal('shared')]),
+  max_concurrent: Type.Optional(Type.Integer()),
+  target: Type.Integer(),
+  assigned: Type.Array(Type.String()),
+  available: Type.Array(Type.String()),
+  load: Type.Record(Type.String(), Type.Integer(), { description: 'active calls per assigned pod' }),
+});
+
+export const StatusResponse = open({
+  status: Type.Literal('up'),
+  active_calls: Type.Integer(),
+  is_leader: Type.Boolean({ description: 'a pod-watcher holds the Lease' }),
+  pools: Type.Record(Type.String(), TierView),
+  draining: Type.Array(Type.String()),
+  pods: Type.Integer(),
+  subsystems: open({
+    redis: Type.Literal('ok'),
+    watcher: open({ leader: nullable(Type.String()), term: Type.Optional(Type.Number()), renewed_at: Type.Optional(Type.Number()) }),
+    pod_stream: open({ lag: Type.Optional(Type.Integer()), pending: Type.Optional(Type.Integer()), consumers: Type.Optional(Type.Integer()), error: Type.Optional(Type.String()) }),
+    last_reconcile: nullable(open({ at: Type.Number(), reason: Type.Optional(Type.String()), pods: Type.Integer(), removed: Type.Integer(), orphaned: Type.Integer(), duration_ms: Type.Number() })),
+  }),
+});
+
+export const DrainRequest = Type.Object({ pod_name: PodName });
+export type DrainRequest = Static<typeof DrainRequest>;
+export const DrainResponse = open({ success: Type.Literal(true), pod_name: Type.String(), has_active_call: Type.Boolean(), active_calls: Type.Integer(), message: Type.String() });
+
+export const PodResponse = open({
+  pod_name: Type.String(),
+  tier: nullable(Type.String()),
+  status: Type.String(),
+  uid: Type.Optional(Type.String()),
+  ready: Type.Boolean(),
+  terminating: Type.Boolean(),
+  draining: Type.Boolean(),
+  allocated_call_sid: nullable(Type.String()),
+  allocated_at: nullable(Type.Number()),
+  source_pool: nullable(Type.String()),
+  lease: nullable(Type.String()),
+  active_calls: Type.Integer(),
+  calls: Type.Array(Type.String()),
+  metadata: Type.Unknown({ description: 'pod metadata JSON or null' }),
+});
+
+export const CallResponse = open({
+  call_sid: Type.String(),
+  pod_name: Type.String(),
+  pod_uid: Type.Optional(Type.String()),
+  source_pool: Type.String(),
+  tier: Type.Optional(Type.String()),
+  merchant_id: Type.Optional(Type.String()),
+  provider: nullable(Type.String()),
+  allocated_at: Type.Number({ description: 'Unix seconds' }),
+  metadata: Type.Unknown({ description: 'metadata sent at allocation, or null' }),
+});
+
+export const MerchantConfig = open({ tier: Type.String(), pool: Type.Optional(Type.String()), fallback: Type.Optional(Type.Array(Type.String())) });
+const TierSpec = open({ type: Type.Union([Type.Literal('exclusive'), Type.Literal('shared')]), target: Type.Integer(), max_concurrent: Type.Optional(Type.Integer()), dedicated: Type.Optional(Type.Boolean()) });
+export const TiersResponse = open({ tiers: Type.Record(Type.String(), TierSpec), extra_pods_tier: Type.String() });
+const Violation = open({ rule: Type.String(), pod: Type.Optional(Type.String()), call_sid: Type.Optional(Type.String()), detail: Type.String() });
+
+const unauthorized = errorResponse('missing or invalid bearer token', 'UNAUTHORIZED');
+const forbidden = errorResponse('this action needs an operator token', 'FORBIDDEN');
+const unavailable = errorResponse('Redis unavailable: retry', 'REDIS_UNAVAILABLE');
+const viewerErrors = { 401: unauthorized, 503: unavailable };
+const operatorErrors = { 401: unauthorized, 403: forbidden, 503: unavailable };
+const merchantParams = Type.Object({ merchant_id: MerchantId });
+const invalidMerchantId = errorResponse('invalid merchant id', 'INVALID_MERCHANT_ID');
+const drainErrors = { 400: errorResponse('invalid body', 'INVALID_BODY', 'POD_NAME_REQUIRED', 'INVALID_POD_NAME'), 404: errorResponse('unknown pod', 'POD_NOT_FOUND'), ...operatorErrors };
+
+/** SPEC section 3, Admin: GET needs a viewer token, changes an operator token (when tokens are configured). */
+export const adminRoutes = {
+  status: {
+    method: 'GET', path: '/api/v1/status', summary: 'Pools per tier (assigned, available, load), draining pods, active calls, subsystem health', security: 'viewer',
+    responses: { 200: { description: 'the live state', schema: StatusResponse }, ...viewerErrors },
+  },
+  drain: {
+    method: 'POST', path: '/api/v1/drain', summary: 'Drain a pod: no new calls; active calls finish', security: 'operator', body: DrainRequest,
+    responses: { 200: { description: 'drained', schema: DrainResponse }, ...drainErrors },
+  },
+  undrain: {
+    method: 'POST', path: '/api/v1/undrain', summary: 'Undrain a pod', security: 'operator', body: DrainRequest,
+    responses: { 200: { description: 'undrained', schema: DrainResponse }, ...drainErrors },
+  },
+  pod: {
+    method: 'GET', path: '/api/v1/pod/{name}', summary: 'One pod: tier, status, calls, lease, draining', security: 'viewer',
+    params: Type.Object({ name: { ...PodName, 'x-errors': { invalid: { code: 'INVALID_POD_NAME', message: 'pod name must be a DNS-1123 label' } } } }),
+    responses: { 200: { description: 'the pod', schema: PodResponse }, 400: errorResponse('invalid pod name', 'INVALID_POD_NAME'), 404: errorResponse('unknown pod', 'POD_NOT_FOUND'), ...viewerErrors },
+  },
+  calls: {
+    method: 'GET', path: '/api/v1/admin/calls', summary: 'Live calls, oldest first', security: 'viewer',
+    query: Type.Object({ limit: Type.Optional(field(Type.String({ pattern: '^[0-9]+$', description: 'integer 1-10000, default 1000' }), { invalid: { code: 'INVALID_LIMIT', message: 'limit must be an integer 1-10000' } })) }),
+    responses: { 200: { description: 'live calls', schema: open({ count: Type.Integer(), calls: Type.Array(CallResponse) }) }, 400: errorResponse('bad limit', 'INVALID_LIMIT'), ...viewerErrors },
+  },
+  call: {
+    method: 'GET', path: '/api/v1/admin/calls/{call_sid}', summary: 'One live call', security: 'viewer',
+    params: Type.Object({ call_sid: callIdField() }),
+    responses: { 200: { description: 'the call', schema: CallResponse }, 400: errorResponse('invalid call_sid', 'INVALID_CALL_SID'), 404: errorResponse('no such call', 'CALL_NOT_FOUND'), ...viewerErrors },
+  },
+  merchants: {
+    method: 'GET', path: '/api/v1/admin/merchants', summary: 'Every merchant config', security: 'viewer',
+    responses: { 200: { description: 'merchant id -> config', schema: open({ merchants: Type.Record(Type.String(), Type.Unknown()) }) }, ...viewerErrors },
+  },
+  merchant: {
+    method: 'GET', path: '/api/v1/admin/merchants/{merchant_id}', summary: 'A merchant config', security: 'viewer', params: merchantParams,
+    responses: { 200: { description: 'the config', schema: open({ merchant_id: Type.String(), config: MerchantConfig }) }, 400: invalidMerchantId, 404: errorResponse('no config', 'MERCHANT_NOT_FOUND'), ...viewerErrors },
+  },
+  putMerchant: {
+    method: 'PUT', path: '/api/v1/admin/merchants/{merchant_id}', summary: 'Set a merchant config {tier, pool?, fallback?}', security: 'operator', params: merchantParams,
+    body: Type.Unknown({ description: '{"tier": "gold", "pool"?: "merchant_acme", "fallback"?: ["standard"]}: validated against the live tiers' }),
+    responses: {
+      200: { description: 'saved', schema: open({ success: Type.Literal(true), merchant_id: Type.String(), config: MerchantConfig }) },
+      400: errorResponse('invalid merchant id or config', 'INVALID_MERCHANT_ID', 'INVALID_MERCHANT_CONFIG', 'INVALID_BODY'),
+      ...operatorErrors,
+    },
+  },
+  deleteMerchant: {
+    method: 'DELETE', path: '/api/v1/admin/merchants/{merchant_id}', summary: 'Remove a merchant config', security: 'operator', params: merchantParams,
+    responses: { 200: { description: 'removed', schema: open({ success: Type.Literal(true), merchant_id: Type.String() }) }, 400: invalidMerchantId, 404: errorResponse('no config', 'MERCHANT_NOT_FOUND'), ...operatorErrors },
+  },
+  tiers: {
+    method: 'GET', path: '/api/v1/admin/tiers', summary: 'The live TIER_CONFIG document', security: 'viewer',
+    responses: { 200: { description: 'tiers', schema: TiersResponse }, ...viewerErrors },
+  },
+  putTiers: {
+    method: 'PUT', path: '/api/v1/admin/tiers', summary: 'Replace TIER_CONFIG at run time; idle pods move now, busy pods when free', security: 'operator',
+    body: Type.Unknown({ description: '{"tiers": {TIER_CONFIG}, "extra_pods_tier"?: "standard"} or the TIER_CONFIG object itself' }),
+    responses: {
+      200: { description: 'applied', schema: open({ success: Type.Literal(true), tiers: Type.Record(Type.String(), TierSpec), extra_pods_tier: Type.String(), pods_moved: Type.Integer() }) },
+      400: errorResponse('invalid tier config', 'INVALID_TIER_CONFIG', 'INVALID_BODY'),
+      ...operatorErrors,
+    },
+  },
+  reconcile: {
+    method: 'POST', path: '/api/v1/admin/reconcile', summary: 'Enqueue a full reconcile job now', security: 'operator',
+    responses: { 202: { description: 'enqueued', schema: open({ success: Type.Literal(true), job_id: Type.String(), job: Type.String() }) }, ...operatorErrors },
+  },
+  invariants: {
+    method: 'GET', path: '/api/v1/admin/invariants', summary: 'Check the SPEC section 7 invariants', security: 'viewer',
+    responses: { 200: { description: '{ok, violations}', schema: open({ ok: Type.Boolean(), violations: Type.Array(Violation) }) }, ...viewerErrors },
+  },
+} satisfies Record<string, RouteContract>;
