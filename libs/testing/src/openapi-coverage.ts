@@ -2,6 +2,8 @@ import SwaggerParser from '@apidevtools/swagger-parser';
 import Ajv2020 from 'ajv/dist/2020';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { SERVED_ROUTES } from '@smart-router/http';
+import { PoolFixture, createPoolFixture } from './pool-fixture';
+import { sharedRedisUrl } from './shared-redis';
 
 const METHODS = ['get', 'post', 'put', 'delete', 'patch'];
 
@@ -70,4 +72,26 @@ function collectSchemas(node: unknown, found: object[] = []): object[] {
     else collectSchemas(value, found);
   }
   return found;
+}
+
+/** The OpenAPI test of one HTTP app, started in-process by its `bootstrap(env)` on the shared test Redis. */
+export function describeOpenApi(name: string, bootstrap: (env: Record<string, string>) => Promise<NestFastifyApplication>): void {
+  // Jest's globals, read when called (this library is also built for the benchmark, outside Jest).
+  const { describe, it, expect, beforeAll, afterAll } = globalThis as unknown as typeof import('@jest/globals');
+  describe(`${name} /openapi.json`, () => {
+    let pool: PoolFixture;
+    let app: NestFastifyApplication;
+    beforeAll(async () => {
+      pool = await createPoolFixture({ url: sharedRedisUrl() });
+      app = await bootstrap({ REDIS_URL: sharedRedisUrl(), REDIS_PREFIX: pool.keys.prefix, HTTP_PORT: '0', LOG_LEVEL: 'error' });
+    });
+    afterAll(async () => {
+      await app.close();
+      await pool.close();
+    });
+
+    it('is valid OpenAPI, documents every served route, and every documented route answers', async () => {
+      expect(await openApiProblems(app)).toEqual([]);
+    });
+  });
 }
