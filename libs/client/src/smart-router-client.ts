@@ -44,7 +44,14 @@ export class SmartRouterClient {
       },
       body,
     });
-    const parsed = (await response.json()) as T & ErrorBody;
+    const text = await response.text();
+    let parsed: T & ErrorBody;
+    try {
+      parsed = JSON.parse(text) as T & ErrorBody;
+    } catch {
+      // Not ours (a proxy's error page): still an answer with a status.
+      parsed = { error: text.slice(0, 200), code: 'NOT_JSON' } as T & ErrorBody;
+    }
     return response.status === 200 ? { ok: true, status: 200, body: parsed } : { ok: false, status: response.status, body: parsed };
   }
 }

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import type Redis from 'ioredis';
 import { WS_PATH } from '@smart-router/allocation';
+import { SmartRouterClient } from '@smart-router/client';
 import type { RedisKeys } from '@smart-router/redis-keys';
 
 /** Who holds a call, read from its call record (what a real voice agent knows from its own assignment). */
@@ -34,7 +35,11 @@ export class SimulatedVoiceAgents {
   readonly open = new Map<string, WebSocket>();
   releases = 0;
 
-  constructor(private readonly options: VoiceAgentsOptions) {}
+  private readonly client: SmartRouterClient;
+
+  constructor(private readonly options: VoiceAgentsOptions) {
+    this.client = new SmartRouterClient(options.allocationApiUrl);
+  }
 
   async start(): Promise<number> {
     const server = createServer((_request, response) => {
@@ -90,11 +95,7 @@ export class SimulatedVoiceAgents {
    */
   private async release(callSid: string): Promise<void> {
     for (let attempt = 1; attempt <= 5; attempt += 1) {
-      const status = await fetch(`${this.options.allocationApiUrl}/api/v1/release`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ call_sid: callSid, reason: 'websocket_closed' }),
-      }).then((response) => response.status, () => 0);
+      const status = await this.client.release({ call_sid: callSid, reason: 'websocket_closed' }).then((answer) => answer.status, () => 0);
       if (status === 200 || status === 404) {
         this.releases += 1;
         return;
