@@ -1,7 +1,7 @@
 import { Queue } from 'bullmq';
 import { Counter, ObservableGauge } from '@opentelemetry/api';
 import { ApiError, RedisUnavailableError } from '@smart-router/http';
-import { ScriptCode, fromTierDocument, merchantConfigProblem, toTierDocument } from '@smart-router/allocation';
+import { MerchantConfig, ScriptCode, fromTierDocument, merchantConfigProblem, toTierDocument } from '@smart-router/allocation';
 import { InvariantViolation, PoolScripts } from '@smart-router/redis-scripts';
 import { validateTierConfig, ConfigError, CommonSettings } from '@smart-router/config';
 import { JOBS } from '@smart-router/events';
@@ -35,19 +35,21 @@ export class AdminService {
     // Pool sizes and live calls, read from Redis when Prometheus scrapes (a failed read observes nothing).
     const poolPods = meter.createObservableGauge('smart_router_pool_pods', { description: 'Pods per tier and state (assigned, available)' });
     const activeCalls = meter.createObservableGauge('smart_router_active_calls', { description: 'Live calls (call records)' });
+    const waiting = meter.createObservableGauge('smart_router_waiting_requests', { description: 'Allocations waiting for a pod, across every replica' });
     meter.addBatchObservableCallback(async (observer) => {
       try {
         const { config } = await this.tiers();
-        const [pools, calls] = await Promise.all([this.repository.pools(config), this.repository.activeCallCount()]);
+        const [pools, calls, queued] = await Promise.all([this.repository.pools(config), this.repository.activeCallCount(), this.repository.waitingCount()]);
         for (const [tier, view] of Object.entries(pools)) {
           observer.observe(poolPods, view.assigned.length, { tier, state: 'assigned' });
           observer.observe(poolPods, view.available.length, { tier, state: 'available' });
         }
         observer.observe(activeCalls, calls);
+        observer.observe(waiting, queued);
       } catch {
         this.redisErrors.add(1, { operation: 'metrics' });
       }
-    }, [poolPods, activeCalls]);
+    }, [poolPods, activeCalls, waiting]);
   }
 
   private async guard<T>(operation: string, work: () => Promise<T>): Promise<T> {
@@ -68,13 +70,15 @@ export class AdminService {
   status() {
     return this.guard('status', async () => {
       const { config } = await this.tiers();
-      const [pools, pods, activeCalls, subsystems] = await Promise.all([
+      const [pools, pods, activeCalls, subsystems, waiting] = await Promise.all([
         this.repository.pools(config), this.repository.podNames(), this.repository.activeCallCount(), this.repository.subsystems(),
+        this.repository.waitingCount(),
       ]);
       const watcher = subsystems.watcher as { leader: string | null };
       return {
         status: 'up',
         active_calls: activeCalls,
+        waiting,
         is_leader: watcher.leader !== null,
         pools,
         draining: await this.repository.draining(pods),
@@ -143,8 +147,10 @@ export class AdminService {
         const config = text ? fromTierDocument(text).config : this.settings.tiers;
         const problem = merchantConfigProblem(body, config);
         if (problem) throw ApiError.badRequest(problem, 'INVALID_MERCHANT_CONFIG');
-        const { tier, pool, fallback } = body as { tier: string; pool?: string; fallback?: string[] };
-        const normalized = { tier, ...(pool !== undefined ? { pool } : {}), ...(fallback !== undefined ? { fallback } : {}) };
+        const { tier, pool, fallback, max_calls: maxCalls } = body as MerchantConfig;
+        const normalized: MerchantConfig = {
+          tier, ...(pool !== undefined ? { pool } : {}), ...(fallback !== undefined ? { fallback } : {}), ...(maxCalls !== undefined ? { max_calls: maxCalls } : {}),
+        };
         const written = await this.scripts.setMerchantConfig(id, JSON.stringify(normalized), text ?? '');
         if (written !== ScriptCode.ConfigChanged) return { success: true, merchant_id: id, config: normalized };
         if (attempt === 3) throw ApiError.unavailable('tier config keeps changing, retry', 'CONFIG_CHANGING');

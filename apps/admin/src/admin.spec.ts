@@ -46,7 +46,7 @@ describe('admin API', () => {
     await allocate('s-3');
     const { status, body } = await admin.call('GET', '/api/v1/status');
     expect(status).toBe(200);
-    expect(body).toMatchObject({ status: 'up', active_calls: 3, draining: ['voice-agent-4'] });
+    expect(body).toMatchObject({ status: 'up', active_calls: 3, waiting: 0, draining: ['voice-agent-4'] });
     const pools = body.pools as Record<string, { type: string; assigned: string[]; available: string[]; load: Record<string, number>; max_concurrent?: number }>;
     expect(pools.gold).toMatchObject({ type: 'exclusive', assigned: ['voice-agent-0'], available: ['voice-agent-0'] });
     expect(pools.basic).toMatchObject({ type: 'shared', max_concurrent: 3, assigned: ['voice-agent-2'], available: ['voice-agent-2'], load: { 'voice-agent-2': 2 } });
@@ -119,6 +119,11 @@ describe('admin API', () => {
     expect((await admin.call('PUT', '/api/v1/admin/merchants/m-1', { tier: 'dedicated', pool: 'gold' })).status).toBe(400);
     expect((await admin.call('PUT', '/api/v1/admin/merchants/m-1', { tier: 'gold' })).body).toMatchObject({ success: true, config: { tier: 'gold' } });
     expect((await admin.call('GET', '/api/v1/admin/merchants/m-1')).body).toEqual({ merchant_id: 'm-1', config: { tier: 'gold' } });
+    for (const maxCalls of [0, -1, 1.5, '3', null]) {
+      expect((await admin.call('PUT', '/api/v1/admin/merchants/m-cap', { tier: 'standard', max_calls: maxCalls })).body).toMatchObject({ code: 'INVALID_MERCHANT_CONFIG', error: 'max_calls must be a positive integer' });
+    }
+    expect((await admin.call('PUT', '/api/v1/admin/merchants/m-cap', { tier: 'standard', max_calls: 3 })).body).toMatchObject({ success: true, config: { tier: 'standard', max_calls: 3 } });
+    expect((await admin.call('GET', '/api/v1/admin/merchants/m-cap')).body).toEqual({ merchant_id: 'm-cap', config: { tier: 'standard', max_calls: 3 } });
     const result = await allocate('m-call', 'm-1');
     expect(result.ok && result.allocation.sourcePool).toBe('pool:gold');
     expect((await admin.call('DELETE', '/api/v1/admin/merchants/m-1')).status).toBe(200);

@@ -67,6 +67,11 @@ export class PoolStateRepository {
     return pods.filter((_, index) => flags[index] !== null);
   }
 
+  /** Allocations waiting for a pod, across every replica (SPEC 9.1). */
+  async waitingCount(): Promise<number> {
+    return this.redis.zcard(this.keys.waitQueue());
+  }
+
   async activeCallCount(): Promise<number> {
     return this.redis.zcard(this.keys.activeCalls());
   }

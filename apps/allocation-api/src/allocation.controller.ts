@@ -28,6 +28,7 @@ export class AllocationController {
       provider: body.provider ?? '',
       metadata,
       refuseTombstoned: false,
+      waitMs: body.wait_ms ?? 0,
     });
     if (!outcome.ok) return this.refuse(reply, outcome.refusal);
     const call = outcome.value;

@@ -27,7 +27,7 @@ export class AppModule {
         {
           provide: WebhooksService,
           inject: [CallAllocator],
-          useFactory: (allocator: CallAllocator) => new WebhooksService(allocator, new WebhookMetrics(telemetry), logger),
+          useFactory: (allocator: CallAllocator) => new WebhooksService(allocator, new WebhookMetrics(telemetry), logger, config.waitMs),
         },
       ],
     };

@@ -16,6 +16,8 @@ export interface WebhooksConfig {
    * X-Forwarded-Proto/-Host (behind the gateway) or Host.
    */
   publicBaseUrl?: string;
+  /** How long an answer webhook waits for a pod when none is free (SPEC 9.1), ms. */
+  waitMs: number;
   otlpEndpoint?: string;
 }
 
@@ -43,6 +45,7 @@ export function readWebhooksConfig(env = new EnvReader()): WebhooksConfig {
     plivoAuthTokens: env.list('PLIVO_AUTH_TOKENS'),
     exotelCredentials,
     publicBaseUrl: readPublicBaseUrl(env),
+    waitMs: env.int('WEBHOOK_WAIT_MS', 3000, { min: 0, max: 10000 }),
     otlpEndpoint: env.optionalString('OTEL_EXPORTER_OTLP_ENDPOINT'),
   };
 }

@@ -27,6 +27,8 @@ export class WebhooksService {
     private readonly allocator: CallAllocator,
     private readonly metrics: WebhookMetrics,
     private readonly logger: LoggerService,
+    /** WEBHOOK_WAIT_MS: providers wait well beyond it, so a call waits for a pod rather than hearing "no agent". */
+    private readonly waitMs: number,
   ) {}
 
   /**
@@ -49,6 +51,7 @@ export class WebhooksService {
         provider: adapter.name,
         metadata: template ? JSON.stringify({ template: template.slice(0, MAX_TEMPLATE_LENGTH) }) : '',
         refuseTombstoned: true,
+        waitMs: this.waitMs,
       });
       this.metrics.answers.add(1, { provider: adapter.name, result: call.wasExisting ? 'existing' : 'allocated' });
       return adapter.answerDocument(call.wsUrl);

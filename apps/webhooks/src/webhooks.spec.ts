@@ -14,7 +14,7 @@ interface Answer {
 async function startWebhooks(redisUrl: string, prefix: string, extra: Record<string, string> = {}) {
   const app: NestFastifyApplication = await bootstrap({
     REDIS_URL: redisUrl, REDIS_PREFIX: prefix, HTTP_PORT: '0', LOG_LEVEL: 'error',
-    VOICE_AGENT_BASE_URL: 'wss://buddy.example.test', ...extra,
+    VOICE_AGENT_BASE_URL: 'wss://buddy.example.test', WEBHOOK_WAIT_MS: '200', ...extra,
   });
   const address = app.getHttpServer().address();
   const base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
@@ -42,6 +42,8 @@ const PLIVO_FAILURE = /^<Response><Speak>[^<]+<\/Speak><Hangup\/><\/Response>$/;
 async function snapshot(pool: PoolFixture): Promise<Record<string, unknown>> {
   const state: Record<string, unknown> = {};
   for (const key of (await pool.redis.keys(`${pool.keys.prefix}*`)).sort()) {
+    // The wait queue's arrival counter: a request that waited and timed out leaves nothing else.
+    if (key === pool.keys.waitSequence()) continue;
     const type = await pool.redis.type(key);
     if (type === 'string') state[key] = await pool.redis.get(key);
     else if (type === 'hash') state[key] = await pool.redis.hgetall(key);
@@ -163,14 +165,16 @@ describe('provider webhooks against a real Redis', () => {
       expect(await invariants()).toEqual([]);
     });
 
-    it.each(PROVIDERS)('%s with no pod left: the provider failure document, nothing allocated', async (provider) => {
+    it.each(PROVIDERS)('%s with no pod left: waits WEBHOOK_WAIT_MS, then the provider failure document, nothing allocated', async (provider) => {
       // Default chain: standard (3 exclusive pods) then basic (1 pod x 3 calls); gold is never used.
       for (let i = 0; i < 6; i += 1) {
         const filled = await pool.scripts.allocate({ callSid: `fill-${i}`, merchantId: '', provider: '', metadata: '', refuseTombstoned: false });
         expect(filled.ok).toBe(true);
       }
       const before = await snapshot(pool);
+      const sent = Date.now();
       const answer = await answerCall(webhooks, provider, `/api/v1/${provider}/answer`, `${provider}-nopod-1`);
+      expect(Date.now() - sent).toBeGreaterThanOrEqual(150);
       expectFailure(provider, answer, 'NO_POD_AVAILABLE');
       expect(await snapshot(pool)).toEqual(before);
       expect(await invariants()).toEqual([]);

@@ -4,6 +4,8 @@ export interface MerchantConfig {
   tier: string;
   pool?: string;
   fallback?: string[];
+  /** At this many live calls the next allocation answers 429 MERCHANT_LIMIT (SPEC 9.1). */
+  max_calls?: number;
 }
 
 const CHAIN_TIERS = new Set(['gold', 'standard', 'overflow', 'basic', 'dedicated']);
@@ -30,6 +32,11 @@ export function merchantConfigProblem(value: unknown, tiers: TierConfig): string
     }
     for (const tier of config.fallback as string[]) {
       if (!tiers.has(tier) && !CHAIN_TIERS.has(tier)) return `fallback tier "${tier}" does not exist`;
+    }
+  }
+  if (config.max_calls !== undefined) {
+    if (typeof config.max_calls !== 'number' || !Number.isSafeInteger(config.max_calls) || config.max_calls < 1) {
+      return 'max_calls must be a positive integer';
     }
   }
   return null;

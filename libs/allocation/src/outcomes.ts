@@ -8,6 +8,11 @@ export enum ScriptCode {
   StaleLeader = -5,
   NewerState = -6,
   ConfigChanged = -7,
+  MerchantLimit = -8,
+  /** No pod free: the request joined the wait queue (settleWait tells its outcome). */
+  Queued = -9,
+  /** The call_sid is already waiting: the request shares the first one's outcome. */
+  AlreadyWaiting = -10,
 }
 
 export interface Allocation {

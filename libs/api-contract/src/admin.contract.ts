@@ -29,6 +29,7 @@ export const StatusResponse = open({
   pools: Type.Record(Type.String(), TierView),
   draining: Type.Array(Type.String()),
   pods: Type.Integer(),
+  waiting: Type.Integer({ description: 'allocations waiting for a pod (wait_ms), across every replica' }),
   subsystems: open({
     redis: Type.Literal('ok'),
     watcher: open({ leader: nullable(Type.String()), term: Type.Optional(Type.Number()), renewed_at: Type.Optional(Type.Number()) }),
@@ -70,7 +71,7 @@ export const CallResponse = open({
   metadata: Type.Unknown({ description: 'metadata sent at allocation, or null' }),
 });
 
-export const MerchantConfig = open({ tier: Type.String(), pool: Type.Optional(Type.String()), fallback: Type.Optional(Type.Array(Type.String())) });
+export const MerchantConfig = open({ tier: Type.String(), pool: Type.Optional(Type.String()), fallback: Type.Optional(Type.Array(Type.String())), max_calls: Type.Optional(Type.Integer({ description: 'most concurrent calls of this merchant (429 MERCHANT_LIMIT beyond)' })) });
 const TierSpec = open({ type: Type.Union([Type.Literal('exclusive'), Type.Literal('shared')]), target: Type.Integer(), max_concurrent: Type.Optional(Type.Integer()), dedicated: Type.Optional(Type.Boolean()) });
 export const TiersResponse = open({ tiers: Type.Record(Type.String(), TierSpec), extra_pods_tier: Type.String() });
 const Violation = open({ rule: Type.String(), pod: Type.Optional(Type.String()), call_sid: Type.Optional(Type.String()), detail: Type.String() });
@@ -87,7 +88,7 @@ const drainErrors = { 400: errorResponse('invalid body', 'INVALID_BODY', 'POD_NA
 /** SPEC section 3, Admin: GET needs a viewer token, changes an operator token (when tokens are configured). */
 export const adminRoutes = {
   status: {
-    method: 'GET', path: '/api/v1/status', summary: 'Pools per tier (assigned, available, load), draining pods, active calls, subsystem health', security: 'viewer',
+    method: 'GET', path: '/api/v1/status', summary: 'Pools per tier (assigned, available, load), draining pods, active calls, waiting requests, subsystem health', security: 'viewer',
     responses: { 200: { description: 'the live state', schema: StatusResponse }, ...viewerErrors },
   },
   drain: {
@@ -122,8 +123,8 @@ export const adminRoutes = {
     responses: { 200: { description: 'the config', schema: open({ merchant_id: Type.String(), config: MerchantConfig }) }, 400: invalidMerchantId, 404: errorResponse('no config', 'MERCHANT_NOT_FOUND'), ...viewerErrors },
   },
   putMerchant: {
-    method: 'PUT', path: '/api/v1/admin/merchants/{merchant_id}', summary: 'Set a merchant config {tier, pool?, fallback?}', security: 'operator', params: merchantParams,
-    body: Type.Unknown({ description: '{"tier": "gold", "pool"?: "merchant_acme", "fallback"?: ["standard"]}: validated against the live tiers' }),
+    method: 'PUT', path: '/api/v1/admin/merchants/{merchant_id}', summary: 'Set a merchant config {tier, pool?, fallback?, max_calls?}', security: 'operator', params: merchantParams,
+    body: Type.Unknown({ description: '{"tier": "gold", "pool"?: "merchant_acme", "fallback"?: ["standard"], "max_calls"?: 10}: validated against the live tiers' }),
     responses: {
       200: { description: 'saved', schema: open({ success: Type.Literal(true), merchant_id: Type.String(), config: MerchantConfig }) },
       400: errorResponse('invalid merchant id or config', 'INVALID_MERCHANT_ID', 'INVALID_MERCHANT_CONFIG', 'INVALID_BODY'),

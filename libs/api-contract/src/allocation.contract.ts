@@ -1,6 +1,9 @@
 import { Static, Type } from '@sinclair/typebox';
 import { callIdField, OptionalMerchantId, optionalText } from './identifiers';
-import { RouteContract, errorResponse } from './route-contract';
+import { RouteContract, errorResponse, field } from './route-contract';
+
+/** SPEC 9.1: the longest an allocation may wait for a pod. */
+export const MAX_WAIT_MS = 10000;
 
 /** Largest `metadata`, as JSON text (checked after validation: a size of JSON text is not a schema keyword). */
 export const MAX_METADATA_BYTES = 4096;
@@ -11,6 +14,9 @@ export const AllocateRequest = Type.Object({
   reseller_id: Type.Optional({ ...OptionalMerchantId, description: 'alias of merchant_id (the Python client sends it)' }),
   provider: Type.Optional(optionalText('provider', 64, 'telephony provider, recorded on the call')),
   metadata: Type.Optional(Type.Unknown({ description: `any JSON, recorded on the call (at most ${MAX_METADATA_BYTES} bytes as JSON)` })),
+  wait_ms: Type.Optional(field(Type.Integer({ minimum: 0, maximum: MAX_WAIT_MS, description: 'wait up to this long for a pod when none is free (SPEC 9.1); 0 or absent = answer 503 at once' }), {
+    invalid: { code: 'INVALID_FIELD', message: `wait_ms must be an integer from 0 to ${MAX_WAIT_MS}` },
+  })),
 });
 export type AllocateRequest = Static<typeof AllocateRequest>;
 
@@ -56,8 +62,9 @@ export const allocationRoutes = {
       401: unauthorized,
       413: tooLarge,
       415: unsupported,
+      429: errorResponse('the merchant holds its max_calls', 'MERCHANT_LIMIT'),
       500: errorResponse('merchant configuration is invalid', 'MERCHANT_CONFIG_INVALID', 'INTERNAL'),
-      503: errorResponse('no pod, Redis unavailable, or state being rebuilt: retry', 'NO_POD_AVAILABLE', 'REDIS_UNAVAILABLE', 'STATE_REBUILDING'),
+      503: errorResponse('no pod (within wait_ms), Redis unavailable, or state being rebuilt: retry', 'NO_POD_AVAILABLE', 'REDIS_UNAVAILABLE', 'STATE_REBUILDING'),
     },
   },
   release: {

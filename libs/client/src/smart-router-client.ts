@@ -8,6 +8,8 @@ export interface ClientOptions {
   token?: string;
   /** Extra headers on every request (e.g. `traceparent`). */
   headers?: Record<string, string>;
+  /** Abandon a request after this long (the promise rejects). */
+  timeoutMs?: number;
 }
 
 /**
@@ -43,6 +45,7 @@ export class SmartRouterClient {
         ...headers,
       },
       body,
+      ...(this.options.timeoutMs ? { signal: AbortSignal.timeout(this.options.timeoutMs) } : {}),
     });
     const text = await response.text();
     let parsed: T & ErrorBody;

@@ -2,7 +2,9 @@ import 'reflect-metadata';
 import { DynamicModule, INestApplication, LoggerService, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ErrorCounter, JsonExceptionFilter } from './exception.filter';
+import { answerClientError, answerForStatus, describeFrameworkError, MAX_PARAM_LENGTH } from './framework-errors';
 import { installRequestTracing } from './request-tracing';
 import { ERRORS_KEYWORD } from '@smart-router/api-contract';
 
@@ -32,11 +34,24 @@ export const SERVED_ROUTES = new WeakMap<object, { method: string; path: string 
 export async function startHttpApp(options: HttpAppOptions): Promise<NestFastifyApplication> {
   // return503OnClosing off: a request already on an accepted connection when SIGTERM closes the
   // listener is served, not refused (zero-failure rolling restarts; new connections go elsewhere).
-  // Ajv as our schemas need it: no type coercion (a number is not a call_sid), and the
-  // `x-errors` extension (a field's 400 code and message) allowed as a keyword.
+  const countError = options.countError ?? (() => undefined);
   const adapter = new FastifyAdapter({
-    bodyLimit: BODY_LIMIT_BYTES, trustProxy: true, return503OnClosing: false,
+    bodyLimit: BODY_LIMIT_BYTES,
+    trustProxy: true,
+    return503OnClosing: false,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // Ajv as our schemas need it: no type coercion (a number is not a call_sid), and the
+    // `x-errors` extension (a field's 400 code and message) allowed as a keyword.
     ajv: { customOptions: { coerceTypes: false, keywords: [ERRORS_KEYWORD] } },
+    // Errors raised before a route runs (bad URL encoding, over-long parameter) and by Node's
+    // parser (oversized request line or headers): our JSON, never Fastify's text quoting the URL.
+    frameworkErrors: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+      const answer = describeFrameworkError(error) ?? answerForStatus(400);
+      options.logger.warn(`${request.method} ${request.url.slice(0, 200)} -> ${answer.status} ${answer.code}: ${answer.message}`);
+      countError(answer.status, answer.code);
+      void reply.status(answer.status).header('content-type', 'application/json; charset=utf-8').send(JSON.stringify({ error: answer.message, code: answer.code }));
+    },
+    clientErrorHandler: answerClientError,
   });
   const fastify = adapter.getInstance();
   const routes: { method: string; path: string }[] = [];
@@ -49,7 +64,7 @@ export async function startHttpApp(options: HttpAppOptions): Promise<NestFastify
     rawBody: options.rawBody ?? false,
     bufferLogs: false,
   });
-  app.useGlobalFilters(new JsonExceptionFilter(options.logger, options.countError));
+  app.useGlobalFilters(new JsonExceptionFilter(options.logger, countError));
   SERVED_ROUTES.set(app, routes);
   app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
   installShutdownDeadline(app);

@@ -1,28 +1,8 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, LoggerService } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from './api-error';
+import { INVALID_BODY, answerForStatus, describeFrameworkError } from './framework-errors';
 import { schemaErrorAnswer } from './schema-errors';
-
-const FASTIFY_ERRORS: Record<string, { status: number; code: string; message: string }> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'PAYLOAD_TOO_LARGE', message: 'request body too large' },
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: { status: 415, code: 'UNSUPPORTED_MEDIA_TYPE', message: 'unsupported content type' },
-  FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, code: 'INVALID_BODY', message: 'invalid request body' },
-  FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'INVALID_BODY', message: 'invalid request body' },
-};
-
-function codeForStatus(status: number): string {
-  switch (status) {
-    case 400: return 'INVALID_REQUEST';
-    case 401: return 'UNAUTHORIZED';
-    case 403: return 'FORBIDDEN';
-    case 404: return 'NOT_FOUND';
-    case 405: return 'METHOD_NOT_ALLOWED';
-    case 413: return 'PAYLOAD_TOO_LARGE';
-    case 415: return 'UNSUPPORTED_MEDIA_TYPE';
-    case 503: return 'SERVICE_UNAVAILABLE';
-    default: return status >= 500 ? 'INTERNAL' : 'REQUEST_FAILED';
-  }
-}
 
 export interface ErrorCounter {
   (status: number, code: string): void;
@@ -61,26 +41,11 @@ export class JsonExceptionFilter implements ExceptionFilter {
       const schema = (request.routeOptions?.schema as Record<string, unknown> | undefined)?.[where ?? 'body'];
       return schemaErrorAnswer(validation.validation, where, schema as never, input);
     }
-    const fastifyCode = (exception as { code?: string })?.code;
-    if (fastifyCode && FASTIFY_ERRORS[fastifyCode]) return FASTIFY_ERRORS[fastifyCode];
-    if ((exception as Error)?.name === 'SyntaxError' || (exception as { type?: string })?.type === 'entity.parse.failed') {
-      return { status: 400, code: 'INVALID_BODY', message: 'invalid request body' };
-    }
-    if (exception instanceof HttpException) {
-      const status = exception.getStatus();
-      // Our own validation throws ApiError; a bare 400 is the framework refusing the body.
-      if (status === 400) return { status, code: 'INVALID_BODY', message: 'invalid request body' };
-      if (status === 413) return { status, code: 'PAYLOAD_TOO_LARGE', message: 'request body too large' };
-      const body = exception.getResponse();
-      const text = typeof body === 'string' ? body : (body as { message?: unknown }).message;
-      const message = status >= 500 ? 'internal error' : Array.isArray(text) ? text.join('; ') : String(text ?? exception.message);
-      return { status, code: codeForStatus(status), message: status === 404 && /^Cannot /.test(message) ? 'route not found' : message };
-    }
-    const statusCode = (exception as { statusCode?: number })?.statusCode;
-    if (statusCode === 400) return { status: 400, code: 'INVALID_BODY', message: 'invalid request body' };
-    if (typeof statusCode === 'number' && statusCode > 400 && statusCode < 500) {
-      return { status: statusCode, code: codeForStatus(statusCode), message: 'invalid request' };
-    }
+    const framework = describeFrameworkError(exception);
+    if (framework) return framework;
+    // Nest's own (not-found route and the like): our code and wording, never its text, which quotes
+    // the URL. A bare 400 is the framework refusing the body; our own validation throws ApiError.
+    if (exception instanceof HttpException) return exception.getStatus() === 400 ? INVALID_BODY : answerForStatus(exception.getStatus());
     return { status: 500, code: 'INTERNAL', message: 'internal error' };
   }
 }

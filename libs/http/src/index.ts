@@ -8,3 +8,4 @@ export * from './request-tracing';
 export * from './route.decorator';
 export * from './schema-errors';
 export * from './identifiers';
+export * from './framework-errors';

@@ -1,8 +1,9 @@
 import { Allocation, Release, ScriptCode, isCallSid } from '@smart-router/allocation';
-import { ApiError } from '@smart-router/http';
+import { ApiError, RedisUnavailableError } from '@smart-router/http';
 import { PoolScripts } from '@smart-router/redis-scripts';
 import { Telemetry } from '@smart-router/telemetry';
 import { PoolMetrics } from './pool-metrics';
+import { WaitWakeups, WakeTicket } from './wait-wakeups';
 
 export interface AllocateRequest {
   callSid: string;
@@ -10,7 +11,12 @@ export interface AllocateRequest {
   provider: string;
   metadata: string;
   refuseTombstoned: boolean;
+  /** Wait this long (ms) for a pod when none is free (SPEC 9.1); 0 = answer 503 at once. */
+  waitMs?: number;
 }
+
+/** Past its deadline, a waiting request gets its answer within this (settleWait decides). */
+const DEADLINE_SLACK_MS = 20;
 
 export interface AllocatedCall extends Allocation {
   wsUrl: string;
@@ -28,6 +34,7 @@ export const REFUSALS = {
   noPod: refusal(503, 'NO_POD_AVAILABLE', 'no pod available'),
   stateMissing: refusal(503, 'STATE_REBUILDING', 'pool state is being rebuilt, retry shortly'),
   tombstoned: refusal(409, 'CALL_ENDED', 'call already ended'),
+  merchantLimit: refusal(429, 'MERCHANT_LIMIT', 'merchant has reached its max_calls'),
   badMerchantConfig: refusal(500, 'MERCHANT_CONFIG_INVALID', 'merchant configuration is invalid'),
   redisUnavailable: refusal(503, 'REDIS_UNAVAILABLE', 'state store unavailable, retry shortly'),
   callNotFound: refusal(404, 'CALL_NOT_FOUND', 'call not found'),
@@ -35,6 +42,8 @@ export const REFUSALS = {
 } as const;
 
 export type Outcome<T> = { ok: true; value: T } | { ok: false; refusal: Refusal };
+
+const refuse = (answer: Refusal): { ok: false; refusal: Refusal } => ({ ok: false, refusal: answer });
 
 /**
  * Allocation and release as callers see them: one script call each. Expected
@@ -49,6 +58,7 @@ export class CallAllocator {
     private readonly metrics: PoolMetrics,
     private readonly telemetry: Telemetry,
     private readonly voiceAgentBaseUrl: string,
+    private readonly wakeups: WaitWakeups,
   ) {}
 
   wsUrl(podName: string, callSid: string): string {
@@ -56,52 +66,119 @@ export class CallAllocator {
   }
 
   async tryAllocate(request: AllocateRequest): Promise<Outcome<AllocatedCall>> {
-    if (!isCallSid(request.callSid)) return { ok: false, refusal: REFUSALS.badCallSid };
-    const started = process.hrtime.bigint();
-    let result: Awaited<ReturnType<PoolScripts['allocate']>>;
+    if (!isCallSid(request.callSid)) return refuse(REFUSALS.badCallSid);
+    const waitMs = request.waitMs ?? 0;
+    if (waitMs > 0) await this.wakeups.ready(Math.min(waitMs, 1000));
+    // Registered before the script runs: a hand-off right after it must not be missed.
+    const ticket = waitMs > 0 ? this.wakeups.register(request.callSid) : null;
     try {
-      result = await this.telemetry.span('allocateCall', { 'call.sid': request.callSid, 'merchant.id': request.merchantId }, () => this.scripts.allocate(request));
-    } catch {
-      this.metrics.redisError('allocate');
-      this.metrics.allocated('none', 'redis_error');
-      return { ok: false, refusal: REFUSALS.redisUnavailable };
+      return await this.allocateOrWait(request, waitMs, ticket);
+    } catch (error) {
+      if (!(error instanceof RedisUnavailableError)) throw error;
+      if (waitMs > 0) {
+        // The failed command may have run (a command timeout): leave no waiter
+        // behind that a later hand-off could bind a pod to, and answer 200 if
+        // the call already holds one. Best effort: Redis may well be down.
+        const outcome = await this.scripts.settleWait(request.callSid, true).catch(() => null);
+        if (outcome?.state === 'allocated') {
+          return { ok: true, value: { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: false, wsUrl: this.wsUrl(outcome.podName, request.callSid) } };
+        }
+      }
+      return refuse(REFUSALS.redisUnavailable);
+    } finally {
+      ticket?.dispose();
     }
+  }
+
+  private async allocateOrWait(request: AllocateRequest, waitMs: number, ticket: WakeTicket | null): Promise<Outcome<AllocatedCall>> {
+    const started = process.hrtime.bigint();
+    const result = await this.redisCall('allocate', 'allocateCall', request.callSid, () => this.scripts.allocate(request), { 'merchant.id': request.merchantId });
     this.metrics.allocationSeconds.record(Number(process.hrtime.bigint() - started) / 1e9);
     if (result.ok) {
       const { allocation } = result;
       this.metrics.allocated(allocation.tier, allocation.wasExisting ? 'existing' : 'allocated');
       return { ok: true, value: { ...allocation, wsUrl: this.wsUrl(allocation.podName, request.callSid) } };
     }
+    if (result.code === ScriptCode.Queued || result.code === ScriptCode.AlreadyWaiting) {
+      // The first request for the call waits its own wait_ms; a duplicate asks for the first one's outcome.
+      const first = result.code === ScriptCode.Queued;
+      const allocation = await this.awaitOutcome(request.callSid, ticket ?? this.wakeups.register(request.callSid), first ? waitMs : 0, !first);
+      if (allocation) return { ok: true, value: { ...allocation, wsUrl: this.wsUrl(allocation.podName, request.callSid) } };
+      return refuse(REFUSALS.noPod);
+    }
     switch (result.code) {
       case ScriptCode.NoPod:
         this.metrics.allocated('none', 'no_pod');
-        return { ok: false, refusal: REFUSALS.noPod };
+        return refuse(REFUSALS.noPod);
       case ScriptCode.StateMissing:
         this.metrics.allocated('none', 'state_missing');
-        return { ok: false, refusal: REFUSALS.stateMissing };
+        return refuse(REFUSALS.stateMissing);
       case ScriptCode.Tombstoned:
         this.metrics.allocated('none', 'tombstoned');
-        return { ok: false, refusal: REFUSALS.tombstoned };
+        return refuse(REFUSALS.tombstoned);
+      case ScriptCode.MerchantLimit:
+        this.metrics.allocated('none', 'merchant_limit');
+        return refuse(REFUSALS.merchantLimit);
       case ScriptCode.BadMerchantConfig:
       default:
         this.metrics.allocated('none', 'bad_merchant_config');
-        return { ok: false, refusal: REFUSALS.badMerchantConfig };
+        return refuse(REFUSALS.badMerchantConfig);
     }
   }
 
+  /**
+   * Waits for a queued call's outcome: woken by the hand-off (pub/sub), or at
+   * the deadline, when settleWait times the waiter out in the same atomic step
+   * that decides it (a hand-off racing with it wins: the answer is 200).
+   * No polling: one check per wake-up, and the deadline's.
+   */
+  private async awaitOutcome(callSid: string, ticket: WakeTicket, firstWaitMs: number, duplicate: boolean): Promise<Allocation | null> {
+    const started = process.hrtime.bigint();
+    const observe = (result: string) => this.metrics.waitSeconds.record(Number(process.hrtime.bigint() - started) / 1e9, { result });
+    let delay = firstWaitMs;
+    for (;;) {
+      if (delay > 0) await ticket.next(delay);
+      const outcome = await this.redisCall('settle_wait', 'settleWait', callSid, () => this.scripts.settleWait(callSid));
+      if (outcome.state === 'allocated') {
+        observe('allocated');
+        this.metrics.allocated(outcome.tier, duplicate ? 'existing' : 'waited');
+        return { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: duplicate };
+      }
+      if (outcome.state === 'timed_out') {
+        observe('timed_out');
+        this.metrics.allocated('none', 'no_pod');
+        return null;
+      }
+      delay = outcome.remainingMs + DEADLINE_SLACK_MS;
+    }
+  }
+
+  /** One script call (in a span when spans are exported); a Redis error is counted and becomes a 503, never "false". */
+  private async redisCall<T>(operation: string, span: string, callSid: string, work: () => Promise<T>, attributes: Record<string, string> = {}): Promise<T> {
+    return this.telemetry.span(span, { 'call.sid': callSid, ...attributes }, async () => {
+      try {
+        return await work();
+      } catch (error) {
+        this.metrics.redisError(operation);
+        if (operation === 'allocate') this.metrics.allocated('none', 'redis_error');
+        throw new RedisUnavailableError(error);
+      }
+    });
+  }
+
   async tryRelease(callSid: string, reason: string): Promise<Outcome<Release>> {
-    if (!isCallSid(callSid)) return { ok: false, refusal: REFUSALS.badCallSid };
+    if (!isCallSid(callSid)) return refuse(REFUSALS.badCallSid);
     let result: Awaited<ReturnType<PoolScripts['release']>>;
     try {
-      result = await this.telemetry.span('releaseCall', { 'call.sid': callSid }, () => this.scripts.release(callSid, reason));
-    } catch {
-      this.metrics.redisError('release');
+      result = await this.redisCall('release', 'releaseCall', callSid, () => this.scripts.release(callSid, reason));
+    } catch (error) {
+      if (!(error instanceof RedisUnavailableError)) throw error;
       this.metrics.released('redis_error');
-      return { ok: false, refusal: REFUSALS.redisUnavailable };
+      return refuse(REFUSALS.redisUnavailable);
     }
     if (!result.ok) {
       this.metrics.released('not_found');
-      return { ok: false, refusal: REFUSALS.callNotFound };
+      return refuse(REFUSALS.callNotFound);
     }
     this.metrics.released('released');
     return { ok: true, value: result.release };

@@ -26,6 +26,7 @@ class Tally {
 export class PoolMetrics {
   readonly allocationSeconds: Histogram;
   readonly redisErrors: Counter;
+  readonly waitSeconds: Histogram;
   private readonly allocations: Tally;
   private readonly releases: Tally;
   private readonly httpErrors: Tally;
@@ -40,6 +41,11 @@ export class PoolMetrics {
     });
     this.releases = new Tally(meter.createObservableCounter('smart_router_releases_total', { description: 'Release attempts by result' }));
     this.redisErrors = meter.createCounter('smart_router_redis_errors_total', { description: 'Redis commands that failed (each failed a request closed)' });
+    this.waitSeconds = meter.createHistogram('smart_router_wait_seconds', {
+      description: 'Time allocations spent waiting for a pod, by result (allocated, timed_out)',
+      unit: 's',
+      advice: { explicitBucketBoundaries: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10] },
+    });
     this.httpErrors = new Tally(meter.createObservableCounter('smart_router_http_errors_total', { description: 'HTTP error answers by status and code' }));
   }
 

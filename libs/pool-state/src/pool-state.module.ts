@@ -7,6 +7,7 @@ import { ReadinessCheck } from '@smart-router/http';
 import { Telemetry } from '@smart-router/telemetry';
 import { CallAllocator } from './call-allocator';
 import { PoolMetrics } from './pool-metrics';
+import { WaitWakeups } from './wait-wakeups';
 
 export const REQUEST_REDIS = Symbol('REQUEST_REDIS');
 export const COMMON_SETTINGS = Symbol('COMMON_SETTINGS');
@@ -18,7 +19,7 @@ export const COMMON_SETTINGS = Symbol('COMMON_SETTINGS');
  */
 @Injectable()
 class RedisLifecycle implements OnModuleInit, OnApplicationShutdown {
-  constructor(@Inject(REQUEST_REDIS) private readonly redis: Redis) {}
+  constructor(@Inject(REQUEST_REDIS) private readonly redis: Redis, private readonly wakeups: WaitWakeups) {}
 
   async onModuleInit(): Promise<void> {
     if (this.redis.status === 'ready') return;
@@ -34,6 +35,7 @@ class RedisLifecycle implements OnModuleInit, OnApplicationShutdown {
     });
   }
   async onApplicationShutdown(): Promise<void> {
+    await this.wakeups.close();
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 }
@@ -85,10 +87,17 @@ export class PoolStateModule {
             }),
         },
         {
+          // Its subscriber connection opens on the first waiting request only (admin never waits).
+          provide: WaitWakeups,
+          inject: [RedisKeys],
+          useFactory: (keys: RedisKeys) =>
+            new WaitWakeups(() => createRedis(settings.redis, 'worker', `${appName}-wait`), keys.waitChannel()),
+        },
+        {
           provide: CallAllocator,
-          inject: [PoolScripts, PoolMetrics],
-          useFactory: (scripts: PoolScripts, metrics: PoolMetrics) =>
-            new CallAllocator(scripts, metrics, telemetry, settings.voiceAgentBaseUrl),
+          inject: [PoolScripts, PoolMetrics, WaitWakeups],
+          useFactory: (scripts: PoolScripts, metrics: PoolMetrics, wakeups: WaitWakeups) =>
+            new CallAllocator(scripts, metrics, telemetry, settings.voiceAgentBaseUrl, wakeups),
         },
         RedisLifecycle,
       ],

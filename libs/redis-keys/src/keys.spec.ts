@@ -28,6 +28,11 @@ describe('RedisKeys', () => {
     expect(keys.podStream()).toBe('voice:stream:pods');
     expect(keys.lastReconcile()).toBe('voice:reconcile:last');
     expect(keys.bullPrefix()).toBe('voice:bull');
+    expect(keys.waitQueue()).toBe('voice:wait:queue');
+    expect(keys.waitSequence()).toBe('voice:wait:seq');
+    expect(keys.waiter('CA1')).toBe('voice:waiter:CA1');
+    expect(keys.waitChannel()).toBe('voice:wait:wake');
+    expect(keys.merchantCalls('acme')).toBe('voice:merchant:calls:acme');
   });
 
   it('keeps a hash-tag prefix at the front of every key', () => {
@@ -45,5 +50,9 @@ describe('RedisKeys', () => {
     expect(prefixes.calls + 'p').toBe(keys.podCalls('p'));
     expect(prefixes.call + 'c').toBe(keys.call('c'));
     expect(prefixes.pool + 'gold:available').toBe(keys.poolAvailable('gold'));
+    expect(prefixes.waiter + 'c').toBe(keys.waiter('c'));
+    expect(prefixes.merchantCalls + 'm').toBe(keys.merchantCalls('m'));
+    expect([prefixes.waitQueue, prefixes.waitChannel, prefixes.activeCalls, prefixes.callStream])
+      .toEqual([keys.waitQueue(), keys.waitChannel(), keys.activeCalls(), keys.callStream()]);
   });
 });

@@ -28,6 +28,11 @@
  * | watcher:leader               | HASH   | identity, term, renewed_at of the live watcher leader (TTL) |
  * | stream:calls / stream:pods   | STREAM | call and pod lifecycle events                            |
  * | reconcile:last               | HASH   | last full reconcile: at, pods, duration_ms               |
+ * | wait:queue                   | ZSET   | waiting allocations: call_sid -> priority*1e13 + arrival number (lowest first) |
+ * | wait:seq                     | STRING | arrival counter of the wait queue (strict FIFO within a priority) |
+ * | waiter:{call_sid}            | HASH   | a waiting allocation: chain, merchant, max_calls, deadline (Redis ms), provider, metadata, ttl, maxlen |
+ * | wait:wake                    | channel| pub/sub: call_sid of a waiter that got a pod or left the queue |
+ * | merchant:calls:{merchant_id} | SET    | the merchant's live call_sids (max_calls); pruned of expired records at the cap |
  * | bull                         | prefix | BullMQ queues (`{prefix}bull:<queue>:...`)               |
  */
 export class RedisKeys {
@@ -96,6 +101,22 @@ export class RedisKeys {
   lastReconcile(): string {
     return `${this.prefix}reconcile:last`;
   }
+  waitQueue(): string {
+    return `${this.prefix}wait:queue`;
+  }
+  waitSequence(): string {
+    return `${this.prefix}wait:seq`;
+  }
+  waiter(callSid: string): string {
+    return `${this.prefix}waiter:${callSid}`;
+  }
+  /** A pub/sub channel, not a key: hand-offs and timeouts publish the call_sid on it. */
+  waitChannel(): string {
+    return `${this.prefix}wait:wake`;
+  }
+  merchantCalls(merchantId: string): string {
+    return `${this.prefix}merchant:calls:${merchantId}`;
+  }
   /** BullMQ's own prefix; it appends `:<queue>:<suffix>` itself. */
   bullPrefix(): string {
     return `${this.prefix}bull`;
@@ -118,6 +139,16 @@ export class RedisKeys {
       deleted: strip(this.podDeleted(marker)),
       call: strip(this.call(marker)),
       pool: `${this.prefix}pool:`,
+      waiter: strip(this.waiter(marker)),
+      merchantCalls: strip(this.merchantCalls(marker)),
+      // Whole keys, not prefixes: the hand-off to a waiting request runs inside
+      // refreshAvailability, which every script that frees a pod calls, so it
+      // cannot take them as KEYS without renumbering every such script.
+      waitQueue: this.waitQueue(),
+      waitSequence: this.waitSequence(),
+      waitChannel: this.waitChannel(),
+      activeCalls: this.activeCalls(),
+      callStream: this.callStream(),
     };
   }
 }
@@ -131,4 +162,11 @@ export interface PodKeyPrefixes {
   calls: string;
   call: string;
   pool: string;
+  waiter: string;
+  merchantCalls: string;
+  waitQueue: string;
+  waitSequence: string;
+  waitChannel: string;
+  activeCalls: string;
+  callStream: string;
 }

@@ -13,7 +13,15 @@ export interface AllocateInput {
   metadata: string;
   /** Provider answer webhooks refuse a call_sid released recently. */
   refuseTombstoned: boolean;
+  /** How long to wait in the queue when no pod is free, ms (0 = answer NoPod at once). */
+  waitMs?: number;
 }
+
+/** A waiting request's outcome (settleWait). */
+export type WaitOutcome =
+  | { state: 'allocated'; podName: string; tier: string; podUid: string }
+  | { state: 'waiting'; remainingMs: number }
+  | { state: 'timed_out' };
 
 export type AllocateResult = { ok: true; allocation: Allocation } | { ok: false; code: ScriptCode };
 /** The tier config (and so the pool state) is missing: Redis lost its data and a rebuild is due. */
@@ -79,6 +87,7 @@ export class PoolScripts {
       k.tombstone(input.callSid),
       input.callSid, input.merchantId, now, input.provider, input.metadata,
       this.limits.callTtlSeconds, this.prefixes, this.limits.streamMaxLen, input.refuseTombstoned ? '1' : '0',
+      input.waitMs ?? 0,
     );
     if (typeof reply === 'number') return { ok: false, code: reply as ScriptCode };
     const [, podName, tier, wasExisting, podUid] = reply;
@@ -89,6 +98,18 @@ export class PoolScripts {
         wasExisting: Number(wasExisting) === 1, podUid: String(podUid),
       },
     };
+  }
+
+  /**
+   * The outcome of a waiting request; times it out (atomically) once its
+   * deadline has passed, or at once with `giveUp` (the request is failing).
+   */
+  async settleWait(callSid: string, giveUp = false): Promise<WaitOutcome> {
+    const k = this.keys;
+    const reply = await this.script('settleWait')(k.call(callSid), k.waiter(callSid), k.waitQueue(), callSid, k.waitChannel(), giveUp ? '1' : '0');
+    if (typeof reply === 'number') return { state: 'timed_out' };
+    if (Number(reply[0]) === 2) return { state: 'waiting', remainingMs: Number(reply[1]) };
+    return { state: 'allocated', podName: String(reply[1]), tier: String(reply[2]), podUid: String(reply[3]) };
   }
 
   /** `allocatedBefore` (ms): release only a call allocated at or before it (the stale-call reaper). */

@@ -138,11 +138,13 @@ function schemaTemplates(): Set<string> {
 /** Key templates a piece of code builds from the pod key prefixes table `P`. */
 function derivedTemplatesIn(code: string): Set<string> {
   const prefixes = new RedisKeys('').podKeyPrefixes() as unknown as Record<string, string>;
+  const schema = schemaTemplates();
   const found = new Set<string>();
   for (const [, field] of code.matchAll(/\bP\.(\w+)/g)) {
     if (field === 'pool') continue; // only through availableKey/assignedKey, below
     if (!(field in prefixes)) throw new Error(`P.${field} is not a RedisKeys.podKeyPrefixes field`);
-    found.add(`${prefixes[field]}{x}`);
+    // A whole key (the wait queue, the call stream) rather than a prefix.
+    found.add(schema.has(prefixes[field]) ? prefixes[field] : `${prefixes[field]}{x}`);
   }
   if (/\bavailableKey\(/.test(code)) found.add(normalise(new RedisKeys('').poolAvailable('{x}')));
   if (/\bassignedKey\(/.test(code)) found.add(normalise(new RedisKeys('').poolAssigned('{x}')));
@@ -385,6 +387,23 @@ describe('keys the scripts actually touch (MONITOR trace)', () => {
       await scripts.sweepPod('voice-agent-3');
       await scripts.rebalanceTiers();
       await scripts.rebalanceTiers(JSON.stringify({ order: ['gold', 'standard', 'basic'], extra: 'standard', tiers: { gold: { type: 'exclusive', target: 2, max_concurrent: 1, dedicated: false }, standard: { type: 'exclusive', target: 1, max_concurrent: 1, dedicated: false }, basic: { type: 'shared', target: 1, max_concurrent: 3, dedicated: false } } }));
+      // Waiting: fill the chain until a request queues, then free a pod (hand-off) and settle.
+      await redis.hset(keys.merchantConfig(), 'capped', JSON.stringify({ tier: 'standard', max_calls: 1 }));
+      await allocate('CA-capped-1', 'capped');
+      await allocate('CA-capped-2', 'capped');
+      const live: string[] = [];
+      for (let index = 0; index < 10; index += 1) {
+        const result = await scripts.allocate({ callSid: `CA-wait-${index}`, merchantId: '', provider: '', metadata: '', refuseTombstoned: false, waitMs: 5000 });
+        if (result.ok) live.push(`CA-wait-${index}`);
+        else if (result.code === ScriptCode.Queued) {
+          await scripts.allocate({ callSid: `CA-wait-${index}`, merchantId: '', provider: '', metadata: '', refuseTombstoned: false, waitMs: 5000 });
+          await scripts.settleWait(`CA-wait-${index}`);
+          await scripts.release(live[0], 'done');
+          await scripts.settleWait(`CA-wait-${index}`);
+          break;
+        }
+      }
+      await scripts.settleWait('CA-never-waited');
       await scripts.setMerchantConfig('late', '{"tier":"basic"}', 'a document nobody stored');
       await scripts.setMerchantConfig('late', '', '*');
       await scripts.ping();

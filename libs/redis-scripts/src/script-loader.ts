@@ -22,9 +22,15 @@ export function readScripts(dir: string = LUA_DIR): LuaScript[] {
     .map((file) => {
       const [, name, keys] = FILE_NAME.exec(file)!;
       const text = readFileSync(join(dir, file), 'utf8');
-      const source = text.replace(INCLUDE, (_line, include: string) =>
-        readFileSync(join(dir, 'includes', `${include}.lua`), 'utf8'),
-      );
+      // Includes may include others (pod-state includes wait-queue); a few rounds suffice.
+      let source = text;
+      for (let round = 0; round < 5 && INCLUDE.test(source); round += 1) {
+        INCLUDE.lastIndex = 0;
+        source = source.replace(INCLUDE, (_line, include: string) =>
+          readFileSync(join(dir, 'includes', `${include}.lua`), 'utf8'),
+        );
+      }
+      INCLUDE.lastIndex = 0;
       return { name, numberOfKeys: Number(keys), source };
     });
 }

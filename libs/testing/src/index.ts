@@ -3,3 +3,4 @@ export * from './wait-for';
 export * from './pool-fixture';
 export * from './shared-redis';
 export * from './openapi-coverage';
+export * from './raw-http';

@@ -1,6 +1,7 @@
 import { basename, dirname, join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { Upstreams, WS_PATH, route } from '@smart-router/gateway';
+import { answerForStatus } from '@smart-router/http';
 import { Directive, actionOf, child, children, locations, parseNginx, proxyTargets, selectLocation, serverListeningOn } from './nginx-config';
 import { GATEWAY_PORT, SPEC_APP_PORTS, repoPath } from './repository';
 
@@ -130,6 +131,20 @@ describe.each(CONFIGS)('$name', ({ file, upstreams, adminRestricted }) => {
     const answer = child(named?.block, 'return');
     expect(JSON.parse(answer?.args[1] ?? '{}')).toEqual({ error: 'upstream unavailable', code: 'BAD_GATEWAY' });
     expect(child(server?.block, 'default_type')?.args).toEqual(['application/json']);
+  });
+
+  it("answers nginx's own 4xx/5xx pages as JSON with the apps' codes (issue 14)", () => {
+    // Status nginx itself may produce -> the status and code it must answer with (494: header too large).
+    const own: Array<[number, number]> = [[400, 400], [403, 403], [405, 405], [408, 408], [413, 413], [414, 414], [494, 431], [500, 500]];
+    const pages = new Map(children(server?.block, 'error_page').flatMap((page) => page.args.slice(0, -1).map((status) => [Number(status), page.args[page.args.length - 1]] as const)));
+    for (const [status, answered] of own) {
+      const target = pages.get(status);
+      expect({ status, target: target?.replace(/^=\s*/, '') }).toEqual({ status, target: expect.stringMatching(/^@/) });
+      const named = children(server?.block, 'location').find((location) => location.args[0] === target);
+      const answer = child(named?.block, 'return');
+      expect({ status, returns: Number(answer?.args[0]) }).toEqual({ status, returns: answered });
+      expect(JSON.parse(answer?.args[1] ?? '{}')).toEqual({ error: answerForStatus(answered).message, code: answerForStatus(answered).code });
+    }
   });
 
   it('passes WebSocket upgrades and the forwarded URL to every upstream', () => {

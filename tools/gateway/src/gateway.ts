@@ -1,6 +1,7 @@
 import { Agent, createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Duplex, PassThrough } from 'node:stream';
 import httpProxy from 'http-proxy';
+import { answerClientError, rawErrorResponse } from '@smart-router/http';
 import { Upstreams, route } from './routes';
 
 export type UpstreamPools = { [name in keyof Upstreams]: string | string[] };
@@ -57,6 +58,8 @@ export class Gateway {
   async start(): Promise<number> {
     const server = createServer((request, response) => this.onRequest(request, response));
     server.on('upgrade', (request, socket, head) => this.onUpgrade(request, socket, head));
+    // An oversized request line or headers, or a malformed request: JSON like every other error.
+    server.on('clientError', answerClientError);
     this.server = server;
     await new Promise<void>((resolve) => server.listen(this.options.port, this.options.host, resolve));
     const address = server.address();
@@ -110,7 +113,7 @@ export class Gateway {
     const pathname = new URL(request.url ?? '/', 'http://gateway').pathname;
     const decision = route(pathname);
     if ('status' in decision || decision.upstream !== 'voiceAgents') {
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      socket.end(rawErrorResponse({ status: 404, code: 'NOT_FOUND', message: 'route not found' }));
       return;
     }
     this.proxy.ws(request, socket, head, { target: this.pools.voiceAgents[0] }, () => socket.destroy());

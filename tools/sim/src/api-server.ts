@@ -1,4 +1,5 @@
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { answerClientError } from '@smart-router/http';
 import { ApiStatusError, ClusterState, PodEvent, SimPod, SimStatefulSet } from './cluster';
 import { parseFieldSelector, parseLabelSelector } from './label-selector';
 import { applyPatch, PatchError } from './patch';
@@ -84,6 +85,7 @@ export class SimApiServer {
   async listen(port: number, host: string): Promise<number> {
     const server = createServer((request, response) => void this.handle(request, response));
     server.keepAliveTimeout = 5000;
+    server.on('clientError', answerClientError);
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -4,6 +4,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import type Redis from 'ioredis';
 import { WS_PATH } from '@smart-router/allocation';
 import { SmartRouterClient } from '@smart-router/client';
+import { answerClientError, rawErrorResponse } from '@smart-router/http';
 import type { RedisKeys } from '@smart-router/redis-keys';
 
 /** Who holds a call, read from its call record (what a real voice agent knows from its own assignment). */
@@ -20,7 +21,29 @@ export interface VoiceAgentsOptions {
   podOfCall(callSid: string): Promise<string | null>;
   /** Is a pod of that name running? */
   podExists(podName: string): boolean;
+  /** How long a closed call's release is retried (default RELEASE_RETRY). */
+  releaseRetry?: Partial<ReleaseRetry>;
 }
+
+export interface ReleaseRetry {
+  firstDelayMs: number;
+  maxDelayMs: number;
+  /** Give up after this long; the stale-call reaper (MAX_CALL_DURATION_SECONDS) frees what is left. */
+  giveUpAfterMs: number;
+}
+
+/**
+ * A voice agent whose call ended keeps running, so it keeps trying to hand the
+ * pod back through an allocation-api outage (a crash, a rollout, Redis down):
+ * exponential backoff from 0.25 s, doubling to 5 s, for up to 10 minutes. It
+ * stops earlier when the call is no longer this pod's (a status callback, the
+ * reaper or a pod replacement freed it). The soak that prompted this (issue 14)
+ * saw calls stay allocated after an outage of a few seconds with 3 s of retries.
+ */
+export const RELEASE_RETRY: ReleaseRetry = { firstDelayMs: 250, maxDelayMs: 5000, giveUpAfterMs: 10 * 60 * 1000 };
+
+/** Release answers that end the retries: done (200), already released (404), conflict (409). */
+const RELEASE_SETTLED = new Set([200, 404, 409]);
 
 
 /**
@@ -34,11 +57,19 @@ export class SimulatedVoiceAgents {
   private readonly wss = new WebSocketServer({ noServer: true });
   readonly open = new Map<string, WebSocket>();
   releases = 0;
+  /** Release attempts that failed (refused, 5xx) and were retried. */
+  releaseRetries = 0;
+  /** Releases given up: the call was freed by someone else, or the retry window ended. */
+  releasesAbandoned = 0;
+  private readonly retry: ReleaseRetry;
+  private readonly retryTimers = new Set<NodeJS.Timeout>();
+  private stopped = false;
 
   private readonly client: SmartRouterClient;
 
   constructor(private readonly options: VoiceAgentsOptions) {
-    this.client = new SmartRouterClient(options.allocationApiUrl);
+    this.client = new SmartRouterClient(options.allocationApiUrl, { timeoutMs: 5000 });
+    this.retry = { ...RELEASE_RETRY, ...options.releaseRetry };
   }
 
   async start(): Promise<number> {
@@ -46,6 +77,7 @@ export class SimulatedVoiceAgents {
       response.writeHead(426, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'websocket upgrade required', code: 'UPGRADE_REQUIRED' }));
     });
     server.on('upgrade', (request, socket, head) => void this.onUpgrade(request, socket, head));
+    server.on('clientError', answerClientError);
     this.server = server;
     await new Promise<void>((resolve) => server.listen(this.options.port, this.options.host, resolve));
     const address = server.address();
@@ -53,6 +85,8 @@ export class SimulatedVoiceAgents {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    for (const timer of this.retryTimers) clearTimeout(timer);
     for (const socket of this.open.values()) socket.terminate();
     const server = this.server;
     this.server = null;
@@ -60,22 +94,22 @@ export class SimulatedVoiceAgents {
     await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
   }
 
-  private refuse(socket: Duplex, status: number, reason: string): void {
-    socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  private refuse(socket: Duplex, status: number, code: string, message: string): void {
+    socket.end(rawErrorResponse({ status, code, message }));
   }
 
   private async onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const match = WS_PATH.exec(new URL(request.url ?? '/', 'http://agents').pathname);
-    if (!match) return this.refuse(socket, 404, 'Not Found');
+    if (!match) return this.refuse(socket, 404, 'NOT_FOUND', 'route not found');
     const [, pod, , callSid] = match;
-    if (!this.options.podExists(pod)) return this.refuse(socket, 404, 'Not Found');
+    if (!this.options.podExists(pod)) return this.refuse(socket, 404, 'POD_NOT_FOUND', 'pod not found');
     let owner: string | null;
     try {
       owner = await this.options.podOfCall(callSid);
     } catch {
-      return this.refuse(socket, 503, 'Service Unavailable');
+      return this.refuse(socket, 503, 'SERVICE_UNAVAILABLE', 'call lookup failed, retry shortly');
     }
-    if (owner !== pod) return this.refuse(socket, 403, 'Forbidden');
+    if (owner !== pod) return this.refuse(socket, 403, 'CALL_NOT_ON_POD', 'call is not allocated to this pod');
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       const key = `${pod}/${callSid}`;
       this.open.set(key, ws);
@@ -83,25 +117,46 @@ export class SimulatedVoiceAgents {
       ws.on('message', (data) => ws.send(data));
       ws.on('close', () => {
         this.open.delete(key);
-        void this.release(callSid);
+        void this.release(pod, callSid);
       });
     });
   }
 
   /**
-   * Like the real agent: 200 or 404 (already released) is done; a 5xx or a
-   * refused connection (a restart, Redis down) is retried a few times, after
-   * which the status callback or the stale-call reaper releases it.
+   * The real agent's `finally` block: release, and retry a refused connection
+   * or a 5xx (RELEASE_RETRY) until it is settled or the call is no longer ours.
    */
-  private async release(callSid: string): Promise<void> {
-    for (let attempt = 1; attempt <= 5; attempt += 1) {
+  private async release(pod: string, callSid: string): Promise<void> {
+    const deadline = Date.now() + this.retry.giveUpAfterMs;
+    for (let delay = this.retry.firstDelayMs; !this.stopped; delay = Math.min(delay * 2, this.retry.maxDelayMs)) {
       const status = await this.client.release({ call_sid: callSid, reason: 'websocket_closed' }).then((answer) => answer.status, () => 0);
-      if (status === 200 || status === 404) {
+      if (RELEASE_SETTLED.has(status)) {
         this.releases += 1;
         return;
       }
-      if (status !== 0 && status < 500) return;
-      await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      // Another 4xx will not change by asking again (bad id, missing token).
+      if (status !== 0 && status !== 408 && status !== 429 && status < 500) return;
+      if (Date.now() + delay > deadline || !(await this.stillOurs(pod, callSid))) {
+        this.releasesAbandoned += 1;
+        return;
+      }
+      this.releaseRetries += 1;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          this.retryTimers.delete(timer);
+          resolve();
+        }, delay);
+        this.retryTimers.add(timer);
+      });
+    }
+  }
+
+  /** Is the call still allocated to this pod? Unknown (Redis down) counts as yes: keep trying. */
+  private async stillOurs(pod: string, callSid: string): Promise<boolean> {
+    try {
+      return (await this.options.podOfCall(callSid)) === pod;
+    } catch {
+      return true;
     }
   }
 }

@@ -6,6 +6,7 @@ import { Gateway } from '@smart-router/gateway';
 import { RedisKeys } from '@smart-router/redis-keys';
 import { ClusterTimings, SimCluster, SimulatedVoiceAgents, callOwnerInRedis } from '@smart-router/sim';
 import { RedisServer, freePort, waitFor } from '@smart-router/testing';
+import { DEFAULT_RESTART_POLICY, ProcessExit, RestartPolicy, Supervisor } from './supervisor';
 
 export const APPS = ['allocation-api', 'webhooks', 'admin', 'pod-watcher', 'reconciler'] as const;
 export type AppName = (typeof APPS)[number];
@@ -50,6 +51,10 @@ export interface StackOptions {
   apps?: readonly AppName[];
   /** Simulated cluster timings (tests shorten them). */
   simTimings?: Partial<ClusterTimings>;
+  /** How an app that dies on its own is restarted (default DEFAULT_RESTART_POLICY). */
+  restartPolicy?: Partial<RestartPolicy>;
+  /** Where the stack says what happened to its apps (a crash, a restart); also kept in `events`. */
+  log?: (line: string) => void;
 }
 
 /**
@@ -57,13 +62,18 @@ export interface StackOptions {
  * shutdown hooks are done, so a clean stop reads `{ code: null, signal: 'SIGTERM' }`
  * (or code 0 when the 9 s shutdown deadline exited).
  */
-export interface AppExit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
+export type AppExit = ProcessExit;
 
 export function exitedCleanly(exit: AppExit | null): boolean {
   return exit !== null && (exit.code === 0 || (exit.code === null && exit.signal === 'SIGTERM'));
+}
+
+interface AppStart {
+  instance?: string;
+  port?: number;
+  env?: Record<string, string>;
+  /** Node options before the script (e.g. `--cpu-prof` for the benchmark). */
+  nodeArgs?: string[];
 }
 
 interface RunningApp {
@@ -95,8 +105,20 @@ export class LocalStack {
   private instanceCounter = 0;
   /** POD_IDENTITY (lease holder / consumer name) of each running instance. */
   readonly identities = new Map<string, string>();
+  /** What the stack said about its apps (crashes, restarts, give-ups), oldest first. */
+  readonly events: string[] = [];
+  private readonly supervisor: Supervisor;
+  private readonly restarts = new Map<string, NodeJS.Timeout>();
+  private stopping = false;
 
-  private constructor(private readonly options: StackOptions) {}
+  private constructor(private readonly options: StackOptions) {
+    this.supervisor = new Supervisor({ ...DEFAULT_RESTART_POLICY, ...options.restartPolicy });
+  }
+
+  private say(line: string): void {
+    this.events.push(line);
+    this.options.log?.(line);
+  }
 
   static async start(options: StackOptions): Promise<LocalStack> {
     const stack = new LocalStack(options);
@@ -181,8 +203,14 @@ export class LocalStack {
   }
 
   /** Starts an app (or another instance of it under `instance`) as a child process. */
-  async startApp(app: AppName, options: { instance?: string; port?: number; env?: Record<string, string>; nodeArgs?: string[] } = {}): Promise<string> {
+  async startApp(app: AppName, options: AppStart = {}): Promise<string> {
     const instance = options.instance ?? app;
+    this.supervisor.forget(instance);
+    this.spawnApp(app, instance, options);
+    return instance;
+  }
+
+  private spawnApp(app: AppName, instance: string, options: AppStart): void {
     const port = options.port ?? this.ports.apps[app];
     const log = createWriteStream(join(this.options.logDir, `${instance}.log`), { flags: 'a' });
     const env = this.appEnv(app, port, options.env);
@@ -195,9 +223,40 @@ export class LocalStack {
       stream?.pipe(log, { end: false });
       if (this.options.echo) stream?.on('data', (chunk: Buffer) => process.stdout.write(chunk));
     }
-    const exited = new Promise<AppExit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-    this.running.set(instance, { child, log, exited });
-    return instance;
+    const startedAt = Date.now();
+    // 'close', not 'exit': the output is all in the log before the log is ended.
+    const exited = new Promise<AppExit>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
+    const running = { child, log, exited };
+    this.running.set(instance, running);
+    void exited.then((exit) => {
+      // stopApp removes an instance before signalling it: still listed here means it died on its own.
+      if (this.running.get(instance) !== running) return;
+      this.running.delete(instance);
+      this.onCrash(app, instance, options, exit, Date.now() - startedAt, log);
+    });
+  }
+
+  /**
+   * An app that died on its own comes back after a backoff, like a container
+   * under compose or Kubernetes (supervisor.ts). Ctrl-C reaches every app of the
+   * terminal's process group as SIGINT: that is the stack stopping, not a crash.
+   */
+  private onCrash(app: AppName, instance: string, options: AppStart, exit: AppExit, uptimeMs: number, log: WriteStream): void {
+    if (this.stopping || exit.signal === 'SIGINT') {
+      log.end();
+      return;
+    }
+    const decision = this.supervisor.exited(instance, exit, uptimeMs);
+    this.say(decision.message);
+    log.end(`${decision.message}\n`);
+    if (!decision.restart) return;
+    const timer = setTimeout(() => {
+      this.restarts.delete(instance);
+      if (this.stopping) return;
+      this.say(`stack: starting ${instance} again`);
+      this.spawnApp(app, instance, options);
+    }, decision.delayMs);
+    this.restarts.set(instance, timer);
   }
 
   async waitReady(app: AppName, port = this.ports.apps[app], timeoutMs = 30000): Promise<void> {
@@ -206,6 +265,9 @@ export class LocalStack {
 
   /** SIGTERM (or another signal) an instance and wait for it to exit. */
   async stopApp(instance: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<AppExit | null> {
+    clearTimeout(this.restarts.get(instance));
+    this.restarts.delete(instance);
+    this.supervisor.forget(instance);
     const running = this.running.get(instance);
     if (!running) return null;
     this.running.delete(instance);
@@ -216,6 +278,9 @@ export class LocalStack {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
+    for (const timer of this.restarts.values()) clearTimeout(timer);
+    this.restarts.clear();
     await Promise.all([...this.running.keys()].map((instance) => this.stopApp(instance)));
     await this.gateway?.stop().catch(() => undefined);
     await this.agents?.stop().catch(() => undefined);

@@ -21,6 +21,7 @@
     ARGV[7] pod key prefixes JSON (RedisKeys.podKeyPrefixes)
     ARGV[8] stream MAXLEN (approximate trim)
     ARGV[9] '1' to refuse a call_sid released recently (provider answer webhooks), else '0'
+    ARGV[10] wait, ms (0 = answer -1 at once when no pod is free; else join the wait queue)
   The chain rules come from the tier config document (its "chains":
   {"byTier":{"<tier>":["<tier>",...]},"default":["<tier>",...]}), written with the tiers.
   Output:
@@ -29,11 +30,16 @@
     -2 state missing (epoch or tier config gone after a flush, or a document without chains): rebuild pending
     -3 call_sid released recently (tombstone) and ARGV[9] is '1'
     -4 the merchant's config is not a JSON object
+    -8 the merchant has max_calls live calls (waiting requests do not count)
+    -9 no pod free: the request joined the wait queue until now + ARGV[10] (Redis clock);
+       settleWait tells its outcome
+    -10 the call_sid is already waiting (a provider retry): settleWait tells the first one's outcome
   Events:
     stream:calls  type=call.allocated call_sid pod tier merchant_id provider at
   Derived keys (pod-scoped, named by a pool member, built from ARGV[7]):
     pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name},
-    pod:calls:{name}, lease:{name}
+    pod:calls:{name}, lease:{name}, call:{sid}, merchant:calls:{merchant_id},
+    waiter:{call_sid}, wait:queue, wait:seq, wait:wake, calls:active, stream:calls
 ]]
 --- @include "pod-state"
 
@@ -71,6 +77,7 @@ local function push(tier)
   end
 end
 local list = rules.default
+local maxCalls, priority = nil, 1
 if merchant ~= '' then
   local raw = rcall('HGET', KEYS[2], merchant)
   if raw then
@@ -82,6 +89,14 @@ if merchant ~= '' then
     if type(own) == 'string' and tiers.tiers[own] and tiers.tiers[own].dedicated then
       push(own)
     end
+    -- Wait-queue priority (SPEC 9.1): dedicated and gold, then standard or no
+    -- config, then basic.
+    if #chain > 0 or config.tier == 'gold' or config.tier == 'dedicated' then
+      priority = 0
+    elseif config.tier == 'basic' then
+      priority = 2
+    end
+    maxCalls = tonumber(config.max_calls)
     if type(config.fallback) == 'table' and #config.fallback > 0 then
       list = config.fallback
     elseif type(config.tier) == 'string' and rules.byTier[config.tier] then
@@ -103,6 +118,22 @@ local function usable(name)
   return state[1] == '1' and state[2] ~= '1' and rcall('EXISTS', P.draining .. name) == 0
 end
 
+-- >>> wait queue and merchant cap (SPEC 9.1) >>>
+if rcall('EXISTS', P.waiter .. sid) == 1 then
+  return -10
+end
+if merchantAtCap(P, merchant, maxCalls) then
+  return -8
+end
+-- Waiters go first: a pod found free here is offered to them before this
+-- newcomer takes it (refreshAvailability already did when the pod was freed;
+-- this keeps the rule whatever path put the pod back).
+local queued = rcall('ZCARD', P.waitQueue) > 0
+local function takenByWaiter(name, tier, spec)
+  return queued and handOffPod(P, name, tier, spec) > 0
+end
+-- <<< wait queue and merchant cap <<<
+
 local chosen, chosenTier, spec
 for _, tier in ipairs(chain) do
   spec = tiers.tiers[tier]
@@ -112,10 +143,14 @@ for _, tier in ipairs(chain) do
       local candidates = rcall('ZRANGEBYSCORE', key, '-inf', '(' .. spec.max_concurrent, 'LIMIT', 0, 32)
       for _, name in ipairs(candidates) do
         if usable(name) then
-          chosen = name
-          break
+          takenByWaiter(name, tier, spec)
+          if rcall('SCARD', P.calls .. name) < spec.max_concurrent then
+            chosen = name
+            break
+          end
+        else
+          rcall('ZREM', key, name)
         end
-        rcall('ZREM', key, name)
       end
     else
       while true do
@@ -123,7 +158,8 @@ for _, tier in ipairs(chain) do
         if not name then
           break
         end
-        if usable(name) and rcall('SCARD', P.calls .. name) == 0 and rcall('EXISTS', P.lease .. name) == 0 then
+        if usable(name) and rcall('SCARD', P.calls .. name) == 0 and rcall('EXISTS', P.lease .. name) == 0
+          and not takenByWaiter(name, tier, spec) then
           chosen = name
           break
         end
@@ -136,25 +172,24 @@ for _, tier in ipairs(chain) do
   end
 end
 if not chosen then
-  return -1
+  local waitMs = tonumber(ARGV[10])
+  if waitMs <= 0 then
+    return -1
+  end
+  -- >>> join the wait queue (SPEC 9.1) >>>
+  local enqueued = nowMs()
+  local deadline = enqueued + waitMs
+  rcall('HSET', P.waiter .. sid, 'chain', cjson.encode(chain), 'merchant', merchant, 'max_calls', maxCalls or '',
+    'deadline', deadline, 'enqueued_at', enqueued, 'provider', ARGV[4], 'metadata', ARGV[5], 'ttl', ARGV[6],
+    'maxlen', ARGV[8])
+  -- Outlives the grace after the deadline; a waiter is never left behind by a dead process.
+  rcall('PEXPIRE', P.waiter .. sid, waitMs + 60000)
+  -- An arrival number, not a time: two arrivals in the same millisecond keep their order.
+  rcall('ZADD', P.waitQueue, priority * 1e13 + rcall('INCR', P.waitSequence), sid)
+  return -9
+  -- <<< join the wait queue <<<
 end
 
-local ttl = tonumber(ARGV[6])
-local sourcePool = 'pool:' .. chosenTier
-local uid = rcall('HGET', P.pod .. chosen, 'uid') or ''
-rcall('HSET', callKey, 'pod_name', chosen, 'pod_uid', uid, 'source_pool', sourcePool, 'tier', chosenTier,
-  'merchant_id', merchant, 'allocated_at', now, 'provider', ARGV[4], 'metadata', ARGV[5])
-rcall('EXPIRE', callKey, ttl)
-rcall('SADD', P.calls .. chosen, sid)
-rcall('ZADD', KEYS[5], now, sid)
-if spec.type == 'shared' then
-  rcall('ZADD', availableKey(P, chosenTier), rcall('SCARD', P.calls .. chosen), chosen)
-  rcall('HSET', P.pod .. chosen, 'status', 'allocated')
-else
-  rcall('SET', P.lease .. chosen, sid, 'EX', ttl)
-  rcall('HSET', P.pod .. chosen, 'status', 'allocated', 'allocated_call_sid', sid, 'allocated_at', now,
-    'source_pool', sourcePool)
-end
-rcall('XADD', KEYS[6], 'MAXLEN', '~', ARGV[8], '*', 'type', 'call.allocated', 'call_sid', sid, 'pod', chosen,
-  'tier', chosenTier, 'merchant_id', merchant, 'provider', ARGV[4], 'at', now)
+local uid = bindCall(P, KEYS[5], KEYS[6], { sid = sid, merchant = merchant, provider = ARGV[4], metadata = ARGV[5],
+  ttl = tonumber(ARGV[6]), maxlen = ARGV[8] }, chosen, chosenTier, spec, now)
 return {1, chosen, chosenTier, 0, uid}

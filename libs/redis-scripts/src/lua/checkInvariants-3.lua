@@ -13,7 +13,7 @@
     (empty = every invariant holds; a missing tier config yields one 'state_missing' violation)
   Events: none
   Derived keys (built from ARGV[1]): pool:{tier}:*, pod:{name}, pod:tier:{name},
-    pod:draining:{name}, pod:calls:{name}, call:{sid}
+    pod:draining:{name}, pod:calls:{name}, call:{sid}, merchant:calls:{merchant_id}
 ]]
 --- @include "pod-state"
 
@@ -90,7 +90,11 @@ for _, name in ipairs(rcall('SMEMBERS', KEYS[1])) do
 end
 
 for _, sid in ipairs(rcall('ZRANGE', KEYS[3], 0, -1)) do
-  local call = rcall('HMGET', P.call .. sid, 'pod_name', 'pod_uid')
+  local call = rcall('HMGET', P.call .. sid, 'pod_name', 'pod_uid', 'merchant_id')
+  -- max_calls counts the merchant's live calls in its set: a call missing there would not count.
+  if call[1] and call[3] and call[3] ~= '' and rcall('SISMEMBER', P.merchantCalls .. call[3], sid) == 0 then
+    violation('merchant_calls_counted', 'call_sid', sid, 'not in the live calls of merchant ' .. call[3])
+  end
   if call[1] then
     local uid = rcall('HGET', P.pod .. call[1], 'uid')
     if not uid then

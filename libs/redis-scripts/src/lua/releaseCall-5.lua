@@ -26,15 +26,19 @@
        allocated after the ARGV[8] cutoff
   Events:
     stream:calls  type=<ARGV[7]> call_sid pod tier reason at
+    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at  (the freed pod handed to a
+                  waiting request, includes/wait-queue.lua; its call_sid is published on wait:wake)
   Derived keys (pod-scoped, named by the call record, built from ARGV[4]):
     pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name},
     pod:calls:{name}, lease:{name}
+    Hand-off to waiters (includes/wait-queue.lua): wait:queue, waiter:{call_sid}, wait:wake,
+    calls:active, stream:calls, call:{sid}, lease:{name}, merchant:calls:{merchant_id}
 ]]
 --- @include "pod-state"
 
 local rcall = redis.call
 local sid = ARGV[1]
-local call = rcall('HMGET', KEYS[1], 'pod_name', 'pod_uid', 'tier', 'source_pool')
+local call = rcall('HMGET', KEYS[1], 'pod_name', 'pod_uid', 'tier', 'source_pool', 'merchant_id')
 local name = call[1]
 if not name then
   rcall('ZREM', KEYS[3], sid)
@@ -49,6 +53,9 @@ local tiers = loadTiers(KEYS[2])
 rcall('DEL', KEYS[1])
 rcall('ZREM', KEYS[3], sid)
 rcall('SREM', P.calls .. name, sid)
+if call[5] and call[5] ~= '' then
+  rcall('SREM', P.merchantCalls .. call[5], sid)
+end
 local wasDraining = rcall('EXISTS', P.draining .. name)
 
 -- Only the incarnation the call was placed on gets the slot back: a pod that

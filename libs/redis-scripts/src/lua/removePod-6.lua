@@ -28,7 +28,8 @@
   Events:
     stream:calls  type=call.orphaned call_sid pod tier reason=pod_deleted  (one per call)
   Derived keys (pod-scoped, built from ARGV[3]): pod:{name}, pod:tier:{name},
-    pod:draining:{name}, pod:calls:{name}, pod:deleted:{name}, lease:{name}, pool:{tier}:*, call:{sid}
+    pod:draining:{name}, pod:calls:{name}, pod:deleted:{name}, lease:{name}, pool:{tier}:*, call:{sid},
+    merchant:calls:{merchant_id}
 ]]
 --- @include "pod-state"
 

@@ -22,10 +22,13 @@ local function removeFromAvailable(P, tier, name)
   end
 end
 
+--- @include "wait-queue"
+
 -- The one definition of "allocatable": assigned to a tier, Ready, not
 -- terminating, not drained, and (exclusive) idle. Puts the pod into or out of
 -- its tier's available pool accordingly; a shared pod's score is set to the
--- real number of calls on it, never incremented blindly.
+-- real number of calls on it, never incremented blindly. A pod that is
+-- allocatable is first offered to the waiting requests (wait-queue.lua).
 local function refreshAvailability(P, tiers, name)
   local tier = redis.call('GET', P.tier .. name)
   if not tier then
@@ -43,12 +46,14 @@ local function refreshAvailability(P, tiers, name)
   if spec.type == 'shared' then
     if allocatable then
       redis.call('ZADD', key, calls, name)
+      handOffPod(P, name, tier, spec)
     else
       redis.call('ZREM', key, name)
     end
   else
     if allocatable and calls == 0 then
       redis.call('SADD', key, name)
+      handOffPod(P, name, tier, spec)
     else
       redis.call('SREM', key, name)
     end
@@ -109,7 +114,11 @@ end
 local function orphanCalls(P, name, activeKey, streamKey, maxlen, now, reason)
   local sids = redis.call('SMEMBERS', P.calls .. name)
   for _, sid in ipairs(sids) do
-    local tier = redis.call('HGET', P.call .. sid, 'tier') or ''
+    local call = redis.call('HMGET', P.call .. sid, 'tier', 'merchant_id')
+    local tier = call[1] or ''
+    if call[2] and call[2] ~= '' then
+      redis.call('SREM', P.merchantCalls .. call[2], sid)
+    end
     redis.call('DEL', P.call .. sid)
     redis.call('ZREM', activeKey, sid)
     redis.call('XADD', streamKey, 'MAXLEN', '~', maxlen, '*',

@@ -1,0 +1,124 @@
+-- Waiting allocations (SPEC 9.1), inlined into pod-state before refreshAvailability:
+-- every script that makes a pod allocatable (release, ready, undrain, a new pod,
+-- sweep, rebalance) offers it to the waiters in the same atomic step, so a freed
+-- pod can never be taken by a newcomer while a waiter that could use it waits.
+--
+-- The queue is wait:queue (ZSET, score = priority * 1e13 + arrival number from
+-- wait:seq: lowest first, so higher priority first, oldest first within it); each
+-- waiter's request is waiter:{call_sid}. A waiter leaves the queue in the same
+-- step that gives it a pod (hand-off) or decides it timed out (settleWait), and
+-- its call_sid is published on wait:wake so the waiting request wakes at once.
+
+-- A waiter whose deadline passed this long ago belongs to a request that is
+-- gone (its process died before settling): it is dropped, never given a pod.
+local WAIT_GRACE_MS = 2000
+
+-- Redis's clock: every deadline is set and compared on it, whatever the
+-- clocks of the app processes say.
+local function nowMs()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+
+-- The one definition of "this call holds this pod": call record, pod's call
+-- set, live calls, the merchant's live calls, lease or shared score, and the
+-- call.allocated event. Used by allocateCall and by the hand-off to a waiter.
+local function bindCall(P, activeKey, streamKey, call, name, tier, spec, now)
+  local sid, merchant = call.sid, call.merchant
+  local uid = redis.call('HGET', P.pod .. name, 'uid') or ''
+  local sourcePool = 'pool:' .. tier
+  redis.call('HSET', P.call .. sid, 'pod_name', name, 'pod_uid', uid, 'source_pool', sourcePool, 'tier', tier,
+    'merchant_id', merchant, 'allocated_at', now, 'provider', call.provider, 'metadata', call.metadata)
+  redis.call('EXPIRE', P.call .. sid, call.ttl)
+  redis.call('SADD', P.calls .. name, sid)
+  redis.call('ZADD', activeKey, now, sid)
+  if merchant ~= '' then
+    redis.call('SADD', P.merchantCalls .. merchant, sid)
+  end
+  if spec.type == 'shared' then
+    redis.call('ZADD', availableKey(P, tier), redis.call('SCARD', P.calls .. name), name)
+    redis.call('HSET', P.pod .. name, 'status', 'allocated')
+  else
+    redis.call('SREM', availableKey(P, tier), name)
+    redis.call('SET', P.lease .. name, sid, 'EX', call.ttl)
+    redis.call('HSET', P.pod .. name, 'status', 'allocated', 'allocated_call_sid', sid, 'allocated_at', now,
+      'source_pool', sourcePool)
+  end
+  redis.call('XADD', streamKey, 'MAXLEN', '~', call.maxlen, '*', 'type', 'call.allocated', 'call_sid', sid,
+    'pod', name, 'tier', tier, 'merchant_id', merchant, 'provider', call.provider, 'at', now)
+  return uid
+end
+
+-- True when the merchant already has max_calls live calls. Members whose call
+-- record is gone (expired without a release) are pruned first, so a lost
+-- release can never lock a merchant out; only checked at the cap, so the
+-- common path is one SCARD.
+local function merchantAtCap(P, merchant, maxCalls)
+  if merchant == '' or not maxCalls then
+    return false
+  end
+  local key = P.merchantCalls .. merchant
+  if redis.call('SCARD', key) < maxCalls then
+    return false
+  end
+  for _, sid in ipairs(redis.call('SMEMBERS', key)) do
+    if redis.call('HGET', P.call .. sid, 'merchant_id') ~= merchant then
+      redis.call('SREM', key, sid)
+    end
+  end
+  return redis.call('SCARD', key) >= maxCalls
+end
+
+-- Removes a waiter from the queue and wakes its request(s) wherever they wait.
+local function leaveQueue(P, sid)
+  redis.call('ZREM', P.waitQueue, sid)
+  redis.call('DEL', P.waiter .. sid)
+  redis.call('PUBLISH', P.waitChannel, sid)
+end
+
+-- Offers an allocatable pod to the waiters, best first, while it has room:
+-- only to a waiter whose chain names the pod's tier (so a gold pod never goes
+-- to a chain without gold, a dedicated pool only to its merchant) and whose
+-- merchant is below its cap. Returns how many waiters got the pod.
+local function handOffPod(P, name, tier, spec)
+  if redis.call('ZCARD', P.waitQueue) == 0 then
+    return 0
+  end
+  local now = nowMs()
+  local given = 0
+  for _, sid in ipairs(redis.call('ZRANGE', P.waitQueue, 0, -1)) do
+    local calls = redis.call('SCARD', P.calls .. name)
+    if spec.type == 'shared' then
+      if calls >= spec.max_concurrent then
+        break
+      end
+    elseif calls > 0 or redis.call('EXISTS', P.lease .. name) == 1 then
+      break
+    end
+    local w = redis.call('HMGET', P.waiter .. sid, 'chain', 'deadline', 'merchant', 'max_calls', 'provider',
+      'metadata', 'ttl', 'maxlen')
+    if not w[1] or tonumber(w[2]) + WAIT_GRACE_MS < now then
+      leaveQueue(P, sid)
+    else
+      local usable = false
+      for _, wanted in ipairs(cjson.decode(w[1])) do
+        if wanted == tier then
+          usable = true
+          break
+        end
+      end
+      if usable and not merchantAtCap(P, w[3], tonumber(w[4])) then
+        -- A waiter never has a call record (allocateCall returns the record
+        -- first); the check only keeps a hand-off from ever overwriting one.
+        if redis.call('EXISTS', P.call .. sid) == 0 then
+          bindCall(P, P.activeCalls, P.callStream, { sid = sid, merchant = w[3], provider = w[5], metadata = w[6],
+            ttl = tonumber(w[7]), maxlen = w[8] }, name, tier, spec, now)
+          given = given + 1
+        end
+        leaveQueue(P, sid)
+      end
+    end
+  end
+  return given
+end
+

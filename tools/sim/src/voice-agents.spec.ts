@@ -1,0 +1,119 @@
+import { createServer, Server } from 'node:http';
+import { WebSocket } from 'ws';
+import { jsonError, rawHttpExchange, waitFor, websocketUpgradeRequest } from '@smart-router/testing';
+import { SimulatedVoiceAgents, VoiceAgentsOptions } from './voice-agents';
+
+// The simulated voice-agent pods: JSON for every refusal (issue 14), and a
+// release that outlives an allocation-api outage. The stack test
+// (tools/stack/src/supervisor.e2e.spec.ts) runs the same through the real app.
+
+function agents(options: Partial<VoiceAgentsOptions>): SimulatedVoiceAgents {
+  return new SimulatedVoiceAgents({ host: '127.0.0.1', port: 0, allocationApiUrl: 'http://127.0.0.1:1', podOfCall: async () => null, podExists: () => false, ...options });
+}
+
+describe('simulated voice agents', () => {
+  it('answer an oversized request line and a refused upgrade with JSON', async () => {
+    const server = agents({});
+    const port = await server.start();
+    try {
+      expect(await rawHttpExchange(port, `GET /ws/pod/${'a'.repeat(20 * 1024)} HTTP/1.1\r\nHost: x\r\n\r\n`)).toMatchObject(jsonError(431, 'HEADERS_TOO_LARGE'));
+      expect(await rawHttpExchange(port, websocketUpgradeRequest('/ws/pod/voice-agent-0/c1'))).toMatchObject(jsonError(404, 'POD_NOT_FOUND'));
+      expect(await rawHttpExchange(port, websocketUpgradeRequest('/elsewhere'))).toMatchObject(jsonError(404, 'NOT_FOUND'));
+    } finally {
+      await server.stop();
+    }
+  });
+
+  describe('release after the socket closes', () => {
+    let api: Server | null;
+    let owner: string | null;
+    const answers: number[] = [];
+
+    /** A release endpoint that answers `status` (0 = not listening at all). */
+    async function releaseEndpoint(status: () => number): Promise<number> {
+      api = createServer((request, response) => {
+        request.resume();
+        answers.push(status());
+        response.writeHead(status(), { 'content-type': 'application/json' }).end('{}');
+      });
+      await new Promise<void>((resolve) => api!.listen(0, '127.0.0.1', resolve));
+      const address = api.address();
+      return typeof address === 'object' && address ? address.port : 0;
+    }
+
+    async function closedCall(server: SimulatedVoiceAgents): Promise<void> {
+      const port = await server.start();
+      const socket = new WebSocket(`ws://127.0.0.1:${port}/ws/pod/voice-agent-0/call-1`);
+      await new Promise((resolve, reject) => socket.once('message', resolve).once('error', reject));
+      socket.close();
+    }
+
+    beforeEach(() => {
+      api = null;
+      owner = 'voice-agent-0';
+      answers.length = 0;
+    });
+    afterEach(async () => {
+      await new Promise((resolve) => (api ? api.close(resolve) : resolve(undefined)));
+    });
+
+    it('retries through several seconds of 503s (longer than the old 3 s) and then releases', async () => {
+      let down = true;
+      const port = await releaseEndpoint(() => (down ? 503 : 200));
+      const server = agents({ allocationApiUrl: `http://127.0.0.1:${port}`, podExists: () => true, podOfCall: async () => owner, releaseRetry: { firstDelayMs: 100, maxDelayMs: 800 } });
+      const started = Date.now();
+      try {
+        await closedCall(server);
+        await waitFor(() => Date.now() - started > 4000 && server.releaseRetries >= 6, { timeoutMs: 15000, intervalMs: 50, what: 'retries through the outage' });
+        expect(server.releases).toBe(0);
+        down = false;
+        await waitFor(() => server.releases === 1, { timeoutMs: 5000, what: 'the release once the API is back' });
+        expect(answers[answers.length - 1]).toBe(200);
+      } finally {
+        await server.stop();
+      }
+    });
+
+    it('stops retrying once the call is no longer its own (status callback or reaper freed it)', async () => {
+      const port = await releaseEndpoint(() => 503);
+      const server = agents({ allocationApiUrl: `http://127.0.0.1:${port}`, podExists: () => true, podOfCall: async () => owner, releaseRetry: { firstDelayMs: 50, maxDelayMs: 100 } });
+      try {
+        await closedCall(server);
+        await waitFor(() => server.releaseRetries >= 2, { timeoutMs: 5000, what: 'a few retries' });
+        owner = null;
+        await waitFor(() => server.releasesAbandoned === 1, { timeoutMs: 5000, what: 'the retries to stop' });
+        const attempts = answers.length;
+        expect(server.releases).toBe(0);
+        // No attempt after giving up (polled over several retry periods).
+        await expect(waitFor(() => answers.length > attempts, { timeoutMs: 500, intervalMs: 50, what: 'another attempt' })).rejects.toThrow();
+      } finally {
+        await server.stop();
+      }
+    });
+
+    it('stops at once on 404 (already released) and 409, and gives up after its window', async () => {
+      for (const status of [404, 409]) {
+        answers.length = 0;
+        const port = await releaseEndpoint(() => status);
+        const server = agents({ allocationApiUrl: `http://127.0.0.1:${port}`, podExists: () => true, podOfCall: async () => owner });
+        try {
+          await closedCall(server);
+          await waitFor(() => server.releases === 1, { timeoutMs: 5000, what: `release settled by ${status}` });
+          expect({ status, attempts: answers.length, retries: server.releaseRetries }).toEqual({ status, attempts: 1, retries: 0 });
+        } finally {
+          await server.stop();
+          await new Promise((resolve) => api!.close(resolve));
+          api = null;
+        }
+      }
+      const down = agents({ allocationApiUrl: 'http://127.0.0.1:1', podExists: () => true, podOfCall: async () => owner, releaseRetry: { firstDelayMs: 50, maxDelayMs: 100, giveUpAfterMs: 600 } });
+      try {
+        await closedCall(down);
+        await waitFor(() => down.releasesAbandoned === 1, { timeoutMs: 5000, what: 'giving up after the window' });
+        expect(down.releaseRetries).toBeGreaterThanOrEqual(3);
+      } finally {
+        await down.stop();
+      }
+    });
+  });
+});
