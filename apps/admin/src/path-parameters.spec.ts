@@ -78,6 +78,13 @@ describe('admin path parameters and framework errors', () => {
     }
   });
 
+  it('the OpenAPI document declares the same limits', async () => {
+    const paths = (await call('GET', '/openapi.json')).body.paths as Record<string, { parameters?: Array<{ name: string; schema: { maxLength: number } }> }>;
+    expect(paths['/api/v1/admin/calls/{call_sid}'].parameters).toMatchObject([{ name: 'call_sid', schema: { maxLength: 128 } }]);
+    expect(paths['/api/v1/admin/merchants/{merchant_id}'].parameters).toMatchObject([{ name: 'merchant_id', schema: { maxLength: 128 } }]);
+    expect(paths['/api/v1/pod/{name}'].parameters).toMatchObject([{ name: 'name', schema: { maxLength: 63 } }]);
+  });
+
   it('a parameter of many kilobytes still reaches our validation, and nothing quotes the URL back', async () => {
     const long = id(8 * 1024, 'z');
     for (const path of [`/api/v1/admin/calls/${long}`, `/api/v1/admin/merchants/${long}`, `/api/v1/pod/${long}`]) {
@@ -100,8 +107,10 @@ describe('admin path parameters and framework errors', () => {
     expect(await merchantConfigs()).toEqual({});
   });
 
-  it('an oversized request line gets a JSON 431 instead of an empty one, and a malformed request a JSON 400', async () => {
+  it('an oversized request line gets a JSON 431 instead of an empty one; a malformed request or one without Host a JSON 400', async () => {
     expect(await rawHttpExchange(port, `GET /api/v1/pod/${id(20 * 1024)} HTTP/1.1\r\nHost: x\r\n\r\n`)).toMatchObject(jsonError(431, 'HEADERS_TOO_LARGE', 'request line or headers too large'));
     expect(await rawHttpExchange(port, 'NOT A REQUEST\r\n\r\n')).toMatchObject(jsonError(400, 'INVALID_REQUEST', 'malformed HTTP request'));
+    // Node's own Host check would answer an empty 400.
+    expect(await rawHttpExchange(port, 'GET /api/v1/status HTTP/1.1\r\nConnection: close\r\n\r\n')).toMatchObject(jsonError(400, 'INVALID_REQUEST', 'Host header required'));
   });
 });

@@ -48,13 +48,16 @@ export function openApiDocument(info: OpenApiInfo, routes: RouteContract[], secu
       security: route.security ? [{ bearer: [route.security] }] : route.scheme ? [{ [route.scheme]: [] }] : [],
       responses,
     };
-    const params = [...parameters('path', route.params), ...parameters('query', route.query)];
-    if (params.length) operation.parameters = params;
+    const query = parameters('query', route.query);
+    if (query.length) operation.parameters = query;
     if (route.body) {
       const types = route.bodyContentTypes ?? ['application/json'];
       operation.requestBody = { required: true, content: Object.fromEntries(types.map((type) => [type, { schema: plain(route.body as TSchema) }])) };
     }
     paths[route.path] ??= {};
+    // Path parameters belong to the path (every method of it validates them the same way).
+    const pathParameters = parameters('path', route.params);
+    if (pathParameters.length) paths[route.path].parameters ??= pathParameters;
     paths[route.path][route.method.toLowerCase()] = operation;
   }
   return {

@@ -4,7 +4,7 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ErrorCounter, JsonExceptionFilter } from './exception.filter';
-import { answerClientError, answerForStatus, describeFrameworkError, MAX_PARAM_LENGTH } from './framework-errors';
+import { answerClientError, answerForStatus, describeFrameworkError, ErrorAnswer, HOST_REQUIRED, lacksRequiredHost, MAX_PARAM_LENGTH } from './framework-errors';
 import { installRequestTracing } from './request-tracing';
 import { ERRORS_KEYWORD } from '@smart-router/api-contract';
 
@@ -49,9 +49,16 @@ export async function startHttpApp(options: HttpAppOptions): Promise<NestFastify
       const answer = describeFrameworkError(error) ?? answerForStatus(400);
       options.logger.warn(`${request.method} ${request.url.slice(0, 200)} -> ${answer.status} ${answer.code}: ${answer.message}`);
       countError(answer.status, answer.code);
-      void reply.status(answer.status).header('content-type', 'application/json; charset=utf-8').send(JSON.stringify({ error: answer.message, code: answer.code }));
+      sendAnswer(reply, answer);
     },
     clientErrorHandler: answerClientError,
+    http: { requireHostHeader: false },
+  });
+  // Node's own Host check answers an empty 400; this one answers ours.
+  adapter.getInstance().addHook('onRequest', (request, reply, done) => {
+    if (!lacksRequiredHost(request.raw)) return done();
+    countError(HOST_REQUIRED.status, HOST_REQUIRED.code);
+    sendAnswer(reply, HOST_REQUIRED);
   });
   const fastify = adapter.getInstance();
   const routes: { method: string; path: string }[] = [];
@@ -70,6 +77,10 @@ export async function startHttpApp(options: HttpAppOptions): Promise<NestFastify
   installShutdownDeadline(app);
   await app.listen(options.port, options.host);
   return app;
+}
+
+function sendAnswer(reply: FastifyReply, answer: ErrorAnswer): void {
+  void reply.status(answer.status).header('content-type', 'application/json; charset=utf-8').send(JSON.stringify({ error: answer.message, code: answer.code }));
 }
 
 /** SPEC section 2: every app exits within 10 s of SIGTERM, even if a hook hangs. */

@@ -1,4 +1,4 @@
-import { STATUS_CODES } from 'node:http';
+import { IncomingMessage, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 
 // The one place where errors raised by the framework or by Node's HTTP parser,
@@ -45,6 +45,17 @@ const STATUS_ANSWERS: Record<number, ErrorAnswer> = {
   415: { status: 415, code: 'UNSUPPORTED_MEDIA_TYPE', message: 'unsupported content type' },
   431: { status: 431, code: 'HEADERS_TOO_LARGE', message: 'request line or headers too large' },
 };
+
+/**
+ * HTTP/1.1 requires a Host header (RFC 9112 section 3.2). Node refuses a request
+ * without one itself, with an empty 400, unless the server is created with
+ * `requireHostHeader: false`; our servers do that and answer this instead.
+ */
+export const HOST_REQUIRED: ErrorAnswer = { status: 400, code: 'INVALID_REQUEST', message: 'Host header required' };
+
+export function lacksRequiredHost(request: IncomingMessage): boolean {
+  return request.headers.host === undefined && request.httpVersion === '1.1';
+}
 
 /** Our answer for a framework status (no text of the framework's, which may quote the request). */
 export function answerForStatus(status: number): ErrorAnswer {

@@ -1,7 +1,7 @@
 import { Agent, createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Duplex, PassThrough } from 'node:stream';
 import httpProxy from 'http-proxy';
-import { answerClientError, rawErrorResponse } from '@smart-router/http';
+import { answerClientError, HOST_REQUIRED, lacksRequiredHost, rawErrorResponse } from '@smart-router/http';
 import { Upstreams, route } from './routes';
 
 export type UpstreamPools = { [name in keyof Upstreams]: string | string[] };
@@ -56,7 +56,7 @@ export class Gateway {
   }
 
   async start(): Promise<number> {
-    const server = createServer((request, response) => this.onRequest(request, response));
+    const server = createServer({ requireHostHeader: false }, (request, response) => this.onRequest(request, response));
     server.on('upgrade', (request, socket, head) => this.onUpgrade(request, socket, head));
     // An oversized request line or headers, or a malformed request: JSON like every other error.
     server.on('clientError', answerClientError);
@@ -75,6 +75,7 @@ export class Gateway {
   }
 
   private onRequest(request: IncomingMessage, response: ServerResponse): void {
+    if (lacksRequiredHost(request)) return sendJson(response, HOST_REQUIRED.status, { error: HOST_REQUIRED.message, code: HOST_REQUIRED.code });
     const pathname = new URL(request.url ?? '/', 'http://gateway').pathname;
     const decision = route(pathname);
     if ('status' in decision) return sendJson(response, decision.status, decision.body);
