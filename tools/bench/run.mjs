@@ -6,7 +6,7 @@
 // throughput and allocate-p99 ratios, 503 NO_POD_AVAILABLE speed against
 // successful allocations, and every app's RSS idle and after the load.
 //
-// Usage: npm run bench [-- --seconds 5 --rounds 3 --connections 50 --pods 100 --raw --profile DIR]
+// Usage: npm run bench [-- --seconds 5 --rounds 3 --connections 50 --pods 100 --raw --profile DIR --node-args '...']
 //   --raw      also measure raw Lua allocate+release on Redis (no HTTP)
 //   --profile  run allocation-api under `node --cpu-prof` (profile written to DIR)
 import { spawn } from 'node:child_process';
@@ -34,6 +34,8 @@ const rounds = Number(option('rounds', 3));
 const connections = Number(option('connections', 50));
 const pods = Number(option('pods', 100));
 const profileDir = option('profile', '');
+/** Extra node options for allocation-api (e.g. `--node-args --max-semi-space-size=4`, space-separated). */
+const nodeArgs = option('node-args', '').split(' ').filter(Boolean);
 const raw = args.includes('--raw');
 
 const median = (values) => {
@@ -163,9 +165,9 @@ async function main() {
   const helloApp = spawn(process.execPath, [join(root, 'dist', 'tools', 'bench', 'src', 'hello-app.js')], { env: { ...process.env, HTTP_PORT: String(helloPort) }, stdio: ['ignore', 'ignore', 'inherit'] });
   const helloBase = `http://127.0.0.1:${helloPort}`;
   try {
-    if (profileDir) {
+    if (profileDir || nodeArgs.length) {
       await stack.stopApp('allocation-api');
-      await stack.startApp('allocation-api', { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] });
+      await stack.startApp('allocation-api', { nodeArgs: [...nodeArgs, ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])] });
       await stack.waitReady('allocation-api');
     }
     const api = stack.url('allocation-api');
