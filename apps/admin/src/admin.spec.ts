@@ -108,7 +108,12 @@ describe('admin API', () => {
     const pod = await admin.call('GET', `/api/v1/pod/${result.allocation.podName}`);
     expect(pod.body).toMatchObject({ pod_name: result.allocation.podName, tier: 'standard', status: 'allocated', allocated_call_sid: 'lookup-1', calls: ['lookup-1'], lease: 'lookup-1' });
     expect((await admin.call('GET', '/api/v1/pod/voice-agent-77')).status).toBe(404);
-    expect((await admin.call('GET', '/api/v1/admin/calls/lookup-1')).body).toMatchObject({ call_sid: 'lookup-1', pod_name: result.allocation.podName, source_pool: 'pool:standard' });
+    expect((await admin.call('GET', '/api/v1/admin/calls/lookup-1')).body).toMatchObject({
+      call_sid: 'lookup-1', pod_name: result.allocation.podName, source_pool: 'pool:standard',
+      allocation_id: result.allocation.allocationId, state: 'pending', connected_at: null,
+    });
+    await pool.scripts.connect('lookup-1', 'api', undefined, 1234);
+    expect((await admin.call('GET', '/api/v1/admin/calls/lookup-1')).body).toMatchObject({ allocation_id: result.allocation.allocationId, state: 'connected', connected_at: 1234 });
     expect((await admin.call('GET', '/api/v1/admin/calls/nope')).status).toBe(404);
     expect((await admin.call('GET', '/api/v1/admin/calls')).body).toMatchObject({ count: 1, calls: [{ call_sid: 'lookup-1' }] });
   });

@@ -168,6 +168,11 @@ function callView(callSid: string, record: Record<string, string>): Record<strin
     merchant_id: record.merchant_id,
     provider: record.provider || null,
     allocated_at: Number(record.allocated_at),
+    // SPEC 9.2: absent on records written before fencing (e.g. by the Go router).
+    allocation_id: record.allocation_id ? Number(record.allocation_id) : null,
+    state: record.state || null,
+    connected_at: record.connected_at ? Number(record.connected_at) : null,
+    connect_deadline: record.connect_deadline ? Number(record.connect_deadline) : null,
     metadata: record.metadata ? (JSON.parse(record.metadata) as unknown) : null,
   };
 }

@@ -1,5 +1,5 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import { PoolFixture, RedisServer, createPoolFixture, sharedRedisUrl, uniquePrefix, waitFor } from '@smart-router/testing';
+import { PoolFixture, RedisServer, createPoolFixture, sharedRedisUrl, snapshotState, uniquePrefix, waitFor } from '@smart-router/testing';
 import { bootstrap } from './main';
 
 interface Answer {
@@ -175,6 +175,64 @@ describe('allocation API against a real Redis (seed scenarios)', () => {
     expect(await ready.json()).toMatchObject({ status: 'ready' });
     const openapi = (await (await fetch(`${api.base}/openapi.json`)).json()) as { paths: Record<string, unknown> };
     expect(Object.keys(openapi.paths)).toEqual(expect.arrayContaining(['/api/v1/allocate', '/api/v1/release']));
+  });
+});
+
+describe('allocation API: call lifecycle and fencing (SPEC 9.2)', () => {
+  let pool: PoolFixture;
+  let api: Awaited<ReturnType<typeof startApi>>;
+
+  beforeEach(async () => {
+    pool = await createPoolFixture({ url: sharedRedisUrl() });
+    api = await startApi(sharedRedisUrl(), pool.keys.prefix, { CONNECT_TIMEOUT_SECONDS: '30' });
+  });
+  afterEach(async () => {
+    await api.app.close();
+    await pool.close();
+  });
+
+  it('allocate answers allocation_id and state; a repeat the same id; the deadline is recorded', async () => {
+    const first = await api.post('/api/v1/allocate', { call_sid: 'life-1' });
+    const second = await api.post('/api/v1/allocate', { call_sid: 'life-2' });
+    const repeat = await api.post('/api/v1/allocate', { call_sid: 'life-1' });
+    expect(first.body).toMatchObject({ success: true, allocation_id: expect.any(Number), state: 'pending', was_existing: false });
+    expect(second.body.allocation_id as number).toBeGreaterThan(first.body.allocation_id as number);
+    expect(repeat.body).toMatchObject({ allocation_id: first.body.allocation_id, was_existing: true });
+    const deadline = Number(await pool.redis.hget(pool.keys.call('life-1'), 'connect_deadline'));
+    const allocatedAt = Number(await pool.redis.hget(pool.keys.call('life-1'), 'allocated_at'));
+    expect(deadline - allocatedAt).toBe(30000);
+  });
+
+  it('POST /api/v1/connected: pending -> connected, idempotent; 404 unknown; 409 stale; 400 bad input writes nothing', async () => {
+    const call = await api.post('/api/v1/allocate', { call_sid: 'life-c' });
+    const connected = await api.post('/api/v1/connected', { call_sid: 'life-c' });
+    expect(connected).toEqual({ status: 200, body: { success: true, call_sid: 'life-c', pod_name: call.body.pod_name, allocation_id: call.body.allocation_id, state: 'connected', connected_at: expect.any(Number), was_connected: false } });
+    const again = await api.post('/api/v1/connected', { call_sid: 'life-c', allocation_id: call.body.allocation_id });
+    expect(again.body).toMatchObject({ was_connected: true, connected_at: connected.body.connected_at });
+    expect(await pool.redis.zscore(pool.keys.pendingCalls(), 'life-c')).toBeNull();
+
+    const before = await snapshotState(pool);
+    expect(await api.post('/api/v1/connected', { call_sid: 'life-unknown' })).toEqual({ status: 404, body: { error: 'call not found', code: 'CALL_NOT_FOUND' } });
+    expect((await api.post('/api/v1/connected', { call_sid: 'life-c', allocation_id: (call.body.allocation_id as number) + 99 })).body).toMatchObject({ code: 'STALE_ALLOCATION' });
+    for (const bad of [{}, { call_sid: '' }, { call_sid: 'life-c', allocation_id: 'abc' }, { call_sid: 'life-c', allocation_id: 0 }, { call_sid: 'life-c', allocation_id: 1.5 }, 'not json']) {
+      const answer = await api.post('/api/v1/connected', bad);
+      expect({ bad, status: answer.status, error: typeof answer.body.error }).toEqual({ bad, status: 400, error: 'string' });
+    }
+    expect(await snapshotState(pool)).toEqual(before);
+  });
+
+  it('release with a stale allocation_id: 409 STALE_ALLOCATION, nothing changed; the current id or none releases', async () => {
+    const old = await api.post('/api/v1/allocate', { call_sid: 'life-r' });
+    expect((await api.post('/api/v1/release', { call_sid: 'life-r', allocation_id: old.body.allocation_id })).status).toBe(200);
+    const current = await api.post('/api/v1/allocate', { call_sid: 'life-r' });
+    const before = await snapshotState(pool);
+    const stale = await api.post('/api/v1/release', { call_sid: 'life-r', allocation_id: old.body.allocation_id });
+    expect(stale).toEqual({ status: 409, body: { error: expect.any(String), code: 'STALE_ALLOCATION' } });
+    expect(await snapshotState(pool)).toEqual(before);
+    expect((await api.post('/api/v1/release', { call_sid: 'life-r', allocation_id: String(current.body.allocation_id) })).status).toBe(200);
+    await api.post('/api/v1/allocate', { call_sid: 'life-r' });
+    expect((await api.post('/api/v1/release', { call_sid: 'life-r' })).status).toBe(200);
+    expect(await pool.scripts.checkInvariants()).toEqual([]);
   });
 });
 

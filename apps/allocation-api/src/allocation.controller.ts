@@ -1,6 +1,6 @@
 import { Body, Controller, Headers, Res } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
-import { AllocateRequest, AllocateResponse, MAX_METADATA_BYTES, ReleaseRequest, ReleaseResponse, allocationRoutes } from '@smart-router/api-contract';
+import { AllocateRequest, AllocateResponse, ConnectedRequest, ConnectedResponse, MAX_METADATA_BYTES, ReleaseRequest, ReleaseResponse, allocationRoutes } from '@smart-router/api-contract';
 import { ApiError, BearerTokens, Route } from '@smart-router/http';
 import { CallAllocator, PoolMetrics, Refusal } from '@smart-router/pool-state';
 
@@ -32,22 +32,49 @@ export class AllocationController {
     });
     if (!outcome.ok) return this.refuse(reply, outcome.refusal);
     const call = outcome.value;
-    const answer: AllocateResponse = { success: true, pod_name: call.podName, ws_url: call.wsUrl, source_pool: call.sourcePool, was_existing: call.wasExisting };
+    const answer: AllocateResponse = {
+      success: true, pod_name: call.podName, ws_url: call.wsUrl, source_pool: call.sourcePool, was_existing: call.wasExisting,
+      allocation_id: call.allocationId, state: call.state,
+    };
     void reply.send(answer);
   }
 
   @Route(allocationRoutes.release)
   async release(@Body() body: ReleaseRequest, @Headers('authorization') authorization: string | undefined, @Res() reply: FastifyReply): Promise<void> {
     this.tokens.authorize(authorization, 'operator');
-    const outcome = await this.allocator.tryRelease(body.call_sid, body.reason ?? '');
+    const outcome = await this.allocator.tryRelease(body.call_sid, body.reason ?? '', allocationIdOf(body.allocation_id));
     if (!outcome.ok) return this.refuse(reply, outcome.refusal);
     const released = outcome.value;
     const answer: ReleaseResponse = { success: true, pod_name: released.podName, released_to_pool: released.releasedToPool, was_draining: released.wasDraining };
     void reply.send(answer);
   }
 
+  /** The voice agent's socket opened (SPEC 9.2): the call is connected and keeps its pod past the connect deadline. */
+  @Route(allocationRoutes.connected)
+  async connected(@Body() body: ConnectedRequest, @Headers('authorization') authorization?: string): Promise<ConnectedResponse> {
+    this.tokens.authorize(authorization, 'operator');
+    const connection = await this.allocator.connect(body.call_sid, 'api', allocationIdOf(body.allocation_id));
+    return {
+      success: true,
+      call_sid: body.call_sid,
+      pod_name: connection.podName,
+      allocation_id: connection.allocationId,
+      state: 'connected',
+      connected_at: connection.connectedAt,
+      was_connected: connection.wasConnected,
+    };
+  }
+
   private refuse(reply: FastifyReply, refusal: Refusal): void {
     this.metrics.httpError(refusal.status, refusal.body.code);
     void reply.code(refusal.status).send(refusal.body);
   }
+}
+
+/** allocation_id as sent (a JSON integer or its decimal string); absent or null = undefined. */
+function allocationIdOf(value: number | string | null | undefined): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  const id = Number(value);
+  if (!Number.isSafeInteger(id) || id < 1) throw ApiError.badRequest('allocation_id must be a positive integer', 'INVALID_FIELD');
+  return id;
 }

@@ -10,6 +10,7 @@ import { TIER_LABEL, listPods } from '@smart-router/kube';
 import { RedisKeys } from '@smart-router/redis-keys';
 import { PoolScripts, StateMissingError } from '@smart-router/redis-scripts';
 import { Telemetry, inSpan, withExtractedContext } from '@smart-router/telemetry';
+import { allocationIdsOf, releaseUnconnectedCalls } from './connect-timeout.job';
 
 export interface ReconcileReport {
   pods: number;
@@ -29,6 +30,7 @@ export class PoolReconcileService {
   private readonly staleEvents: Counter;
   private readonly reaped: Counter;
   private readonly sweeps: Counter;
+  private readonly connectTimeouts: Counter;
   private rebuilding: Promise<ReconcileReport> | null = null;
   /** Highest watcher term this replica has applied events from. */
   private watcherTerm: number | null = null;
@@ -49,6 +51,7 @@ export class PoolReconcileService {
     this.staleEvents = meter.createCounter('smart_router_stale_leader_events_total', { description: 'Events from a deposed watcher leader, dropped' });
     this.reaped = meter.createCounter('smart_router_reaped_calls_total', { description: 'Calls released for exceeding the maximum call duration' });
     this.sweeps = meter.createCounter('smart_router_zombie_corrections_total', { description: 'Pod state corrections made by the zombie sweep' });
+    this.connectTimeouts = meter.createCounter('smart_router_connect_timeouts_total', { description: 'Calls released because their media stream never connected' });
   }
 
   /** Applies one watcher event. Returns false when the state must be rebuilt first. */
@@ -178,8 +181,9 @@ export class PoolReconcileService {
     const cutoff = now - this.settings.maxCallDurationSeconds * 1000;
     const stale = await this.redis.zrangebyscore(this.keys.activeCalls(), '-inf', cutoff, 'LIMIT', 0, 1000);
     let reaped = 0;
-    for (const callSid of stale) {
-      const result = await this.scripts.release(callSid, 'max_call_duration', 'call.reaped', now, cutoff);
+    const allocationIds = stale.length > 0 ? await allocationIdsOf(this.redis, this.keys, stale) : [];
+    for (const [index, callSid] of stale.entries()) {
+      const result = await this.scripts.release(callSid, 'max_call_duration', 'call.reaped', now, cutoff, { allocationId: allocationIds[index] });
       if (result.ok) reaped += 1;
     }
     if (reaped > 0) {
@@ -187,6 +191,16 @@ export class PoolReconcileService {
       this.logger.warn(`reaped ${reaped} call(s) older than ${this.settings.maxCallDurationSeconds}s`, 'Reconcile');
     }
     return reaped;
+  }
+
+  /** Releases calls past their connect deadline (connect-timeout.job.ts). */
+  async releaseUnconnectedCalls(now = Date.now()): Promise<number> {
+    const released = await releaseUnconnectedCalls(this.redis, this.keys, this.scripts, now);
+    if (released > 0) {
+      this.connectTimeouts.add(released);
+      this.logger.warn(`released ${released} call(s) never connected by their deadline (connect_timeout)`, 'Reconcile');
+    }
+    return released;
   }
 
   /**

@@ -35,6 +35,7 @@ export class ReconcilerJobs {
       [JOBS.zombieSweep.name]: () => reconcile.zombieSweep(),
       [JOBS.dataLossCheck.name]: () => reconcile.checkDataLoss(),
       [JOBS.staleCallReaper.name]: () => reconcile.reapStaleCalls(),
+      [JOBS.connectTimeout.name]: () => reconcile.releaseUnconnectedCalls(),
     };
     // Boot fails if a scheduled job has no handler.
     for (const name of JOB_NAMES) if (!this.handlers[name]) throw new Error(`job ${name} has no handler`);

@@ -19,8 +19,12 @@ export class WebhookRequestFactory {
    * socket and Host. `request.url` is the raw path and query, unnormalised.
    */
   urlOf(request: FastifyRequest): string {
-    if (this.publicBaseUrl !== undefined) return this.publicBaseUrl + request.url;
-    return `${request.protocol}://${request.host}${request.url}`;
+    return this.baseOf(request) + request.url;
+  }
+
+  /** The base our own callback URLs are built on: the same one the signature check uses. */
+  baseOf(request: FastifyRequest): string {
+    return this.publicBaseUrl ?? `${request.protocol}://${request.host}`;
   }
 
   from(request: RawBodyRequest): WebhookRequest {

@@ -2,7 +2,7 @@ import { Controller, HttpCode, Param, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import { ProviderRegistry } from './provider-registry';
 import { RawBodyRequest, WebhookRequestFactory } from './webhook-request.factory';
-import { StatusAnswer, WebhooksService } from './webhooks.service';
+import { StatusAnswer, StreamStatusAnswer, WebhooksService } from './webhooks.service';
 
 /**
  * Answer webhook paths. `/api/v1/{provider}/allocate` is the Go router's; the
@@ -36,7 +36,7 @@ export class WebhooksController {
     @Res() reply: FastifyReply,
   ): Promise<void> {
     const template = params.template || params['*'] || undefined;
-    const document = await this.webhooks.answer(this.providers.get(params.provider ?? ''), this.requests.from(request), template);
+    const document = await this.webhooks.answer(this.providers.get(params.provider ?? ''), this.requests.from(request), template, this.requests.baseOf(request));
     void reply.status(document.status).header('content-type', document.contentType).send(document.body);
   }
 
@@ -51,5 +51,12 @@ export class WebhooksController {
   @HttpCode(200)
   hangup(@Param('provider') provider: string, @Req() request: RawBodyRequest): Promise<StatusAnswer> {
     return this.webhooks.status(this.providers.get(provider), this.requests.from(request), 'hangup');
+  }
+
+  /** Media-stream status callbacks our answer documents ask for (SPEC 9.2; 404 for Exotel, which has none). */
+  @Post('api/v1/:provider/stream-status')
+  @HttpCode(200)
+  streamStatus(@Param('provider') provider: string, @Req() request: RawBodyRequest): Promise<StreamStatusAnswer> {
+    return this.webhooks.streamStatus(this.providers.get(provider), this.requests.from(request));
   }
 }

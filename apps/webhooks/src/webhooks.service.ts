@@ -1,7 +1,7 @@
 import { LoggerService } from '@nestjs/common';
 import { ApiError } from '@smart-router/http';
 import { CallAllocator } from '@smart-router/pool-state';
-import { ProviderAdapter, ProviderDocument, WebhookRequest } from '@smart-router/providers';
+import { ProviderAdapter, ProviderDocument, WebhookRequest, queryField, streamStatusPath } from '@smart-router/providers';
 import { WebhookMetrics } from './webhook-metrics';
 
 export interface StatusAnswer {
@@ -9,6 +9,17 @@ export interface StatusAnswer {
   call_sid: string;
   status: string;
   /** True when this callback released the call; false for a non-final status or an unknown/already released call. */
+  released: boolean;
+  pod_name?: string;
+}
+
+export interface StreamStatusAnswer {
+  success: true;
+  call_sid: string;
+  event: string;
+  /** True when this callback connected the call (stream started, call was pending). */
+  connected: boolean;
+  /** True when this callback released the call (stream stopped or failed). */
   released: boolean;
   pod_name?: string;
 }
@@ -41,7 +52,7 @@ export class WebhooksService {
    * HTTP error: the request was valid, and the caller should hear a message
    * rather than the provider's generic error.
    */
-  async answer(adapter: ProviderAdapter, request: WebhookRequest, template?: string): Promise<ProviderDocument> {
+  async answer(adapter: ProviderAdapter, request: WebhookRequest, template?: string, baseUrl?: string): Promise<ProviderDocument> {
     adapter.authenticate(request);
     const fields = adapter.parseAnswer(request);
     try {
@@ -54,7 +65,7 @@ export class WebhooksService {
         waitMs: this.waitMs,
       });
       this.metrics.answers.add(1, { provider: adapter.name, result: call.wasExisting ? 'existing' : 'allocated' });
-      return adapter.answerDocument(call.wsUrl);
+      return adapter.answerDocument(call.wsUrl, baseUrl === undefined ? undefined : this.streamStatusUrl(adapter, baseUrl, call.allocationId));
     } catch (error) {
       const failure = error instanceof ApiError ? error : new ApiError(500, 'INTERNAL', 'internal error');
       if (error instanceof ApiError) {
@@ -94,4 +105,56 @@ export class WebhooksService {
       return answer;
     }
   }
+
+  /**
+   * Where the provider posts the stream's status. The allocation_id in the
+   * query is covered by the provider's signature, so a late callback of an
+   * earlier allocation of the same call_sid is refused (409) instead of
+   * ending the newer one. A repeated answer carries the same id: same bytes.
+   */
+  private streamStatusUrl(adapter: ProviderAdapter, baseUrl: string, allocationId: number | null): string {
+    const query = allocationId === null ? '' : `?allocation_id=${allocationId}`;
+    return `${baseUrl}${streamStatusPath(adapter.name)}${query}`;
+  }
+
+  /**
+   * A media-stream status callback (SPEC 9.2): started connects the call,
+   * stopped or failed releases it. Unknown events and calls, duplicates and
+   * callbacks arriving after another release are a harmless 200. A stale
+   * allocation_id is a 409 that changes nothing; a Redis failure a 503.
+   */
+  async streamStatus(adapter: ProviderAdapter, request: WebhookRequest): Promise<StreamStatusAnswer> {
+    if (!adapter.parseStreamStatus) throw ApiError.notFound('route not found');
+    adapter.authenticate(request);
+    const update = adapter.parseStreamStatus(request);
+    const allocationId = parseAllocationId(queryField(request, 'allocation_id'));
+    const answer: StreamStatusAnswer = { success: true, call_sid: update.callSid, event: update.event, connected: false, released: false };
+    const count = (result: string) => this.metrics.statusCallbacks.add(1, { provider: adapter.name, result });
+    try {
+      if (update.kind === 'started') {
+        const connection = await this.allocator.connect(update.callSid, adapter.name, allocationId);
+        count(connection.wasConnected ? 'stream_duplicate' : 'stream_connected');
+        return { ...answer, connected: !connection.wasConnected, pod_name: connection.podName };
+      }
+      if (update.kind === 'stopped' || update.kind === 'failed') {
+        const reason = update.kind === 'stopped' ? 'stream_stopped' : 'stream_error';
+        const released = await this.allocator.release(update.callSid, reason, allocationId);
+        count('stream_released');
+        return { ...answer, released: true, pod_name: released.podName };
+      }
+      count('stream_ignored');
+      return answer;
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.code !== 'CALL_NOT_FOUND') throw error;
+      count('unknown_call');
+      return answer;
+    }
+  }
+}
+
+/** Our own query parameter, signed by the provider; anything but a positive integer is a 400. */
+function parseAllocationId(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^[1-9][0-9]{0,14}$/.test(text)) throw ApiError.badRequest('allocation_id must be a positive integer', 'INVALID_FIELD');
+  return Number(text);
 }

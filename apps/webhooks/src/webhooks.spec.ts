@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import { PoolFixture, RedisServer, createPoolFixture, sharedRedisUrl, uniquePrefix, waitFor } from '@smart-router/testing';
+import { PoolFixture, RedisServer, createPoolFixture, sharedRedisUrl, snapshotState, uniquePrefix, waitFor } from '@smart-router/testing';
 import { paramMap, plivoV3Signature, twilioSignature } from '@smart-router/providers';
 import { bootstrap } from './main';
 
@@ -32,29 +32,20 @@ type Webhooks = Awaited<ReturnType<typeof startWebhooks>>;
 type Provider = 'twilio' | 'plivo' | 'exotel';
 
 const WS = 'wss://buddy.example.test/ws/pod';
-const twiml = (pod: string, sid: string) => `<Response><Connect><Stream url="${WS}/${pod}/${sid}"></Stream></Connect></Response>`;
-const plivoXml = (pod: string, sid: string) =>
-  `<Response><Stream bidirectional="true" keepCallAlive="true" contentType="audio/x-mulaw;rate=8000">${WS}/${pod}/${sid}</Stream></Response>`;
+const twiml = (pod: string, sid: string, callback: string) =>
+  `<Response><Connect><Stream url="${WS}/${pod}/${sid}" statusCallback="${callback}" statusCallbackMethod="POST"></Stream></Connect></Response>`;
+const plivoXml = (pod: string, sid: string, callback: string) =>
+  `<Response><Stream bidirectional="true" keepCallAlive="true" contentType="audio/x-mulaw;rate=8000" statusCallbackUrl="${callback}" statusCallbackMethod="POST">${WS}/${pod}/${sid}</Stream></Response>`;
+
+/** The stream-status callback URL an answer document asks for ('' when none). */
+function streamStatusUrlOf(text: string): string {
+  return /statusCallback(?:Url)?="([^"]+)"/.exec(text)?.[1] ?? '';
+}
 const TWILIO_FAILURE = /^<Response><Say>[^<]+<\/Say><Hangup\/><\/Response>$/;
 const PLIVO_FAILURE = /^<Response><Speak>[^<]+<\/Speak><Hangup\/><\/Response>$/;
 
-/** Every key under the test's prefix with its content: "wrote nothing" means this is unchanged. */
-async function snapshot(pool: PoolFixture): Promise<Record<string, unknown>> {
-  const state: Record<string, unknown> = {};
-  for (const key of (await pool.redis.keys(`${pool.keys.prefix}*`)).sort()) {
-    // The wait queue's arrival counter: a request that waited and timed out leaves nothing else.
-    if (key === pool.keys.waitSequence()) continue;
-    const type = await pool.redis.type(key);
-    if (type === 'string') state[key] = await pool.redis.get(key);
-    else if (type === 'hash') state[key] = await pool.redis.hgetall(key);
-    else if (type === 'set') state[key] = (await pool.redis.smembers(key)).sort();
-    else if (type === 'zset') state[key] = await pool.redis.zrange(key, 0, -1, 'WITHSCORES');
-    else if (type === 'list') state[key] = await pool.redis.lrange(key, 0, -1);
-    else if (type === 'stream') state[key] = await pool.redis.xrange(key, '-', '+');
-    else state[key] = type;
-  }
-  return state;
-}
+/** The wait queue's arrival counter is skipped: a request that waited and timed out leaves nothing else. */
+const snapshot = (pool: PoolFixture) => snapshotState(pool, [pool.keys.waitSequence()]);
 
 /** The answer webhook for one provider and path, as the provider sends it. */
 function answerCall(webhooks: Webhooks, provider: Provider, path: string, callSid: string, merchantId?: string) {
@@ -64,10 +55,20 @@ function answerCall(webhooks: Webhooks, provider: Provider, path: string, callSi
   return webhooks.json(path, merchantId === undefined ? { CallSid: callSid } : { CallSid: callSid, merchant_id: merchantId });
 }
 
-function expectAnswer(provider: Provider, answer: Answer, pod: string, callSid: string): void {
+/**
+ * `base`: the scheme and host the stream-status URL must be built on (the
+ * signature URL's); by default any. Its allocation_id must be the call's.
+ */
+async function expectAnswer(provider: Provider, answer: Answer, pod: string, callSid: string, base?: string, pool?: PoolFixture): Promise<void> {
   expect(answer.status).toBe(200);
-  if (provider === 'twilio') expect(answer).toEqual({ status: 200, contentType: 'text/xml; charset=utf-8', text: twiml(pod, callSid) });
-  else if (provider === 'plivo') expect(answer).toEqual({ status: 200, contentType: 'text/xml; charset=utf-8', text: plivoXml(pod, callSid) });
+  const callback = streamStatusUrlOf(answer.text);
+  if (provider !== 'exotel') {
+    const allocationId = pool ? await pool.redis.hget(pool.keys.call(callSid), 'allocation_id') : '[0-9]+';
+    const host = base ? base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') : 'https?://[^/"]+';
+    expect(callback).toMatch(new RegExp(`^${host}/api/v1/${provider}/stream-status\\?allocation_id=${allocationId}$`));
+  }
+  if (provider === 'twilio') expect(answer).toEqual({ status: 200, contentType: 'text/xml; charset=utf-8', text: twiml(pod, callSid, callback) });
+  else if (provider === 'plivo') expect(answer).toEqual({ status: 200, contentType: 'text/xml; charset=utf-8', text: plivoXml(pod, callSid, callback) });
   else expect(answer).toEqual({ status: 200, contentType: 'application/json; charset=utf-8', text: JSON.stringify({ url: `${WS}/${pod}/${callSid}` }) });
 }
 
@@ -125,7 +126,7 @@ describe('provider webhooks against a real Redis', () => {
       const callSid = `${provider}-path-001`;
       const answer = await answerCall(webhooks, provider, path, callSid, 'test-merchant');
       const pod = podOf(answer);
-      expectAnswer(provider, answer, pod, callSid);
+      await expectAnswer(provider, answer, pod, callSid, webhooks.base, pool);
       const record = await pool.redis.hgetall(pool.keys.call(callSid));
       expect(record).toMatchObject({ pod_name: pod, source_pool: 'pool:standard', merchant_id: 'test-merchant', provider });
       if (path.includes('test-template')) expect(record.metadata).toBe('{"template":"test-template"}');
@@ -184,7 +185,7 @@ describe('provider webhooks against a real Redis', () => {
       const escaped = await startWebhooks(sharedRedisUrl(), pool.keys.prefix, { VOICE_AGENT_BASE_URL: 'wss://buddy.example.test/a&b' });
       try {
         const twilio = await answerCall(escaped, 'twilio', '/api/v1/twilio/answer', 'xml-escape-1');
-        expect(twilio.text).toBe(`<Response><Connect><Stream url="wss://buddy.example.test/a&amp;b/ws/pod/${podOf(twilio)}/xml-escape-1"></Stream></Connect></Response>`);
+        expect(twilio.text).toContain(`<Response><Connect><Stream url="wss://buddy.example.test/a&amp;b/ws/pod/${podOf(twilio)}/xml-escape-1" statusCallback=`);
         const plivo = await answerCall(escaped, 'plivo', '/api/v1/plivo/answer', 'xml-escape-2');
         expect(plivo.text).toContain(`>wss://buddy.example.test/a&amp;b/ws/pod/${podOf(plivo)}/xml-escape-2</Stream>`);
         const exotel = await answerCall(escaped, 'exotel', '/api/v1/exotel/answer', 'xml-escape-3');
@@ -349,9 +350,9 @@ describe('provider webhook authentication', () => {
   it('Twilio: valid signatures with either configured token (rotation) allocate', async () => {
     const path = '/agent/voice/breeze-buddy/twilio/callback/t1?merchant_id=acme';
     const current = await twilio(path, twilioParams('tw-sig-1'));
-    expectAnswer('twilio', current, podOf(current), 'tw-sig-1');
+    await expectAnswer('twilio', current, podOf(current), 'tw-sig-1');
     const rotated = await twilio('/api/v1/twilio/answer', twilioParams('tw-sig-2'), { token: 'twilio-old' });
-    expectAnswer('twilio', rotated, podOf(rotated), 'tw-sig-2');
+    await expectAnswer('twilio', rotated, podOf(rotated), 'tw-sig-2');
     expect(await pool.redis.hget(pool.keys.call('tw-sig-1'), 'merchant_id')).toBe('acme');
   });
 
@@ -392,12 +393,12 @@ describe('provider webhook authentication', () => {
       const params = twilioParams('tw-fwd-1');
       const publicSignature = twilioSignature('twilio-new', `https://public.example.test${path}`, paramMap(params));
       const forwarded = await direct.form(path, params, { 'x-twilio-signature': publicSignature, 'x-forwarded-proto': 'https', 'x-forwarded-host': 'public.example.test' });
-      expectAnswer('twilio', forwarded, podOf(forwarded), 'tw-fwd-1');
+      await expectAnswer('twilio', forwarded, podOf(forwarded), 'tw-fwd-1', 'https://public.example.test');
       const notForwarded = await direct.form(path, twilioParams('tw-fwd-2'), { 'x-twilio-signature': twilioSignature('twilio-new', `https://public.example.test${path}`, paramMap(twilioParams('tw-fwd-2'))) });
       expect(errorOf(notForwarded)).toEqual({ status: 403, code: 'SIGNATURE_INVALID' });
       const host = new URL(direct.base).host;
       const byHost = await direct.form(path, twilioParams('tw-fwd-3'), { 'x-twilio-signature': twilioSignature('twilio-new', `http://${host}${path}`, paramMap(twilioParams('tw-fwd-3'))) });
-      expectAnswer('twilio', byHost, podOf(byHost), 'tw-fwd-3');
+      await expectAnswer('twilio', byHost, podOf(byHost), 'tw-fwd-3', `http://${host}`);
     } finally {
       await direct.app.close();
     }
@@ -407,11 +408,11 @@ describe('provider webhook authentication', () => {
     const path = '/agent/voice/breeze-buddy/plivo/callback/t1?merchant_id=acme';
     const params = (callSid: string) => ({ CallUUID: callSid, From: '1234567890', To: '0987654321', Direction: 'outbound', CallStatus: 'in-progress' });
     const current = await plivo(path, params('pl-sig-1'));
-    expectAnswer('plivo', current, podOf(current), 'pl-sig-1');
+    await expectAnswer('plivo', current, podOf(current), 'pl-sig-1');
     const rotated = await plivo('/api/v1/plivo/answer', params('pl-sig-2'), { tokens: ['plivo-old'] });
-    expectAnswer('plivo', rotated, podOf(rotated), 'pl-sig-2');
+    await expectAnswer('plivo', rotated, podOf(rotated), 'pl-sig-2');
     const several = await plivo('/api/v1/plivo/allocate', params('pl-sig-3'), { tokens: ['someone-else', 'plivo-new'] });
-    expectAnswer('plivo', several, podOf(several), 'pl-sig-3');
+    await expectAnswer('plivo', several, podOf(several), 'pl-sig-3');
   });
 
   it('Plivo: missing signature or nonce, wrong nonce, unknown token and tampered body get 403 and write nothing', async () => {
@@ -446,9 +447,9 @@ describe('provider webhook authentication', () => {
     expect(await snapshot(pool)).toEqual(before);
 
     const answer = await webhooks.json('/agent/voice/breeze-buddy/exotel/callback/t1', { CallSid: 'ex-ok-1', merchant_id: 'acme' }, basic('exo-key:exo-secret'));
-    expectAnswer('exotel', answer, podOf(answer), 'ex-ok-1');
+    await expectAnswer('exotel', answer, podOf(answer), 'ex-ok-1');
     const rotated = await webhooks.json('/api/v1/exotel/answer', { CallSid: 'ex-ok-2' }, basic('exo-key2:exo:pw'));
-    expectAnswer('exotel', rotated, podOf(rotated), 'ex-ok-2');
+    await expectAnswer('exotel', rotated, podOf(rotated), 'ex-ok-2');
     const status = await webhooks.form('/api/v1/exotel/status', { CallSid: 'ex-ok-1', Status: 'completed' }, basic('exo-key:exo-secret'));
     expect(JSON.parse(status.text)).toMatchObject({ released: true, pod_name: podOf(answer) });
     const afterRelease = await snapshot(pool);
@@ -463,6 +464,109 @@ describe('provider webhook authentication', () => {
       .rejects.toThrow('invalid configuration: EXOTEL_CREDENTIALS entry 2 must be user:password with both parts non-empty');
     await expect(startWebhooks(sharedRedisUrl(), pool.keys.prefix, { PUBLIC_BASE_URL: 'https://router.example.test/?x=1' }))
       .rejects.toThrow('invalid configuration: PUBLIC_BASE_URL must not have a query or fragment');
+  });
+
+  /**
+   * SPEC 9.2: the stream status callbacks the answer documents ask for, in
+   * the providers' own format (fixtures/<provider>/stream-status, one per
+   * documented event), signed, at the exact URL the answer document named.
+   */
+  describe('stream status callbacks', () => {
+    const streamFixtures = (provider: 'twilio' | 'plivo') => readdirSync(join(__dirname, 'fixtures', provider, 'stream-status')).sort().map((file) => {
+      const [expectLine, requestLine, ...rest] = readFileSync(join(__dirname, 'fixtures', provider, 'stream-status', file), 'utf8').split('\n');
+      const expected = /^# expect: (.+)$/.exec(expectLine)![1];
+      const params = Object.fromEntries(new URLSearchParams(rest.slice(rest.indexOf('') + 1).join('\n').trim()));
+      return { file, expected, path: requestLine.split(' ')[1], params, callSid: params.CallSid ?? params.CallUUID };
+    });
+    /** Answers the call (signed) and returns the stream-status path + query its document asked for. */
+    const answerFor = async (provider: 'twilio' | 'plivo', callSid: string) => {
+      const answer = provider === 'twilio'
+        ? await twilio('/api/v1/twilio/answer', twilioParams(callSid))
+        : await plivo('/api/v1/plivo/answer', { CallUUID: callSid, From: '14155550100', To: '14155550199', Direction: 'inbound' });
+      const url = streamStatusUrlOf(answer.text).replace(/&amp;/g, '&');
+      expect(url.startsWith(`${PUBLIC}/api/v1/${provider}/stream-status?allocation_id=`)).toBe(true);
+      return url.slice(PUBLIC.length);
+    };
+    const post = (provider: 'twilio' | 'plivo', path: string, params: Record<string, string>, options: { forged?: boolean } = {}) =>
+      provider === 'twilio'
+        ? twilio(path, params, options.forged ? { token: 'not-the-token' } : {})
+        : plivo(path, params, options.forged ? { tokens: ['not-the-token'] } : {});
+    const callEvents = async () => (await pool.redis.xrange(pool.keys.callStream(), '-', '+')).map(([, fields]) => {
+      const record: Record<string, string> = {};
+      for (let i = 0; i < fields.length; i += 2) record[fields[i]] = fields[i + 1];
+      return record;
+    });
+
+    it.each(['twilio', 'plivo'] as const)('%s: every documented event, in the official format, does what it means', async (provider) => {
+      const fixtures = streamFixtures(provider);
+      expect(fixtures.length).toBeGreaterThanOrEqual(provider === 'twilio' ? 4 : 7);
+      for (const fixture of fixtures) {
+        const path = await answerFor(provider, fixture.callSid);
+        expect(fixture.path.replace('{allocation_id}', '')).toBe(path.replace(/[0-9]+$/, ''));
+        const pod = await pool.redis.hget(pool.keys.call(fixture.callSid), 'pod_name');
+        const answer = await post(provider, path, fixture.params);
+        expect({ file: fixture.file, status: answer.status }).toEqual({ file: fixture.file, status: 200 });
+        const body = JSON.parse(answer.text) as Record<string, unknown>;
+        const record = await pool.redis.hgetall(pool.keys.call(fixture.callSid));
+        if (fixture.expected === 'connected') {
+          expect(body).toMatchObject({ connected: true, released: false, pod_name: pod });
+          expect(record).toMatchObject({ state: 'connected', connected_at: expect.stringMatching(/^[0-9]+$/) });
+        } else if (fixture.expected.startsWith('released')) {
+          expect(body).toMatchObject({ connected: false, released: true, pod_name: pod });
+          expect(record).toEqual({});
+          const reason = fixture.expected.split(' ')[1];
+          expect((await callEvents()).filter((event) => event.call_sid === fixture.callSid && event.type === 'call.released')).toEqual([expect.objectContaining({ reason })]);
+        } else {
+          expect({ file: fixture.file, body }).toEqual({ file: fixture.file, body: { success: true, call_sid: fixture.callSid, event: fixture.params.StreamEvent ?? fixture.params.Event, connected: false, released: false } });
+          expect(record).toMatchObject({ state: 'pending' });
+        }
+        // A duplicate (providers retry) changes nothing and is still a 200.
+        const before = await snapshot(pool);
+        const duplicate = await post(provider, path, fixture.params);
+        expect({ file: fixture.file, status: duplicate.status, connected: JSON.parse(duplicate.text).connected, released: JSON.parse(duplicate.text).released })
+          .toEqual({ file: fixture.file, status: 200, connected: false, released: false });
+        expect(await snapshot(pool)).toEqual(before);
+      }
+      expect(await pool.scripts.checkInvariants()).toEqual([]);
+    });
+
+    it.each(['twilio', 'plivo'] as const)('%s: a signed stream-stopped releases exactly once; a forged one changes nothing', async (provider) => {
+      const fixture = streamFixtures(provider).find((candidate) => candidate.expected === 'released stream_stopped')!;
+      const path = await answerFor(provider, fixture.callSid);
+      const before = await snapshot(pool);
+      const forged = await post(provider, path, fixture.params, { forged: true });
+      expect(forged.status).toBe(403);
+      expect(await snapshot(pool)).toEqual(before);
+      const results = await Promise.all([1, 2, 3].map(() => post(provider, path, fixture.params)));
+      expect(results.map((result) => result.status)).toEqual([200, 200, 200]);
+      expect(results.filter((result) => JSON.parse(result.text).released === true)).toHaveLength(1);
+      expect((await callEvents()).filter((event) => event.call_sid === fixture.callSid && event.type === 'call.released')).toHaveLength(1);
+      expect(await pool.scripts.checkInvariants()).toEqual([]);
+    });
+
+    it('a late stream-stopped of an earlier allocation of the same call_sid gets 409 STALE_ALLOCATION and ends nothing', async () => {
+      const fixture = streamFixtures('twilio').find((candidate) => candidate.expected === 'released stream_stopped')!;
+      const oldPath = await answerFor('twilio', fixture.callSid);
+      // The call ends and the agent reuses the call_sid through the JSON API (no tombstone there).
+      await pool.scripts.release(fixture.callSid, 'hangup');
+      await pool.redis.del(pool.keys.tombstone(fixture.callSid));
+      const again = await pool.scripts.allocate({ callSid: fixture.callSid, merchantId: '', provider: 'twilio', metadata: '', refuseTombstoned: false });
+      expect(again.ok && `?allocation_id=${again.allocation.allocationId}`).not.toBe(oldPath.slice(oldPath.indexOf('?')));
+      const before = await snapshot(pool);
+      const late = await post('twilio', oldPath, fixture.params);
+      expect({ status: late.status, code: JSON.parse(late.text).code }).toEqual({ status: 409, code: 'STALE_ALLOCATION' });
+      expect(await snapshot(pool)).toEqual(before);
+    });
+
+    it('unknown calls are a harmless 200; Exotel has no stream-status route', async () => {
+      const fixture = streamFixtures('plivo').find((candidate) => candidate.expected === 'released stream_stopped')!;
+      const before = await snapshot(pool);
+      const unknown = await post('plivo', '/api/v1/plivo/stream-status', { ...fixture.params, CallUUID: 'never-allocated-1' });
+      expect({ status: unknown.status, released: JSON.parse(unknown.text).released }).toEqual({ status: 200, released: false });
+      const exotel = await webhooks.form('/api/v1/exotel/stream-status', { CallSid: 'ex-1' }, basic('exo-key:exo-secret'));
+      expect(exotel.status).toBe(404);
+      expect(await snapshot(pool)).toEqual(before);
+    });
   });
 });
 
@@ -504,7 +608,7 @@ describe('provider webhooks when Redis fails', () => {
         const answer = await answerCall(webhooks, 'twilio', '/api/v1/twilio/answer', 'after-1');
         return answer.text.includes('<Connect>') ? answer : null;
       }, { what: 'a Twilio answer after Redis came back' });
-      expectAnswer('twilio', recovered, podOf(recovered), 'after-1');
+      await expectAnswer('twilio', recovered, podOf(recovered), 'after-1');
     } finally {
       server.resume();
       await webhooks.app.close();

@@ -13,7 +13,14 @@ export enum ScriptCode {
   Queued = -9,
   /** The call_sid is already waiting: the request shares the first one's outcome. */
   AlreadyWaiting = -10,
+  /** A release or connect carrying an allocation_id that is not the call's current one. */
+  StaleAllocation = -11,
+  /** A connect-timeout release of a call that connected (or is not yet due). */
+  NotDue = -12,
 }
+
+/** A call's life (SPEC 9.2): `pending` from allocation until its media stream starts. */
+export type CallState = 'pending' | 'connected';
 
 export interface Allocation {
   podName: string;
@@ -21,12 +28,23 @@ export interface Allocation {
   tier: string;
   sourcePool: string;
   wasExisting: boolean;
+  /** The fencing token; null only for a record written before fencing (e.g. by the Go router). */
+  allocationId: number | null;
+  state: CallState | null;
 }
 
 export interface Release {
   podName: string;
   releasedToPool: string;
   wasDraining: boolean;
+}
+
+export interface Connection {
+  podName: string;
+  allocationId: number | null;
+  connectedAt: number;
+  /** True when the call was already connected (a duplicate report). */
+  wasConnected: boolean;
 }
 
 export type AllocationFailure = 'no_pod' | 'state_missing' | 'tombstoned' | 'bad_merchant_config';

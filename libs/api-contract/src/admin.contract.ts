@@ -69,6 +69,10 @@ export const CallResponse = open({
   provider: nullable(Type.String()),
   allocated_at: Type.Number({ description: 'Unix seconds' }),
   metadata: Type.Unknown({ description: 'metadata sent at allocation, or null' }),
+  allocation_id: nullable(Type.Integer({ description: 'fencing token (null for a record written before fencing)' })),
+  state: nullable(Type.String({ description: 'pending or connected' })),
+  connected_at: nullable(Type.Number({ description: 'ms since the Unix epoch' })),
+  connect_deadline: nullable(Type.Number({ description: 'ms since the Unix epoch; a pending call is released after it' })),
 });
 
 export const MerchantConfig = open({ tier: Type.String(), pool: Type.Optional(Type.String()), fallback: Type.Optional(Type.Array(Type.String())), max_calls: Type.Optional(Type.Integer({ description: 'most concurrent calls of this merchant (429 MERCHANT_LIMIT beyond)' })) });
@@ -110,7 +114,7 @@ export const adminRoutes = {
     responses: { 200: { description: 'live calls', schema: open({ count: Type.Integer(), calls: Type.Array(CallResponse) }) }, 400: errorResponse('bad limit', 'INVALID_LIMIT'), ...viewerErrors },
   },
   call: {
-    method: 'GET', path: '/api/v1/admin/calls/{call_sid}', summary: 'One live call', security: 'viewer',
+    method: 'GET', path: '/api/v1/admin/calls/{call_sid}', summary: 'One live call: pod, tier, allocation_id, state (pending or connected), connected_at, connect_deadline', security: 'viewer',
     params: Type.Object({ call_sid: callIdField() }),
     responses: { 200: { description: 'the call', schema: CallResponse }, 400: errorResponse('invalid call_sid', 'INVALID_CALL_SID'), 404: errorResponse('no such call', 'CALL_NOT_FOUND'), ...viewerErrors },
   },

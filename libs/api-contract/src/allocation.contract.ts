@@ -5,6 +5,13 @@ import { RouteContract, errorResponse, field } from './route-contract';
 /** SPEC 9.1: the longest an allocation may wait for a pod. */
 export const MAX_WAIT_MS = 10000;
 
+/** SPEC 9.2 fencing token: act only on this allocation of the call_sid (a JSON integer or its decimal string). */
+export const AllocationIdField = field(Type.Union([Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }), Type.String({ pattern: '^[0-9]{1,15}$' }), Type.Null()], {
+  description: "act only on this allocation of the call_sid; another one gets 409 STALE_ALLOCATION",
+}), { invalid: { code: 'INVALID_FIELD', message: 'allocation_id must be a positive integer' } });
+
+const CallState = Type.Union([Type.Literal('pending'), Type.Literal('connected'), Type.Null()]);
+
 /** Largest `metadata`, as JSON text (checked after validation: a size of JSON text is not a schema keyword). */
 export const MAX_METADATA_BYTES = 4096;
 
@@ -26,12 +33,15 @@ export const AllocateResponse = Type.Object({
   ws_url: Type.String({ description: '{VOICE_AGENT_BASE_URL}/ws/pod/{pod_name}/{call_sid}' }),
   source_pool: Type.String({ examples: ['pool:standard'] }),
   was_existing: Type.Boolean({ description: 'true when this call_sid already had a pod (idempotent retry)' }),
-});
+  allocation_id: Type.Union([Type.Integer(), Type.Null()], { description: 'fencing token, strictly increasing; the same for a repeated allocate' }),
+  state: CallState,
+}, { additionalProperties: true });
 export type AllocateResponse = Static<typeof AllocateResponse>;
 
 export const ReleaseRequest = Type.Object({
   call_sid: callIdField(),
   reason: Type.Optional(optionalText('reason', 256, 'why the call ended (free text)')),
+  allocation_id: Type.Optional(AllocationIdField),
 });
 export type ReleaseRequest = Static<typeof ReleaseRequest>;
 
@@ -40,8 +50,22 @@ export const ReleaseResponse = Type.Object({
   pod_name: Type.String(),
   released_to_pool: Type.String(),
   was_draining: Type.Boolean(),
-});
+}, { additionalProperties: true });
 export type ReleaseResponse = Static<typeof ReleaseResponse>;
+
+export const ConnectedRequest = Type.Object({ call_sid: callIdField(), allocation_id: Type.Optional(AllocationIdField) });
+export type ConnectedRequest = Static<typeof ConnectedRequest>;
+
+export const ConnectedResponse = Type.Object({
+  success: Type.Literal(true),
+  call_sid: Type.String(),
+  pod_name: Type.String(),
+  allocation_id: Type.Union([Type.Integer(), Type.Null()]),
+  state: Type.Literal('connected'),
+  connected_at: Type.Integer({ description: 'ms since the Unix epoch' }),
+  was_connected: Type.Boolean({ description: 'already connected (a duplicate report)' }),
+}, { additionalProperties: true });
+export type ConnectedResponse = Static<typeof ConnectedResponse>;
 
 const badRequest = errorResponse('invalid request', 'INVALID_BODY', 'CALL_SID_REQUIRED', 'INVALID_CALL_SID', 'INVALID_MERCHANT_ID', 'INVALID_FIELD');
 const unauthorized = errorResponse('missing or invalid bearer token', 'UNAUTHORIZED');
@@ -78,6 +102,24 @@ export const allocationRoutes = {
       400: badRequest,
       401: unauthorized,
       404: errorResponse('unknown or already released', 'CALL_NOT_FOUND'),
+      409: errorResponse('allocation_id is not the call\'s current allocation', 'STALE_ALLOCATION'),
+      413: tooLarge,
+      415: unsupported,
+      503: errorResponse('Redis unavailable: retry', 'REDIS_UNAVAILABLE'),
+    },
+  },
+  connected: {
+    method: 'POST',
+    path: '/api/v1/connected',
+    summary: "The call's media stream reached its voice agent: pending -> connected (kept past CONNECT_TIMEOUT_SECONDS); idempotent",
+    security: 'operator',
+    body: ConnectedRequest,
+    responses: {
+      200: { description: 'connected (or already connected)', schema: ConnectedResponse },
+      400: badRequest,
+      401: unauthorized,
+      404: errorResponse('unknown or already released', 'CALL_NOT_FOUND'),
+      409: errorResponse('allocation_id is not the call\'s current allocation', 'STALE_ALLOCATION'),
       413: tooLarge,
       415: unsupported,
       503: errorResponse('Redis unavailable: retry', 'REDIS_UNAVAILABLE'),

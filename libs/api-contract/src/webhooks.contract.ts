@@ -25,18 +25,31 @@ interface ProviderContract {
   bodyContentTypes: string[];
   answer: RouteContract['responses'];
   authFailure: number;
+  /** Media-stream status callbacks (SPEC 9.2): the event field and what its values do; Exotel has none. */
+  streamStatus?: { eventField: string; events: string };
 }
+
+export const StreamStatusAnswer = Type.Object({
+  success: Type.Literal(true),
+  call_sid: Type.String(),
+  event: Type.String(),
+  connected: Type.Boolean(),
+  released: Type.Boolean(),
+  pod_name: Type.Optional(Type.String()),
+}, { additionalProperties: true });
 
 const PROVIDERS: Record<string, ProviderContract> = {
   twilio: {
     scheme: 'twilioSignature', idField: 'CallSid', statusField: 'CallStatus', statusValues: 'completed, busy, failed, no-answer, canceled release the call', bodyContentTypes: form,
-    answer: { 200: { description: 'TwiML: Connect/Stream to the pod; on failure (no pod, Redis down, call already ended) Say + Hangup, still 200', contentType: 'text/xml', example: '<Response><Connect><Stream url="wss://host/ws/pod/voice-agent-1/CA123"></Stream></Connect></Response>' } },
+    answer: { 200: { description: 'TwiML: Connect/Stream to the pod; on failure (no pod, Redis down, call already ended) Say + Hangup, still 200', contentType: 'text/xml', example: '<Response><Connect><Stream url="wss://host/ws/pod/voice-agent-1/CA123" statusCallback="https://host/api/v1/twilio/stream-status?allocation_id=42" statusCallbackMethod="POST"></Stream></Connect></Response>' } },
     authFailure: 403,
+    streamStatus: { eventField: 'StreamEvent', events: 'stream-started connects the call; stream-stopped, stream-error release it' },
   },
   plivo: {
     scheme: 'plivoSignature', idField: 'CallUUID', statusField: 'CallStatus', statusValues: 'completed, hangup, busy, failed, timeout, no-answer, cancel release the call', bodyContentTypes: form,
-    answer: { 200: { description: 'Plivo XML: bidirectional Stream to the pod; on failure Speak + Hangup, still 200', contentType: 'text/xml', example: '<Response><Stream bidirectional="true" keepCallAlive="true" contentType="audio/x-mulaw;rate=8000">wss://host/ws/pod/voice-agent-1/UUID</Stream></Response>' } },
+    answer: { 200: { description: 'Plivo XML: bidirectional Stream to the pod; on failure Speak + Hangup, still 200', contentType: 'text/xml', example: '<Response><Stream bidirectional="true" keepCallAlive="true" contentType="audio/x-mulaw;rate=8000" statusCallbackUrl="https://host/api/v1/plivo/stream-status?allocation_id=42" statusCallbackMethod="POST">wss://host/ws/pod/voice-agent-1/UUID</Stream></Response>' } },
     authFailure: 403,
+    streamStatus: { eventField: 'Event', events: 'StartStream or started connects the call; StopStream/stopped, DroppedStream/failed release it; others change nothing' },
   },
   exotel: {
     scheme: 'exotelBasic', idField: 'CallSid', statusField: 'Status', statusValues: 'completed, failed, busy, no-answer release the call', bodyContentTypes: ['application/json', ...form],
@@ -80,7 +93,23 @@ function providerRoutes(name: string, provider: ProviderContract): RouteContract
     answer(`/agent/voice/breeze-buddy/${name}/callback/{template}`, true),
     status(`/api/v1/${name}/status`, `${name} status callback: a final status releases the call`),
     ...(name === 'plivo' ? [status('/api/v1/plivo/hangup', 'Plivo hangup URL: every post releases the call')] : []),
+    ...(provider.streamStatus ? [streamStatus(name, provider, provider.streamStatus)] : []),
   ];
+}
+
+function streamStatus(name: string, provider: ProviderContract, stream: { eventField: string; events: string }): RouteContract {
+  return {
+    method: 'POST', path: `/api/v1/${name}/stream-status`, scheme: provider.scheme, bodyContentTypes: provider.bodyContentTypes,
+    summary: `${name} media-stream status callback (asked for by the answer document): started connects, stopped/failed releases the call`,
+    query: Type.Object({ allocation_id: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: 'the allocation the answer document was written for' })) }),
+    body: Type.Object({ [provider.idField]: callIdField(provider.idField), [stream.eventField]: Type.Optional(Type.String({ description: stream.events })) }, { additionalProperties: true }),
+    responses: {
+      200: { description: 'handled (also an unknown event, an unknown or already released call, a duplicate)', schema: StreamStatusAnswer },
+      ...common(provider),
+      409: errorResponse('allocation_id is not the call\'s current allocation', 'STALE_ALLOCATION'),
+      503: errorResponse('Redis unavailable: retry', 'REDIS_UNAVAILABLE'),
+    },
+  };
 }
 
 /** SPEC section 5: the provider webhooks, one set of paths per provider. */

@@ -1,4 +1,4 @@
-import { AllocateRequest, AllocateResponse, ErrorBody, ReleaseRequest, ReleaseResponse, allocationRoutes } from '@smart-router/api-contract';
+import { AllocateRequest, AllocateResponse, ConnectedRequest, ConnectedResponse, ErrorBody, ReleaseRequest, ReleaseResponse, allocationRoutes } from '@smart-router/api-contract';
 
 /** An answer: the success body on 200, the error body (`{error, code}`) otherwise. */
 export type Answer<T> = { ok: true; status: 200; body: T } | { ok: false; status: number; body: ErrorBody };
@@ -18,7 +18,7 @@ export interface ClientOptions {
  * the simulated voice agents, the benchmark and the end-to-end tests.
  */
 export class SmartRouterClient {
-  readonly paths = { allocate: allocationRoutes.allocate.path, release: allocationRoutes.release.path } as const;
+  readonly paths = { allocate: allocationRoutes.allocate.path, release: allocationRoutes.release.path, connected: allocationRoutes.connected.path } as const;
   /** Request bodies as sent (load generators send them themselves). */
   readonly encode = {
     allocate: (body: AllocateRequest): string => JSON.stringify(body),
@@ -33,6 +33,11 @@ export class SmartRouterClient {
 
   release(body: ReleaseRequest, headers: Record<string, string> = {}): Promise<Answer<ReleaseResponse>> {
     return this.post(this.paths.release, this.encode.release(body), headers);
+  }
+
+  /** The call's media stream reached its voice agent (SPEC 9.2). */
+  connected(body: ConnectedRequest, headers: Record<string, string> = {}): Promise<Answer<ConnectedResponse>> {
+    return this.post(this.paths.connected, JSON.stringify(body), headers);
   }
 
   private async post<T>(path: string, body: string, headers: Record<string, string>): Promise<Answer<T>> {

@@ -22,6 +22,8 @@ export interface CommonSettings {
   callTtlSeconds: number;
   maxCallDurationSeconds: number;
   tombstoneTtlSeconds: number;
+  /** A new call not connected within this many seconds is released (`connect_timeout`); 0 = off. */
+  connectTimeoutSeconds: number;
   streamMaxLen: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   host: string;
@@ -58,6 +60,7 @@ export function readCommonSettings(env: EnvReader = new EnvReader()): CommonSett
     callTtlSeconds: env.int('CALL_TTL_SECONDS', 86400, { min: 60 }),
     maxCallDurationSeconds: env.int('MAX_CALL_DURATION_SECONDS', 7200, { min: 10 }),
     tombstoneTtlSeconds: env.int('TOMBSTONE_TTL_SECONDS', 86400, { min: 0 }),
+    connectTimeoutSeconds: env.int('CONNECT_TIMEOUT_SECONDS', 0, { min: 0, max: 3600 }),
     streamMaxLen: env.int('STREAM_MAXLEN', 100000, { min: 100 }),
     logLevel: env.oneOf('LOG_LEVEL', 'info', ['debug', 'info', 'warn', 'error'] as const),
     host: env.string('HOST', '127.0.0.1'),

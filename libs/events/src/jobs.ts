@@ -9,6 +9,8 @@ export const JOBS = {
   zombieSweep: { name: 'zombie-sweep', everyMs: 30000 },
   dataLossCheck: { name: 'data-loss-check', everyMs: 2000 },
   staleCallReaper: { name: 'stale-call-reaper', everyMs: 60000 },
+  /** Releases calls not connected by their deadline (CONNECT_TIMEOUT_SECONDS); a no-op when none are pending. */
+  connectTimeout: { name: 'connect-timeout', everyMs: 1000 },
 } as const;
 
 export type JobName = (typeof JOBS)[keyof typeof JOBS]['name'];

@@ -1,4 +1,4 @@
-import { Allocation, Release, ScriptCode, isCallSid } from '@smart-router/allocation';
+import { Allocation, Connection, Release, ScriptCode, isCallSid } from '@smart-router/allocation';
 import { ApiError, RedisUnavailableError } from '@smart-router/http';
 import { PoolScripts } from '@smart-router/redis-scripts';
 import { Telemetry } from '@smart-router/telemetry';
@@ -38,6 +38,7 @@ export const REFUSALS = {
   badMerchantConfig: refusal(500, 'MERCHANT_CONFIG_INVALID', 'merchant configuration is invalid'),
   redisUnavailable: refusal(503, 'REDIS_UNAVAILABLE', 'state store unavailable, retry shortly'),
   callNotFound: refusal(404, 'CALL_NOT_FOUND', 'call not found'),
+  staleAllocation: refusal(409, 'STALE_ALLOCATION', 'allocation_id is not the call\'s current allocation'),
   badCallSid: refusal(400, 'INVALID_REQUEST', 'call_sid is required (1-128 chars of A-Za-z0-9._:-)'),
 } as const;
 
@@ -81,7 +82,7 @@ export class CallAllocator {
         // the call already holds one. Best effort: Redis may well be down.
         const outcome = await this.scripts.settleWait(request.callSid, true).catch(() => null);
         if (outcome?.state === 'allocated') {
-          return { ok: true, value: { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: false, wsUrl: this.wsUrl(outcome.podName, request.callSid) } };
+          return { ok: true, value: { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: false, allocationId: outcome.allocationId, state: outcome.callState, wsUrl: this.wsUrl(outcome.podName, request.callSid) } };
         }
       }
       return refuse(REFUSALS.redisUnavailable);
@@ -142,7 +143,7 @@ export class CallAllocator {
       if (outcome.state === 'allocated') {
         observe('allocated');
         this.metrics.allocated(outcome.tier, duplicate ? 'existing' : 'waited');
-        return { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: duplicate };
+        return { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: duplicate, allocationId: outcome.allocationId, state: outcome.callState };
       }
       if (outcome.state === 'timed_out') {
         observe('timed_out');
@@ -166,15 +167,21 @@ export class CallAllocator {
     });
   }
 
-  async tryRelease(callSid: string, reason: string): Promise<Outcome<Release>> {
+  /** `allocationId`: release only that allocation of the call_sid (409 STALE_ALLOCATION otherwise). */
+  async tryRelease(callSid: string, reason: string, allocationId?: number): Promise<Outcome<Release>> {
     if (!isCallSid(callSid)) return refuse(REFUSALS.badCallSid);
     let result: Awaited<ReturnType<PoolScripts['release']>>;
     try {
-      result = await this.redisCall('release', 'releaseCall', callSid, () => this.scripts.release(callSid, reason));
+      result = await this.redisCall('release', 'releaseCall', callSid,
+        () => this.scripts.release(callSid, reason, 'call.released', Date.now(), undefined, { allocationId }));
     } catch (error) {
       if (!(error instanceof RedisUnavailableError)) throw error;
       this.metrics.released('redis_error');
       return refuse(REFUSALS.redisUnavailable);
+    }
+    if (!result.ok && result.code === ScriptCode.StaleAllocation) {
+      this.metrics.released('stale_allocation');
+      return refuse(REFUSALS.staleAllocation);
     }
     if (!result.ok) {
       this.metrics.released('not_found');
@@ -190,12 +197,28 @@ export class CallAllocator {
   }
 
   /** tryRelease for callers that answer through the exception filter. */
-  async release(callSid: string, reason: string): Promise<Release> {
-    return unwrap(await this.tryRelease(callSid, reason));
+  async release(callSid: string, reason: string, allocationId?: number): Promise<Release> {
+    return unwrap(await this.tryRelease(callSid, reason, allocationId));
   }
+
+  /**
+   * The call's media stream reached its voice agent (SPEC 9.2): pending ->
+   * connected, which keeps it past the connect deadline. Idempotent.
+   */
+  async connect(callSid: string, source: string, allocationId?: number): Promise<Connection> {
+    if (!isCallSid(callSid)) throw ApiError.badRequest('call_sid is required (1-128 chars of A-Za-z0-9._:-)');
+    const result = await this.redisCall('connect', 'connectCall', callSid, () => this.scripts.connect(callSid, source, allocationId));
+    if (result.ok) return result.connection;
+    if (result.code === ScriptCode.StaleAllocation) throw refusalError(REFUSALS.staleAllocation);
+    throw refusalError(REFUSALS.callNotFound);
+  }
+}
+
+function refusalError(answer: Refusal): ApiError {
+  return new ApiError(answer.status, answer.body.code, answer.body.error);
 }
 
 function unwrap<T>(outcome: Outcome<T>): T {
   if (outcome.ok) return outcome.value;
-  throw new ApiError(outcome.refusal.status, outcome.refusal.body.code, outcome.refusal.body.error);
+  throw refusalError(outcome.refusal);
 }

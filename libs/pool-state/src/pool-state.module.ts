@@ -84,6 +84,7 @@ export class PoolStateModule {
               callTtlSeconds: settings.callTtlSeconds,
               tombstoneTtlSeconds: settings.tombstoneTtlSeconds,
               streamMaxLen: settings.streamMaxLen,
+              connectTimeoutMs: settings.connectTimeoutSeconds * 1000,
             }),
         },
         {

@@ -26,6 +26,33 @@ export interface StatusFields {
 }
 
 /**
+ * What a media-stream status callback means for the call (SPEC 9.2):
+ * `started` connects it, `stopped` and `failed` release it, `other` (an event
+ * we do not act on, e.g. Plivo's DegradedStream) changes nothing.
+ */
+export type StreamEventKind = 'started' | 'stopped' | 'failed' | 'other';
+
+/** A media-stream status callback, validated. */
+export interface StreamStatusFields {
+  callSid: string;
+  /** The provider's event name as sent ('' when absent). */
+  event: string;
+  kind: StreamEventKind;
+  /** The provider's stream id ('' when absent); logged, never trusted for routing. */
+  streamId: string;
+}
+
+/** The stream-status path our answer documents ask for (`/api/v1/{provider}/stream-status`). */
+export function streamStatusPath(provider: ProviderName): string {
+  return `/api/v1/${provider}/stream-status`;
+}
+
+/** A short event name, as sent; anything else reads as no event. */
+export function eventValue(value: unknown): string {
+  return typeof value === 'string' && /^[A-Za-z_-]{1,32}$/.test(value) ? value : '';
+}
+
+/**
  * One telephony provider: how its webhooks authenticate, where the call id
  * and merchant are, and what document it expects back. Adapters are
  * stateless (credentials are fixed at construction); the allocation itself
@@ -39,12 +66,19 @@ export interface ProviderAdapter {
   authenticate(request: WebhookRequest): void;
   /** Throws a 400 ApiError for a missing or invalid call id or merchant_id. */
   parseAnswer(request: WebhookRequest): AnswerFields;
-  answerDocument(wsUrl: string): ProviderDocument;
+  /**
+   * `streamStatusUrl`: where the provider should post the stream's status
+   * callbacks (absolute, signed by the provider like any webhook); ignored by
+   * providers without stream callbacks (Exotel).
+   */
+  answerDocument(wsUrl: string, streamStatusUrl?: string): ProviderDocument;
   /** What the provider gets when no pod can take the call (no pod, Redis down, call already ended). */
   failureDocument(error: ApiError): ProviderDocument;
   parseStatus(request: WebhookRequest): StatusFields;
   /** Only for providers with a dedicated hangup URL (Plivo): every post there means the call ended. */
   parseHangup?(request: WebhookRequest): StatusFields;
+  /** Only for providers with media-stream status callbacks (Twilio, Plivo). */
+  parseStreamStatus?(request: WebhookRequest): StreamStatusFields;
 }
 
 /** The caller hears this when the call cannot be connected to a voice agent. */

@@ -19,6 +19,8 @@ describe('RedisKeys', () => {
     expect(keys.podCalls('voice-agent-1')).toBe('voice:pod:calls:voice-agent-1');
     expect(keys.pods()).toBe('voice:pods');
     expect(keys.activeCalls()).toBe('voice:calls:active');
+    expect(keys.pendingCalls()).toBe('voice:calls:pending');
+    expect(keys.allocationSequence()).toBe('voice:allocation:seq');
     expect(keys.tombstone('CA1')).toBe('voice:tombstone:CA1');
     expect(keys.tierConfig()).toBe('voice:config:tiers');
     expect(keys.epoch()).toBe('voice:epoch');
@@ -54,5 +56,6 @@ describe('RedisKeys', () => {
     expect(prefixes.merchantCalls + 'm').toBe(keys.merchantCalls('m'));
     expect([prefixes.waitQueue, prefixes.waitChannel, prefixes.activeCalls, prefixes.callStream])
       .toEqual([keys.waitQueue(), keys.waitChannel(), keys.activeCalls(), keys.callStream()]);
+    expect([prefixes.allocationSequence, prefixes.pendingCalls]).toEqual([keys.allocationSequence(), keys.pendingCalls()]);
   });
 });

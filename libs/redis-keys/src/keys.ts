@@ -10,17 +10,19 @@
  * |------------------------------|--------|----------------------------------------------------------|
  * | pool:{tier}:available  seed  | SET/ZSET | allocatable pods (ZSET scored by live calls if shared) |
  * | pool:{tier}:assigned   seed  | SET    | every pod of the tier                                    |
- * | pod:{name}             seed  | HASH   | status, allocated_call_sid, allocated_at, source_pool, uid, ready, terminating |
+ * | pod:{name}             seed  | HASH   | status, allocated_call_sid, allocated_at, source_pool, allocation_id, uid, ready, terminating |
  * | pod:tier:{name}        seed  | STRING | the pod's tier                                           |
  * | pod:draining:{name}    seed  | STRING | "1" while drained; lives as long as the pod              |
  * | lease:{name}           seed  | STRING | call_sid holding an exclusive pod (TTL = call TTL)       |
- * | call:{call_sid}        seed  | HASH   | pod_name, pod_uid, source_pool, tier, merchant_id, ...   |
+ * | call:{call_sid}        seed  | HASH   | pod_name, pod_uid, source_pool, tier, merchant_id, ..., allocation_id, state, connect_deadline, connected_at |
  * | merchant:config        seed  | HASH   | merchant_id -> JSON                                      |
  * | pod:metadata           seed  | HASH   | pod_name -> JSON (labels, uid, node)                     |
  * | pod:calls:{name}             | SET    | call_sids live on the pod                                |
  * | pod:deleted:{name}           | STRING | deletion time (ms) of a removed pod, 10 min TTL: a LIST older than it cannot resurrect the pod |
  * | pods                         | SET    | index of every known pod name                            |
  * | calls:active                 | ZSET   | call_sid -> allocated_at ms (list + stale reaper)        |
+ * | calls:pending                | ZSET   | call_sid -> connect deadline ms of calls not yet connected |
+ * | allocation:seq               | STRING | last allocation_id handed out (INCR; fencing tokens)     |
  * | tombstone:{call_sid}         | STRING | released call, refuses replayed answer webhooks          |
  * | config:tiers                 | STRING | the live TIER_CONFIG document, with its fallback chains  |
  * | epoch                        | STRING | data-loss marker; missing = state must be rebuilt        |
@@ -79,6 +81,14 @@ export class RedisKeys {
   }
   activeCalls(): string {
     return `${this.prefix}calls:active`;
+  }
+  /** Calls allocated but not yet connected, scored by their connect deadline (ms). */
+  pendingCalls(): string {
+    return `${this.prefix}calls:pending`;
+  }
+  /** The fencing-token counter: one INCR per new allocation. */
+  allocationSequence(): string {
+    return `${this.prefix}allocation:seq`;
   }
   tierConfig(): string {
     return `${this.prefix}config:tiers`;
@@ -149,6 +159,10 @@ export class RedisKeys {
       waitChannel: this.waitChannel(),
       activeCalls: this.activeCalls(),
       callStream: this.callStream(),
+      // The call lifecycle (SPEC 9.2), for the same reason: bindCall gives every
+      // new allocation (a hand-off too) its allocation_id and connect deadline.
+      allocationSequence: this.allocationSequence(),
+      pendingCalls: this.pendingCalls(),
     };
   }
 }
@@ -164,6 +178,8 @@ export interface PodKeyPrefixes {
   pool: string;
   waiter: string;
   merchantCalls: string;
+  allocationSequence: string;
+  pendingCalls: string;
   waitQueue: string;
   waitSequence: string;
   waitChannel: string;

@@ -112,6 +112,7 @@ interface ModelCall {
   pod: string;
   uid: string;
   tier: string;
+  allocationId: number | null;
 }
 
 class Model {
@@ -279,6 +280,7 @@ describe('pool scripts keep every invariant under random operation sequences', (
     const log: string[] = [];
     let step = 0;
     let callCounter = 0;
+    let lastAllocationId = 0;
     const newSid = () => {
       const sid = `CA${seed.toString(36)}n${++callCounter}`;
       model.sids.push(sid);
@@ -305,7 +307,7 @@ describe('pool scripts keep every invariant under random operation sequences', (
           const live = model.calls.get(sid);
           if (live) {
             // Idempotent: the same pod, whatever the merchant says this time.
-            expect(result).toEqual({ ok: true, allocation: { podName: live.pod, podUid: live.uid, tier: live.tier, sourcePool: `pool:${live.tier}`, wasExisting: true } });
+            expect(result).toEqual({ ok: true, allocation: { podName: live.pod, podUid: live.uid, tier: live.tier, sourcePool: `pool:${live.tier}`, wasExisting: true, allocationId: live.allocationId, state: 'pending' } });
           } else if (refuseTombstoned && model.tombstoned.has(sid)) {
             expect(result).toEqual({ ok: false, code: ScriptCode.Tombstoned });
           } else {
@@ -323,7 +325,10 @@ describe('pool scripts keep every invariant under random operation sequences', (
               expect(result).toEqual({ ok: false, code: ScriptCode.NoPod });
             } else {
               if (!result.ok) throw new Error(`allocation refused (${result.code}) although ${firstTier} has ${candidates.get(firstTier)}`);
-              const { podName, tier, podUid, wasExisting } = result.allocation;
+              const { podName, tier, podUid, wasExisting, allocationId } = result.allocation;
+              // Fencing tokens are strictly increasing across every allocation.
+              expect(allocationId).toBeGreaterThan(lastAllocationId);
+              lastAllocationId = allocationId!;
               expect({ tier, wasExisting }).toEqual({ tier: firstTier, wasExisting: false });
               expect(candidates.get(tier)).toContain(podName);
               if (tier === 'gold') expect(chain).toContain('gold');
@@ -333,7 +338,7 @@ describe('pool scripts keep every invariant under random operation sequences', (
                 expect(snapshot.pods.get(podName)!.calls.length).toBe(Math.min(...loads));
               }
               expect(podUid).toBe(model.pods.get(podName));
-              model.calls.set(sid, { pod: podName, uid: podUid, tier });
+              model.calls.set(sid, { pod: podName, uid: podUid, tier, allocationId });
               events = 1;
             }
           }

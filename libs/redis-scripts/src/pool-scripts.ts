@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import { PodKeyPrefixes, RedisKeys } from '@smart-router/redis-keys';
-import { Allocation, Release, ScriptCode } from '@smart-router/allocation';
+import { Allocation, CallState, Connection, Release, ScriptCode } from '@smart-router/allocation';
 import { defineScripts } from './script-loader';
 
 type Reply = number | (string | number)[];
@@ -19,7 +19,7 @@ export interface AllocateInput {
 
 /** A waiting request's outcome (settleWait). */
 export type WaitOutcome =
-  | { state: 'allocated'; podName: string; tier: string; podUid: string }
+  | { state: 'allocated'; podName: string; tier: string; podUid: string; allocationId: number | null; callState: CallState | null }
   | { state: 'waiting'; remainingMs: number }
   | { state: 'timed_out' };
 
@@ -31,7 +31,19 @@ export class StateMissingError extends Error {
   }
 }
 
-export type ReleaseResult = { ok: true; release: Release } | { ok: false; code: ScriptCode.NotFound };
+export type ReleaseResult = { ok: true; release: Release } | { ok: false; code: ScriptCode.NotFound | ScriptCode.StaleAllocation | ScriptCode.NotDue };
+
+export type ConnectResult = { ok: true; connection: Connection } | { ok: false; code: ScriptCode.NotFound | ScriptCode.StaleAllocation };
+
+/** What a release is conditioned on, beyond the call_sid (SPEC 9.2). */
+export interface ReleaseFence {
+  /** Release only this allocation of the call_sid (undefined = the current one, whatever it is). */
+  allocationId?: number;
+  /** The connect-timeout job: release only a call still pending past its connect deadline. */
+  connectTimeout?: boolean;
+}
+
+const allocationIdOf = (text: unknown): number | null => (text === '' || text === undefined ? null : Number(text));
 
 export interface PodObservation {
   name: string;
@@ -51,6 +63,8 @@ export interface ScriptLimits {
   callTtlSeconds: number;
   tombstoneTtlSeconds: number;
   streamMaxLen: number;
+  /** A new call not connected within this many ms is released (0 = no deadline). */
+  connectTimeoutMs?: number;
 }
 
 export interface InvariantViolation {
@@ -87,15 +101,16 @@ export class PoolScripts {
       k.tombstone(input.callSid),
       input.callSid, input.merchantId, now, input.provider, input.metadata,
       this.limits.callTtlSeconds, this.prefixes, this.limits.streamMaxLen, input.refuseTombstoned ? '1' : '0',
-      input.waitMs ?? 0,
+      input.waitMs ?? 0, this.limits.connectTimeoutMs ?? 0,
     );
     if (typeof reply === 'number') return { ok: false, code: reply as ScriptCode };
-    const [, podName, tier, wasExisting, podUid] = reply;
+    const [, podName, tier, wasExisting, podUid, allocationId, state] = reply;
     return {
       ok: true,
       allocation: {
         podName: String(podName), tier: String(tier), sourcePool: `pool:${tier}`,
         wasExisting: Number(wasExisting) === 1, podUid: String(podUid),
+        allocationId: allocationIdOf(allocationId), state: state === '' ? null : (String(state) as CallState),
       },
     };
   }
@@ -109,19 +124,38 @@ export class PoolScripts {
     const reply = await this.script('settleWait')(k.call(callSid), k.waiter(callSid), k.waitQueue(), callSid, k.waitChannel(), giveUp ? '1' : '0');
     if (typeof reply === 'number') return { state: 'timed_out' };
     if (Number(reply[0]) === 2) return { state: 'waiting', remainingMs: Number(reply[1]) };
-    return { state: 'allocated', podName: String(reply[1]), tier: String(reply[2]), podUid: String(reply[3]) };
+    return {
+      state: 'allocated', podName: String(reply[1]), tier: String(reply[2]), podUid: String(reply[3]),
+      allocationId: allocationIdOf(reply[4]), callState: reply[5] ? (String(reply[5]) as CallState) : null,
+    };
   }
 
   /** `allocatedBefore` (ms): release only a call allocated at or before it (the stale-call reaper). */
-  async release(callSid: string, reason: string, event: 'call.released' | 'call.reaped' = 'call.released', now = Date.now(), allocatedBefore?: number): Promise<ReleaseResult> {
+  async release(callSid: string, reason: string, event: 'call.released' | 'call.reaped' = 'call.released', now = Date.now(), allocatedBefore?: number, fence: ReleaseFence = {}): Promise<ReleaseResult> {
     const k = this.keys;
     const reply = await this.script('releaseCall')(
       k.call(callSid), k.tierConfig(), k.activeCalls(), k.callStream(), k.tombstone(callSid),
       callSid, reason, now, this.prefixes, this.limits.tombstoneTtlSeconds, this.limits.streamMaxLen, event, allocatedBefore ?? '',
+      fence.allocationId ?? '', fence.connectTimeout ? '1' : '',
     );
-    if (typeof reply === 'number') return { ok: false, code: ScriptCode.NotFound };
+    if (typeof reply === 'number') {
+      const code = reply === ScriptCode.StaleAllocation || reply === ScriptCode.NotDue ? reply : ScriptCode.NotFound;
+      return { ok: false, code };
+    }
     const [, podName, releasedToPool, wasDraining] = reply;
     return { ok: true, release: { podName: String(podName), releasedToPool: String(releasedToPool), wasDraining: Number(wasDraining) === 1 } };
+  }
+
+  /** Marks the call connected (its media stream started); `allocationId` fences it like a release. */
+  async connect(callSid: string, source: string, allocationId?: number, now = Date.now()): Promise<ConnectResult> {
+    const k = this.keys;
+    const reply = await this.script('connectCall')(
+      k.call(callSid), k.pendingCalls(), k.callStream(),
+      callSid, allocationId ?? '', now, this.limits.streamMaxLen, source,
+    );
+    if (typeof reply === 'number') return { ok: false, code: reply === ScriptCode.StaleAllocation ? reply : ScriptCode.NotFound };
+    const [, podName, id, connectedAt, wasConnected] = reply;
+    return { ok: true, connection: { podName: String(podName), allocationId: allocationIdOf(id), connectedAt: Number(connectedAt), wasConnected: Number(wasConnected) === 1 } };
   }
 
   /** Returns the pod's tier and how many calls were orphaned, or the script's refusal code. */

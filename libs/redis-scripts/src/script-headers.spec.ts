@@ -358,7 +358,7 @@ describe('keys the scripts actually touch (MONITOR trace)', () => {
       basic: { type: 'shared', target: 1, max_concurrent: 3 },
       merchant_acme: { type: 'exclusive', target: 1, dedicated: true },
     });
-    const pool = await createPoolFixture({ url: server.url, prefix, tierConfig, pods: ['voice-agent-0', 'voice-agent-1', 'voice-agent-2', 'voice-agent-3', 'voice-agent-4'] });
+    const pool = await createPoolFixture({ url: server.url, prefix, tierConfig, pods: ['voice-agent-0', 'voice-agent-1', 'voice-agent-2', 'voice-agent-3', 'voice-agent-4'], connectTimeoutMs: 60000 });
     try {
       const { scripts, redis, keys } = pool;
       await redis.hset(keys.merchantConfig(), 'acme', JSON.stringify({ tier: 'dedicated', pool: 'merchant_acme' }), 'shop', JSON.stringify({ tier: 'basic' }));
@@ -367,6 +367,11 @@ describe('keys the scripts actually touch (MONITOR trace)', () => {
       await allocate('CA-acme', 'acme');
       await allocate('CA-acme', 'acme');
       await allocate('CA-gold', 'gold-merchant');
+      await scripts.connect('CA-gold', 'api');
+      await scripts.connect('CA-gold', 'twilio', 1);
+      await scripts.connect('CA-unknown', 'api');
+      await scripts.release('CA-gold', 'stream_stopped', 'call.released', Date.now(), undefined, { allocationId: 999999 });
+      await scripts.release('CA-gold', 'connect_timeout', 'call.released', Date.now() + 120000, undefined, { connectTimeout: true });
       await allocate('CA-shop-1', 'shop');
       await allocate('CA-shop-2', 'shop');
       await allocate('CA-plain');

@@ -36,13 +36,15 @@ export async function createPoolFixture(options: {
   tierConfig?: string;
   pods?: string[];
   extraTier?: string;
+  /** CONNECT_TIMEOUT_SECONDS in ms for the fixture's scripts (default 0 = no deadline). */
+  connectTimeoutMs?: number;
 }): Promise<PoolFixture> {
   const keys = new RedisKeys(options.prefix ?? uniquePrefix());
   const tiers = parseTierConfig(options.tierConfig ?? SEED_TIER_CONFIG);
   const extra = options.extraTier ?? 'standard';
   const redis = new Redis(options.url, { maxRetriesPerRequest: 1 });
   const scripts = new PoolScripts(redis, keys, {
-    callTtlSeconds: 3600, tombstoneTtlSeconds: 60, streamMaxLen: 10000,
+    callTtlSeconds: 3600, tombstoneTtlSeconds: 60, streamMaxLen: 10000, connectTimeoutMs: options.connectTimeoutMs ?? 0,
   });
   await redis.set(keys.tierConfig(), JSON.stringify(toTierDocument(tiers, extra, DEFAULT_CHAIN)));
   const pods = options.pods ?? SEED_PODS;
@@ -56,4 +58,24 @@ export async function createPoolFixture(options: {
   }
   await redis.set(keys.epoch(), randomUUID());
   return { redis, keys, scripts, tiers, uids, close: async () => void (await redis.quit()) };
+}
+
+/**
+ * Every key under the fixture's prefix with its content: "wrote nothing" or
+ * "changed nothing" means this is equal before and after.
+ */
+export async function snapshotState(pool: Pick<PoolFixture, 'redis' | 'keys'>, ignore: readonly string[] = []): Promise<Record<string, unknown>> {
+  const state: Record<string, unknown> = {};
+  for (const key of (await pool.redis.keys(`${pool.keys.prefix}*`)).sort()) {
+    if (ignore.includes(key)) continue;
+    const type = await pool.redis.type(key);
+    if (type === 'string') state[key] = await pool.redis.get(key);
+    else if (type === 'hash') state[key] = await pool.redis.hgetall(key);
+    else if (type === 'set') state[key] = (await pool.redis.smembers(key)).sort();
+    else if (type === 'zset') state[key] = await pool.redis.zrange(key, 0, -1, 'WITHSCORES');
+    else if (type === 'list') state[key] = await pool.redis.lrange(key, 0, -1);
+    else if (type === 'stream') state[key] = await pool.redis.xrange(key, '-', '+');
+    else state[key] = type;
+  }
+  return state;
 }

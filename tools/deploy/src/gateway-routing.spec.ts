@@ -13,6 +13,8 @@ import { GATEWAY_PORT, SPEC_APP_PORTS, repoPath } from './repository';
 const PATHS = [
   '/api/v1/allocate',
   '/api/v1/release',
+  '/api/v1/connected',
+  '/api/v1/connected/',
   '/api/v1/allocate/',
   '/api/v1/allocates',
   '/api/v1/releases',
@@ -22,6 +24,8 @@ const PATHS = [
   '/api/v1/twilio/status',
   '/api/v1/plivo/allocate',
   '/api/v1/plivo/status',
+  '/api/v1/twilio/stream-status',
+  '/api/v1/plivo/stream-status',
   '/api/v1/exotel/allocate',
   '/api/v1/exotel/',
   '/api/v1/twilios/allocate',

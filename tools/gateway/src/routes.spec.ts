@@ -4,6 +4,9 @@ describe('gateway routes (SPEC section 2)', () => {
   it.each([
     ['/api/v1/allocate', 'allocationApi'],
     ['/api/v1/release', 'allocationApi'],
+    ['/api/v1/connected', 'allocationApi'],
+    ['/api/v1/twilio/stream-status', 'webhooks'],
+    ['/api/v1/plivo/stream-status', 'webhooks'],
     ['/api/v1/twilio/allocate', 'webhooks'],
     ['/api/v1/plivo/status', 'webhooks'],
     ['/api/v1/exotel/allocate', 'webhooks'],

@@ -19,7 +19,7 @@ const ADMIN_PATH = /^\/api\/v1\/(status|drain|undrain)$|^\/api\/v1\/(pod|admin)\
 export { WS_PATH };
 
 export function route(pathname: string): Route {
-  if (pathname === '/api/v1/allocate' || pathname === '/api/v1/release') return { upstream: 'allocationApi' };
+  if (pathname === '/api/v1/allocate' || pathname === '/api/v1/release' || pathname === '/api/v1/connected') return { upstream: 'allocationApi' };
   if (WEBHOOK_PATH.test(pathname)) return { upstream: 'webhooks' };
   if (ADMIN_PATH.test(pathname)) return { upstream: 'admin' };
   if (pathname.startsWith('/ws/pod/')) {

@@ -33,6 +33,8 @@ describe('simulated voice agents', () => {
     async function releaseEndpoint(status: () => number): Promise<number> {
       api = createServer((request, response) => {
         request.resume();
+        // The agent also reports the call connected when its socket opens (SPEC 9.2): not a release.
+        if (request.url === '/api/v1/connected') return void response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
         answers.push(status());
         response.writeHead(status(), { 'content-type': 'application/json' }).end('{}');
       });

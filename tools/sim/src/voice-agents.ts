@@ -49,14 +49,16 @@ const RELEASE_SETTLED = new Set([200, 404, 409]);
 /**
  * Stands in for the voice-agent pods' WebSocket endpoint: accepts
  * `/ws/pod/{pod}/{call_sid}` only for a call allocated to that pod, and
- * releases the call through the API when the socket closes (the real voice
- * agent's `finally` block).
+ * reports the call connected when the socket opens (SPEC 9.2, so the connect
+ * deadline keeps it) and releases it through the API when the socket closes
+ * (the real voice agent's `finally` block).
  */
 export class SimulatedVoiceAgents {
   private server: Server | null = null;
   private readonly wss = new WebSocketServer({ noServer: true });
   readonly open = new Map<string, WebSocket>();
   releases = 0;
+  connects = 0;
   /** Release attempts that failed (refused, 5xx) and were retried. */
   releaseRetries = 0;
   /** Releases given up: the call was freed by someone else, or the retry window ended. */
@@ -114,12 +116,27 @@ export class SimulatedVoiceAgents {
       const key = `${pod}/${callSid}`;
       this.open.set(key, ws);
       ws.send(JSON.stringify({ event: 'connected', pod, call_sid: callSid }));
+      void this.reportConnected(callSid);
       ws.on('message', (data) => ws.send(data));
       ws.on('close', () => {
         this.open.delete(key);
         void this.release(pod, callSid);
       });
     });
+  }
+
+  /** `POST /api/v1/connected`; 404 means the call already ended (nothing to keep). */
+  private async reportConnected(callSid: string): Promise<void> {
+    // A lost report costs the call at the connect deadline: retry a refused connection or a 5xx briefly.
+    for (let attempt = 1; attempt <= 5 && !this.stopped; attempt += 1) {
+      const status = await this.client.connected({ call_sid: callSid }).then((answer) => answer.status, () => 0);
+      if (status === 200 || status === 404) {
+        this.connects += 1;
+        return;
+      }
+      if (status !== 0 && status < 500) return;
+      await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+    }
   }
 
   /**

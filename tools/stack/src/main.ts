@@ -6,7 +6,14 @@ import { DEFAULT_PORTS, LocalStack } from './stack';
  * REDIS_URL set = use that Redis; otherwise a local redis-server is started
  * (port REDIS_PORT, default 6379, data under .local/).
  */
+/**
+ * The connect deadline under `npm start` (SPEC 9.2); a value in the shell wins
+ * (0 turns it off). Apps default to 0 elsewhere.
+ */
+const START_CONNECT_TIMEOUT_SECONDS = '20';
+
 async function main(): Promise<void> {
+  const connectTimeout = process.env.CONNECT_TIMEOUT_SECONDS || START_CONNECT_TIMEOUT_SECONDS;
   const root = join(__dirname, '..', '..', '..', '..');
   const logDir = join(root, '.local');
   const stack = await LocalStack.start({
@@ -17,11 +24,14 @@ async function main(): Promise<void> {
     logDir,
     // A crashed app is restarted with backoff (supervisor.ts); these lines say which and how.
     log: (line) => process.stdout.write(`${line}\n`),
-    env: Object.fromEntries(
-      ['TIER_CONFIG', 'REDIS_PREFIX', 'API_TOKENS', 'ADMIN_VIEWER_TOKENS', 'ADMIN_OPERATOR_TOKENS', 'TWILIO_AUTH_TOKENS', 'PLIVO_AUTH_TOKENS', 'EXOTEL_CREDENTIALS', 'LOG_LEVEL', 'DEFAULT_CHAIN', 'EXTRA_PODS_TIER', 'MAX_CALL_DURATION_SECONDS', 'WEBHOOK_WAIT_MS']
-        .filter((name) => process.env[name])
-        .map((name) => [name, process.env[name] as string]),
-    ),
+    env: {
+      CONNECT_TIMEOUT_SECONDS: connectTimeout,
+      ...Object.fromEntries(
+        ['TIER_CONFIG', 'REDIS_PREFIX', 'API_TOKENS', 'ADMIN_VIEWER_TOKENS', 'ADMIN_OPERATOR_TOKENS', 'TWILIO_AUTH_TOKENS', 'PLIVO_AUTH_TOKENS', 'EXOTEL_CREDENTIALS', 'LOG_LEVEL', 'DEFAULT_CHAIN', 'EXTRA_PODS_TIER', 'MAX_CALL_DURATION_SECONDS', 'WEBHOOK_WAIT_MS']
+          .filter((name) => process.env[name])
+          .map((name) => [name, process.env[name] as string]),
+      ),
+    },
   });
   const base = stack.url('gateway');
   process.stdout.write(
@@ -40,6 +50,10 @@ async function main(): Promise<void> {
       '',
       'Try:',
       `  curl -s -X POST ${base}/api/v1/allocate -H 'Content-Type: application/json' -d '{"call_sid":"test-001"}'`,
+      connectTimeout === '0'
+        ? '  # CONNECT_TIMEOUT_SECONDS=0: the call keeps its pod until released'
+        : `  # released after ${connectTimeout} s (CONNECT_TIMEOUT_SECONDS, reason connect_timeout) unless connected:`,
+      `  curl -s -X POST ${base}/api/v1/connected -H 'Content-Type: application/json' -d '{"call_sid":"test-001"}'`,
       `  curl -s ${base}/api/v1/status`,
       `  curl -s -X POST ${base}/api/v1/release -H 'Content-Type: application/json' -d '{"call_sid":"test-001"}'`,
       '',

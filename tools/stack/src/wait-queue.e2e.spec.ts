@@ -157,7 +157,7 @@ describe('wait instead of refuse, across two allocation-api processes', () => {
     await post(apis[0], '/api/v1/release', { call_sid: 'hook-hold-3' });
     const response = await answer;
     expect(response.status).toBe(200);
-    expect(await response.text()).toMatch(/<Stream url="ws:\/\/[^"]+\/ws\/pod\/voice-agent-\d+\/CA-hook-wait">/);
+    expect(await response.text()).toMatch(/<Stream url="ws:\/\/[^"]+\/ws\/pod\/voice-agent-\d+\/CA-hook-wait" statusCallback="[^"]+\/api\/v1\/twilio\/stream-status\?allocation_id=\d+" statusCallbackMethod="POST">/);
   }, 30000);
 });
 

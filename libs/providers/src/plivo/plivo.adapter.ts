@@ -1,7 +1,7 @@
 import { ApiError } from '@smart-router/http';
 import {
-  AnswerFields, DEFAULT_FAILURE_MESSAGE, ProviderAdapter, ProviderDocument, StatusFields,
-  optionalMerchantId, requireCallId, statusValue,
+  AnswerFields, DEFAULT_FAILURE_MESSAGE, ProviderAdapter, ProviderDocument, StatusFields, StreamEventKind, StreamStatusFields,
+  eventValue, optionalMerchantId, requireCallId, statusValue,
 } from '../provider-adapter';
 import { WebhookRequest, formField, queryField } from '../webhook-request';
 import { escapeXml } from '../xml';
@@ -16,6 +16,21 @@ const PLIVO_XML = 'text/xml; charset=utf-8';
  * some hangup callbacks spell it).
  */
 export const PLIVO_FINAL_STATUSES: readonly string[] = ['completed', 'hangup', 'busy', 'failed', 'timeout', 'no-answer', 'cancel'];
+
+/**
+ * `Event` of a `<Stream statusCallbackUrl>` post. Plivo documents two
+ * spellings: the XML reference's StartStream/StopStream/DroppedStream and the
+ * voice-agents guide's started/stopped/failed; both are accepted (SPEC 9.2).
+ * DegradedStream (a buffer warning) and anything else change nothing.
+ */
+export const PLIVO_STREAM_EVENTS: Readonly<Record<string, StreamEventKind>> = {
+  startstream: 'started',
+  started: 'started',
+  stopstream: 'stopped',
+  stopped: 'stopped',
+  droppedstream: 'failed',
+  failed: 'failed',
+};
 
 /**
  * Plivo: form-encoded webhooks (`CallUUID` in the body, `merchant_id` in the
@@ -41,11 +56,12 @@ export class PlivoAdapter implements ProviderAdapter {
     };
   }
 
-  answerDocument(wsUrl: string): ProviderDocument {
+  answerDocument(wsUrl: string, streamStatusUrl?: string): ProviderDocument {
+    const callback = streamStatusUrl === undefined ? '' : ` statusCallbackUrl="${escapeXml(streamStatusUrl)}" statusCallbackMethod="POST"`;
     return {
       status: 200,
       contentType: PLIVO_XML,
-      body: `<Response><Stream bidirectional="true" keepCallAlive="true" contentType="audio/x-mulaw;rate=8000">${escapeXml(wsUrl)}</Stream></Response>`,
+      body: `<Response><Stream bidirectional="true" keepCallAlive="true" contentType="audio/x-mulaw;rate=8000"${callback}>${escapeXml(wsUrl)}</Stream></Response>`,
     };
   }
 
@@ -67,5 +83,17 @@ export class PlivoAdapter implements ProviderAdapter {
   parseHangup(request: WebhookRequest): StatusFields {
     const status = statusValue(formField(request, 'CallStatus')) || 'hangup';
     return { callSid: requireCallId(formField(request, 'CallUUID'), 'CallUUID'), status, final: true };
+  }
+
+  /** Form fields `Event`, `CallUUID`, `StreamID` (also spelled `StreamId`), `Timestamp`, ... */
+  parseStreamStatus(request: WebhookRequest): StreamStatusFields {
+    const event = eventValue(formField(request, 'Event'));
+    const streamId = formField(request, 'StreamID') ?? formField(request, 'StreamId') ?? '';
+    return {
+      callSid: requireCallId(formField(request, 'CallUUID'), 'CallUUID'),
+      event,
+      kind: PLIVO_STREAM_EVENTS[event.toLowerCase()] ?? 'other',
+      streamId: streamId.slice(0, 64),
+    };
   }
 }

@@ -1,7 +1,7 @@
 import { ApiError } from '@smart-router/http';
 import {
-  AnswerFields, DEFAULT_FAILURE_MESSAGE, ProviderAdapter, ProviderDocument, StatusFields,
-  optionalMerchantId, requireCallId, statusValue,
+  AnswerFields, DEFAULT_FAILURE_MESSAGE, ProviderAdapter, ProviderDocument, StatusFields, StreamEventKind, StreamStatusFields,
+  eventValue, optionalMerchantId, requireCallId, statusValue,
 } from '../provider-adapter';
 import { WebhookRequest, formField, queryField } from '../webhook-request';
 import { escapeXml } from '../xml';
@@ -11,6 +11,13 @@ const TWIML = 'text/xml; charset=utf-8';
 
 /** Twilio `CallStatus` values after which the call is over (twilio.com/docs/voice/api/call-resource#call-status-values). */
 export const TWILIO_FINAL_STATUSES: readonly string[] = ['completed', 'busy', 'failed', 'no-answer', 'canceled'];
+
+/** `StreamEvent` of a `<Stream statusCallback>` post (twilio.com/docs/voice/twiml/stream, "statusCallback"). */
+export const TWILIO_STREAM_EVENTS: Readonly<Record<string, StreamEventKind>> = {
+  'stream-started': 'started',
+  'stream-stopped': 'stopped',
+  'stream-error': 'failed',
+};
 
 /**
  * Twilio: form-encoded webhooks (`CallSid` in the body, our `merchant_id` in
@@ -37,8 +44,9 @@ export class TwilioAdapter implements ProviderAdapter {
   }
 
   /** `<Connect><Stream>` is the bidirectional stream; Twilio runs no further TwiML until the socket closes. */
-  answerDocument(wsUrl: string): ProviderDocument {
-    return { status: 200, contentType: TWIML, body: `<Response><Connect><Stream url="${escapeXml(wsUrl)}"></Stream></Connect></Response>` };
+  answerDocument(wsUrl: string, streamStatusUrl?: string): ProviderDocument {
+    const callback = streamStatusUrl === undefined ? '' : ` statusCallback="${escapeXml(streamStatusUrl)}" statusCallbackMethod="POST"`;
+    return { status: 200, contentType: TWIML, body: `<Response><Connect><Stream url="${escapeXml(wsUrl)}"${callback}></Stream></Connect></Response>` };
   }
 
   /** Twilio plays only a 2xx answer; any error status makes it play its own "application error". */
@@ -49,5 +57,16 @@ export class TwilioAdapter implements ProviderAdapter {
   parseStatus(request: WebhookRequest): StatusFields {
     const status = statusValue(formField(request, 'CallStatus'));
     return { callSid: requireCallId(formField(request, 'CallSid'), 'CallSid'), status, final: TWILIO_FINAL_STATUSES.includes(status) };
+  }
+
+  /** Form fields `AccountSid`, `CallSid`, `StreamSid`, `StreamName`, `StreamEvent`, `StreamError` (on error), `Timestamp`. */
+  parseStreamStatus(request: WebhookRequest): StreamStatusFields {
+    const event = eventValue(formField(request, 'StreamEvent'));
+    return {
+      callSid: requireCallId(formField(request, 'CallSid'), 'CallSid'),
+      event,
+      kind: TWILIO_STREAM_EVENTS[event.toLowerCase()] ?? 'other',
+      streamId: (formField(request, 'StreamSid') ?? '').slice(0, 64),
+    };
   }
 }

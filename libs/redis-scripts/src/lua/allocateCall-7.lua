@@ -22,10 +22,12 @@
     ARGV[8] stream MAXLEN (approximate trim)
     ARGV[9] '1' to refuse a call_sid released recently (provider answer webhooks), else '0'
     ARGV[10] wait, ms (0 = answer -1 at once when no pod is free; else join the wait queue)
+    ARGV[11] connect deadline, ms after allocation (0 = none; SPEC 9.2, includes/wait-queue.lua bindCall)
   The chain rules come from the tier config document (its "chains":
   {"byTier":{"<tier>":["<tier>",...]},"default":["<tier>",...]}), written with the tiers.
   Output:
-    {1, pod_name, tier, was_existing (0|1), pod_uid}
+    {1, pod_name, tier, was_existing (0|1), pod_uid, allocation_id ('' for a record written
+       before fencing), state ('pending'|'connected'|'' likewise)}
     -1 no pod available anywhere in the chain
     -2 state missing (epoch or tier config gone after a flush, or a document without chains): rebuild pending
     -3 call_sid released recently (tombstone) and ARGV[9] is '1'
@@ -35,20 +37,21 @@
        settleWait tells its outcome
     -10 the call_sid is already waiting (a provider retry): settleWait tells the first one's outcome
   Events:
-    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at
+    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state
   Derived keys (pod-scoped, named by a pool member, built from ARGV[7]):
     pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name},
     pod:calls:{name}, lease:{name}, call:{sid}, merchant:calls:{merchant_id},
-    waiter:{call_sid}, wait:queue, wait:seq, wait:wake, calls:active, stream:calls
+    waiter:{call_sid}, wait:queue, wait:seq, wait:wake, calls:active, stream:calls,
+    allocation:seq, calls:pending (the call lifecycle, SPEC 9.2)
 ]]
 --- @include "pod-state"
 
 local rcall = redis.call
 local callKey = KEYS[1]
 
-local existing = rcall('HMGET', callKey, 'pod_name', 'tier', 'pod_uid')
+local existing = rcall('HMGET', callKey, 'pod_name', 'tier', 'pod_uid', 'allocation_id', 'state')
 if existing[1] then
-  return {1, existing[1], existing[2] or '', 1, existing[3] or ''}
+  return {1, existing[1], existing[2] or '', 1, existing[3] or '', existing[4] or '', existing[5] or ''}
 end
 
 if rcall('EXISTS', KEYS[4]) == 0 then
@@ -181,7 +184,7 @@ if not chosen then
   local deadline = enqueued + waitMs
   rcall('HSET', P.waiter .. sid, 'chain', cjson.encode(chain), 'merchant', merchant, 'max_calls', maxCalls or '',
     'deadline', deadline, 'enqueued_at', enqueued, 'provider', ARGV[4], 'metadata', ARGV[5], 'ttl', ARGV[6],
-    'maxlen', ARGV[8])
+    'maxlen', ARGV[8], 'connect_ms', ARGV[11])
   -- Outlives the grace after the deadline; a waiter is never left behind by a dead process.
   rcall('PEXPIRE', P.waiter .. sid, waitMs + 60000)
   -- An arrival number, not a time: two arrivals in the same millisecond keep their order.
@@ -190,6 +193,7 @@ if not chosen then
   -- <<< join the wait queue <<<
 end
 
-local uid = bindCall(P, KEYS[5], KEYS[6], { sid = sid, merchant = merchant, provider = ARGV[4], metadata = ARGV[5],
-  ttl = tonumber(ARGV[6]), maxlen = ARGV[8] }, chosen, chosenTier, spec, now)
-return {1, chosen, chosenTier, 0, uid}
+local uid, allocationId = bindCall(P, KEYS[5], KEYS[6], { sid = sid, merchant = merchant, provider = ARGV[4],
+  metadata = ARGV[5], ttl = tonumber(ARGV[6]), maxlen = ARGV[8], connectMs = tonumber(ARGV[11]) }, chosen, chosenTier,
+  spec, now)
+return {1, chosen, chosenTier, 0, uid, tostring(allocationId), 'pending'}

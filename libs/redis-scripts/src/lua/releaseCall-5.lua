@@ -20,34 +20,56 @@
     ARGV[8] release only a call allocated at or before this time, ms ('' = any): the
             stale-call reaper's cutoff, checked here so a call_sid reused since the
             reaper looked is never ended
+    ARGV[9] allocation_id the caller released ('' = whatever allocation is current)
+    ARGV[10] '1' = connect-timeout release: only a call still pending whose connect
+            deadline is at or before ARGV[3]; '' = any state
   Output:
     {1, pod_name, source_pool, was_draining (0|1)}
     -1 no such call (never allocated, already released, or ended with its pod), or
        allocated after the ARGV[8] cutoff
+    -11 ARGV[9] is not the call's current allocation_id (a stale release): nothing changed
+    -12 ARGV[10] is '1' and the call is connected or not yet due: nothing changed
   Events:
-    stream:calls  type=<ARGV[7]> call_sid pod tier reason at
-    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at  (the freed pod handed to a
+    stream:calls  type=<ARGV[7]> call_sid pod tier reason at allocation_id state
+    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state  (the freed pod handed to a
                   waiting request, includes/wait-queue.lua; its call_sid is published on wait:wake)
   Derived keys (pod-scoped, named by the call record, built from ARGV[4]):
     pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name},
-    pod:calls:{name}, lease:{name}
+    pod:calls:{name}, lease:{name}, calls:pending (the call lifecycle, SPEC 9.2)
     Hand-off to waiters (includes/wait-queue.lua): wait:queue, waiter:{call_sid}, wait:wake,
-    calls:active, stream:calls, call:{sid}, lease:{name}, merchant:calls:{merchant_id}
+    calls:active, stream:calls, call:{sid}, lease:{name}, merchant:calls:{merchant_id},
+    allocation:seq, calls:pending
 ]]
 --- @include "pod-state"
 
 local rcall = redis.call
 local sid = ARGV[1]
-local call = rcall('HMGET', KEYS[1], 'pod_name', 'pod_uid', 'tier', 'source_pool', 'merchant_id')
+local call = rcall('HMGET', KEYS[1], 'pod_name', 'pod_uid', 'tier', 'source_pool', 'merchant_id', 'allocation_id',
+  'state', 'connect_deadline')
 local name = call[1]
+local P = cjson.decode(ARGV[4])
 if not name then
   rcall('ZREM', KEYS[3], sid)
+  rcall('ZREM', P.pendingCalls, sid)
   return -1
 end
 if ARGV[8] ~= '' and tonumber(rcall('ZSCORE', KEYS[3], sid) or '0') > tonumber(ARGV[8]) then
   return -1
 end
-local P = cjson.decode(ARGV[4])
+-- >>> call lifecycle (SPEC 9.2): fencing and the connect deadline, decided
+-- here so that a connect (connectCall) or a re-allocation of the same call_sid
+-- between the caller's look and this script wins.
+if ARGV[9] ~= '' and ARGV[9] ~= call[6] then
+  return -11
+end
+if ARGV[10] == '1' and (call[7] ~= 'pending' or not call[8] or tonumber(call[8]) > tonumber(ARGV[3])) then
+  if call[7] ~= 'pending' then
+    rcall('ZREM', P.pendingCalls, sid)
+  end
+  return -12
+end
+rcall('ZREM', P.pendingCalls, sid)
+-- <<< call lifecycle
 local tiers = loadTiers(KEYS[2])
 
 rcall('DEL', KEYS[1])
@@ -65,7 +87,7 @@ if rcall('HGET', P.pod .. name, 'uid') == (call[2] or '') then
     rcall('DEL', P.lease .. name)
   end
   if rcall('HGET', P.pod .. name, 'allocated_call_sid') == sid then
-    rcall('HDEL', P.pod .. name, 'allocated_call_sid', 'allocated_at', 'source_pool')
+    rcall('HDEL', P.pod .. name, 'allocated_call_sid', 'allocated_at', 'source_pool', 'allocation_id')
   end
   if rcall('SCARD', P.calls .. name) == 0 then
     rcall('HSET', P.pod .. name, 'status', 'available')
@@ -78,5 +100,5 @@ if tombstoneTtl > 0 then
   rcall('SET', KEYS[5], ARGV[2] ~= '' and ARGV[2] or 'released', 'EX', tombstoneTtl)
 end
 rcall('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'type', ARGV[7], 'call_sid', sid, 'pod', name,
-  'tier', call[3] or '', 'reason', ARGV[2], 'at', ARGV[3])
+  'tier', call[3] or '', 'reason', ARGV[2], 'at', ARGV[3], 'allocation_id', call[6] or '', 'state', call[7] or '')
 return {1, name, call[4] or ('pool:' .. (call[3] or '')), wasDraining}

@@ -15,7 +15,8 @@
     ARGV[3] '1' to leave the queue now whatever the deadline (a request giving up after a
             Redis error), else '0'
   Output:
-    {1, pod_name, tier, pod_uid}   the call holds a pod (handed off, or allocated meanwhile)
+    {1, pod_name, tier, pod_uid, allocation_id, state}   the call holds a pod (handed off, or
+       allocated meanwhile); allocation_id and state '' for a record written before fencing
     {2, remaining_ms}              still waiting; run again after a wake-up or the remaining time
     -1 not waiting and no call: timed out now or before (503 NO_POD_AVAILABLE)
     A timeout publishes the call_sid on ARGV[2], waking duplicates of the request.
@@ -23,9 +24,9 @@
 ]]
 
 local rcall = redis.call
-local call = rcall('HMGET', KEYS[1], 'pod_name', 'tier', 'pod_uid')
+local call = rcall('HMGET', KEYS[1], 'pod_name', 'tier', 'pod_uid', 'allocation_id', 'state')
 if call[1] then
-  return {1, call[1], call[2] or '', call[3] or ''}
+  return {1, call[1], call[2] or '', call[3] or '', call[4] or '', call[5] or ''}
 end
 local deadline = rcall('HGET', KEYS[2], 'deadline')
 if not deadline then

@@ -13,12 +13,13 @@
     0 unknown pod
     -2 tier config missing (flush): rebuild pending
   Events:
-    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at  (the freed pod handed to a
+    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state  (the freed pod handed to a
                   waiting request, includes/wait-queue.lua; its call_sid is published on wait:wake)
   Derived keys (pod-scoped, built from ARGV[2]): pod:{name}, pod:tier:{name},
     pod:draining:{name}, pod:calls:{name}, lease:{name}, pool:{tier}:available, call:{sid}
     Hand-off to waiters (includes/wait-queue.lua): wait:queue, waiter:{call_sid}, wait:wake,
-    calls:active, stream:calls, call:{sid}, lease:{name}, merchant:calls:{merchant_id}
+    calls:active, stream:calls, call:{sid}, lease:{name}, merchant:calls:{merchant_id},
+    allocation:seq, calls:pending
 ]]
 --- @include "pod-state"
 
@@ -48,7 +49,7 @@ if leased and rcall('SISMEMBER', P.calls .. name, leased) == 0 then
 end
 local holder = rcall('HGET', P.pod .. name, 'allocated_call_sid')
 if holder and rcall('SISMEMBER', P.calls .. name, holder) == 0 then
-  rcall('HDEL', P.pod .. name, 'allocated_call_sid', 'allocated_at', 'source_pool')
+  rcall('HDEL', P.pod .. name, 'allocated_call_sid', 'allocated_at', 'source_pool', 'allocation_id')
   corrections = corrections + 1
 end
 if rcall('SCARD', P.calls .. name) == 0 then

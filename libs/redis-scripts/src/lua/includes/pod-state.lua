@@ -114,18 +114,19 @@ end
 local function orphanCalls(P, name, activeKey, streamKey, maxlen, now, reason)
   local sids = redis.call('SMEMBERS', P.calls .. name)
   for _, sid in ipairs(sids) do
-    local call = redis.call('HMGET', P.call .. sid, 'tier', 'merchant_id')
-    local tier = call[1] or ''
+    local call = redis.call('HMGET', P.call .. sid, 'tier', 'merchant_id', 'allocation_id', 'state')
     if call[2] and call[2] ~= '' then
       redis.call('SREM', P.merchantCalls .. call[2], sid)
     end
     redis.call('DEL', P.call .. sid)
     redis.call('ZREM', activeKey, sid)
+    redis.call('ZREM', P.pendingCalls, sid)
     redis.call('XADD', streamKey, 'MAXLEN', '~', maxlen, '*',
-      'type', 'call.orphaned', 'call_sid', sid, 'pod', name, 'tier', tier, 'reason', reason, 'at', now)
+      'type', 'call.orphaned', 'call_sid', sid, 'pod', name, 'tier', call[1] or '', 'reason', reason, 'at', now,
+      'allocation_id', call[3] or '', 'state', call[4] or '')
   end
   redis.call('DEL', P.calls .. name, P.lease .. name)
-  redis.call('HDEL', P.pod .. name, 'allocated_call_sid', 'allocated_at', 'source_pool')
+  redis.call('HDEL', P.pod .. name, 'allocated_call_sid', 'allocated_at', 'source_pool', 'allocation_id')
   redis.call('HSET', P.pod .. name, 'status', 'available')
   return #sids
 end

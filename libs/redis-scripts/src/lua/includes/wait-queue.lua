@@ -23,12 +23,24 @@ end
 -- The one definition of "this call holds this pod": call record, pod's call
 -- set, live calls, the merchant's live calls, lease or shared score, and the
 -- call.allocated event. Used by allocateCall and by the hand-off to a waiter.
+-- Returns the pod's UID and the call's allocation_id.
 local function bindCall(P, activeKey, streamKey, call, name, tier, spec, now)
   local sid, merchant = call.sid, call.merchant
   local uid = redis.call('HGET', P.pod .. name, 'uid') or ''
   local sourcePool = 'pool:' .. tier
   redis.call('HSET', P.call .. sid, 'pod_name', name, 'pod_uid', uid, 'source_pool', sourcePool, 'tier', tier,
     'merchant_id', merchant, 'allocated_at', now, 'provider', call.provider, 'metadata', call.metadata)
+  -- >>> call lifecycle (SPEC 9.2): the fencing token and the connect deadline.
+  -- One INCR per new allocation: ids are strictly increasing across every
+  -- replica, so a release carrying an older id can never end this allocation.
+  local allocationId = redis.call('INCR', P.allocationSequence)
+  redis.call('HSET', P.call .. sid, 'allocation_id', allocationId, 'state', 'pending')
+  if call.connectMs and call.connectMs > 0 then
+    local deadline = tonumber(now) + call.connectMs
+    redis.call('HSET', P.call .. sid, 'connect_deadline', deadline)
+    redis.call('ZADD', P.pendingCalls, deadline, sid)
+  end
+  -- <<< call lifecycle
   redis.call('EXPIRE', P.call .. sid, call.ttl)
   redis.call('SADD', P.calls .. name, sid)
   redis.call('ZADD', activeKey, now, sid)
@@ -42,11 +54,12 @@ local function bindCall(P, activeKey, streamKey, call, name, tier, spec, now)
     redis.call('SREM', availableKey(P, tier), name)
     redis.call('SET', P.lease .. name, sid, 'EX', call.ttl)
     redis.call('HSET', P.pod .. name, 'status', 'allocated', 'allocated_call_sid', sid, 'allocated_at', now,
-      'source_pool', sourcePool)
+      'source_pool', sourcePool, 'allocation_id', allocationId)
   end
   redis.call('XADD', streamKey, 'MAXLEN', '~', call.maxlen, '*', 'type', 'call.allocated', 'call_sid', sid,
-    'pod', name, 'tier', tier, 'merchant_id', merchant, 'provider', call.provider, 'at', now)
-  return uid
+    'pod', name, 'tier', tier, 'merchant_id', merchant, 'provider', call.provider, 'at', now,
+    'allocation_id', allocationId, 'state', 'pending')
+  return uid, allocationId
 end
 
 -- True when the merchant already has max_calls live calls. Members whose call
@@ -96,7 +109,7 @@ local function handOffPod(P, name, tier, spec)
       break
     end
     local w = redis.call('HMGET', P.waiter .. sid, 'chain', 'deadline', 'merchant', 'max_calls', 'provider',
-      'metadata', 'ttl', 'maxlen')
+      'metadata', 'ttl', 'maxlen', 'connect_ms')
     if not w[1] or tonumber(w[2]) + WAIT_GRACE_MS < now then
       leaveQueue(P, sid)
     else
@@ -112,7 +125,7 @@ local function handOffPod(P, name, tier, spec)
         -- first); the check only keeps a hand-off from ever overwriting one.
         if redis.call('EXISTS', P.call .. sid) == 0 then
           bindCall(P, P.activeCalls, P.callStream, { sid = sid, merchant = w[3], provider = w[5], metadata = w[6],
-            ttl = tonumber(w[7]), maxlen = w[8] }, name, tier, spec, now)
+            ttl = tonumber(w[7]), maxlen = w[8], connectMs = tonumber(w[9] or '0') }, name, tier, spec, now)
           given = given + 1
         end
         leaveQueue(P, sid)

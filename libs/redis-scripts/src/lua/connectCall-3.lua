@@ -1,0 +1,42 @@
+--[[
+  Marks a call connected: its media stream reached the voice agent (the
+  agent's POST /api/v1/connected, or the provider's stream-started callback).
+  From then on the connect-timeout release (releaseCall with ARGV[10] '1')
+  refuses the call; the decision is whichever script Redis runs first.
+  Idempotent: connecting a connected call changes nothing and keeps the first
+  connected_at.
+
+  Input:
+    KEYS[1] call hash                 call:{call_sid}
+    KEYS[2] pending calls zset        calls:pending
+    KEYS[3] call event stream         stream:calls
+    ARGV[1] call_sid
+    ARGV[2] allocation_id the caller connects ('' = whatever allocation is current)
+    ARGV[3] now, milliseconds since the Unix epoch
+    ARGV[4] stream MAXLEN (approximate trim)
+    ARGV[5] who reported it ('api', 'twilio', 'plivo')
+  Output:
+    {1, pod_name, allocation_id ('' for a record written before fencing), connected_at ms, was_connected (0|1)}
+    -1 no such call (never allocated or already released)
+    -11 ARGV[2] is not the call's current allocation_id: nothing changed
+  Events:
+    stream:calls  type=call.connected call_sid pod allocation_id state source at
+]]
+
+local rcall = redis.call
+local sid = ARGV[1]
+local call = rcall('HMGET', KEYS[1], 'pod_name', 'allocation_id', 'state', 'connected_at')
+if not call[1] then
+  return -1
+end
+if ARGV[2] ~= '' and ARGV[2] ~= call[2] then
+  return -11
+end
+if call[3] == 'connected' then
+  return {1, call[1], call[2] or '', tonumber(call[4]) or 0, 1}
+end
+rcall('HSET', KEYS[1], 'state', 'connected', 'connected_at', ARGV[3])
+rcall('ZREM', KEYS[2], sid)
+rcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', 'call.connected', 'call_sid', sid, 'pod', call[1],
+  'allocation_id', call[2] or '', 'state', 'connected', 'source', ARGV[5], 'at', ARGV[3])
+return {1, call[1], call[2] or '', tonumber(ARGV[3]), 0}
