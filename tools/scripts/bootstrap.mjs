@@ -21,14 +21,18 @@ if (stale) {
   execFileSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
 }
 
-if (!process.env.REDIS_URL && !has('redis-server')) {
-  const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-  console.log('bootstrap: installing redis-server with apt-get');
-  const apt = (args) => execFileSync(asRoot ? 'apt-get' : 'sudo', asRoot ? args : ['apt-get', ...args], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+const apt = (args) => execFileSync(asRoot ? 'apt-get' : 'sudo', asRoot ? args : ['apt-get', ...args], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+function aptInstall(pkg) {
+  console.log(`bootstrap: installing ${pkg} with apt-get`);
   try {
-    apt(['install', '-y', 'redis-server']);
+    apt(['install', '-y', pkg]);
   } catch {
     apt(['update']);
-    apt(['install', '-y', 'redis-server']);
+    apt(['install', '-y', pkg]);
   }
 }
+
+if (!process.env.REDIS_URL && !has('redis-server')) aptInstall('redis-server');
+// The failover test runs real sentinels (Debian ships them as their own package).
+if (process.env.npm_lifecycle_event === 'pretest' && !has('redis-sentinel')) aptInstall('redis-sentinel');

@@ -6,7 +6,7 @@ import { InvariantViolation, PoolScripts } from '@smart-router/redis-scripts';
 import { validateTierConfig, ConfigError, CommonSettings } from '@smart-router/config';
 import { JOBS } from '@smart-router/events';
 import { Telemetry } from '@smart-router/telemetry';
-import { PoolMetrics } from '@smart-router/pool-state';
+import { PoolMetrics, storeFailure } from '@smart-router/pool-state';
 import { PoolStateRepository } from './pool-state.repository';
 
 /**
@@ -57,8 +57,9 @@ export class AdminService {
       return await work();
     } catch (error) {
       if (error instanceof ApiError) throw error;
-      this.redisErrors.add(1, { operation });
-      throw new RedisUnavailableError(error);
+      const failure = storeFailure(error);
+      if (failure instanceof RedisUnavailableError) this.redisErrors.add(1, { operation });
+      throw failure;
     }
   }
 

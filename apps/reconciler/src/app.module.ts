@@ -1,7 +1,7 @@
 import { DynamicModule, Inject, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
 import type Redis from 'ioredis';
 import { KubeConfig } from '@kubernetes/client-node';
-import { redisReadiness } from '@smart-router/pool-state';
+import { notReplicatedCounter, redisReadiness, replicationLimits } from '@smart-router/pool-state';
 import { HealthModule, MetricsController, ReadinessCheck } from '@smart-router/http';
 import { loadKubeConfig } from '@smart-router/kube';
 import { RedisKeys } from '@smart-router/redis-keys';
@@ -12,6 +12,7 @@ import { PoolReconcileService } from './pool-reconcile.service';
 import { ReconcilerConfig } from './reconciler.config';
 import { ReconcilerJobs } from './reconciler.jobs';
 import { ReconcilerService } from './reconciler.service';
+import { PrimaryWatch } from './primary-watch';
 
 const STATE_REDIS = Symbol('STATE_REDIS');
 const STREAM_REDIS = Symbol('STREAM_REDIS');
@@ -59,12 +60,25 @@ export class AppModule {
         {
           provide: PoolScripts,
           inject: [STATE_REDIS],
-          useFactory: (redis: Redis) =>
-            new PoolScripts(redis, keys, {
+          useFactory: (redis: Redis) => {
+            const notReplicated = notReplicatedCounter(telemetry);
+            return new PoolScripts(redis, keys, {
               callTtlSeconds: config.common.callTtlSeconds,
               tombstoneTtlSeconds: config.common.tombstoneTtlSeconds,
               streamMaxLen: config.common.streamMaxLen,
-            }),
+              // A write too few replicas confirmed fails its job or pod event, which is retried.
+              ...replicationLimits(config.common.redis, (script) => notReplicated.add(1, { script })),
+            });
+          },
+        },
+        {
+          provide: PrimaryWatch,
+          inject: [STATE_REDIS, PoolScripts],
+          useFactory: (redis: Redis, scripts: PoolScripts) => {
+            const watch = new PrimaryWatch(redis, scripts, async (reason) => service?.recoverFromFailover(reason), telemetry, logger);
+            watch.start();
+            return watch;
+          },
         },
         {
           provide: PoolReconcileService,
@@ -74,8 +88,9 @@ export class AppModule {
         },
         {
           provide: ReconcilerJobs,
-          inject: [PoolReconcileService],
-          useFactory: (reconcile: PoolReconcileService) => new ReconcilerJobs(config.common.redis, keys, reconcile, config.jobIntervalScale, telemetry, logger),
+          inject: [PoolReconcileService, PrimaryWatch],
+          useFactory: (reconcile: PoolReconcileService, watch: PrimaryWatch) =>
+            new ReconcilerJobs(config.common.redis, keys, reconcile, config.jobIntervalScale, telemetry, logger, watch),
         },
         {
           provide: PodStreamConsumer,

@@ -4,7 +4,8 @@ import { Counter, Histogram } from '@opentelemetry/api';
 import { RedisSettings } from '@smart-router/config';
 import { JOBS, JOB_NAMES, JobName, RECONCILER_QUEUE } from '@smart-router/events';
 import { RedisKeys } from '@smart-router/redis-keys';
-import { bullConnection } from '@smart-router/redis-scripts';
+import { bullConnection, closeBullConnection } from '@smart-router/redis-scripts';
+import type { ConnectionOptions } from 'bullmq';
 import { Telemetry, inSpan } from '@smart-router/telemetry';
 import { PoolReconcileService } from './pool-reconcile.service';
 
@@ -29,17 +30,20 @@ export class ReconcilerJobs {
     private readonly intervalScale: number,
     private readonly telemetry: Telemetry,
     private readonly logger: LoggerService,
+    /** Failover detection rides on the data-loss check's schedule (see PrimaryWatch). */
+    primary?: { check(): Promise<boolean> },
   ) {
     this.handlers = {
       [JOBS.fullReconcile.name]: () => reconcile.fullReconcile('scheduled'),
       [JOBS.zombieSweep.name]: () => reconcile.zombieSweep(),
-      [JOBS.dataLossCheck.name]: () => reconcile.checkDataLoss(),
+      [JOBS.dataLossCheck.name]: async () => ({ dataLost: await reconcile.checkDataLoss(), newPrimary: (await primary?.check()) ?? false }),
       [JOBS.staleCallReaper.name]: () => reconcile.reapStaleCalls(),
       [JOBS.connectTimeout.name]: () => reconcile.releaseUnconnectedCalls(),
     };
     // Boot fails if a scheduled job has no handler.
     for (const name of JOB_NAMES) if (!this.handlers[name]) throw new Error(`job ${name} has no handler`);
-    this.queue = new Queue(RECONCILER_QUEUE, { connection: bullConnection(redis, 'worker', 'reconciler-queue'), prefix: keys.bullPrefix() });
+    this.connections.push(bullConnection(redis, 'worker', 'reconciler-queue'));
+    this.queue = new Queue(RECONCILER_QUEUE, { connection: this.connections[0], prefix: keys.bullPrefix() });
     this.queue.on('error', () => undefined);
     this.prefix = keys.bullPrefix();
     const meter = telemetry.meter();
@@ -48,6 +52,7 @@ export class ReconcilerJobs {
   }
 
   private readonly prefix: string;
+  private readonly connections: ConnectionOptions[] = [];
 
   /** (Re)creates every scheduler; called at start and after Redis lost its data. */
   async upsertSchedulers(): Promise<void> {
@@ -60,8 +65,10 @@ export class ReconcilerJobs {
   }
 
   startWorker(): void {
+    const connection = bullConnection(this.redis, 'worker', 'reconciler-worker');
+    this.connections.push(connection);
     this.worker = new Worker(RECONCILER_QUEUE, (job) => this.process(job), {
-      connection: bullConnection(this.redis, 'worker', 'reconciler-worker'),
+      connection,
       prefix: this.prefix,
       concurrency: 1,
     });
@@ -95,5 +102,6 @@ export class ReconcilerJobs {
   async close(): Promise<void> {
     await this.worker?.close().catch(() => undefined);
     await this.queue.close().catch(() => undefined);
+    await Promise.all(this.connections.map(closeBullConnection));
   }
 }

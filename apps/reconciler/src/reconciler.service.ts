@@ -46,6 +46,19 @@ export class ReconcilerService implements OnApplicationBootstrap, OnModuleDestro
     await this.jobs.upsertSchedulers();
   }
 
+  /**
+   * A new primary may lack the last writes of the old one (asynchronous
+   * replication) while its epoch marker says nothing was lost: rebuild pool
+   * membership from a fresh LIST and sweep every pod now. Before the start-up
+   * reconcile finished there is nothing to do: that reconcile covers it.
+   */
+  async recoverFromFailover(reason: string): Promise<void> {
+    if (!this.started) return;
+    await this.reconcile.fullReconcile(reason);
+    await this.reconcile.zombieSweep();
+    await this.jobs.upsertSchedulers();
+  }
+
   async onModuleDestroy(): Promise<void> {
     await this.consumer.stop();
     await this.jobs.close();

@@ -88,7 +88,7 @@ export const allocationRoutes = {
       415: unsupported,
       429: errorResponse('the merchant holds its max_calls', 'MERCHANT_LIMIT'),
       500: errorResponse('merchant configuration is invalid', 'MERCHANT_CONFIG_INVALID', 'INTERNAL'),
-      503: errorResponse('no pod (within wait_ms), Redis unavailable, or state being rebuilt: retry', 'NO_POD_AVAILABLE', 'REDIS_UNAVAILABLE', 'STATE_REBUILDING'),
+      503: errorResponse('no pod (within wait_ms), Redis unavailable, or state being rebuilt: retry', 'NO_POD_AVAILABLE', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED', 'STATE_REBUILDING'),
     },
   },
   release: {
@@ -105,7 +105,7 @@ export const allocationRoutes = {
       409: errorResponse('allocation_id is not the call\'s current allocation', 'STALE_ALLOCATION'),
       413: tooLarge,
       415: unsupported,
-      503: errorResponse('Redis unavailable: retry', 'REDIS_UNAVAILABLE'),
+      503: errorResponse('Redis unavailable or the write not replicated: retry', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED'),
     },
   },
   connected: {
@@ -122,7 +122,7 @@ export const allocationRoutes = {
       409: errorResponse('allocation_id is not the call\'s current allocation', 'STALE_ALLOCATION'),
       413: tooLarge,
       415: unsupported,
-      503: errorResponse('Redis unavailable: retry', 'REDIS_UNAVAILABLE'),
+      503: errorResponse('Redis unavailable or the write not replicated: retry', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED'),
     },
   },
 } satisfies Record<string, RouteContract>;

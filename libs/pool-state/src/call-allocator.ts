@@ -1,6 +1,6 @@
 import { Allocation, Connection, Release, ScriptCode, isCallSid } from '@smart-router/allocation';
 import { ApiError, RedisUnavailableError } from '@smart-router/http';
-import { PoolScripts } from '@smart-router/redis-scripts';
+import { NotReplicatedError, PoolScripts } from '@smart-router/redis-scripts';
 import { Telemetry } from '@smart-router/telemetry';
 import { PoolMetrics } from './pool-metrics';
 import { WaitWakeups, WakeTicket } from './wait-wakeups';
@@ -37,6 +37,7 @@ export const REFUSALS = {
   merchantLimit: refusal(429, 'MERCHANT_LIMIT', 'merchant has reached its max_calls'),
   badMerchantConfig: refusal(500, 'MERCHANT_CONFIG_INVALID', 'merchant configuration is invalid'),
   redisUnavailable: refusal(503, 'REDIS_UNAVAILABLE', 'state store unavailable, retry shortly'),
+  notReplicated: refusal(503, 'NOT_REPLICATED', 'write not confirmed by enough replicas, retry'),
   callNotFound: refusal(404, 'CALL_NOT_FOUND', 'call not found'),
   staleAllocation: refusal(409, 'STALE_ALLOCATION', 'allocation_id is not the call\'s current allocation'),
   badCallSid: refusal(400, 'INVALID_REQUEST', 'call_sid is required (1-128 chars of A-Za-z0-9._:-)'),
@@ -45,6 +46,23 @@ export const REFUSALS = {
 export type Outcome<T> = { ok: true; value: T } | { ok: false; refusal: Refusal };
 
 const refuse = (answer: Refusal): { ok: false; refusal: Refusal } => ({ ok: false, refusal: answer });
+
+/**
+ * A failed Redis write as the caller sees it: 503 either way. NOT_REPLICATED
+ * means the write happened on the primary but too few replicas confirmed it
+ * (retrying the same call is safe); REDIS_UNAVAILABLE means no answer at all.
+ */
+export function storeFailure(error: unknown): ApiError {
+  if (error instanceof NotReplicatedError) return refusalError(REFUSALS.notReplicated);
+  return new RedisUnavailableError(error);
+}
+
+/** The refusal of a store failure thrown by redisCall; null for anything else (a bug: rethrown). */
+function storeRefusal(error: unknown): Refusal | null {
+  if (error instanceof RedisUnavailableError) return REFUSALS.redisUnavailable;
+  if (error instanceof ApiError && error.code === REFUSALS.notReplicated.body.code) return REFUSALS.notReplicated;
+  return null;
+}
 
 /**
  * Allocation and release as callers see them: one script call each. Expected
@@ -75,7 +93,8 @@ export class CallAllocator {
     try {
       return await this.allocateOrWait(request, waitMs, ticket);
     } catch (error) {
-      if (!(error instanceof RedisUnavailableError)) throw error;
+      const failure = storeRefusal(error);
+      if (!failure) throw error;
       if (waitMs > 0) {
         // The failed command may have run (a command timeout): leave no waiter
         // behind that a later hand-off could bind a pod to, and answer 200 if
@@ -85,7 +104,7 @@ export class CallAllocator {
           return { ok: true, value: { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: false, allocationId: outcome.allocationId, state: outcome.callState, wsUrl: this.wsUrl(outcome.podName, request.callSid) } };
         }
       }
-      return refuse(REFUSALS.redisUnavailable);
+      return refuse(failure);
     } finally {
       ticket?.dispose();
     }
@@ -160,9 +179,10 @@ export class CallAllocator {
       try {
         return await work();
       } catch (error) {
-        this.metrics.redisError(operation);
-        if (operation === 'allocate') this.metrics.allocated('none', 'redis_error');
-        throw new RedisUnavailableError(error);
+        const failure = storeFailure(error);
+        if (failure instanceof RedisUnavailableError) this.metrics.redisError(operation);
+        if (operation === 'allocate') this.metrics.allocated('none', failure instanceof RedisUnavailableError ? 'redis_error' : 'not_replicated');
+        throw failure;
       }
     });
   }
@@ -175,9 +195,10 @@ export class CallAllocator {
       result = await this.redisCall('release', 'releaseCall', callSid,
         () => this.scripts.release(callSid, reason, 'call.released', Date.now(), undefined, { allocationId }));
     } catch (error) {
-      if (!(error instanceof RedisUnavailableError)) throw error;
-      this.metrics.released('redis_error');
-      return refuse(REFUSALS.redisUnavailable);
+      const failure = storeRefusal(error);
+      if (!failure) throw error;
+      this.metrics.released(failure === REFUSALS.redisUnavailable ? 'redis_error' : 'not_replicated');
+      return refuse(failure);
     }
     if (!result.ok && result.code === ScriptCode.StaleAllocation) {
       this.metrics.released('stale_allocation');

@@ -26,6 +26,7 @@ class Tally {
 export class PoolMetrics {
   readonly allocationSeconds: Histogram;
   readonly redisErrors: Counter;
+  readonly notReplicated: Counter;
   readonly waitSeconds: Histogram;
   private readonly allocations: Tally;
   private readonly releases: Tally;
@@ -41,6 +42,7 @@ export class PoolMetrics {
     });
     this.releases = new Tally(meter.createObservableCounter('smart_router_releases_total', { description: 'Release attempts by result' }));
     this.redisErrors = meter.createCounter('smart_router_redis_errors_total', { description: 'Redis commands that failed (each failed a request closed)' });
+    this.notReplicated = notReplicatedCounter(telemetry);
     this.waitSeconds = meter.createHistogram('smart_router_wait_seconds', {
       description: 'Time allocations spent waiting for a pod, by result (allocated, timed_out)',
       unit: 's',
@@ -65,4 +67,9 @@ export class PoolMetrics {
   httpError(status: number, code: string): void {
     this.httpErrors.add(`${status}\n${code}`, () => ({ status: String(status), code }));
   }
+}
+
+/** Writes fewer replicas acknowledged than REDIS_REPLICA_ACKS asks, by script (request path and reconciler). */
+export function notReplicatedCounter(telemetry: Telemetry): Counter {
+  return telemetry.meter().createCounter('smart_router_not_replicated_total', { description: 'State-changing scripts that too few replicas acknowledged in time' });
 }

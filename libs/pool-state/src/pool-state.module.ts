@@ -1,8 +1,8 @@
 import { DynamicModule, Inject, Injectable, Module, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import type Redis from 'ioredis';
-import { CommonSettings } from '@smart-router/config';
+import { CommonSettings, RedisSettings } from '@smart-router/config';
 import { RedisKeys } from '@smart-router/redis-keys';
-import { PoolScripts, createRedis } from '@smart-router/redis-scripts';
+import { PoolScripts, ScriptLimits, createRedis } from '@smart-router/redis-scripts';
 import { ReadinessCheck } from '@smart-router/http';
 import { Telemetry } from '@smart-router/telemetry';
 import { CallAllocator } from './call-allocator';
@@ -63,6 +63,11 @@ export function redisReadiness(target: { ping(): Promise<unknown> }, timeoutMs =
   };
 }
 
+/** The WAIT part of ScriptLimits from the settings, for every PoolScripts. */
+export function replicationLimits(redis: RedisSettings, onNotReplicated: (script: string) => void): Pick<ScriptLimits, 'replicaAcks' | 'waitTimeoutMs' | 'onNotReplicated'> {
+  return { replicaAcks: redis.replicaAcks, waitTimeoutMs: redis.waitTimeoutMs, onNotReplicated };
+}
+
 /** Redis, the key schema, the typed scripts and the allocator, for any app. */
 @Module({})
 export class PoolStateModule {
@@ -78,13 +83,14 @@ export class PoolStateModule {
         { provide: PoolMetrics, useFactory: () => new PoolMetrics(telemetry) },
         {
           provide: PoolScripts,
-          inject: [REQUEST_REDIS, RedisKeys],
-          useFactory: (redis: Redis, keys: RedisKeys) =>
+          inject: [REQUEST_REDIS, RedisKeys, PoolMetrics],
+          useFactory: (redis: Redis, keys: RedisKeys, metrics: PoolMetrics) =>
             new PoolScripts(redis, keys, {
               callTtlSeconds: settings.callTtlSeconds,
               tombstoneTtlSeconds: settings.tombstoneTtlSeconds,
               streamMaxLen: settings.streamMaxLen,
               connectTimeoutMs: settings.connectTimeoutSeconds * 1000,
+              ...replicationLimits(settings.redis, (script) => metrics.notReplicated.add(1, { script })),
             }),
         },
         {

@@ -63,8 +63,32 @@ export interface ScriptLimits {
   callTtlSeconds: number;
   tombstoneTtlSeconds: number;
   streamMaxLen: number;
+  /** WAIT for this many replicas after every state-changing script (REDIS_REPLICA_ACKS; default 0). */
+  replicaAcks?: number;
+  /** The WAIT timeout (REDIS_WAIT_TIMEOUT_MS). */
+  waitTimeoutMs?: number;
+  /** Called once per write that too few replicas acknowledged (a metric). */
+  onNotReplicated?: (script: string) => void;
   /** A new call not connected within this many ms is released (0 = no deadline). */
   connectTimeoutMs?: number;
+}
+
+/**
+ * The scripts that change nothing. Every other script, including any added
+ * later, is followed by WAIT when replica acknowledgements are configured.
+ */
+export const READ_ONLY_SCRIPTS: ReadonlySet<string> = new Set(['probe', 'checkInvariants', 'readPrimaryId']);
+
+/**
+ * The script ran on the primary but fewer replicas than required confirmed
+ * it before the timeout: a failover now could lose it. The caller answers 503
+ * NOT_REPLICATED; repeating the same call is safe (the scripts are idempotent).
+ */
+export class NotReplicatedError extends Error {
+  constructor(readonly script: string, readonly acknowledged: number, readonly required: number) {
+    super(`${script}: ${acknowledged} of ${required} replicas acknowledged the write in time`);
+    this.name = 'NotReplicatedError';
+  }
 }
 
 export interface InvariantViolation {
@@ -90,8 +114,32 @@ export class PoolScripts {
     this.prefixes = JSON.stringify(keys.podKeyPrefixes() satisfies PodKeyPrefixes);
   }
 
+  /**
+   * A state-changing script and its WAIT go in one pipeline: one round trip,
+   * and WAIT covers every write this connection sent before it, so the
+   * script's own. A negative reply is a refusal that wrote nothing, so its
+   * acknowledgements do not matter.
+   */
   private script(name: string): ScriptFn {
-    return (this.redis as unknown as Record<string, ScriptFn>)[name].bind(this.redis);
+    const direct = (this.redis as unknown as Record<string, ScriptFn>)[name].bind(this.redis);
+    const acks = this.limits.replicaAcks ?? 0;
+    if (acks === 0 || READ_ONLY_SCRIPTS.has(name)) return direct;
+    const timeoutMs = this.limits.waitTimeoutMs ?? 200;
+    return async (...args) => {
+      const pipeline = this.redis.pipeline();
+      (pipeline as unknown as Record<string, (...a: (string | number)[]) => unknown>)[name](...args);
+      const results = await pipeline.wait(acks, timeoutMs).exec();
+      if (!results) throw new Error(`${name}: pipeline discarded`);
+      const [[scriptError, reply], [waitError, acknowledged]] = results as [[Error | null, Reply], [Error | null, number]];
+      if (scriptError) throw scriptError;
+      if (typeof reply === 'number' && reply < 0) return reply;
+      if (waitError) throw waitError;
+      if (Number(acknowledged) < acks) {
+        this.limits.onNotReplicated?.(name);
+        throw new NotReplicatedError(name, Number(acknowledged), acks);
+      }
+      return reply;
+    };
   }
 
   async allocate(input: AllocateInput, now = Date.now()): Promise<AllocateResult> {
@@ -219,6 +267,12 @@ export class PoolScripts {
     const reply = await this.script('rebalanceTiers')(k.pods(), k.tierConfig(), this.prefixes, document ?? '');
     if (reply === ScriptCode.StateMissing) throw new StateMissingError('rebalanceTiers');
     return typeof reply === 'number' ? 0 : Number(reply[1]);
+  }
+
+  /** The run_id of the primary serving the pool state (changes on restart and failover). */
+  async primaryId(): Promise<string> {
+    const [runId] = (await this.script('readPrimaryId')(this.keys.epoch())) as [string, number];
+    return String(runId);
   }
 
   /** Readiness: one real script round trip. */

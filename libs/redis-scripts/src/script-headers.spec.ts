@@ -413,6 +413,7 @@ describe('keys the scripts actually touch (MONITOR trace)', () => {
       await scripts.setMerchantConfig('late', '', '*');
       await scripts.ping();
       await scripts.checkInvariants();
+      await scripts.primaryId();
       await redis.echo(sentinel);
       await waitFor(() => sawSentinel, { what: 'MONITOR to deliver the trace' });
     } finally {

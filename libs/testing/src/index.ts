@@ -3,4 +3,5 @@ export * from './wait-for';
 export * from './pool-fixture';
 export * from './shared-redis';
 export * from './openapi-coverage';
+export * from './redis-topologies';
 export * from './raw-http';

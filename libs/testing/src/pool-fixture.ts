@@ -4,7 +4,7 @@ import { SEED_TIER_CONFIG, TierConfig, parseTierConfig } from '@smart-router/con
 import { RedisKeys } from '@smart-router/redis-keys';
 import { DEFAULT_CHAIN } from '@smart-router/config';
 import { planTiers, toTierDocument } from '@smart-router/allocation';
-import { PoolScripts } from '@smart-router/redis-scripts';
+import { PoolScripts, ScriptLimits } from '@smart-router/redis-scripts';
 
 export const SEED_PODS = ['voice-agent-0', 'voice-agent-1', 'voice-agent-2', 'voice-agent-3', 'voice-agent-4'];
 
@@ -36,15 +36,19 @@ export async function createPoolFixture(options: {
   tierConfig?: string;
   pods?: string[];
   extraTier?: string;
+  /** A client to use instead of one on `url` (a cluster, a sentinel-managed primary); closed with the fixture. */
+  client?: Redis;
+  /** Extra script limits (replica acknowledgements). */
+  limits?: Partial<ScriptLimits>;
   /** CONNECT_TIMEOUT_SECONDS in ms for the fixture's scripts (default 0 = no deadline). */
   connectTimeoutMs?: number;
 }): Promise<PoolFixture> {
   const keys = new RedisKeys(options.prefix ?? uniquePrefix());
   const tiers = parseTierConfig(options.tierConfig ?? SEED_TIER_CONFIG);
   const extra = options.extraTier ?? 'standard';
-  const redis = new Redis(options.url, { maxRetriesPerRequest: 1 });
+  const redis = options.client ?? new Redis(options.url, { maxRetriesPerRequest: 1 });
   const scripts = new PoolScripts(redis, keys, {
-    callTtlSeconds: 3600, tombstoneTtlSeconds: 60, streamMaxLen: 10000, connectTimeoutMs: options.connectTimeoutMs ?? 0,
+    callTtlSeconds: 3600, tombstoneTtlSeconds: 60, streamMaxLen: 10000, connectTimeoutMs: options.connectTimeoutMs ?? 0, ...options.limits,
   });
   await redis.set(keys.tierConfig(), JSON.stringify(toTierDocument(tiers, extra, DEFAULT_CHAIN)));
   const pods = options.pods ?? SEED_PODS;

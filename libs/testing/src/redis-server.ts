@@ -34,12 +34,17 @@ export class RedisServer {
   private process: ChildProcess | null = null;
   private readonly dir = mkdtempSync(join(tmpdir(), 'sr-redis-'));
 
-  private constructor(readonly port: number) {}
+  private constructor(readonly port: number, private args: string[]) {}
 
-  static async start(port?: number): Promise<RedisServer> {
-    const server = new RedisServer(port ?? (await freePort()));
+  /** `args`: extra redis-server options (replication, cluster mode), kept across restarts. */
+  static async start(port?: number, args: string[] = []): Promise<RedisServer> {
+    const server = new RedisServer(port ?? (await freePort()), args);
     await server.launch();
     return server;
+  }
+
+  get directory(): string {
+    return this.dir;
   }
 
   get url(): string {
@@ -50,6 +55,7 @@ export class RedisServer {
     this.process = spawn(redisServerBinary(), [
       '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
       '--dir', this.dir, '--enable-debug-command', 'local', '--maxmemory-policy', 'noeviction',
+      ...this.args,
     ], { stdio: 'ignore' });
     await waitFor(() => this.ping(), { timeoutMs: 10000, what: `redis-server on port ${this.port}` });
   }
@@ -81,10 +87,16 @@ export class RedisServer {
     await exited;
   }
 
-  /** Stops the server and starts an empty one on the same port. */
-  async restart(): Promise<void> {
+  /** Stops the server and starts an empty one on the same port (with other extra options when given). */
+  async restart(args?: string[]): Promise<void> {
     await this.stop();
+    if (args) this.args = args;
     await this.launch();
+  }
+
+  /** SIGKILL, no restart: a crashed server. */
+  async kill(): Promise<void> {
+    await this.stop();
   }
 
   async dispose(): Promise<void> {

@@ -4,7 +4,9 @@ import { DEFAULT_PORTS, LocalStack } from './stack';
 /**
  * `npm start`: the whole stack on the default ports until Ctrl-C.
  * REDIS_URL set = use that Redis; otherwise a local redis-server is started
- * (port REDIS_PORT, default 6379, data under .local/).
+ * (port REDIS_PORT, default 6379, data under .local/). REDIS_SENTINELS (+
+ * REDIS_SENTINEL_MASTER) or REDIS_CLUSTER_NODES, and REDIS_REPLICA_ACKS, are
+ * passed to the apps as set in the shell.
  */
 /**
  * The connect deadline under `npm start` (SPEC 9.2); a value in the shell wins
@@ -27,7 +29,8 @@ async function main(): Promise<void> {
     env: {
       CONNECT_TIMEOUT_SECONDS: connectTimeout,
       ...Object.fromEntries(
-        ['TIER_CONFIG', 'REDIS_PREFIX', 'API_TOKENS', 'ADMIN_VIEWER_TOKENS', 'ADMIN_OPERATOR_TOKENS', 'TWILIO_AUTH_TOKENS', 'PLIVO_AUTH_TOKENS', 'EXOTEL_CREDENTIALS', 'LOG_LEVEL', 'DEFAULT_CHAIN', 'EXTRA_PODS_TIER', 'MAX_CALL_DURATION_SECONDS', 'WEBHOOK_WAIT_MS']
+        ['TIER_CONFIG', 'REDIS_PREFIX', 'API_TOKENS', 'ADMIN_VIEWER_TOKENS', 'ADMIN_OPERATOR_TOKENS', 'TWILIO_AUTH_TOKENS', 'PLIVO_AUTH_TOKENS', 'EXOTEL_CREDENTIALS', 'LOG_LEVEL', 'DEFAULT_CHAIN', 'EXTRA_PODS_TIER', 'MAX_CALL_DURATION_SECONDS', 'WEBHOOK_WAIT_MS',
+          'REDIS_SENTINELS', 'REDIS_SENTINEL_MASTER', 'REDIS_SENTINEL_PASSWORD', 'REDIS_CLUSTER_NODES', 'REDIS_REPLICA_ACKS', 'REDIS_WAIT_TIMEOUT_MS']
           .filter((name) => process.env[name])
           .map((name) => [name, process.env[name] as string]),
       ),
