@@ -1,4 +1,4 @@
-import { CommonSettings, EnvReader, readCommonSettings } from '@smart-router/config';
+import { CommonSettings, EnvReader, FleetSettings, readCommonSettings, readFleetSettings } from '@smart-router/config';
 
 export interface AdminConfig {
   common: CommonSettings;
@@ -8,6 +8,8 @@ export interface AdminConfig {
   /** Tokens that may change state (drain, config, reconcile). */
   operatorTokens: string[];
   otlpEndpoint?: string;
+  /** The voice-agent StatefulSet and the autoscaler's defaults (AUTOSCALER_*). */
+  fleet: FleetSettings;
 }
 
 export function readAdminConfig(env = new EnvReader()): AdminConfig {
@@ -17,5 +19,6 @@ export function readAdminConfig(env = new EnvReader()): AdminConfig {
     viewerTokens: env.list('ADMIN_VIEWER_TOKENS'),
     operatorTokens: env.list('ADMIN_OPERATOR_TOKENS'),
     otlpEndpoint: env.optionalString('OTEL_EXPORTER_OTLP_ENDPOINT'),
+    fleet: readFleetSettings(env),
   };
 }

@@ -5,13 +5,15 @@ import { RECONCILER_QUEUE } from '@smart-router/events';
 import { BearerTokens, HealthModule, MetricsController } from '@smart-router/http';
 import { PoolMetrics, PoolStateModule, REQUEST_REDIS, redisReadiness } from '@smart-router/pool-state';
 import { RedisKeys } from '@smart-router/redis-keys';
-import { PoolScripts, bullConnection } from '@smart-router/redis-scripts';
+import { FleetScripts, PoolScripts, bullConnection } from '@smart-router/redis-scripts';
 import { Telemetry } from '@smart-router/telemetry';
 import { AdminConfig } from './admin.config';
 import { AdminController } from './admin.controller';
 import { AdminService } from './admin.service';
 import { OpenApiController } from './openapi.controller';
 import { PoolStateRepository } from './pool-state.repository';
+import { FleetController } from './fleet.controller';
+import { AdminFleetService } from './fleet.service';
 
 @Injectable()
 class QueueCloser implements OnApplicationShutdown {
@@ -30,7 +32,7 @@ export class AppModule {
         PoolStateModule.forRoot(config.common, telemetry, 'admin'),
         HealthModule.forRoot({ inject: [PoolScripts], useFactory: (scripts: PoolScripts) => [redisReadiness(scripts)] } as never),
       ],
-      controllers: [AdminController, OpenApiController, MetricsController],
+      controllers: [AdminController, FleetController, OpenApiController, MetricsController],
       providers: [
         { provide: BearerTokens, useValue: new BearerTokens(config.operatorTokens, config.viewerTokens) },
         {
@@ -48,6 +50,12 @@ export class AppModule {
           provide: AdminService,
           inject: [PoolStateRepository, PoolScripts, Queue, PoolMetrics],
           useFactory: (repository: PoolStateRepository, scripts: PoolScripts, queue: Queue, metrics: PoolMetrics) => new AdminService(repository, scripts, queue, config.common, telemetry, metrics),
+        },
+        {
+          provide: AdminFleetService,
+          inject: [REQUEST_REDIS, RedisKeys],
+          useFactory: (redis: Redis, keys: RedisKeys) =>
+            new AdminFleetService(redis, keys, new FleetScripts(redis, keys, config.fleet.statefulSet, config.common.streamMaxLen), config.fleet),
         },
         QueueCloser,
       ],

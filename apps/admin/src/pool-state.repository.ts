@@ -78,10 +78,11 @@ export class PoolStateRepository {
 
   async pod(name: string): Promise<Record<string, unknown> | null> {
     if (!(await this.redis.sismember(this.keys.pods(), name))) return null;
-    const [info, tier, draining, lease, calls, metadata] = await Promise.all([
+    const [info, tier, draining, removing, lease, calls, metadata] = await Promise.all([
       this.redis.hgetall(this.keys.pod(name)),
       this.redis.get(this.keys.podTier(name)),
       this.redis.exists(this.keys.podDraining(name)),
+      this.redis.exists(this.keys.podRemoving(name)),
       this.redis.get(this.keys.lease(name)),
       this.redis.smembers(this.keys.podCalls(name)),
       this.redis.hget(this.keys.podMetadata(), name),
@@ -94,6 +95,8 @@ export class PoolStateRepository {
       ready: info.ready === '1',
       terminating: info.terminating === '1',
       draining: draining === 1,
+      // Drained for removal by a fleet scale-down (SPEC 9.1), apart from an operator's drain.
+      pending_removal: removing === 1,
       allocated_call_sid: info.allocated_call_sid ?? null,
       allocated_at: info.allocated_at ? Number(info.allocated_at) : null,
       source_pool: info.source_pool ?? null,

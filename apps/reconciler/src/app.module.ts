@@ -5,12 +5,13 @@ import { notReplicatedCounter, redisReadiness, replicationLimits } from '@smart-
 import { HealthModule, MetricsController, ReadinessCheck } from '@smart-router/http';
 import { loadKubeConfig } from '@smart-router/kube';
 import { RedisKeys } from '@smart-router/redis-keys';
-import { PoolScripts, createRedis } from '@smart-router/redis-scripts';
+import { FleetScripts, PoolScripts, createRedis } from '@smart-router/redis-scripts';
 import { JsonLogger, Telemetry } from '@smart-router/telemetry';
 import { PodStreamConsumer } from './pod-stream.consumer';
 import { PoolReconcileService } from './pool-reconcile.service';
 import { ReconcilerConfig } from './reconciler.config';
 import { ReconcilerJobs } from './reconciler.jobs';
+import { FleetService } from './fleet.service';
 import { ReconcilerService } from './reconciler.service';
 import { PrimaryWatch } from './primary-watch';
 
@@ -87,10 +88,16 @@ export class AppModule {
             new PoolReconcileService(redis, keys, scripts, kube, config.common, { namespace: config.namespace, labelSelector: config.labelSelector }, telemetry, logger),
         },
         {
+          provide: FleetService,
+          inject: [STATE_REDIS, KubeConfig],
+          useFactory: (redis: Redis, kube: KubeConfig) =>
+            new FleetService(redis, keys, new FleetScripts(redis, keys, config.fleet.statefulSet, config.common.streamMaxLen), kube, config.namespace, config.fleet, 10000, logger),
+        },
+        {
           provide: ReconcilerJobs,
-          inject: [PoolReconcileService, PrimaryWatch],
-          useFactory: (reconcile: PoolReconcileService, watch: PrimaryWatch) =>
-            new ReconcilerJobs(config.common.redis, keys, reconcile, config.jobIntervalScale, telemetry, logger, watch),
+          inject: [PoolReconcileService, FleetService, PrimaryWatch],
+          useFactory: (reconcile: PoolReconcileService, fleet: FleetService, watch: PrimaryWatch) =>
+            new ReconcilerJobs(config.common.redis, keys, reconcile, fleet, config.jobIntervalScale, telemetry, logger, watch),
         },
         {
           provide: PodStreamConsumer,

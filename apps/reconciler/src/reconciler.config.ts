@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { CommonSettings, EnvReader, readCommonSettings } from '@smart-router/config';
+import { CommonSettings, EnvReader, FleetSettings, readCommonSettings, readFleetSettings } from '@smart-router/config';
 
 export interface ReconcilerConfig {
   common: CommonSettings;
@@ -14,6 +14,8 @@ export interface ReconcilerConfig {
   /** Scale of every job interval (tests shorten them; 1 in production). */
   jobIntervalScale: number;
   otlpEndpoint?: string;
+  /** The voice-agent StatefulSet and the autoscaler's defaults (AUTOSCALER_*). */
+  fleet: FleetSettings;
 }
 
 export function readReconcilerConfig(env = new EnvReader()): ReconcilerConfig {
@@ -27,5 +29,6 @@ export function readReconcilerConfig(env = new EnvReader()): ReconcilerConfig {
     claimIdleMs: env.int('STREAM_CLAIM_IDLE_MS', 10000, { min: 100 }),
     jobIntervalScale: Number(env.string('JOB_INTERVAL_SCALE', '1')),
     otlpEndpoint: env.optionalString('OTEL_EXPORTER_OTLP_ENDPOINT'),
+    fleet: readFleetSettings(env),
   };
 }

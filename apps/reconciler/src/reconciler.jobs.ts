@@ -8,6 +8,7 @@ import { bullConnection, closeBullConnection } from '@smart-router/redis-scripts
 import type { ConnectionOptions } from 'bullmq';
 import { Telemetry, inSpan } from '@smart-router/telemetry';
 import { PoolReconcileService } from './pool-reconcile.service';
+import { FleetService } from './fleet.service';
 
 type Handler = () => Promise<unknown>;
 
@@ -27,6 +28,7 @@ export class ReconcilerJobs {
     private readonly redis: RedisSettings,
     keys: RedisKeys,
     reconcile: PoolReconcileService,
+    fleet: FleetService,
     private readonly intervalScale: number,
     private readonly telemetry: Telemetry,
     private readonly logger: LoggerService,
@@ -38,6 +40,7 @@ export class ReconcilerJobs {
       [JOBS.zombieSweep.name]: () => reconcile.zombieSweep(),
       [JOBS.dataLossCheck.name]: async () => ({ dataLost: await reconcile.checkDataLoss(), newPrimary: (await primary?.check()) ?? false }),
       [JOBS.staleCallReaper.name]: () => reconcile.reapStaleCalls(),
+      [JOBS.fleetStep.name]: () => fleet.tick(),
       [JOBS.connectTimeout.name]: () => reconcile.releaseUnconnectedCalls(),
     };
     // Boot fails if a scheduled job has no handler.

@@ -78,6 +78,16 @@ export const CallResponse = open({
 export const MerchantConfig = open({ tier: Type.String(), pool: Type.Optional(Type.String()), fallback: Type.Optional(Type.Array(Type.String())), max_calls: Type.Optional(Type.Integer({ description: 'most concurrent calls of this merchant (429 MERCHANT_LIMIT beyond)' })) });
 const TierSpec = open({ type: Type.Union([Type.Literal('exclusive'), Type.Literal('shared')]), target: Type.Integer(), max_concurrent: Type.Optional(Type.Integer()), dedicated: Type.Optional(Type.Boolean()) });
 export const TiersResponse = open({ tiers: Type.Record(Type.String(), TierSpec), extra_pods_tier: Type.String() });
+const FleetView = open({
+  replicas: Type.Integer({ description: 'pods the StatefulSet has now' }),
+  target: Type.Integer({ description: 'the size asked for' }),
+  pending_removal: Type.Array(Type.String(), { description: 'every pod above the target not yet removed, busy or not' }),
+});
+const AutoscalerView = open({
+  enabled: Type.Boolean(), min_replicas: Type.Integer(), max_replicas: Type.Integer(), buffer: Type.Integer(), scale_down_delay_seconds: Type.Integer(),
+  current_replicas: Type.Optional(Type.Integer()), desired_replicas: Type.Optional(Type.Integer()), free: Type.Optional(Type.Integer()), waiting: Type.Optional(Type.Integer()),
+  last_decision: Type.Optional(Type.Union([open({ at: Type.Number(), from: Type.Integer(), to: Type.Integer(), reason: Type.String() }), Type.Null()])),
+});
 const Violation = open({ rule: Type.String(), pod: Type.Optional(Type.String()), call_sid: Type.Optional(Type.String()), detail: Type.String() });
 
 const unauthorized = errorResponse('missing or invalid bearer token', 'UNAUTHORIZED');
@@ -104,7 +114,7 @@ export const adminRoutes = {
     responses: { 200: { description: 'undrained', schema: DrainResponse }, ...drainErrors },
   },
   pod: {
-    method: 'GET', path: '/api/v1/pod/{name}', summary: 'One pod: tier, status, calls, lease, draining', security: 'viewer',
+    method: 'GET', path: '/api/v1/pod/{name}', summary: 'One pod: tier, status, calls, lease, draining, pending_removal (drained for removal by a fleet scale-down)', security: 'viewer',
     params: Type.Object({ name: { ...PodName, 'x-errors': { invalid: { code: 'INVALID_POD_NAME', message: 'pod name must be a DNS-1123 label' } } } }),
     responses: { 200: { description: 'the pod', schema: PodResponse }, 400: errorResponse('invalid pod name', 'INVALID_POD_NAME'), 404: errorResponse('unknown pod', 'POD_NOT_FOUND'), ...viewerErrors },
   },
@@ -155,6 +165,33 @@ export const adminRoutes = {
   reconcile: {
     method: 'POST', path: '/api/v1/admin/reconcile', summary: 'Enqueue a full reconcile job now', security: 'operator',
     responses: { 202: { description: 'enqueued', schema: open({ success: Type.Literal(true), job_id: Type.String(), job: Type.String() }) }, ...operatorErrors },
+  },
+  // Fleet and autoscaler (SPEC 9.1; apps/admin/src/fleet.controller.ts validates these bodies itself).
+  fleet: {
+    method: 'GET', path: '/api/v1/admin/fleet', summary: 'The voice-agent fleet: replicas, target, pods pending removal', security: 'viewer',
+    responses: { 200: { description: 'the fleet', schema: FleetView }, ...viewerErrors },
+  },
+  scaleFleet: {
+    method: 'POST', path: '/api/v1/admin/fleet/scale', security: 'operator',
+    summary: 'Set the fleet size {replicas}: pods above it are drained for removal and removed once they hold no call; a larger target cancels the removal of the pods it keeps',
+    body: Type.Object({ replicas: Type.Integer({ minimum: 0, maximum: 1000 }) }),
+    responses: {
+      202: { description: 'planned', schema: open({ replicas: Type.Integer(), target: Type.Integer(), pending_removal: Type.Array(Type.String()), previous_target: Type.Optional(Type.Integer()), cancelled: Type.Optional(Type.Array(Type.String())) }) },
+      400: errorResponse('invalid replicas', 'INVALID_REPLICAS', 'INVALID_BODY'),
+      ...operatorErrors,
+    },
+  },
+  autoscaler: {
+    method: 'GET', path: '/api/v1/admin/autoscaler', summary: 'Autoscaler settings and state (desired replicas, free pods, waiting calls, last decision)', security: 'viewer',
+    responses: { 200: { description: 'settings and state', schema: AutoscalerView }, ...viewerErrors },
+  },
+  putAutoscaler: {
+    method: 'PUT', path: '/api/v1/admin/autoscaler', summary: 'Change autoscaler settings (any subset of the fields)', security: 'operator',
+    body: Type.Object({
+      enabled: Type.Optional(Type.Boolean()), min_replicas: Type.Optional(Type.Integer({ minimum: 0 })), max_replicas: Type.Optional(Type.Integer({ minimum: 0 })),
+      buffer: Type.Optional(Type.Integer({ minimum: 0 })), scale_down_delay_seconds: Type.Optional(Type.Integer({ minimum: 0 })),
+    }, { additionalProperties: false }),
+    responses: { 200: { description: 'saved: the GET document', schema: AutoscalerView }, 400: errorResponse('invalid settings', 'INVALID_AUTOSCALER_CONFIG', 'INVALID_REPLICA_RANGE', 'INVALID_BODY'), ...operatorErrors },
   },
   invariants: {
     method: 'GET', path: '/api/v1/admin/invariants', summary: 'Check the SPEC section 7 invariants', security: 'viewer',

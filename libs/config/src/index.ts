@@ -1,3 +1,4 @@
 export * from './env';
 export * from './tier-config';
 export * from './common-env';
+export * from './autoscaler';

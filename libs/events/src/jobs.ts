@@ -9,6 +9,8 @@ export const JOBS = {
   zombieSweep: { name: 'zombie-sweep', everyMs: 30000 },
   dataLossCheck: { name: 'data-loss-check', everyMs: 2000 },
   staleCallReaper: { name: 'stale-call-reaper', everyMs: 60000 },
+  /** Fleet autoscaler and call-safe scale-down (apps/reconciler/src/fleet.service.ts). */
+  fleetStep: { name: 'fleet-step', everyMs: 2000 },
   /** Releases calls not connected by their deadline (CONNECT_TIMEOUT_SECONDS); a no-op when none are pending. */
   connectTimeout: { name: 'connect-timeout', everyMs: 1000 },
 } as const;

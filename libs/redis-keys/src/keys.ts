@@ -35,6 +35,13 @@
  * | waiter:{call_sid}            | HASH   | a waiting allocation: chain, merchant, max_calls, deadline (Redis ms), provider, metadata, ttl, maxlen |
  * | wait:wake                    | channel| pub/sub: call_sid of a waiter that got a pod or left the queue |
  * | merchant:calls:{merchant_id} | SET    | the merchant's live call_sids (max_calls); pruned of expired records at the cap |
+ * | pod:removing:{name}          | STRING | "1" while the pod is drained for removal by a fleet scale-down (not an operator drain) |
+ * | fleet:plan                   | HASH   | fleet scale plan: target, replicas (last seen), committing, from, reason, at |
+ * | fleet:removing               | SET    | pod names carrying a removal mark                        |
+ * | fleet:lock                   | STRING | token of the reconciler running the fleet step (one decision at a time) |
+ * | autoscaler:config            | STRING | autoscaler settings JSON (PUT /api/v1/admin/autoscaler)   |
+ * | autoscaler:state             | HASH   | surplus_since, desired, free, waiting, last_decision JSON |
+ * | stream:fleet                 | STREAM | fleet decisions and scale events                         |
  * | bull                         | prefix | BullMQ queues (`{prefix}bull:<queue>:...`)               |
  */
 export class RedisKeys {
@@ -127,6 +134,27 @@ export class RedisKeys {
   merchantCalls(merchantId: string): string {
     return `${this.prefix}merchant:calls:${merchantId}`;
   }
+  podRemoving(name: string): string {
+    return `${this.prefix}pod:removing:${name}`;
+  }
+  fleetPlan(): string {
+    return `${this.prefix}fleet:plan`;
+  }
+  fleetRemoving(): string {
+    return `${this.prefix}fleet:removing`;
+  }
+  fleetLock(): string {
+    return `${this.prefix}fleet:lock`;
+  }
+  fleetStream(): string {
+    return `${this.prefix}stream:fleet`;
+  }
+  autoscalerConfig(): string {
+    return `${this.prefix}autoscaler:config`;
+  }
+  autoscalerState(): string {
+    return `${this.prefix}autoscaler:state`;
+  }
   /** BullMQ's own prefix; it appends `:<queue>:<suffix>` itself. */
   bullPrefix(): string {
     return `${this.prefix}bull`;
@@ -144,6 +172,7 @@ export class RedisKeys {
       pod: strip(this.pod(marker)),
       tier: strip(this.podTier(marker)),
       draining: strip(this.podDraining(marker)),
+      removing: strip(this.podRemoving(marker)),
       lease: strip(this.lease(marker)),
       calls: strip(this.podCalls(marker)),
       deleted: strip(this.podDeleted(marker)),
@@ -172,6 +201,7 @@ export interface PodKeyPrefixes {
   deleted: string;
   tier: string;
   draining: string;
+  removing: string;
   lease: string;
   calls: string;
   call: string;

@@ -1,3 +1,4 @@
 export * from './script-loader';
 export * from './redis-connection';
 export * from './pool-scripts';
+export * from './fleet-scripts';

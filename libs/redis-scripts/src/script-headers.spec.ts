@@ -6,6 +6,7 @@ import { ScriptCode } from '@smart-router/allocation';
 import { RedisKeys } from '@smart-router/redis-keys';
 import { RedisServer, createPoolFixture, sharedRedisUrl, uniquePrefix, waitFor } from '@smart-router/testing';
 import { LUA_DIR, defineScripts, readScripts } from './script-loader';
+import { FleetScripts } from './fleet-scripts';
 
 /**
  * The contract header of every Lua script (STYLE.md, "Lua") checked against
@@ -409,6 +410,16 @@ describe('keys the scripts actually touch (MONITOR trace)', () => {
         }
       }
       await scripts.settleWait('CA-never-waited');
+      // Fleet: unknown size, observe, plan a scale-down (marks), step (busy or commit), cancel, unlock.
+      const fleet = new FleetScripts(redis, keys, 'voice-agent', 1000);
+      await fleet.plan(3, 'trace');
+      await fleet.step(5, 'trace-lock', 5000);
+      await fleet.plan(3, 'trace');
+      await fleet.step(5, 'trace-lock', 5000);
+      await fleet.step(5, 'other-lock', 5000);
+      await fleet.plan(5, 'trace');
+      await fleet.step(5, 'trace-lock', 5000);
+      await fleet.unlock('trace-lock');
       await scripts.setMerchantConfig('late', '{"tier":"basic"}', 'a document nobody stored');
       await scripts.setMerchantConfig('late', '', '*');
       await scripts.ping();

@@ -93,8 +93,8 @@ describe('k8s/base', () => {
           { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: [leaseName], verbs: ['get', 'update'] },
         ],
       ],
-      // The reconciler lists pods; it never takes a Lease.
-      ['reconciler', [readPods]],
+      // The reconciler lists pods and scales the voice-agent StatefulSet (scale subresource only); it never takes a Lease.
+      ['reconciler', [readPods, { apiGroups: ['apps'], resources: ['statefulsets/scale'], resourceNames: ['voice-agent'], verbs: ['get', 'patch'] }]],
     ]);
     expect(checkRbac(resources, namespace, expected)).toEqual([]);
   });

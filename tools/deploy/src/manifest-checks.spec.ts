@@ -41,7 +41,13 @@ const LEAST_PRIVILEGE = new Map<string, PolicyRule[]>([
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['smart-router-pod-watcher'], verbs: ['get', 'update'] },
     ],
   ],
-  ['reconciler', [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }]],
+  [
+    'reconciler',
+    [
+      { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['apps'], resources: ['statefulsets/scale'], resourceNames: ['voice-agent'], verbs: ['get', 'patch'] },
+    ],
+  ],
 ]);
 
 describe('manifest checks', () => {
@@ -100,7 +106,7 @@ describe('manifest checks', () => {
 
     const bound = copy();
     bound.push({ file: 'k8s/base/rolebinding-admin.yaml', manifest: { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'admin' }, roleRef: { kind: 'Role', name: 'reconciler' }, subjects: [{ kind: 'ServiceAccount', name: 'admin', namespace: 'voice-system' }] } });
-    expect(checkRbac(bound, 'voice-system', LEAST_PRIVILEGE).join('\n')).toMatch(/ServiceAccount admin is granted 1 rules but needs no Kubernetes API access/);
+    expect(checkRbac(bound, 'voice-system', LEAST_PRIVILEGE).join('\n')).toMatch(/ServiceAccount admin is granted 2 rules but needs no Kubernetes API access/);
 
     const clusterWide = copy();
     clusterWide.push({ file: 'k8s/base/clusterrole-x.yaml', manifest: { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: 'x' } } });

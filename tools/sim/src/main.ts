@@ -15,6 +15,8 @@ async function main(): Promise<void> {
     port: Number(env.SIM_PORT ?? 8001),
     namespace: env.SIM_NAMESPACE ?? 'voice-system',
     replicas: Number(env.SIM_REPLICAS ?? 5),
+    // How long a new or recreated pod takes to become Ready (scale-up time-to-capacity).
+    timings: env.SIM_READY_DELAY_MS ? { readyDelayMs: Number(env.SIM_READY_DELAY_MS) } : undefined,
   });
   if (env.SIM_KUBECONFIG) writeKubeconfig(env.SIM_KUBECONFIG, env.SIM_PUBLIC_URL ?? cluster.url, cluster.namespace);
   let agents: SimulatedVoiceAgents | null = null;

@@ -26,11 +26,14 @@ async function main(): Promise<void> {
     logDir,
     // A crashed app is restarted with backoff (supervisor.ts); these lines say which and how.
     log: (line) => process.stdout.write(`${line}\n`),
+    // New pods of a scale-up become Ready after SIM_READY_DELAY_MS (the sim's default otherwise).
+    simTimings: process.env.SIM_READY_DELAY_MS ? { readyDelayMs: Number(process.env.SIM_READY_DELAY_MS) } : undefined,
     env: {
       CONNECT_TIMEOUT_SECONDS: connectTimeout,
       ...Object.fromEntries(
         ['TIER_CONFIG', 'REDIS_PREFIX', 'API_TOKENS', 'ADMIN_VIEWER_TOKENS', 'ADMIN_OPERATOR_TOKENS', 'TWILIO_AUTH_TOKENS', 'PLIVO_AUTH_TOKENS', 'EXOTEL_CREDENTIALS', 'LOG_LEVEL', 'DEFAULT_CHAIN', 'EXTRA_PODS_TIER', 'MAX_CALL_DURATION_SECONDS', 'WEBHOOK_WAIT_MS',
-          'REDIS_SENTINELS', 'REDIS_SENTINEL_MASTER', 'REDIS_SENTINEL_PASSWORD', 'REDIS_CLUSTER_NODES', 'REDIS_REPLICA_ACKS', 'REDIS_WAIT_TIMEOUT_MS']
+          'REDIS_SENTINELS', 'REDIS_SENTINEL_MASTER', 'REDIS_SENTINEL_PASSWORD', 'REDIS_CLUSTER_NODES', 'REDIS_REPLICA_ACKS', 'REDIS_WAIT_TIMEOUT_MS',
+          'AUTOSCALER_ENABLED', 'AUTOSCALER_MIN_REPLICAS', 'AUTOSCALER_MAX_REPLICAS', 'AUTOSCALER_BUFFER', 'AUTOSCALER_SCALE_DOWN_DELAY_SECONDS']
           .filter((name) => process.env[name])
           .map((name) => [name, process.env[name] as string]),
       ),
@@ -59,6 +62,10 @@ async function main(): Promise<void> {
       `  curl -s -X POST ${base}/api/v1/connected -H 'Content-Type: application/json' -d '{"call_sid":"test-001"}'`,
       `  curl -s ${base}/api/v1/status`,
       `  curl -s -X POST ${base}/api/v1/release -H 'Content-Type: application/json' -d '{"call_sid":"test-001"}'`,
+      '',
+      'The fleet autoscaler is disabled; to enable it (keep 2 free pods, 3 to 10 replicas):',
+      `  curl -s -X PUT ${base}/api/v1/admin/autoscaler -H 'Content-Type: application/json' -d '{"enabled":true,"min_replicas":3,"max_replicas":10,"buffer":2,"scale_down_delay_seconds":60}'`,
+      `  curl -s ${base}/api/v1/admin/fleet`,
       '',
       'Ctrl-C stops everything.',
       '',

@@ -39,7 +39,7 @@
   Events:
     stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state
   Derived keys (pod-scoped, named by a pool member, built from ARGV[7]):
-    pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name},
+    pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name}, pod:removing:{name},
     pod:calls:{name}, lease:{name}, call:{sid}, merchant:calls:{merchant_id},
     waiter:{call_sid}, wait:queue, wait:seq, wait:wake, calls:active, stream:calls,
     allocation:seq, calls:pending (the call lifecycle, SPEC 9.2)
@@ -118,7 +118,7 @@ end
 -- here are a second line of defence that also evicts a stale member.
 local function usable(name)
   local state = rcall('HMGET', P.pod .. name, 'ready', 'terminating')
-  return state[1] == '1' and state[2] ~= '1' and rcall('EXISTS', P.draining .. name) == 0
+  return state[1] == '1' and state[2] ~= '1' and not isHeld(P, name)
 end
 
 -- >>> wait queue and merchant cap (SPEC 9.1) >>>

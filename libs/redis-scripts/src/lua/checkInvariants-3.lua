@@ -13,7 +13,7 @@
     (empty = every invariant holds; a missing tier config yields one 'state_missing' violation)
   Events: none
   Derived keys (built from ARGV[1]): pool:{tier}:*, pod:{name}, pod:tier:{name},
-    pod:draining:{name}, pod:calls:{name}, call:{sid}, merchant:calls:{merchant_id}
+    pod:draining:{name}, pod:removing:{name}, pod:calls:{name}, call:{sid}, merchant:calls:{merchant_id}
 ]]
 --- @include "pod-state"
 
@@ -56,8 +56,8 @@ for tier, spec in pairs(tiers.tiers) do
       violation('available_subset_of_assigned', 'pod', name, 'available in ' .. tier .. ' but not assigned to it')
     end
     local state = rcall('HMGET', P.pod .. name, 'ready', 'terminating')
-    if rcall('EXISTS', P.draining .. name) == 1 then
-      violation('draining_not_available', 'pod', name, 'draining but available in ' .. tier)
+    if isHeld(P, name) then
+      violation('draining_not_available', 'pod', name, 'draining (or marked for removal) but available in ' .. tier)
     end
     if state[1] ~= '1' or state[2] == '1' then
       violation('not_ready_not_available', 'pod', name, 'not ready or terminating but available in ' .. tier)

@@ -28,7 +28,7 @@
   Events:
     stream:calls  type=call.orphaned call_sid pod tier reason=pod_deleted at allocation_id state  (one per call)
   Derived keys (pod-scoped, built from ARGV[3]): pod:{name}, pod:tier:{name},
-    pod:draining:{name}, pod:calls:{name}, pod:deleted:{name}, lease:{name}, pool:{tier}:*, call:{sid},
+    pod:draining:{name}, pod:removing:{name}, pod:calls:{name}, pod:deleted:{name}, lease:{name}, pool:{tier}:*, call:{sid},
     merchant:calls:{merchant_id}, calls:pending
 ]]
 --- @include "pod-state"

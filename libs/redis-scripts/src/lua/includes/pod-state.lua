@@ -24,8 +24,14 @@ end
 
 --- @include "wait-queue"
 
+-- Held out of the pools: an operator's drain or a fleet scale-down's removal
+-- mark (pod:removing:{name}, its own key so neither clears the other).
+local function isHeld(P, name)
+  return redis.call('EXISTS', P.draining .. name) == 1 or redis.call('EXISTS', P.removing .. name) == 1
+end
+
 -- The one definition of "allocatable": assigned to a tier, Ready, not
--- terminating, not drained, and (exclusive) idle. Puts the pod into or out of
+-- terminating, not drained (nor marked for removal), and (exclusive) idle. Puts the pod into or out of
 -- its tier's available pool accordingly; a shared pod's score is set to the
 -- real number of calls on it, never incremented blindly. A pod that is
 -- allocatable is first offered to the waiting requests (wait-queue.lua).
@@ -40,7 +46,7 @@ local function refreshAvailability(P, tiers, name)
     return
   end
   local state = redis.call('HMGET', P.pod .. name, 'ready', 'terminating')
-  local allocatable = state[1] == '1' and state[2] ~= '1' and redis.call('EXISTS', P.draining .. name) == 0
+  local allocatable = state[1] == '1' and state[2] ~= '1' and not isHeld(P, name)
   local calls = redis.call('SCARD', P.calls .. name)
   local key = availableKey(P, tier)
   if spec.type == 'shared' then

@@ -1,0 +1,97 @@
+import type Redis from 'ioredis';
+import { ApiError, RedisUnavailableError } from '@smart-router/http';
+import { AutoscalerSettings, FleetSettings, MAX_FLEET_REPLICAS, parseStoredAutoscaler, validateAutoscalerUpdate } from '@smart-router/config';
+import { RedisKeys } from '@smart-router/redis-keys';
+import { FleetScripts } from '@smart-router/redis-scripts';
+
+export interface FleetView {
+  replicas: number | null;
+  target: number | null;
+  pending_removal: string[];
+}
+
+/**
+ * The fleet and its autoscaler as SREs see and steer them (SPEC 9.1). The
+ * admin app never talks to Kubernetes: it sets the plan in Redis (planFleet)
+ * and the reconciler's fleet-step job carries it out.
+ */
+export class AdminFleetService {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    private readonly fleet: FleetScripts,
+    private readonly settings: FleetSettings,
+  ) {}
+
+  private async guard<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      if (error instanceof ApiError) throw error;
+      throw new RedisUnavailableError(error);
+    }
+  }
+
+  private async autoscalerSettings(): Promise<AutoscalerSettings> {
+    return parseStoredAutoscaler(await this.redis.get(this.keys.autoscalerConfig()), this.settings.autoscaler);
+  }
+
+  /** Every pod above the target not yet removed (busy or not), by ordinal. */
+  fleetView(): Promise<FleetView> {
+    return this.guard(async () => {
+      const [plan, pods] = await Promise.all([this.redis.hmget(this.keys.fleetPlan(), 'replicas', 'target'), this.redis.smembers(this.keys.pods())]);
+      const replicas = plan[0] === null ? null : Number(plan[0]);
+      const target = plan[1] === null ? replicas : Number(plan[1]);
+      const prefix = `${this.settings.statefulSet}-`;
+      const ordinalOf = (name: string) => (name.startsWith(prefix) && /^\d+$/.test(name.slice(prefix.length)) ? Number(name.slice(prefix.length)) : -1);
+      const pending = target === null ? [] : pods.filter((name) => ordinalOf(name) >= target).sort((a, b) => ordinalOf(a) - ordinalOf(b));
+      return { replicas, target, pending_removal: pending };
+    });
+  }
+
+  scale(body: unknown): Promise<FleetView & { previous_target: number; cancelled: number }> {
+    const replicas = (body as { replicas?: unknown } | null)?.replicas;
+    if (typeof body !== 'object' || body === null || Array.isArray(body) || Object.keys(body).some((key) => key !== 'replicas')) {
+      throw ApiError.badRequest('body must be {"replicas": N}', 'INVALID_REPLICAS');
+    }
+    if (typeof replicas !== 'number' || !Number.isInteger(replicas) || replicas < 0 || replicas > MAX_FLEET_REPLICAS) {
+      throw ApiError.badRequest(`replicas must be an integer from 0 to ${MAX_FLEET_REPLICAS}`, 'INVALID_REPLICAS');
+    }
+    return this.guard(async () => {
+      const planned = await this.fleet.plan(replicas, 'admin: POST /api/v1/admin/fleet/scale');
+      if (!planned) throw ApiError.unavailable('the fleet size is not known yet (the reconciler has not read the StatefulSet)', 'FLEET_UNKNOWN');
+      return { ...(await this.fleetView()), previous_target: planned.previousTarget, cancelled: planned.cancelled };
+    });
+  }
+
+  autoscaler() {
+    return this.guard(async () => {
+      const [settings, state, plan] = await Promise.all([
+        this.autoscalerSettings(),
+        this.redis.hgetall(this.keys.autoscalerState()),
+        this.redis.hmget(this.keys.fleetPlan(), 'replicas', 'target'),
+      ]);
+      const current = plan[0] === null ? null : Number(plan[0]);
+      const target = plan[1] === null ? current : Number(plan[1]);
+      const lastDecision = state.last_decision ? (JSON.parse(state.last_decision) as Record<string, unknown>) : null;
+      return {
+        ...settings,
+        current_replicas: current,
+        desired_replicas: settings.enabled && state.desired !== undefined ? Number(state.desired) : target,
+        free: state.free === undefined ? null : Number(state.free),
+        waiting: await this.redis.zcard(this.keys.waitQueue()),
+        last_decision: lastDecision,
+      };
+    });
+  }
+
+  putAutoscaler(body: unknown) {
+    return this.guard(async () => {
+      const result = validateAutoscalerUpdate(body, await this.autoscalerSettings());
+      if (!result.ok) throw ApiError.badRequest(result.message, result.code);
+      await this.redis.set(this.keys.autoscalerConfig(), JSON.stringify(result.settings));
+      if (!result.settings.enabled) await this.redis.hdel(this.keys.autoscalerState(), 'surplus_since');
+      return this.autoscaler();
+    });
+  }
+}

@@ -1,0 +1,102 @@
+import type Redis from 'ioredis';
+import { RedisKeys } from '@smart-router/redis-keys';
+import { defineScripts } from './script-loader';
+
+type Reply = number | (string | number)[];
+type ScriptFn = (...args: (string | number)[]) => Promise<Reply>;
+
+/** What the reconciler must do to the StatefulSet after a fleet step. */
+export type FleetStep =
+  | { action: 'locked' }
+  | { action: 'steady'; target: number }
+  | { action: 'scale_up'; target: number }
+  | { action: 'scale_down'; target: number }
+  | { action: 'wait'; target: number; busy: string[] };
+
+export interface FleetDemand {
+  extraTier: string;
+  free: number;
+  waiting: number;
+  starting: number;
+}
+
+export interface FleetPlanResult {
+  previousTarget: number;
+  replicas: number;
+  cancelled: number;
+  marked: number;
+}
+
+/**
+ * The fleet plan's Lua scripts (planFleet, stepFleet, unlockFleet): one script
+ * and one round trip each; Redis errors propagate.
+ */
+export class FleetScripts {
+  private readonly prefixes: string;
+
+  constructor(private readonly redis: Redis, private readonly keys: RedisKeys, private readonly statefulSet: string, private readonly streamMaxLen: number) {
+    defineScripts(redis);
+    this.prefixes = JSON.stringify(keys.podKeyPrefixes());
+  }
+
+  private script(name: string): ScriptFn {
+    return (this.redis as unknown as Record<string, ScriptFn>)[name].bind(this.redis);
+  }
+
+  private planKeys(): string[] {
+    const k = this.keys;
+    return [k.fleetPlan(), k.fleetRemoving(), k.pods(), k.tierConfig(), k.fleetStream()];
+  }
+
+  /** Sets the target; null when the StatefulSet's size was never observed yet. */
+  async plan(target: number, reason: string, now = Date.now()): Promise<FleetPlanResult | null> {
+    const reply = await this.script('planFleet')(...this.planKeys(), target, this.statefulSet, now, reason, this.prefixes, this.streamMaxLen);
+    if (typeof reply === 'number') return null;
+    return { previousTarget: Number(reply[1]), replicas: Number(reply[2]), cancelled: Number(reply[3]), marked: Number(reply[4]) };
+  }
+
+  async step(observedReplicas: number, lockToken: string, lockTtlMs: number, now = Date.now()): Promise<FleetStep> {
+    const reply = await this.script('stepFleet')(
+      ...this.planKeys(), this.keys.fleetLock(), observedReplicas, this.statefulSet, now, this.prefixes, this.streamMaxLen, lockToken, lockTtlMs,
+    );
+    if (typeof reply === 'number') return { action: 'locked' };
+    const target = Number(reply[1]);
+    switch (Number(reply[0])) {
+      case 2: return { action: 'scale_up', target };
+      case 3: return { action: 'scale_down', target };
+      case 4: return { action: 'wait', target, busy: reply.slice(2).map(String) };
+      default: return { action: 'steady', target };
+    }
+  }
+
+  /**
+   * Demand and supply for the autoscaler, in the `extra` tier of the live tier
+   * config: free pods, waiting requests, and pods below `target` in that tier's
+   * ordinals that are not Ready yet (capacity already on its way).
+   */
+  async demand(target: number): Promise<FleetDemand> {
+    const k = this.keys;
+    const raw = await this.redis.get(k.tierConfig());
+    const document = raw ? (JSON.parse(raw) as { order: string[]; extra: string; tiers: Record<string, { type: string; target: number }> }) : null;
+    const extraTier = document?.extra ?? 'standard';
+    const pinnedOrdinals = document ? document.order.reduce((sum, tier) => sum + (document.tiers[tier]?.target ?? 0), 0) : 0;
+    const pipeline = this.redis.pipeline();
+    if (document?.tiers[extraTier]?.type === 'shared') pipeline.zcard(k.poolAvailable(extraTier));
+    else pipeline.scard(k.poolAvailable(extraTier));
+    pipeline.zcard(k.waitQueue());
+    const candidates: string[] = [];
+    for (let ordinal = pinnedOrdinals; ordinal < target; ordinal += 1) candidates.push(`${this.statefulSet}-${ordinal}`);
+    for (const name of candidates) pipeline.hmget(k.pod(name), 'ready', 'terminating');
+    const replies = (await pipeline.exec()) ?? [];
+    for (const [error] of replies) if (error) throw error;
+    const starting = replies.slice(2).filter(([, state]) => {
+      const [ready, terminating] = state as (string | null)[];
+      return ready !== '1' || terminating === '1';
+    }).length;
+    return { extraTier, free: Number(replies[0][1]), waiting: Number(replies[1][1]), starting };
+  }
+
+  async unlock(lockToken: string): Promise<void> {
+    await this.script('unlockFleet')(this.keys.fleetLock(), lockToken);
+  }
+}
