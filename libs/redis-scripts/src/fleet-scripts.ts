@@ -80,7 +80,8 @@ export class FleetScripts {
     const document = raw ? (JSON.parse(raw) as { order: string[]; extra: string; tiers: Record<string, { type: string; target: number }> }) : null;
     const extraTier = document?.extra ?? 'standard';
     const pinnedOrdinals = document ? document.order.reduce((sum, tier) => sum + (document.tiers[tier]?.target ?? 0), 0) : 0;
-    const pipeline = this.redis.pipeline();
+    // One MULTI: a hand-off between separate reads would count the same pod as free and its waiter as demand.
+    const pipeline = this.redis.multi();
     if (document?.tiers[extraTier]?.type === 'shared') pipeline.zcard(k.poolAvailable(extraTier));
     else pipeline.scard(k.poolAvailable(extraTier));
     pipeline.zcard(k.waitQueue());

@@ -74,6 +74,7 @@ export function variablesReadBy(app: string): Set<string> | undefined {
   let text = files.map((file) => readFileSync(file, 'utf8')).join('\n');
   if (text.includes('readCommonSettings')) text += functionSource(common, 'readCommonSettings') + functionSource(common, 'readRedisSettings');
   else if (text.includes('readRedisSettings')) text += functionSource(common, 'readRedisSettings');
+  if (text.includes('readFleetSettings')) text += functionSource(readRepoFile('libs', 'config', 'src', 'autoscaler.ts'), 'readFleetSettings');
   const names = new Set<string>();
   for (const [, name] of text.matchAll(/\(\s*'([A-Z][A-Z0-9_]*)'/g)) names.add(name);
   return names;
