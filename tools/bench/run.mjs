@@ -1,41 +1,69 @@
-// Benchmark (not a test): allocate+release through the running allocation-api
-// versus a hello-world on the same NestJS/Fastify bootstrap, measured in the
-// same run, plus raw Lua script throughput on Redis. Prints ratios, since the
-// machines are noisy. Usage: npm run bench  [-- --seconds 10 --connections 50]
+// `npm run bench` (not a test): allocation-api as `npm start` runs it (the local
+// stack, tracing as shipped, LOG_LEVEL info) against a plain NestJS 11 + Fastify
+// hello app (tools/bench/src/hello-app.ts) started beside it. 50 connections
+// alternate allocate and release straight to allocation-api; rounds against the
+// two apps alternate in one run, so both see the same machine noise. Reports
+// throughput and allocate-p99 ratios, 503 NO_POD_AVAILABLE speed against
+// successful allocations, and every app's RSS idle and after the load.
 //
-// Latency at half of peak is measured twice: autocannon with `overallRate`
-// (its limiter sends each connection's per-second quota back to back, then
-// idles until the next second, so the load arrives in bursts), and an
-// open-loop paced client that spreads allocate calls evenly over time and
-// times allocate and release separately with sub-millisecond resolution.
+// Usage: npm run bench [-- --seconds 5 --rounds 3 --connections 50 --pods 100 --raw --profile DIR --node-args '...']
+//   --raw      also measure raw Lua allocate+release on Redis (no HTTP)
+//   --profile  run allocation-api under `node --cpu-prof` (profile written to DIR)
 import { spawn } from 'node:child_process';
-import http from 'node:http';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const require = createRequire(join(root, 'dist', 'package.json'));
 const autocannon = require(join(root, 'node_modules', 'autocannon'));
-const Redis = require(join(root, 'node_modules', 'ioredis'));
 const testing = require(join(root, 'dist', 'node_modules', '@smart-router', 'testing'));
+const { LocalStack, FREE_PORTS, APPS } = require(join(root, 'dist', 'node_modules', '@smart-router', 'stack'));
+const { SmartRouterClient } = require(join(root, 'dist', 'node_modules', '@smart-router', 'client'));
+const Redis = require(join(root, 'node_modules', 'ioredis'));
 
 const args = process.argv.slice(2);
 const option = (name, fallback) => {
   const index = args.indexOf(`--${name}`);
-  return index >= 0 ? Number(args[index + 1]) : fallback;
+  return index >= 0 ? args[index + 1] : fallback;
 };
-const seconds = option('seconds', 10);
-const connections = option('connections', 50);
-const pods = option('pods', 400);
+const seconds = Number(option('seconds', 5));
+const rounds = Number(option('rounds', 3));
+const connections = Number(option('connections', 50));
+const pods = Number(option('pods', 100));
+const profileDir = option('profile', '');
+/** Extra node options for allocation-api (e.g. `--node-args --max-semi-space-size=4`, space-separated). */
+const nodeArgs = option('node-args', '').split(' ').filter(Boolean);
+const raw = args.includes('--raw');
 
-function startNode(script, env) {
-  const child = spawn(process.execPath, [script], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
-  return child;
-}
+const median = (values) => {
+  const sorted = [...values].sort((x, y) => x - y);
+  return sorted.length ? sorted[Math.floor((sorted.length - 1) / 2)] : NaN;
+};
+const percentile = (values, q) => {
+  const sorted = [...values].sort((x, y) => x - y);
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] : NaN;
+};
+const rssMb = (pid) => {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return match ? Number(match[1]) / 1024 : NaN;
+};
 
-async function waitHttp(url) {
-  await testing.waitFor(async () => (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }).catch(() => null)) !== null, { timeoutMs: 20000, what: url });
+/** CPU time (user + system) a process has used, ms (/proc/PID/stat, 100 ticks/s). */
+const cpuMs = (pid) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+};
+
+/** Runs `work` and adds each watched process's CPU ms per request to its result. */
+async function withCpu(pids, work) {
+  const before = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuMs(pid)]));
+  const result = await work();
+  const requests = result.rps * seconds;
+  result.cpuPerRequest = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, (cpuMs(pid) - before[name]) / requests]));
+  return result;
 }
 
 function cannon(options) {
@@ -45,119 +73,79 @@ function cannon(options) {
 }
 
 let counter = 0;
-const allocateRelease = (base) => ({
-  url: base,
-  requests: [
-    {
-      method: 'POST', path: '/api/v1/allocate', headers: { 'content-type': 'application/json' },
-      setupRequest: (request, context) => {
-        counter += 1;
-        context.sid = `bench-${process.pid}-${counter}`;
-        return { ...request, body: JSON.stringify({ call_sid: context.sid }) };
-      },
-    },
-    {
-      method: 'POST', path: '/api/v1/release', headers: { 'content-type': 'application/json' },
-      setupRequest: (request, context) => ({ ...request, body: JSON.stringify({ call_sid: context.sid, reason: 'bench' }) }),
-    },
-  ],
-});
-
-const hello = (base) => ({ url: `${base}/api/v1/hello`, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"call_sid":"bench"}' });
+/** Allocated (or about to be) and not yet released: a round that ends between the two leaves these held. */
+const open = new Set();
+const nextSid = (tag) => {
+  counter += 1;
+  return `${tag}-${process.pid}-${counter}`;
+};
 
 /**
- * Open-loop load at `rate` requests/s (half allocate, half release): a new call
- * starts every 2/rate s whether or not earlier ones finished; each call is an
- * allocate, then its release on the same keep-alive pool.
+ * Each connection sends allocate, then release of the same call_sid, in turn.
+ * Responses on a connection come back in order, so every other response time
+ * is an allocate: that is the allocate latency the p99 target is about.
  */
-async function paced(base, rate, durationMs) {
-  const url = new URL(base);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
-  const post = (path, body) => new Promise((resolve) => {
-    const started = process.hrtime.bigint();
-    const request = http.request({ host: url.hostname, port: url.port, path, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (response) => {
-      response.resume();
-      response.on('end', () => resolve({ ok: response.statusCode === 200, ms: Number(process.hrtime.bigint() - started) / 1e6 }));
-    });
-    request.on('error', () => resolve({ ok: false, ms: Number(process.hrtime.bigint() - started) / 1e6 }));
-    request.end(body);
-  });
+async function allocateRelease(base, client) {
   const allocate = [];
   const release = [];
-  let errors = 0;
-  let n = 0;
-  const inflight = new Set();
-  const call = async () => {
-    n += 1;
-    const sid = `paced-${process.pid}-${n}`;
-    const a = await post('/api/v1/allocate', JSON.stringify({ call_sid: sid }));
-    allocate.push(a.ms);
-    if (!a.ok) { errors += 1; return; }
-    const r = await post('/api/v1/release', JSON.stringify({ call_sid: sid, reason: 'bench' }));
-    release.push(r.ms);
-    if (!r.ok) errors += 1;
-  };
-  const callsPerMs = rate / 2 / 1000;
-  const start = performance.now();
-  let started = 0;
-  while (performance.now() - start < durationMs) {
-    const due = Math.floor((performance.now() - start) * callsPerMs);
-    while (started < due) {
-      started += 1;
-      const p = call().finally(() => inflight.delete(p));
-      inflight.add(p);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
-  await Promise.all(inflight);
-  agent.destroy();
-  const elapsed = (performance.now() - start) / 1000;
-  const pct = (values, q) => {
-    const sorted = [...values].sort((x, y) => x - y);
-    return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] : NaN;
-  };
-  return {
-    rps: (allocate.length + release.length) / elapsed,
-    allocate: { p50: pct(allocate, 0.5), p99: pct(allocate, 0.99), p999: pct(allocate, 0.999), n: allocate.length },
-    release: { p50: pct(release, 0.5), p99: pct(release, 0.99), n: release.length },
-    errors,
-  };
+  const statuses = new Map();
+  const result = await cannon({
+    url: base,
+    requests: [
+      { method: 'POST', path: client.paths.allocate, headers: { 'content-type': 'application/json' },
+        setupRequest: (request, context) => {
+          context.sid = nextSid('bench');
+          open.add(context.sid);
+          return { ...request, body: client.encode.allocate({ call_sid: context.sid }) };
+        } },
+      { method: 'POST', path: client.paths.release, headers: { 'content-type': 'application/json' },
+        setupRequest: (request, context) => {
+          open.delete(context.sid);
+          return { ...request, body: client.encode.release({ call_sid: context.sid, reason: 'bench' }) };
+        } },
+    ],
+    setupClient: (c) => {
+      let n = 0;
+      c.on('response', (status, _bytes, ms) => {
+        (n % 2 === 0 ? allocate : release).push(ms);
+        statuses.set(status, (statuses.get(status) ?? 0) + 1);
+        n += 1;
+      });
+    },
+  });
+  await Promise.all([...open].map((sid) => client.release({ call_sid: sid })));
+  open.clear();
+  return { rps: result.requests.average, p99: result.latency.p99, allocateP50: percentile(allocate, 0.5), allocateP99: percentile(allocate, 0.99), errors: result.errors + result.non2xx, statuses };
 }
 
-/** Cumulative counts of the allocation-api's own allocate-duration histogram, summed over labels. */
-async function allocationBuckets(base) {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  const buckets = new Map();
-  for (const line of text.split('\n')) {
-    const match = /^smart_router_allocation_duration_seconds_bucket\{.*le="([^"]+)".*\} (\S+)/.exec(line);
-    if (match) buckets.set(match[1], (buckets.get(match[1]) ?? 0) + Number(match[2]));
-  }
-  return buckets;
-}
-
-/** Server-side view of one window: share under 1 and 2 ms, and the bucket holding p99. */
-function serverSide(before, after) {
-  const count = (le) => (after.get(le) ?? 0) - (before.get(le) ?? 0);
-  const total = count('+Inf');
-  if (!total) return null;
-  const bounds = [...after.keys()].filter((le) => le !== '+Inf').map(Number).sort((x, y) => x - y);
-  const p99 = bounds.find((le) => count(String(le)) >= 0.99 * total);
-  return { total, under1: count('0.001') / total, under2: count('0.002') / total, p99Bucket: p99 === undefined ? '> 1 s' : `<= ${p99 * 1000} ms` };
-}
-
-function summary(result) {
+async function hello(base) {
+  const result = await cannon({ url: `${base}/hello`, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"call_sid":"bench-hello-1"}' });
   return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.non2xx };
 }
 
-async function rawScripts(url, prefix) {
-  const fixture = await testing.createPoolFixture({ url, prefix, pods: Array.from({ length: pods }, (_, i) => `bench-pod-${i}`), tierConfig: '{"standard":{"type":"exclusive","target":0}}' });
+/** Allocations with fresh call_sids while every pod is taken: each answer is 503 NO_POD_AVAILABLE. */
+async function refusals(base, client) {
+  const latencies = [];
+  const statuses = new Map();
+  const result = await cannon({
+    url: base,
+    requests: [{ method: 'POST', path: client.paths.allocate, headers: { 'content-type': 'application/json' },
+      setupRequest: (request) => ({ ...request, body: client.encode.allocate({ call_sid: nextSid('refused') }) }) }],
+    setupClient: (c) => c.on('response', (status, _bytes, ms) => {
+      latencies.push(ms);
+      statuses.set(status, (statuses.get(status) ?? 0) + 1);
+    }),
+  });
+  return { rps: result.requests.average, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), statuses };
+}
+
+async function rawScripts(url) {
+  const fixture = await testing.createPoolFixture({ url, prefix: 'benchraw:', pods: Array.from({ length: 400 }, (_, i) => `bench-pod-${i}`), tierConfig: '{"standard":{"type":"exclusive","target":0}}' });
   const deadline = Date.now() + seconds * 1000;
   let operations = 0;
-  let n = 0;
   const worker = async () => {
     while (Date.now() < deadline) {
-      n += 1;
-      const sid = `raw-${n}`;
+      const sid = nextSid('raw');
       await fixture.scripts.allocate({ callSid: sid, merchantId: '', provider: '', metadata: '', refuseTombstoned: false });
       await fixture.scripts.release(sid, 'bench');
       operations += 2;
@@ -170,52 +158,88 @@ async function rawScripts(url, prefix) {
 }
 
 async function main() {
-  const redis = await testing.RedisServer.start();
-  const prefix = 'bench:';
-  const fixture = await testing.createPoolFixture({ url: redis.url, prefix, pods: Array.from({ length: pods }, (_, i) => `voice-agent-${i}`), tierConfig: '{"standard":{"type":"exclusive","target":0}}' });
-  await fixture.close();
-  const apiPort = await testing.freePort();
+  const logDir = mkdtempSync(join(tmpdir(), 'sr-bench-'));
+  // The `npm start` stack on free ports, with enough pods that 50 connections never run out.
+  const stack = await LocalStack.start({ root, ports: FREE_PORTS, logDir, replicas: pods });
   const helloPort = await testing.freePort();
-  const api = startNode(join(root, 'dist', 'apps', 'allocation-api', 'src', 'main.js'), { REDIS_URL: redis.url, REDIS_PREFIX: prefix, HTTP_PORT: String(apiPort), LOG_LEVEL: 'error', TIER_CONFIG: '{"standard":{"type":"exclusive","target":0}}', TOMBSTONE_TTL_SECONDS: '0' });
-  const helloApp = startNode(join(root, 'dist', 'tools', 'bench', 'src', 'hello-app.js'), { HTTP_PORT: String(helloPort) });
+  const helloApp = spawn(process.execPath, [join(root, 'dist', 'tools', 'bench', 'src', 'hello-app.js')], { env: { ...process.env, HTTP_PORT: String(helloPort) }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const helloBase = `http://127.0.0.1:${helloPort}`;
   try {
-    await waitHttp(`http://127.0.0.1:${apiPort}/api/v1/release`);
-    await waitHttp(`http://127.0.0.1:${helloPort}/api/v1/hello`);
-    // Warm up both (JIT, connections, script cache).
-    await cannon({ ...hello(`http://127.0.0.1:${helloPort}`), duration: 2 });
-    await cannon({ ...allocateRelease(`http://127.0.0.1:${apiPort}`), duration: 2 });
+    if (profileDir || nodeArgs.length) {
+      await stack.stopApp('allocation-api');
+      await stack.startApp('allocation-api', { nodeArgs: [...nodeArgs, ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])] });
+      await stack.waitReady('allocation-api');
+    }
+    const api = stack.url('allocation-api');
+    const client = new SmartRouterClient(api);
+    await testing.waitFor(async () => (await fetch(`${helloBase}/hello`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }).catch(() => null))?.status === 200, { timeoutMs: 20000, what: 'hello app' });
+    const redis = new Redis(stack.redisUrl);
+    await testing.waitFor(async () => (await redis.scard(stack.keys.poolAvailable('standard'))) >= pods - 3, { timeoutMs: 30000, what: `${pods} pods in their pools` });
+    await redis.quit();
 
-    const baseline = summary(await cannon(hello(`http://127.0.0.1:${helloPort}`)));
-    const allocation = summary(await cannon(allocateRelease(`http://127.0.0.1:${apiPort}`)));
-    // Half of the measured peak as a total rate (autocannon spreads overallRate over the connections).
-    // ignoreCoordinatedOmission: autocannon 8 "corrects" with an expected interval of ceil(1/rate) = 1 ms,
-    // which adds synthetic samples; report what was measured.
-    const halfRate = Math.max(1, Math.floor(allocation.rps / 2));
-    const atHalf = summary(await cannon({ ...allocateRelease(`http://127.0.0.1:${apiPort}`), overallRate: halfRate, ignoreCoordinatedOmission: true }));
-    const before = await allocationBuckets(`http://127.0.0.1:${apiPort}`);
-    const pacedHalf = await paced(`http://127.0.0.1:${apiPort}`, halfRate, seconds * 1000);
-    const server = serverSide(before, await allocationBuckets(`http://127.0.0.1:${apiPort}`));
-    const scriptOps = await rawScripts(redis.url, 'benchraw:');
+    const pidOf = (app) => stack.running.get(app).child.pid;
+    const idle = Object.fromEntries(APPS.map((app) => [app, rssMb(pidOf(app))]));
+    idle['bench-hello'] = rssMb(helloApp.pid);
 
-    const row = (name, s) => `| ${name} | ${s.rps.toFixed(0)} | ${s.p50} | ${s.p99} | ${s.errors} |`;
-    console.log(`\n${seconds}s per run, ${connections} connections, ${pods} pods, node ${process.version}\n`);
-    console.log('| run | req/s | p50 ms | p99 ms | errors |');
-    console.log('|---|---|---|---|---|');
-    console.log(row('hello-world (same bootstrap)', baseline));
-    console.log(row('allocate+release (each request)', allocation));
-    console.log(row(`allocate+release at half of peak, autocannon overallRate (${halfRate} req/s, bursty)`, atHalf));
-    const f = (v) => v.toFixed(2);
-    console.log(`\npaced open-loop at half of peak (${halfRate} req/s target, ${pacedHalf.rps.toFixed(0)} achieved, ${pacedHalf.errors} errors):`);
-    console.log(`  allocate: p50 ${f(pacedHalf.allocate.p50)} ms, p99 ${f(pacedHalf.allocate.p99)} ms, p99.9 ${f(pacedHalf.allocate.p999)} ms (${pacedHalf.allocate.n} calls)`);
-    console.log(`  release:  p50 ${f(pacedHalf.release.p50)} ms, p99 ${f(pacedHalf.release.p99)} ms`);
-    if (server) console.log(`  allocate inside the server (smart_router_allocation_duration_seconds): ${(server.under1 * 100).toFixed(1)}% <= 1 ms, ${(server.under2 * 100).toFixed(1)}% <= 2 ms, p99 ${server.p99Bucket}`);
-    console.log(`\nallocation / hello-world throughput: ${(allocation.rps / baseline.rps).toFixed(2)}`);
-    console.log(`raw scripts on Redis (allocate+release, ${connections} callers): ${scriptOps.toFixed(0)} scripts/s = ${(scriptOps / allocation.rps).toFixed(1)}x the HTTP allocation rate`);
+    // Warm up both (JIT, connections, script cache), then alternate rounds.
+    await cannon({ url: `${helloBase}/hello`, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}', duration: 2 });
+    await cannon({ ...{ url: api }, duration: 2, requests: [{ method: 'POST', path: client.paths.allocate, headers: { 'content-type': 'application/json' }, setupRequest: (r, c) => { c.sid = nextSid('warm'); return { ...r, body: client.encode.allocate({ call_sid: c.sid }) }; } }, { method: 'POST', path: client.paths.release, headers: { 'content-type': 'application/json' }, setupRequest: (r, c) => ({ ...r, body: client.encode.release({ call_sid: c.sid }) }) }] });
+    const info = new Redis(stack.redisUrl);
+    const redisPid = Number(/process_id:(\d+)/.exec(await info.info('server'))[1]);
+    await info.quit();
+    const others = APPS.filter((app) => app !== 'allocation-api');
+    const helloRounds = [];
+    const allocationRounds = [];
+    for (let round = 0; round < rounds; round += 1) {
+      helloRounds.push(await withCpu({ app: helloApp.pid }, () => hello(helloBase)));
+      allocationRounds.push(await withCpu({ app: pidOf('allocation-api'), redis: redisPid, ...Object.fromEntries(others.map((name) => [name, pidOf(name)])) }, () => allocateRelease(api, client)));
+    }
+
+    // Refusals: hold every pod, then allocate fresh call_sids (all 503 NO_POD_AVAILABLE).
+    const successCpu = median(allocationRounds.map((a) => a.cpuPerRequest.app));
+    const held = [];
+    for (;;) {
+      const sid = nextSid('hold');
+      if ((await client.allocate({ call_sid: sid })).status !== 200) break;
+      held.push(sid);
+    }
+    const logBefore = readFileSync(join(logDir, 'allocation-api.log'), 'utf8').split('\n').length;
+    const refused = await withCpu({ app: pidOf('allocation-api') }, () => refusals(api, client));
+    const refusalLogLines = readFileSync(join(logDir, 'allocation-api.log'), 'utf8').split('\n').length - logBefore;
+    await Promise.all(held.map((sid) => client.release({ call_sid: sid })));
+    const after = Object.fromEntries(APPS.map((app) => [app, rssMb(pidOf(app))]));
+    after['bench-hello'] = rssMb(helloApp.pid);
+    const scriptOps = raw ? await rawScripts(stack.redisUrl) : null;
+
+    const f0 = (v) => v.toFixed(0);
+    const f2 = (v) => v.toFixed(2);
+    console.log(`\n${rounds} alternating rounds of ${seconds}s, ${connections} connections, ${pods} pods, node ${process.version}, allocation-api as npm start runs it (LOG_LEVEL info, tracing as shipped)\n`);
+    console.log('| round | hello req/s | hello p99 ms | hello CPU ms/req | allocate+release req/s | allocate p50 ms | allocate p99 ms | allocation-api CPU ms/req | redis CPU ms/req | other apps CPU ms/req | non-2xx | ratio | p99 ratio |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    for (let round = 0; round < rounds; round += 1) {
+      const h = helloRounds[round];
+      const a = allocationRounds[round];
+      const f3 = (v) => v.toFixed(3);
+      const otherCpu = others.reduce((sum, name) => sum + a.cpuPerRequest[name], 0);
+      console.log(`| ${round + 1} | ${f0(h.rps)} | ${h.p99} | ${f3(h.cpuPerRequest.app)} | ${f0(a.rps)} | ${f2(a.allocateP50)} | ${f2(a.allocateP99)} | ${f3(a.cpuPerRequest.app)} | ${f3(a.cpuPerRequest.redis)} | ${f3(otherCpu)} | ${[...a.statuses].filter(([s]) => s !== 200).map(([s, n]) => `${n}x${s}`).join(' ') || 0} | ${f2(a.rps / h.rps)} | ${f2(a.allocateP99 / h.p99)} |`);
+    }
+    const ratio = median(allocationRounds.map((a, i) => a.rps / helloRounds[i].rps));
+    const p99Ratio = median(allocationRounds.map((a, i) => a.allocateP99 / helloRounds[i].p99));
+    const successP50 = median(allocationRounds.map((a) => a.allocateP50));
+    const successP99 = median(allocationRounds.map((a) => a.allocateP99));
+    console.log(`\nthroughput allocate+release / hello (median of rounds): ${f2(ratio)}   target >= 0.70`);
+    console.log(`allocate p99 / hello p99 (median of rounds): ${f2(p99Ratio)}   target <= 1.5`);
+    console.log(`CPU per request, allocation-api / hello app (median of rounds): ${f2(median(allocationRounds.map((a, i) => a.cpuPerRequest.app / helloRounds[i].cpuPerRequest.app)))}`);
+    console.log(`503 NO_POD_AVAILABLE (${held.length} calls held, ${[...refused.statuses].map(([s, n]) => `${n}x${s}`).join(' ')}): ${f0(refused.rps)} req/s, p50 ${f2(refused.p50)} ms, p99 ${f2(refused.p99)} ms vs successful allocate p50 ${f2(successP50)} ms, p99 ${f2(successP99)} ms; allocation-api CPU ${refused.cpuPerRequest.app.toFixed(3)} ms per refusal vs ${successCpu.toFixed(3)} ms per allocate-or-release; log lines during it: ${refusalLogLines}`);
+    console.log('\n| app | RSS idle MB | RSS after MB |');
+    console.log('|---|---|---|');
+    for (const app of Object.keys(idle)) console.log(`| ${app} | ${f0(idle[app])} | ${f0(after[app])} |`);
+    if (scriptOps !== null) console.log(`\nraw scripts on Redis (allocate+release, ${connections} callers): ${f0(scriptOps)} scripts/s`);
   } finally {
-    api.kill('SIGTERM');
     helloApp.kill('SIGTERM');
-    await redis.dispose();
+    await stack.stop();
   }
+  if (profileDir) console.log(`\nCPU profile of allocation-api in ${profileDir} (summarize: node tools/bench/profile-summary.mjs ${profileDir})`);
 }
 
 main().catch((error) => {

@@ -1,6 +1,7 @@
-import { Body, Controller, Delete, Get, Headers, HttpCode, Param, Post, Put, Query } from '@nestjs/common';
+import { Body, Controller, Headers, Param, Query } from '@nestjs/common';
+import { adminRoutes } from '@smart-router/api-contract';
 import { isPodName } from '@smart-router/allocation';
-import { ApiError, BearerTokens, requireCallId, requireMerchantId } from '@smart-router/http';
+import { ApiError, BearerTokens, Route, requireCallId, requireMerchantId } from '@smart-router/http';
 import { AdminService } from './admin.service';
 
 function podNameOf(body: unknown): string {
@@ -11,38 +12,36 @@ function podNameOf(body: unknown): string {
 }
 
 /** SREs' surface (SPEC section 3, Admin). GET needs a viewer token, changes an operator token. */
-@Controller('api/v1')
+@Controller()
 export class AdminController {
   constructor(private readonly admin: AdminService, private readonly tokens: BearerTokens) {}
 
-  @Get('status')
+  @Route(adminRoutes.status)
   status(@Headers('authorization') auth?: string) {
     this.tokens.authorize(auth, 'viewer');
     return this.admin.status();
   }
 
-  @Post('drain')
-  @HttpCode(200)
+  @Route(adminRoutes.drain)
   drain(@Body() body: unknown, @Headers('authorization') auth?: string) {
     this.tokens.authorize(auth, 'operator');
     return this.admin.setDrain(podNameOf(body), true);
   }
 
-  @Post('undrain')
-  @HttpCode(200)
+  @Route(adminRoutes.undrain)
   undrain(@Body() body: unknown, @Headers('authorization') auth?: string) {
     this.tokens.authorize(auth, 'operator');
     return this.admin.setDrain(podNameOf(body), false);
   }
 
-  @Get('pod/:name')
+  @Route(adminRoutes.pod)
   pod(@Param('name') name: string, @Headers('authorization') auth?: string) {
     this.tokens.authorize(auth, 'viewer');
     if (!isPodName(name)) throw ApiError.badRequest('pod name must be a DNS-1123 label', 'INVALID_POD_NAME');
     return this.admin.pod(name);
   }
 
-  @Get('admin/calls')
+  @Route(adminRoutes.calls)
   calls(@Query('limit') limit: string | undefined, @Headers('authorization') auth?: string) {
     this.tokens.authorize(auth, 'viewer');
     const parsed = limit === undefined ? 1000 : Number(limit);
@@ -50,56 +49,55 @@ export class AdminController {
     return this.admin.calls(parsed);
   }
 
-  @Get('admin/calls/:callSid')
-  call(@Param('callSid') callSid: string, @Headers('authorization') auth?: string) {
+  @Route(adminRoutes.call)
+  call(@Param('call_sid') callSid: string, @Headers('authorization') auth?: string) {
     this.tokens.authorize(auth, 'viewer');
     return this.admin.call(requireCallId(callSid));
   }
 
-  @Get('admin/merchants')
+  @Route(adminRoutes.merchants)
   merchants(@Headers('authorization') auth?: string) {
     this.tokens.authorize(auth, 'viewer');
     return this.admin.merchants();
   }
 
-  @Get('admin/merchants/:id')
-  merchant(@Param('id') id: string, @Headers('authorization') auth?: string) {
+  @Route(adminRoutes.merchant)
+  merchant(@Param('merchant_id') id: string, @Headers('authorization') auth?: string) {
     this.tokens.authorize(auth, 'viewer');
     return this.admin.merchant(this.merchantId(id));
   }
 
-  @Put('admin/merchants/:id')
-  putMerchant(@Param('id') id: string, @Body() body: unknown, @Headers('authorization') auth?: string) {
+  @Route(adminRoutes.putMerchant)
+  putMerchant(@Param('merchant_id') id: string, @Body() body: unknown, @Headers('authorization') auth?: string) {
     this.tokens.authorize(auth, 'operator');
     return this.admin.putMerchant(this.merchantId(id), body);
   }
 
-  @Delete('admin/merchants/:id')
-  deleteMerchant(@Param('id') id: string, @Headers('authorization') auth?: string) {
+  @Route(adminRoutes.deleteMerchant)
+  deleteMerchant(@Param('merchant_id') id: string, @Headers('authorization') auth?: string) {
     this.tokens.authorize(auth, 'operator');
     return this.admin.deleteMerchant(this.merchantId(id));
   }
 
-  @Get('admin/tiers')
+  @Route(adminRoutes.tiers)
   tiers(@Headers('authorization') auth?: string) {
     this.tokens.authorize(auth, 'viewer');
     return this.admin.getTiers();
   }
 
-  @Put('admin/tiers')
+  @Route(adminRoutes.putTiers)
   putTiers(@Body() body: unknown, @Headers('authorization') auth?: string) {
     this.tokens.authorize(auth, 'operator');
     return this.admin.putTiers(body);
   }
 
-  @Post('admin/reconcile')
-  @HttpCode(202)
+  @Route(adminRoutes.reconcile)
   reconcile(@Headers('authorization') auth?: string) {
     this.tokens.authorize(auth, 'operator');
     return this.admin.reconcileNow();
   }
 
-  @Get('admin/invariants')
+  @Route(adminRoutes.invariants)
   invariants(@Headers('authorization') auth?: string) {
     this.tokens.authorize(auth, 'viewer');
     return this.admin.invariants();

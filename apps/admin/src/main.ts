@@ -15,7 +15,8 @@ export async function bootstrap(env: Env = process.env) {
     logger,
     host: config.common.host,
     port: config.port,
-    countError: (status, code) => app.get(PoolMetrics).httpErrors.add(1, { status: String(status), code }),
+    countError: (status, code) => app.get(PoolMetrics).httpError(status, code),
+    exportSpans: telemetry.exportsSpans,
   });
   const auth = config.operatorTokens.length + config.viewerTokens.length > 0 ? 'bearer tokens required (viewer: GET, operator: changes)' : 'OPEN: no ADMIN_*_TOKENS configured';
   logger.info('admin listening', { url: `http://${config.common.host}:${config.port}`, auth });

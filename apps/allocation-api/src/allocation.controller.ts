@@ -1,54 +1,62 @@
-import { Body, Controller, Headers, HttpCode, Post } from '@nestjs/common';
-import { BearerTokens } from '@smart-router/http';
-import { CallAllocator } from '@smart-router/pool-state';
-import { parseAllocateBody, parseConnectedBody, parseReleaseBody } from './allocation.dto';
+import { Body, Controller, Headers, Res } from '@nestjs/common';
+import type { FastifyReply } from 'fastify';
+import { AllocateRequest, AllocateResponse, ConnectedRequest, ConnectedResponse, MAX_METADATA_BYTES, ReleaseRequest, ReleaseResponse, allocationRoutes } from '@smart-router/api-contract';
+import { ApiError, BearerTokens, Route } from '@smart-router/http';
+import { CallAllocator, PoolMetrics, Refusal } from '@smart-router/pool-state';
 
-/** The hot path: voice agents allocate and release pods over JSON (SPEC section 3). */
-@Controller('api/v1')
+/**
+ * The hot path: voice agents allocate and release pods over JSON (SPEC
+ * section 3). Bodies arrive validated by their route schema and answers leave
+ * serialized by it; refusals (503 no pod, 404 unknown call) are written
+ * straight to the reply, counted, never thrown nor logged.
+ */
+@Controller()
 export class AllocationController {
-  constructor(private readonly allocator: CallAllocator, private readonly tokens: BearerTokens) {}
+  constructor(private readonly allocator: CallAllocator, private readonly tokens: BearerTokens, private readonly metrics: PoolMetrics) {}
 
-  @Post('allocate')
-  @HttpCode(200)
-  async allocate(@Body() raw: unknown, @Headers('authorization') authorization?: string) {
+  @Route(allocationRoutes.allocate)
+  async allocate(@Body() body: AllocateRequest, @Headers('authorization') authorization: string | undefined, @Res() reply: FastifyReply): Promise<void> {
     this.tokens.authorize(authorization, 'operator');
-    const body = parseAllocateBody(raw);
-    const call = await this.allocator.allocate({ ...body, refuseTombstoned: false });
-    return {
-      success: true,
-      pod_name: call.podName,
-      ws_url: call.wsUrl,
-      source_pool: call.sourcePool,
-      was_existing: call.wasExisting,
-      allocation_id: call.allocationId,
-      state: call.state,
+    let metadata = '';
+    if (body.metadata !== undefined && body.metadata !== null) {
+      metadata = JSON.stringify(body.metadata);
+      if (Buffer.byteLength(metadata) > MAX_METADATA_BYTES) throw ApiError.badRequest(`metadata must be at most ${MAX_METADATA_BYTES} bytes of JSON`, 'INVALID_FIELD');
+    }
+    const outcome = await this.allocator.tryAllocate({
+      callSid: body.call_sid,
+      merchantId: body.merchant_id ?? body.reseller_id ?? '',
+      provider: body.provider ?? '',
+      metadata,
+      refuseTombstoned: false,
+      waitMs: body.wait_ms ?? 0,
+    });
+    if (!outcome.ok) return this.refuse(reply, outcome.refusal);
+    const call = outcome.value;
+    const answer: AllocateResponse = {
+      success: true, pod_name: call.podName, ws_url: call.wsUrl, source_pool: call.sourcePool, was_existing: call.wasExisting,
+      allocation_id: call.allocationId, state: call.state,
     };
+    void reply.send(answer);
   }
 
-  @Post('release')
-  @HttpCode(200)
-  async release(@Body() raw: unknown, @Headers('authorization') authorization?: string) {
+  @Route(allocationRoutes.release)
+  async release(@Body() body: ReleaseRequest, @Headers('authorization') authorization: string | undefined, @Res() reply: FastifyReply): Promise<void> {
     this.tokens.authorize(authorization, 'operator');
-    const body = parseReleaseBody(raw);
-    const released = await this.allocator.release(body.callSid, body.reason, body.allocationId);
-    return {
-      success: true,
-      pod_name: released.podName,
-      released_to_pool: released.releasedToPool,
-      was_draining: released.wasDraining,
-    };
+    const outcome = await this.allocator.tryRelease(body.call_sid, body.reason ?? '', allocationIdOf(body.allocation_id));
+    if (!outcome.ok) return this.refuse(reply, outcome.refusal);
+    const released = outcome.value;
+    const answer: ReleaseResponse = { success: true, pod_name: released.podName, released_to_pool: released.releasedToPool, was_draining: released.wasDraining };
+    void reply.send(answer);
   }
 
   /** The voice agent's socket opened (SPEC 9.2): the call is connected and keeps its pod past the connect deadline. */
-  @Post('connected')
-  @HttpCode(200)
-  async connected(@Body() raw: unknown, @Headers('authorization') authorization?: string) {
+  @Route(allocationRoutes.connected)
+  async connected(@Body() body: ConnectedRequest, @Headers('authorization') authorization?: string): Promise<ConnectedResponse> {
     this.tokens.authorize(authorization, 'operator');
-    const body = parseConnectedBody(raw);
-    const connection = await this.allocator.connect(body.callSid, 'api', body.allocationId);
+    const connection = await this.allocator.connect(body.call_sid, 'api', allocationIdOf(body.allocation_id));
     return {
       success: true,
-      call_sid: body.callSid,
+      call_sid: body.call_sid,
       pod_name: connection.podName,
       allocation_id: connection.allocationId,
       state: 'connected',
@@ -56,4 +64,17 @@ export class AllocationController {
       was_connected: connection.wasConnected,
     };
   }
+
+  private refuse(reply: FastifyReply, refusal: Refusal): void {
+    this.metrics.httpError(refusal.status, refusal.body.code);
+    void reply.code(refusal.status).send(refusal.body);
+  }
+}
+
+/** allocation_id as sent (a JSON integer or its decimal string); absent or null = undefined. */
+function allocationIdOf(value: number | string | null | undefined): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  const id = Number(value);
+  if (!Number.isSafeInteger(id) || id < 1) throw ApiError.badRequest('allocation_id must be a positive integer', 'INVALID_FIELD');
+  return id;
 }

@@ -15,7 +15,8 @@ export async function bootstrap(env: Env = process.env) {
     logger,
     host: config.common.host,
     port: config.port,
-    countError: (status, code) => app.get(PoolMetrics).httpErrors.add(1, { status: String(status), code }),
+    countError: (status, code) => app.get(PoolMetrics).httpError(status, code),
+    exportSpans: telemetry.exportsSpans,
   });
   logger.info('allocation-api listening', { url: `http://${config.common.host}:${config.port}`, auth: config.apiTokens.length > 0 ? 'bearer tokens required' : 'OPEN: no API_TOKENS configured' });
   return app;

@@ -17,7 +17,8 @@ export async function bootstrap(env: Env = process.env) {
     port: config.port,
     // Signatures are computed over the bytes the provider sent.
     rawBody: true,
-    countError: (status, code) => app.get(PoolMetrics).httpErrors.add(1, { status: String(status), code }),
+    countError: (status, code) => app.get(PoolMetrics).httpError(status, code),
+    exportSpans: telemetry.exportsSpans,
   });
   const open = (configured: number, what: string) => (configured > 0 ? `${what} required (${configured} configured)` : 'OPEN: not checked');
   logger.info('webhooks listening', {

@@ -5,7 +5,8 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ErrorCounter, JsonExceptionFilter } from './exception.filter';
 import { answerClientError, answerForStatus, describeFrameworkError, ErrorAnswer, HOST_REQUIRED, lacksRequiredHost, MAX_PARAM_LENGTH } from './framework-errors';
-import { TracingInterceptor } from './tracing.interceptor';
+import { installRequestTracing } from './request-tracing';
+import { ERRORS_KEYWORD } from '@smart-router/api-contract';
 
 /** SPEC section 3: request bodies are capped at 16 KiB (413 beyond). */
 export const BODY_LIMIT_BYTES = 16 * 1024;
@@ -18,7 +19,12 @@ export interface HttpAppOptions {
   /** Keep the raw body (webhook signatures are computed over it). */
   rawBody?: boolean;
   countError?: ErrorCounter;
+  /** Spans are exported (OTLP endpoint set): make a SERVER span per request. */
+  exportSpans?: boolean;
 }
+
+/** Method and path of every route an app serves (the OpenAPI coverage test compares them with its document). */
+export const SERVED_ROUTES = new WeakMap<object, { method: string; path: string }[]>();
 
 /**
  * Creates and starts one Fastify-backed Nest app the same way for every
@@ -34,6 +40,9 @@ export async function startHttpApp(options: HttpAppOptions): Promise<NestFastify
     trustProxy: true,
     return503OnClosing: false,
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // Ajv as our schemas need it: no type coercion (a number is not a call_sid), and the
+    // `x-errors` extension (a field's 400 code and message) allowed as a keyword.
+    ajv: { customOptions: { coerceTypes: false, keywords: [ERRORS_KEYWORD] } },
     // Errors raised before a route runs (bad URL encoding, over-long parameter) and by Node's
     // parser (oversized request line or headers): our JSON, never Fastify's text quoting the URL.
     frameworkErrors: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
@@ -51,13 +60,19 @@ export async function startHttpApp(options: HttpAppOptions): Promise<NestFastify
     countError(HOST_REQUIRED.status, HOST_REQUIRED.code);
     sendAnswer(reply, HOST_REQUIRED);
   });
+  const fastify = adapter.getInstance();
+  const routes: { method: string; path: string }[] = [];
+  fastify.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) if (method !== 'HEAD') routes.push({ method, path: route.url });
+  });
+  installRequestTracing(fastify, options.exportSpans ?? false);
   const app = await NestFactory.create<NestFastifyApplication>(options.module, adapter, {
     logger: options.logger,
     rawBody: options.rawBody ?? false,
     bufferLogs: false,
   });
   app.useGlobalFilters(new JsonExceptionFilter(options.logger, countError));
-  app.useGlobalInterceptors(new TracingInterceptor());
+  SERVED_ROUTES.set(app, routes);
   app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
   installShutdownDeadline(app);
   await app.listen(options.port, options.host);

@@ -2,6 +2,7 @@ import { ArgumentsHost, Catch, ExceptionFilter, HttpException, LoggerService } f
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from './api-error';
 import { INVALID_BODY, answerForStatus, describeFrameworkError } from './framework-errors';
+import { schemaErrorAnswer } from './schema-errors';
 
 export interface ErrorCounter {
   (status: number, code: string): void;
@@ -20,7 +21,7 @@ export class JsonExceptionFilter implements ExceptionFilter {
     const http = host.switchToHttp();
     const reply = http.getResponse<FastifyReply>();
     const request = http.getRequest<FastifyRequest>();
-    const { status, code, message } = this.describe(exception);
+    const { status, code, message } = this.describe(exception, request);
     const where = `${request.method} ${request.url.split('?')[0]}`;
     if (status >= 500 && code !== 'REDIS_UNAVAILABLE' && code !== 'STATE_REBUILDING' && code !== 'NO_POD_AVAILABLE') {
       this.logger.error(`${where} failed: ${(exception as Error)?.message ?? String(exception)}`, (exception as Error)?.stack);
@@ -31,8 +32,15 @@ export class JsonExceptionFilter implements ExceptionFilter {
     void reply.status(status).header('content-type', 'application/json; charset=utf-8').send(JSON.stringify({ error: message, code }));
   }
 
-  private describe(exception: unknown): { status: number; code: string; message: string } {
+  private describe(exception: unknown, request: FastifyRequest): { status: number; code: string; message: string } {
     if (exception instanceof ApiError) return { status: exception.status, code: exception.code, message: exception.message };
+    const validation = (exception as { validation?: Parameters<typeof schemaErrorAnswer>[0]; validationContext?: 'body' | 'params' | 'querystring' | 'headers' });
+    if (Array.isArray(validation.validation)) {
+      const where = validation.validationContext;
+      const input = where === 'body' ? request.body : where === 'params' ? request.params : where === 'querystring' ? request.query : undefined;
+      const schema = (request.routeOptions?.schema as Record<string, unknown> | undefined)?.[where ?? 'body'];
+      return schemaErrorAnswer(validation.validation, where, schema as never, input);
+    }
     const framework = describeFrameworkError(exception);
     if (framework) return framework;
     // Nest's own (not-found route and the like): our code and wording, never its text, which quotes

@@ -1,7 +1,7 @@
 import { Allocation, Connection, Release, ScriptCode, isCallSid } from '@smart-router/allocation';
 import { ApiError, RedisUnavailableError } from '@smart-router/http';
 import { NotReplicatedError, PoolScripts } from '@smart-router/redis-scripts';
-import { inSpan, Telemetry } from '@smart-router/telemetry';
+import { Telemetry } from '@smart-router/telemetry';
 import { PoolMetrics } from './pool-metrics';
 import { WaitWakeups, WakeTicket } from './wait-wakeups';
 
@@ -22,20 +22,54 @@ export interface AllocatedCall extends Allocation {
   wsUrl: string;
 }
 
+/** An expected "no": its HTTP status and `{error, code}` body. Plain data, built once. */
+export interface Refusal {
+  readonly status: number;
+  readonly body: { readonly error: string; readonly code: string };
+}
+
+const refusal = (status: number, code: string, error: string): Refusal => Object.freeze({ status, body: Object.freeze({ error, code }) });
+
+export const REFUSALS = {
+  noPod: refusal(503, 'NO_POD_AVAILABLE', 'no pod available'),
+  stateMissing: refusal(503, 'STATE_REBUILDING', 'pool state is being rebuilt, retry shortly'),
+  tombstoned: refusal(409, 'CALL_ENDED', 'call already ended'),
+  merchantLimit: refusal(429, 'MERCHANT_LIMIT', 'merchant has reached its max_calls'),
+  badMerchantConfig: refusal(500, 'MERCHANT_CONFIG_INVALID', 'merchant configuration is invalid'),
+  redisUnavailable: refusal(503, 'REDIS_UNAVAILABLE', 'state store unavailable, retry shortly'),
+  notReplicated: refusal(503, 'NOT_REPLICATED', 'write not confirmed by enough replicas, retry'),
+  callNotFound: refusal(404, 'CALL_NOT_FOUND', 'call not found'),
+  staleAllocation: refusal(409, 'STALE_ALLOCATION', 'allocation_id is not the call\'s current allocation'),
+  badCallSid: refusal(400, 'INVALID_REQUEST', 'call_sid is required (1-128 chars of A-Za-z0-9._:-)'),
+} as const;
+
+export type Outcome<T> = { ok: true; value: T } | { ok: false; refusal: Refusal };
+
+const refuse = (answer: Refusal): { ok: false; refusal: Refusal } => ({ ok: false, refusal: answer });
+
 /**
  * A failed Redis write as the caller sees it: 503 either way. NOT_REPLICATED
  * means the write happened on the primary but too few replicas confirmed it
  * (retrying the same call is safe); REDIS_UNAVAILABLE means no answer at all.
  */
 export function storeFailure(error: unknown): ApiError {
-  if (error instanceof NotReplicatedError) return ApiError.unavailable('write not confirmed by enough replicas, retry', 'NOT_REPLICATED');
+  if (error instanceof NotReplicatedError) return refusalError(REFUSALS.notReplicated);
   return new RedisUnavailableError(error);
 }
 
+/** The refusal of a store failure thrown by redisCall; null for anything else (a bug: rethrown). */
+function storeRefusal(error: unknown): Refusal | null {
+  if (error instanceof RedisUnavailableError) return REFUSALS.redisUnavailable;
+  if (error instanceof ApiError && error.code === REFUSALS.notReplicated.body.code) return REFUSALS.notReplicated;
+  return null;
+}
+
 /**
- * Allocation and release as callers see them: one script call each, with
- * Redis failures turned into a counted 503 and script codes into API errors.
- * Shared by the JSON API and the provider webhooks.
+ * Allocation and release as callers see them: one script call each. Expected
+ * refusals (no pod, unknown call, Redis down) come back as data, not
+ * exceptions: the hot path answers them as cheaply as a success, counted in
+ * metrics and never logged per request. Shared by the JSON API and the
+ * provider webhooks (which use the throwing forms).
  */
 export class CallAllocator {
   constructor(
@@ -50,8 +84,8 @@ export class CallAllocator {
     return `${this.voiceAgentBaseUrl}/ws/pod/${podName}/${callSid}`;
   }
 
-  async allocate(request: AllocateRequest): Promise<AllocatedCall> {
-    if (!isCallSid(request.callSid)) throw ApiError.badRequest('call_sid is required (1-128 chars of A-Za-z0-9._:-)');
+  async tryAllocate(request: AllocateRequest): Promise<Outcome<AllocatedCall>> {
+    if (!isCallSid(request.callSid)) return refuse(REFUSALS.badCallSid);
     const waitMs = request.waitMs ?? 0;
     if (waitMs > 0) await this.wakeups.ready(Math.min(waitMs, 1000));
     // Registered before the script runs: a hand-off right after it must not be missed.
@@ -59,54 +93,56 @@ export class CallAllocator {
     try {
       return await this.allocateOrWait(request, waitMs, ticket);
     } catch (error) {
-      if (waitMs > 0 && (error instanceof RedisUnavailableError || (error instanceof ApiError && error.code === 'NOT_REPLICATED'))) {
+      const failure = storeRefusal(error);
+      if (!failure) throw error;
+      if (waitMs > 0) {
         // The failed command may have run (a command timeout): leave no waiter
         // behind that a later hand-off could bind a pod to, and answer 200 if
         // the call already holds one. Best effort: Redis may well be down.
         const outcome = await this.scripts.settleWait(request.callSid, true).catch(() => null);
         if (outcome?.state === 'allocated') {
-          return { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: false, allocationId: outcome.allocationId, state: outcome.callState, wsUrl: this.wsUrl(outcome.podName, request.callSid) };
+          return { ok: true, value: { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: false, allocationId: outcome.allocationId, state: outcome.callState, wsUrl: this.wsUrl(outcome.podName, request.callSid) } };
         }
       }
-      throw error;
+      return refuse(failure);
     } finally {
       ticket?.dispose();
     }
   }
 
-  private async allocateOrWait(request: AllocateRequest, waitMs: number, ticket: WakeTicket | null): Promise<AllocatedCall> {
+  private async allocateOrWait(request: AllocateRequest, waitMs: number, ticket: WakeTicket | null): Promise<Outcome<AllocatedCall>> {
     const started = process.hrtime.bigint();
     const result = await this.redisCall('allocate', 'allocateCall', request.callSid, () => this.scripts.allocate(request), { 'merchant.id': request.merchantId });
     this.metrics.allocationSeconds.record(Number(process.hrtime.bigint() - started) / 1e9);
     if (result.ok) {
       const { allocation } = result;
-      this.metrics.allocations.add(1, { pool: allocation.tier, result: allocation.wasExisting ? 'existing' : 'allocated' });
-      return { ...allocation, wsUrl: this.wsUrl(allocation.podName, request.callSid) };
+      this.metrics.allocated(allocation.tier, allocation.wasExisting ? 'existing' : 'allocated');
+      return { ok: true, value: { ...allocation, wsUrl: this.wsUrl(allocation.podName, request.callSid) } };
     }
     if (result.code === ScriptCode.Queued || result.code === ScriptCode.AlreadyWaiting) {
       // The first request for the call waits its own wait_ms; a duplicate asks for the first one's outcome.
       const first = result.code === ScriptCode.Queued;
       const allocation = await this.awaitOutcome(request.callSid, ticket ?? this.wakeups.register(request.callSid), first ? waitMs : 0, !first);
-      if (allocation) return { ...allocation, wsUrl: this.wsUrl(allocation.podName, request.callSid) };
-      throw ApiError.unavailable('no pod available', 'NO_POD_AVAILABLE');
+      if (allocation) return { ok: true, value: { ...allocation, wsUrl: this.wsUrl(allocation.podName, request.callSid) } };
+      return refuse(REFUSALS.noPod);
     }
     switch (result.code) {
       case ScriptCode.NoPod:
-        this.metrics.allocations.add(1, { pool: 'none', result: 'no_pod' });
-        throw ApiError.unavailable('no pod available', 'NO_POD_AVAILABLE');
+        this.metrics.allocated('none', 'no_pod');
+        return refuse(REFUSALS.noPod);
       case ScriptCode.StateMissing:
-        this.metrics.allocations.add(1, { pool: 'none', result: 'state_missing' });
-        throw ApiError.unavailable('pool state is being rebuilt, retry shortly', 'STATE_REBUILDING');
+        this.metrics.allocated('none', 'state_missing');
+        return refuse(REFUSALS.stateMissing);
       case ScriptCode.Tombstoned:
-        this.metrics.allocations.add(1, { pool: 'none', result: 'tombstoned' });
-        throw new ApiError(409, 'CALL_ENDED', 'call already ended');
+        this.metrics.allocated('none', 'tombstoned');
+        return refuse(REFUSALS.tombstoned);
       case ScriptCode.MerchantLimit:
-        this.metrics.allocations.add(1, { pool: 'none', result: 'merchant_limit' });
-        throw new ApiError(429, 'MERCHANT_LIMIT', 'merchant has reached its max_calls');
+        this.metrics.allocated('none', 'merchant_limit');
+        return refuse(REFUSALS.merchantLimit);
       case ScriptCode.BadMerchantConfig:
       default:
-        this.metrics.allocations.add(1, { pool: 'none', result: 'bad_merchant_config' });
-        throw new ApiError(500, 'MERCHANT_CONFIG_INVALID', 'merchant configuration is invalid');
+        this.metrics.allocated('none', 'bad_merchant_config');
+        return refuse(REFUSALS.badMerchantConfig);
     }
   }
 
@@ -125,50 +161,65 @@ export class CallAllocator {
       const outcome = await this.redisCall('settle_wait', 'settleWait', callSid, () => this.scripts.settleWait(callSid));
       if (outcome.state === 'allocated') {
         observe('allocated');
-        this.metrics.allocations.add(1, { pool: outcome.tier, result: duplicate ? 'existing' : 'waited' });
+        this.metrics.allocated(outcome.tier, duplicate ? 'existing' : 'waited');
         return { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: duplicate, allocationId: outcome.allocationId, state: outcome.callState };
       }
       if (outcome.state === 'timed_out') {
         observe('timed_out');
-        this.metrics.allocations.add(1, { pool: 'none', result: 'no_pod' });
+        this.metrics.allocated('none', 'no_pod');
         return null;
       }
       delay = outcome.remainingMs + DEADLINE_SLACK_MS;
     }
   }
 
-  /** One script call in a span; a Redis error is counted and becomes a 503, never "false". */
+  /** One script call (in a span when spans are exported); a Redis error is counted and becomes a 503, never "false". */
   private async redisCall<T>(operation: string, span: string, callSid: string, work: () => Promise<T>, attributes: Record<string, string> = {}): Promise<T> {
-    return inSpan(this.telemetry.tracer(), span, async () => {
+    return this.telemetry.span(span, { 'call.sid': callSid, ...attributes }, async () => {
       try {
         return await work();
       } catch (error) {
         const failure = storeFailure(error);
-        if (failure instanceof RedisUnavailableError) this.metrics.redisErrors.add(1, { operation });
-        if (operation === 'allocate') this.metrics.allocations.add(1, { pool: 'none', result: failure instanceof RedisUnavailableError ? 'redis_error' : 'not_replicated' });
+        if (failure instanceof RedisUnavailableError) this.metrics.redisError(operation);
+        if (operation === 'allocate') this.metrics.allocated('none', failure instanceof RedisUnavailableError ? 'redis_error' : 'not_replicated');
         throw failure;
       }
-    }, { 'call.sid': callSid, ...attributes });
+    });
   }
 
   /** `allocationId`: release only that allocation of the call_sid (409 STALE_ALLOCATION otherwise). */
-  async release(callSid: string, reason: string, allocationId?: number): Promise<Release> {
-    if (!isCallSid(callSid)) throw ApiError.badRequest('call_sid is required (1-128 chars of A-Za-z0-9._:-)');
-    const result = await this.redisCall('release', 'releaseCall', callSid,
-      () => this.scripts.release(callSid, reason, 'call.released', Date.now(), undefined, { allocationId })).catch((error: unknown) => {
-      this.metrics.releases.add(1, { result: error instanceof RedisUnavailableError ? 'redis_error' : 'not_replicated' });
-      throw error;
-    });
+  async tryRelease(callSid: string, reason: string, allocationId?: number): Promise<Outcome<Release>> {
+    if (!isCallSid(callSid)) return refuse(REFUSALS.badCallSid);
+    let result: Awaited<ReturnType<PoolScripts['release']>>;
+    try {
+      result = await this.redisCall('release', 'releaseCall', callSid,
+        () => this.scripts.release(callSid, reason, 'call.released', Date.now(), undefined, { allocationId }));
+    } catch (error) {
+      const failure = storeRefusal(error);
+      if (!failure) throw error;
+      this.metrics.released(failure === REFUSALS.redisUnavailable ? 'redis_error' : 'not_replicated');
+      return refuse(failure);
+    }
     if (!result.ok && result.code === ScriptCode.StaleAllocation) {
-      this.metrics.releases.add(1, { result: 'stale_allocation' });
-      throw staleAllocation();
+      this.metrics.released('stale_allocation');
+      return refuse(REFUSALS.staleAllocation);
     }
     if (!result.ok) {
-      this.metrics.releases.add(1, { result: 'not_found' });
-      throw new ApiError(404, 'CALL_NOT_FOUND', 'call not found');
+      this.metrics.released('not_found');
+      return refuse(REFUSALS.callNotFound);
     }
-    this.metrics.releases.add(1, { result: 'released' });
-    return result.release;
+    this.metrics.released('released');
+    return { ok: true, value: result.release };
+  }
+
+  /** tryAllocate for callers that answer through the exception filter. */
+  async allocate(request: AllocateRequest): Promise<AllocatedCall> {
+    return unwrap(await this.tryAllocate(request));
+  }
+
+  /** tryRelease for callers that answer through the exception filter. */
+  async release(callSid: string, reason: string, allocationId?: number): Promise<Release> {
+    return unwrap(await this.tryRelease(callSid, reason, allocationId));
   }
 
   /**
@@ -179,11 +230,16 @@ export class CallAllocator {
     if (!isCallSid(callSid)) throw ApiError.badRequest('call_sid is required (1-128 chars of A-Za-z0-9._:-)');
     const result = await this.redisCall('connect', 'connectCall', callSid, () => this.scripts.connect(callSid, source, allocationId));
     if (result.ok) return result.connection;
-    if (result.code === ScriptCode.StaleAllocation) throw staleAllocation();
-    throw new ApiError(404, 'CALL_NOT_FOUND', 'call not found');
+    if (result.code === ScriptCode.StaleAllocation) throw refusalError(REFUSALS.staleAllocation);
+    throw refusalError(REFUSALS.callNotFound);
   }
 }
 
-function staleAllocation(): ApiError {
-  return new ApiError(409, 'STALE_ALLOCATION', 'allocation_id is not the call\'s current allocation');
+function refusalError(answer: Refusal): ApiError {
+  return new ApiError(answer.status, answer.body.code, answer.body.error);
+}
+
+function unwrap<T>(outcome: Outcome<T>): T {
+  if (outcome.ok) return outcome.value;
+  throw refusalError(outcome.refusal);
 }

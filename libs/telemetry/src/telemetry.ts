@@ -16,7 +16,11 @@ export class Telemetry {
   private readonly serializer = new PrometheusSerializer();
   private readonly sdk: NodeSDK;
 
+  /** Spans leave the process (an OTLP endpoint is set); without it only trace context travels. */
+  readonly exportsSpans: boolean;
+
   private constructor(readonly serviceName: string, otlpEndpoint: string | undefined) {
+    this.exportsSpans = Boolean(otlpEndpoint);
     const spanProcessors: SpanProcessor[] = otlpEndpoint
       ? [new BatchSpanProcessor(new OTLPTraceExporter({ url: `${otlpEndpoint.replace(/\/$/, '')}/v1/traces` }))]
       : [];
@@ -36,6 +40,14 @@ export class Telemetry {
 
   tracer(): Tracer {
     return trace.getTracer(this.serviceName);
+  }
+
+  /**
+   * Runs `work` in a child span when spans are exported; otherwise runs it as
+   * is (a span nobody receives is pure cost on the hot path).
+   */
+  span<T>(name: string, attributes: Record<string, string | number>, work: () => Promise<T>): Promise<T> {
+    return this.exportsSpans ? inSpan(this.tracer(), name, work, attributes) : work();
   }
 
   async prometheusText(): Promise<string> {

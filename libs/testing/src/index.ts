@@ -2,5 +2,6 @@ export * from './redis-server';
 export * from './wait-for';
 export * from './pool-fixture';
 export * from './shared-redis';
+export * from './openapi-coverage';
 export * from './redis-topologies';
 export * from './raw-http';

@@ -1,23 +1,32 @@
 import 'reflect-metadata';
 import { Body, Controller, HttpCode, Module, Post } from '@nestjs/common';
-import { runMain, startHttpApp } from '@smart-router/http';
-import { JsonLogger } from '@smart-router/telemetry';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 
-/** Baseline for the benchmark: the same bootstrap and adapter, no Redis. */
-@Controller('api/v1')
+/**
+ * The benchmark's baseline (issue 12): a plain NestJS 11 + Fastify app, not our
+ * bootstrap. No interceptors, no filters, no logger, no telemetry: one POST
+ * route that returns its JSON body. What allocation-api costs beyond this is ours.
+ */
+@Controller()
 class HelloController {
   @Post('hello')
   @HttpCode(200)
-  hello(@Body() body: unknown) {
-    return { success: true, echo: (body as { call_sid?: string } | null)?.call_sid ?? null };
+  hello(@Body() body: unknown): unknown {
+    return body;
   }
 }
 
 @Module({ controllers: [HelloController] })
 class HelloModule {}
 
-runMain('bench-hello', async () => {
-  const port = Number(process.env.HTTP_PORT ?? 0);
-  await startHttpApp({ module: HelloModule, logger: new JsonLogger('bench-hello', 'error'), host: '127.0.0.1', port });
-  process.stdout.write(`hello listening on ${port}\n`);
+async function main(): Promise<void> {
+  const app = await NestFactory.create<NestFastifyApplication>(HelloModule, new FastifyAdapter(), { logger: false });
+  await app.listen(Number(process.env.HTTP_PORT ?? 0), '127.0.0.1');
+  process.stdout.write(`hello listening on ${process.env.HTTP_PORT}\n`);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench-hello: failed to start: ${String(error)}\n`);
+  process.exit(1);
 });

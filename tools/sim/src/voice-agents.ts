@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import type Redis from 'ioredis';
 import { WS_PATH } from '@smart-router/allocation';
+import { SmartRouterClient } from '@smart-router/client';
 import { answerClientError, rawErrorResponse } from '@smart-router/http';
 import type { RedisKeys } from '@smart-router/redis-keys';
 
@@ -66,7 +67,10 @@ export class SimulatedVoiceAgents {
   private readonly retryTimers = new Set<NodeJS.Timeout>();
   private stopped = false;
 
+  private readonly client: SmartRouterClient;
+
   constructor(private readonly options: VoiceAgentsOptions) {
+    this.client = new SmartRouterClient(options.allocationApiUrl, { timeoutMs: 5000 });
     this.retry = { ...RELEASE_RETRY, ...options.releaseRetry };
   }
 
@@ -125,12 +129,7 @@ export class SimulatedVoiceAgents {
   private async reportConnected(callSid: string): Promise<void> {
     // A lost report costs the call at the connect deadline: retry a refused connection or a 5xx briefly.
     for (let attempt = 1; attempt <= 5 && !this.stopped; attempt += 1) {
-      const status = await fetch(`${this.options.allocationApiUrl}/api/v1/connected`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ call_sid: callSid }),
-        signal: AbortSignal.timeout(5000),
-      }).then((response) => response.status, () => 0);
+      const status = await this.client.connected({ call_sid: callSid }).then((answer) => answer.status, () => 0);
       if (status === 200 || status === 404) {
         this.connects += 1;
         return;
@@ -147,12 +146,7 @@ export class SimulatedVoiceAgents {
   private async release(pod: string, callSid: string): Promise<void> {
     const deadline = Date.now() + this.retry.giveUpAfterMs;
     for (let delay = this.retry.firstDelayMs; !this.stopped; delay = Math.min(delay * 2, this.retry.maxDelayMs)) {
-      const status = await fetch(`${this.options.allocationApiUrl}/api/v1/release`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ call_sid: callSid, reason: 'websocket_closed' }),
-        signal: AbortSignal.timeout(5000),
-      }).then((response) => response.status, () => 0);
+      const status = await this.client.release({ call_sid: callSid, reason: 'websocket_closed' }).then((answer) => answer.status, () => 0);
       if (RELEASE_SETTLED.has(status)) {
         this.releases += 1;
         return;

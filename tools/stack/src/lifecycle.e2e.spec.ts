@@ -1,3 +1,4 @@
+import { SmartRouterClient } from '@smart-router/client';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,13 +26,10 @@ function callSid(label: string): string {
   return `lc-${label}-${sequence}-${Date.now()}`;
 }
 
-async function post(path: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(`${stack.url('gateway')}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-}
-
-const allocate = (sid: string, merchantId?: string) => post('/api/v1/allocate', { call_sid: sid, merchant_id: merchantId });
-const release = (sid: string) => post('/api/v1/release', { call_sid: sid, reason: 'test' });
+/** The typed client through the gateway; bodies read loosely, as the assertions compare success and error fields alike. */
+type LooseAnswer = Promise<{ status: number; body: Record<string, unknown> }>;
+const allocate = (sid: string, merchantId?: string) => new SmartRouterClient(stack.url('gateway')).allocate({ call_sid: sid, merchant_id: merchantId }) as unknown as LooseAnswer;
+const release = (sid: string) => new SmartRouterClient(stack.url('gateway')).release({ call_sid: sid, reason: 'test' }) as unknown as LooseAnswer;
 
 async function allocatedPod(sid: string): Promise<string> {
   const result = await allocate(sid);

@@ -1,3 +1,4 @@
+import { SmartRouterClient } from '@smart-router/client';
 import { mkdtempSync } from 'node:fs';
 import { createServer, Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -57,9 +58,11 @@ async function startCollector(): Promise<number> {
   return (collector.address() as { port: number }).port;
 }
 
-async function post(base: string, path: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+/** allocate/release through the typed client; bodies read loosely (assertions compare success and error fields alike). */
+async function post(base: string, path: '/api/v1/allocate' | '/api/v1/release', body: { call_sid: string }): Promise<{ status: number; body: Record<string, unknown> }> {
+  const client = new SmartRouterClient(base);
+  const answer = path === '/api/v1/allocate' ? await client.allocate(body) : await client.release(body);
+  return answer as unknown as { status: number; body: Record<string, unknown> };
 }
 
 async function invariants(): Promise<{ ok: boolean; violations: unknown[] }> {

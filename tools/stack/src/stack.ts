@@ -85,6 +85,8 @@ interface AppStart {
   instance?: string;
   port?: number;
   env?: Record<string, string>;
+  /** Node options before the script (e.g. `--cpu-prof` for the benchmark). */
+  nodeArgs?: string[];
 }
 
 interface RunningApp {
@@ -229,7 +231,7 @@ export class LocalStack {
     const log = createWriteStream(join(this.options.logDir, `${instance}.log`), { flags: 'a' });
     const env = this.appEnv(app, port, options.env);
     this.identities.set(instance, env.POD_IDENTITY);
-    const child = spawn(process.execPath, [join(this.options.root, 'dist', 'apps', app, 'src', 'main.js')], {
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), join(this.options.root, 'dist', 'apps', app, 'src', 'main.js')], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: this.options.ownProcessGroups ?? false,

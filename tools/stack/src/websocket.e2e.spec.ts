@@ -1,3 +1,4 @@
+import { SmartRouterClient } from '@smart-router/client';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -79,13 +80,14 @@ describe('provider webhook -> WebSocket through the gateway -> release on close'
 
     socket.close();
     await waitFor(() => available(pod), { what: `${pod} back in its pool after the socket closed` });
-    const release = await fetch(`${gateway}/api/v1/release`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"call_sid":"CAws0001"}' });
-    expect(release.status).toBe(404);
+    expect((await new SmartRouterClient(gateway).release({ call_sid: 'CAws0001' })).status).toBe(404);
   });
 
   it('JSON allocation: ws_url works the same; a socket for another pod or an unknown call is refused', async () => {
     const gateway = stack.url('gateway');
-    const allocated = (await (await fetch(`${gateway}/api/v1/allocate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"call_sid":"ws-json-1"}' })).json()) as { pod_name: string; ws_url: string };
+    const answer = await new SmartRouterClient(gateway).allocate({ call_sid: 'ws-json-1' });
+    if (!answer.ok) throw new Error(`allocation failed: ${answer.status} ${answer.body.code}`);
+    const allocated = answer.body;
     const other = ['voice-agent-1', 'voice-agent-3', 'voice-agent-4'].find((pod) => pod !== allocated.pod_name)!;
     const base = `ws://127.0.0.1:${stack.ports.gateway}/ws/pod`;
 

@@ -1,0 +1,4 @@
+import { describeOpenApi } from '@smart-router/testing';
+import { bootstrap } from './main';
+
+describeOpenApi('allocation-api', bootstrap);

@@ -1,0 +1,128 @@
+import { Static, Type } from '@sinclair/typebox';
+import { callIdField, OptionalMerchantId, optionalText } from './identifiers';
+import { RouteContract, errorResponse, field } from './route-contract';
+
+/** SPEC 9.1: the longest an allocation may wait for a pod. */
+export const MAX_WAIT_MS = 10000;
+
+/** SPEC 9.2 fencing token: act only on this allocation of the call_sid (a JSON integer or its decimal string). */
+export const AllocationIdField = field(Type.Union([Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }), Type.String({ pattern: '^[0-9]{1,15}$' }), Type.Null()], {
+  description: "act only on this allocation of the call_sid; another one gets 409 STALE_ALLOCATION",
+}), { invalid: { code: 'INVALID_FIELD', message: 'allocation_id must be a positive integer' } });
+
+const CallState = Type.Union([Type.Literal('pending'), Type.Literal('connected'), Type.Null()]);
+
+/** Largest `metadata`, as JSON text (checked after validation: a size of JSON text is not a schema keyword). */
+export const MAX_METADATA_BYTES = 4096;
+
+export const AllocateRequest = Type.Object({
+  call_sid: callIdField(),
+  merchant_id: Type.Optional(OptionalMerchantId),
+  reseller_id: Type.Optional({ ...OptionalMerchantId, description: 'alias of merchant_id (the Python client sends it)' }),
+  provider: Type.Optional(optionalText('provider', 64, 'telephony provider, recorded on the call')),
+  metadata: Type.Optional(Type.Unknown({ description: `any JSON, recorded on the call (at most ${MAX_METADATA_BYTES} bytes as JSON)` })),
+  wait_ms: Type.Optional(field(Type.Integer({ minimum: 0, maximum: MAX_WAIT_MS, description: 'wait up to this long for a pod when none is free (SPEC 9.1); 0 or absent = answer 503 at once' }), {
+    invalid: { code: 'INVALID_FIELD', message: `wait_ms must be an integer from 0 to ${MAX_WAIT_MS}` },
+  })),
+});
+export type AllocateRequest = Static<typeof AllocateRequest>;
+
+export const AllocateResponse = Type.Object({
+  success: Type.Literal(true),
+  pod_name: Type.String(),
+  ws_url: Type.String({ description: '{VOICE_AGENT_BASE_URL}/ws/pod/{pod_name}/{call_sid}' }),
+  source_pool: Type.String({ examples: ['pool:standard'] }),
+  was_existing: Type.Boolean({ description: 'true when this call_sid already had a pod (idempotent retry)' }),
+  allocation_id: Type.Union([Type.Integer(), Type.Null()], { description: 'fencing token, strictly increasing; the same for a repeated allocate' }),
+  state: CallState,
+}, { additionalProperties: true });
+export type AllocateResponse = Static<typeof AllocateResponse>;
+
+export const ReleaseRequest = Type.Object({
+  call_sid: callIdField(),
+  reason: Type.Optional(optionalText('reason', 256, 'why the call ended (free text)')),
+  allocation_id: Type.Optional(AllocationIdField),
+});
+export type ReleaseRequest = Static<typeof ReleaseRequest>;
+
+export const ReleaseResponse = Type.Object({
+  success: Type.Literal(true),
+  pod_name: Type.String(),
+  released_to_pool: Type.String(),
+  was_draining: Type.Boolean(),
+}, { additionalProperties: true });
+export type ReleaseResponse = Static<typeof ReleaseResponse>;
+
+export const ConnectedRequest = Type.Object({ call_sid: callIdField(), allocation_id: Type.Optional(AllocationIdField) });
+export type ConnectedRequest = Static<typeof ConnectedRequest>;
+
+export const ConnectedResponse = Type.Object({
+  success: Type.Literal(true),
+  call_sid: Type.String(),
+  pod_name: Type.String(),
+  allocation_id: Type.Union([Type.Integer(), Type.Null()]),
+  state: Type.Literal('connected'),
+  connected_at: Type.Integer({ description: 'ms since the Unix epoch' }),
+  was_connected: Type.Boolean({ description: 'already connected (a duplicate report)' }),
+}, { additionalProperties: true });
+export type ConnectedResponse = Static<typeof ConnectedResponse>;
+
+const badRequest = errorResponse('invalid request', 'INVALID_BODY', 'CALL_SID_REQUIRED', 'INVALID_CALL_SID', 'INVALID_MERCHANT_ID', 'INVALID_FIELD');
+const unauthorized = errorResponse('missing or invalid bearer token', 'UNAUTHORIZED');
+const tooLarge = errorResponse('body over 16 KiB', 'PAYLOAD_TOO_LARGE');
+const unsupported = errorResponse('body is not JSON', 'UNSUPPORTED_MEDIA_TYPE');
+
+/** SPEC section 3: the JSON API of allocation-api. */
+export const allocationRoutes = {
+  allocate: {
+    method: 'POST',
+    path: '/api/v1/allocate',
+    summary: 'Allocate a pod for a call (idempotent per call_sid)',
+    security: 'operator',
+    body: AllocateRequest,
+    responses: {
+      200: { description: 'allocated (or the existing allocation)', schema: AllocateResponse },
+      400: badRequest,
+      401: unauthorized,
+      413: tooLarge,
+      415: unsupported,
+      429: errorResponse('the merchant holds its max_calls', 'MERCHANT_LIMIT'),
+      500: errorResponse('merchant configuration is invalid', 'MERCHANT_CONFIG_INVALID', 'INTERNAL'),
+      503: errorResponse('no pod (within wait_ms), Redis unavailable, or state being rebuilt: retry', 'NO_POD_AVAILABLE', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED', 'STATE_REBUILDING'),
+    },
+  },
+  release: {
+    method: 'POST',
+    path: '/api/v1/release',
+    summary: 'Release a call (404 when unknown or already released: treat as success)',
+    security: 'operator',
+    body: ReleaseRequest,
+    responses: {
+      200: { description: 'released', schema: ReleaseResponse },
+      400: badRequest,
+      401: unauthorized,
+      404: errorResponse('unknown or already released', 'CALL_NOT_FOUND'),
+      409: errorResponse('allocation_id is not the call\'s current allocation', 'STALE_ALLOCATION'),
+      413: tooLarge,
+      415: unsupported,
+      503: errorResponse('Redis unavailable or the write not replicated: retry', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED'),
+    },
+  },
+  connected: {
+    method: 'POST',
+    path: '/api/v1/connected',
+    summary: "The call's media stream reached its voice agent: pending -> connected (kept past CONNECT_TIMEOUT_SECONDS); idempotent",
+    security: 'operator',
+    body: ConnectedRequest,
+    responses: {
+      200: { description: 'connected (or already connected)', schema: ConnectedResponse },
+      400: badRequest,
+      401: unauthorized,
+      404: errorResponse('unknown or already released', 'CALL_NOT_FOUND'),
+      409: errorResponse('allocation_id is not the call\'s current allocation', 'STALE_ALLOCATION'),
+      413: tooLarge,
+      415: unsupported,
+      503: errorResponse('Redis unavailable or the write not replicated: retry', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED'),
+    },
+  },
+} satisfies Record<string, RouteContract>;
