@@ -207,7 +207,7 @@ export const adminRoutes = {
     query: Type.Object({
       call_sid: Type.Optional(Type.String({ maxLength: 128 })),
       pod: Type.Optional(Type.String({ maxLength: 63 })),
-      type: Type.Optional(Type.String({ maxLength: 64, description: 'e.g. call.released or released' })),
+      type: Type.Optional(Type.String({ maxLength: 64, description: 'an event type with or without its family prefix: call.released or released, pod.drained or drained' })),
       limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
     }),
     responses: {
@@ -222,6 +222,7 @@ export const adminRoutes = {
       200: { description: 'text/event-stream', contentType: 'text/event-stream', example: 'id: 1764540000000-0,1764539990000-1,0-0\ndata: {"type":"call.allocated","call_sid":"CA1"}\n\n' },
       400: errorResponse('malformed Last-Event-ID', 'INVALID_LAST_EVENT_ID'),
       ...viewerErrors,
+      503: errorResponse('Redis unavailable, or too many live feeds on this admin replica', 'REDIS_UNAVAILABLE', 'TOO_MANY_STREAMS'),
     },
   },
   pods: {
