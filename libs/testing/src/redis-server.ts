@@ -32,16 +32,23 @@ function ephemeralLow(): number {
  * A loopback port free now, for a server that binds it a little later. Chosen
  * at random below the kernel's ephemeral range where there is room: a port
  * from bind(0) can be taken by any outgoing connection (a load generator, a
- * Redis client) before the server binds it.
+ * Redis client) before the server binds it. `companionOffsets`: ports the
+ * server binds beside it (a cluster node's bus at +10000), kept free and below
+ * that range too.
  */
-export async function freePort(): Promise<number> {
+export async function freePort(companionOffsets: number[] = []): Promise<number> {
   const low = ephemeralLow();
-  if (low > 12000) {
-    for (let attempt = 0; attempt < 50; attempt += 1) {
-      const port = await tryPort(10000 + Math.floor(Math.random() * (low - 10000)));
-      if (port !== null) return port;
+  const reach = Math.max(0, ...companionOffsets);
+  if (low - reach > 12000) {
+    for (let attempt = 0; attempt < 100; attempt += 1) {
+      const candidate = 10000 + Math.floor(Math.random() * (low - reach - 10000));
+      const port = await tryPort(candidate);
+      if (port === null) continue;
+      const companions = await Promise.all(companionOffsets.map((offset) => tryPort(port + offset)));
+      if (companions.every((companion) => companion !== null)) return port;
     }
   }
+  if (companionOffsets.length > 0) throw new Error('no free loopback port with its companion ports');
   const port = await tryPort(0);
   if (port === null) throw new Error('no free loopback port');
   return port;

@@ -185,7 +185,8 @@ export class RedisClusterNodes {
     const nodes: RedisServer[] = [];
     try {
       for (let i = 0; i < primaries; i += 1) {
-        nodes.push(await RedisServer.start(undefined, ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000']));
+        // A cluster node also binds its bus port, port + 10000.
+        nodes.push(await RedisServer.start(await freePort([10000]), ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000']));
       }
       execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
         stdio: 'ignore',
