@@ -107,7 +107,8 @@ function toEvent(stream: string, id: string, fields: string[]): LoggedEvent {
 function matches(event: LoggedEvent, filter: EventFilter): boolean {
   if (filter.callSid !== undefined && event.call_sid !== filter.callSid) return false;
   if (filter.pod !== undefined && event.pod !== filter.pod) return false;
-  if (filter.type !== undefined && event.type !== filter.type && event.type !== `call.${filter.type}`) return false;
+  // `released` finds call.released, `drained` pod.drained, `scaled` fleet.scaled: the family prefix is optional.
+  if (filter.type !== undefined && event.type !== filter.type && event.type.slice(event.type.indexOf('.') + 1) !== filter.type) return false;
   return true;
 }
 

@@ -102,6 +102,25 @@ describe('event log and live events (SPEC 9.4)', () => {
     expect((limited.body.events as Record<string, unknown>[]).map((event) => event.type)).toEqual(['pod.upsert', 'call.released']);
   });
 
+  it('an operator drain and undrain are events (once per change); `type` matches without any family prefix', async () => {
+    const post = (path: string) => fetch(`${admin.base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pod_name: 'voice-agent-3' }) });
+    await allocate('dr-1');
+    expect((await post('/api/v1/drain')).status).toBe(200);
+    expect((await post('/api/v1/drain')).status).toBe(200); // already drained: no second event
+    expect((await post('/api/v1/undrain')).status).toBe(200);
+    await pool.redis.xadd(pool.keys.fleetStream(), '*', 'type', 'fleet.scaled', 'from', '5', 'to', '6', 'at', String(Date.now()));
+
+    const ofPod = (await getJson(`${admin.base}/api/v1/admin/events?pod=voice-agent-3`)).body.events as Record<string, unknown>[];
+    expect(ofPod.filter((event) => String(event.type).startsWith('pod.')).map((event) => [event.type, event.tier, event.stream])).toEqual([
+      ['pod.undrained', 'standard', 'calls'],
+      ['pod.drained', 'standard', 'calls'],
+    ]);
+    for (const [type, expected] of [['drained', 'pod.drained'], ['pod.drained', 'pod.drained'], ['scaled', 'fleet.scaled'], ['undrained', 'pod.undrained']]) {
+      const found = (await getJson(`${admin.base}/api/v1/admin/events?type=${type}`)).body.events as Record<string, unknown>[];
+      expect({ type, found: found.map((event) => event.type) }).toEqual({ type, found: [expected] });
+    }
+  });
+
   it.each([
     ['limit=0', 'INVALID_LIMIT'],
     ['limit=1001', 'INVALID_LIMIT'],

@@ -79,13 +79,14 @@ export const MerchantConfig = open({ tier: Type.String(), pool: Type.Optional(Ty
 const TierSpec = open({ type: Type.Union([Type.Literal('exclusive'), Type.Literal('shared')]), target: Type.Integer(), max_concurrent: Type.Optional(Type.Integer()), dedicated: Type.Optional(Type.Boolean()) });
 export const TiersResponse = open({ tiers: Type.Record(Type.String(), TierSpec), extra_pods_tier: Type.String() });
 const FleetView = open({
-  replicas: Type.Integer({ description: 'pods the StatefulSet has now' }),
-  target: Type.Integer({ description: 'the size asked for' }),
+  replicas: nullable(Type.Integer({ description: 'pods the StatefulSet has now; null until the reconciler has read it' })),
+  target: nullable(Type.Integer({ description: 'the size asked for; null until the reconciler has read the StatefulSet' })),
   pending_removal: Type.Array(Type.String(), { description: 'every pod above the target not yet removed, busy or not' }),
 });
 const AutoscalerView = open({
   enabled: Type.Boolean(), min_replicas: Type.Integer(), max_replicas: Type.Integer(), buffer: Type.Integer(), scale_down_delay_seconds: Type.Integer(),
-  current_replicas: Type.Optional(Type.Integer()), desired_replicas: Type.Optional(Type.Integer()), free: Type.Optional(Type.Integer()), waiting: Type.Optional(Type.Integer()),
+  current_replicas: nullable(Type.Integer()), desired_replicas: nullable(Type.Integer()),
+  free: nullable(Type.Integer({ description: 'free pods at the last autoscaler decision; null before the first' })), waiting: Type.Integer({ description: 'requests waiting for a pod now' }),
   last_decision: Type.Optional(Type.Union([open({ at: Type.Number(), from: Type.Integer(), to: Type.Integer(), reason: Type.String() }), Type.Null()])),
 });
 const Violation = open({ rule: Type.String(), pod: Type.Optional(Type.String()), call_sid: Type.Optional(Type.String()), detail: Type.String() });
@@ -182,9 +183,10 @@ export const adminRoutes = {
     summary: 'Set the fleet size {replicas}: pods above it are drained for removal and removed once they hold no call; a larger target cancels the removal of the pods it keeps',
     body: Type.Object({ replicas: Type.Integer({ minimum: 0, maximum: 1000 }) }),
     responses: {
-      202: { description: 'planned', schema: open({ replicas: Type.Integer(), target: Type.Integer(), pending_removal: Type.Array(Type.String()), previous_target: Type.Optional(Type.Integer()), cancelled: Type.Optional(Type.Array(Type.String())) }) },
+      202: { description: 'planned', schema: open({ replicas: Type.Integer(), target: Type.Integer(), pending_removal: Type.Array(Type.String()), previous_target: Type.Integer(), cancelled: Type.Integer({ description: 'pods whose pending removal this target cancelled' }) }) },
       400: errorResponse('invalid replicas', 'INVALID_REPLICAS', 'INVALID_BODY'),
       ...operatorErrors,
+      503: errorResponse('Redis unavailable, or the fleet size not known yet (the reconciler has not read the StatefulSet)', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED', 'FLEET_UNKNOWN'),
     },
   },
   autoscaler: {
@@ -205,7 +207,7 @@ export const adminRoutes = {
     query: Type.Object({
       call_sid: Type.Optional(Type.String({ maxLength: 128 })),
       pod: Type.Optional(Type.String({ maxLength: 63 })),
-      type: Type.Optional(Type.String({ maxLength: 64, description: 'e.g. call.released or released' })),
+      type: Type.Optional(Type.String({ maxLength: 64, description: 'an event type with or without its family prefix: call.released or released, pod.drained or drained' })),
       limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
     }),
     responses: {
@@ -220,6 +222,7 @@ export const adminRoutes = {
       200: { description: 'text/event-stream', contentType: 'text/event-stream', example: 'id: 1764540000000-0,1764539990000-1,0-0\ndata: {"type":"call.allocated","call_sid":"CA1"}\n\n' },
       400: errorResponse('malformed Last-Event-ID', 'INVALID_LAST_EVENT_ID'),
       ...viewerErrors,
+      503: errorResponse('Redis unavailable, or too many live feeds on this admin replica', 'REDIS_UNAVAILABLE', 'TOO_MANY_STREAMS'),
     },
   },
   pods: {

@@ -73,6 +73,17 @@ const tooLarge = errorResponse('body over 16 KiB', 'PAYLOAD_TOO_LARGE');
 const unsupported = errorResponse('body is not JSON', 'UNSUPPORTED_MEDIA_TYPE');
 
 /** SPEC section 3: the JSON API of allocation-api. */
+/** The errors of a request about one live call (release, connected). */
+const liveCallErrors = {
+  400: badRequest,
+  401: unauthorized,
+  404: errorResponse('unknown or already released', 'CALL_NOT_FOUND'),
+  409: errorResponse('allocation_id is not the call\'s current allocation', 'STALE_ALLOCATION'),
+  413: tooLarge,
+  415: unsupported,
+  503: errorResponse('Redis unavailable or the write not replicated: retry', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED'),
+};
+
 export const allocationRoutes = {
   allocate: {
     method: 'POST',
@@ -99,13 +110,7 @@ export const allocationRoutes = {
     body: ReleaseRequest,
     responses: {
       200: { description: 'released', schema: ReleaseResponse },
-      400: badRequest,
-      401: unauthorized,
-      404: errorResponse('unknown or already released', 'CALL_NOT_FOUND'),
-      409: errorResponse('allocation_id is not the call\'s current allocation', 'STALE_ALLOCATION'),
-      413: tooLarge,
-      415: unsupported,
-      503: errorResponse('Redis unavailable or the write not replicated: retry', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED'),
+      ...liveCallErrors,
     },
   },
   connected: {
@@ -116,13 +121,7 @@ export const allocationRoutes = {
     body: ConnectedRequest,
     responses: {
       200: { description: 'connected (or already connected)', schema: ConnectedResponse },
-      400: badRequest,
-      401: unauthorized,
-      404: errorResponse('unknown or already released', 'CALL_NOT_FOUND'),
-      409: errorResponse('allocation_id is not the call\'s current allocation', 'STALE_ALLOCATION'),
-      413: tooLarge,
-      415: unsupported,
-      503: errorResponse('Redis unavailable or the write not replicated: retry', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED'),
+      ...liveCallErrors,
     },
   },
 } satisfies Record<string, RouteContract>;

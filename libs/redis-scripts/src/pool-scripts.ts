@@ -257,9 +257,9 @@ export class PoolScripts {
     return reply === ScriptCode.ConfigChanged ? ScriptCode.ConfigChanged : reply === 1;
   }
 
-  async setDrain(name: string, draining: boolean): Promise<{ activeCalls: number; tier: string } | null> {
+  async setDrain(name: string, draining: boolean, now = Date.now()): Promise<{ activeCalls: number; tier: string } | null> {
     const k = this.keys;
-    const reply = await this.script('setPodDrain')(k.pods(), k.tierConfig(), name, draining ? '1' : '0', this.prefixes);
+    const reply = await this.script('setPodDrain')(k.pods(), k.tierConfig(), name, draining ? '1' : '0', this.prefixes, now, this.limits.streamMaxLen);
     if (typeof reply === 'number') return null;
     return { activeCalls: Number(reply[1]), tier: String(reply[2]) };
   }

@@ -1,20 +1,50 @@
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitFor } from './wait-for';
 
-export function freePort(): Promise<number> {
+/** Binds `port` (0 = any) on loopback and frees it again; resolves the port bound, or null when taken. */
+function tryPort(port: number): Promise<number | null> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.on('error', (error: NodeJS.ErrnoException) => (error.code === 'EADDRINUSE' || error.code === 'EACCES' ? resolve(null) : reject(error)));
+    server.listen(port, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : null));
     });
   });
+}
+
+/** The lowest port the kernel hands to outgoing connections and to bind(0). */
+function ephemeralLow(): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(low) ? low : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * A loopback port free now, for a server that binds it a little later. Chosen
+ * at random below the kernel's ephemeral range where there is room: a port
+ * from bind(0) can be taken by any outgoing connection (a load generator, a
+ * Redis client) before the server binds it.
+ */
+export async function freePort(): Promise<number> {
+  const low = ephemeralLow();
+  if (low > 12000) {
+    for (let attempt = 0; attempt < 50; attempt += 1) {
+      const port = await tryPort(10000 + Math.floor(Math.random() * (low - 10000)));
+      if (port !== null) return port;
+    }
+  }
+  const port = await tryPort(0);
+  if (port === null) throw new Error('no free loopback port');
+  return port;
 }
 
 export function redisServerBinary(): string {

@@ -181,9 +181,7 @@ export class LocalStack {
       podExists: (pod) => Boolean(this.sim.getPod(pod)),
     });
     await this.agents.start();
-
-    const wanted = this.options.apps ?? APPS;
-    for (const app of ['reconciler', 'pod-watcher', 'allocation-api', 'webhooks', 'admin'] as AppName[]) if (wanted.includes(app)) await this.startApp(app);
+    // Every in-process listener binds before the (slow) app starts: a port picked free is taken at once.
     this.gateway = new Gateway({
       host: '127.0.0.1',
       port: this.ports.gateway,
@@ -195,6 +193,9 @@ export class LocalStack {
       },
     });
     await this.gateway.start();
+
+    const wanted = this.options.apps ?? APPS;
+    for (const app of ['reconciler', 'pod-watcher', 'allocation-api', 'webhooks', 'admin'] as AppName[]) if (wanted.includes(app)) await this.startApp(app);
     await Promise.all(wanted.map((app) => this.waitReady(app)));
   }
 

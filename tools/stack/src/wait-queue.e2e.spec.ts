@@ -148,6 +148,31 @@ describe('wait instead of refuse, across two allocation-api processes', () => {
     expect(apiMetrics).toMatch(/^smart_router_wait_seconds_count\{[^}]*result="allocated"[^}]*\} [1-9]/m);
   }, 30000);
 
+  it('an operator undrain hands the pod to a waiter at once', async () => {
+    const drained = 'voice-agent-5';
+    expect(await admin('/api/v1/drain', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pod_name: drained }) })).toMatchObject({ success: true });
+    for (let index = 0; index < REPLICAS - 1; index += 1) expect((await post(apis[index % 2], '/api/v1/allocate', { call_sid: `undrain-hold-${index}` })).status).toBe(200);
+    const waiting = post(apis[0], '/api/v1/allocate', { call_sid: 'undrain-waiter', wait_ms: 8000 });
+    await waitFor(async () => (await redis.zcard(stack.keys.waitQueue())) === 1, { what: 'the request to wait' });
+    const undrained = Date.now();
+    expect(await admin('/api/v1/undrain', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pod_name: drained }) })).toMatchObject({ success: true });
+    expect(await waiting).toMatchObject({ status: 200, body: { pod_name: drained, was_existing: false } });
+    expect(Date.now() - undrained).toBeLessThan(2000);
+  }, 30000);
+
+  it('a new pod becoming ready hands itself to a waiter (StatefulSet scaled up in the simulated cluster)', async () => {
+    for (let index = 0; index < REPLICAS; index += 1) expect((await post(apis[index % 2], '/api/v1/allocate', { call_sid: `scale-hold-${index}` })).status).toBe(200);
+    const waiting = post(apis[1], '/api/v1/allocate', { call_sid: 'scale-waiter', wait_ms: 9000 });
+    await waitFor(async () => (await redis.zcard(stack.keys.waitQueue())) === 1, { what: 'the request to wait' });
+    stack.sim.scale(REPLICAS + 1);
+    const newPod = `voice-agent-${REPLICAS}`;
+    expect(await waiting).toMatchObject({ status: 200, body: { pod_name: newPod, was_existing: false } });
+    // Back to REPLICAS pods: the call on the new pod ends first, then the pod goes and leaves nothing behind.
+    expect((await post(apis[0], '/api/v1/release', { call_sid: 'scale-waiter' })).status).toBe(200);
+    stack.sim.scale(REPLICAS);
+    await waitFor(async () => !(await redis.sismember(stack.keys.pods(), newPod)), { timeoutMs: 15000, what: `${newPod} to be removed` });
+  }, 40000);
+
   it('a provider answer webhook waits WEBHOOK_WAIT_MS for a pod, then answers the stream document', async () => {
     for (let index = 0; index < REPLICAS; index += 1) expect((await post(apis[0], '/api/v1/allocate', { call_sid: `hook-hold-${index}` })).status).toBe(200);
     const answer = fetch(`${stack.url('webhooks')}/api/v1/twilio/answer`, {
