@@ -43,9 +43,7 @@ export class Telemetry {
     metrics.setGlobalMeterProvider(this.meterProvider);
     if (otlpEndpoint) {
       // Loaded only here: an app without an endpoint never pays for the exporter.
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
       const { BasicTracerProvider, BatchSpanProcessor } = require('@opentelemetry/sdk-trace-base') as typeof import('@opentelemetry/sdk-trace-base');
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
       const { OTLPTraceExporter } = require('@opentelemetry/exporter-trace-otlp-http') as typeof import('@opentelemetry/exporter-trace-otlp-http');
       // The sampler (OTEL_TRACES_SAMPLER, _ARG) and span limits come from the environment, as before.
       const provider = new BasicTracerProvider({
