@@ -9,8 +9,8 @@ export interface ErrorCounter {
 }
 
 /**
- * The one place errors become HTTP answers. Expected 4xx: one warn line, no
- * stack. Anything unexpected: 500 with no detail in the body, full detail in
+ * The one place errors become HTTP answers. Expected 4xx and our own 503s:
+ * one warn line, no stack. Anything unexpected: 500 with no detail in the body, full detail in
  * the log.
  */
 @Catch()
@@ -23,7 +23,8 @@ export class JsonExceptionFilter implements ExceptionFilter {
     const request = http.getRequest<FastifyRequest>();
     const { status, code, message } = this.describe(exception, request);
     const where = `${request.method} ${request.url.split('?')[0]}`;
-    if (status >= 500 && code !== 'REDIS_UNAVAILABLE' && code !== 'STATE_REBUILDING' && code !== 'NO_POD_AVAILABLE') {
+    // A 503 we chose to answer (Redis down, not replicated, rebuilding, fleet not known yet) is expected: one line.
+    if (status >= 500 && !(exception instanceof ApiError && status === 503)) {
       this.logger.error(`${where} failed: ${(exception as Error)?.message ?? String(exception)}`, (exception as Error)?.stack);
     } else {
       this.logger.warn(`${where} -> ${status} ${code}: ${message}`);
