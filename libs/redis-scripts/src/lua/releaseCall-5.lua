@@ -82,11 +82,12 @@ local wasDraining = rcall('EXISTS', P.draining .. name)
 
 -- Only the incarnation the call was placed on gets the slot back: a pod that
 -- restarted under the same name (new UID) already started empty.
-if rcall('HGET', P.pod .. name, 'uid') == (call[2] or '') then
+local pod = rcall('HMGET', P.pod .. name, 'uid', 'allocated_call_sid')
+if pod[1] == (call[2] or '') then
   if rcall('GET', P.lease .. name) == sid then
     rcall('DEL', P.lease .. name)
   end
-  if rcall('HGET', P.pod .. name, 'allocated_call_sid') == sid then
+  if pod[2] == sid then
     rcall('HDEL', P.pod .. name, 'allocated_call_sid', 'allocated_at', 'source_pool', 'allocation_id')
   end
   if rcall('SCARD', P.calls .. name) == 0 then

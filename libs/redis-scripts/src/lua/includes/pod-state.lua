@@ -27,7 +27,7 @@ end
 -- Held out of the pools: an operator's drain or a fleet scale-down's removal
 -- mark (pod:removing:{name}, its own key so neither clears the other).
 local function isHeld(P, name)
-  return redis.call('EXISTS', P.draining .. name) == 1 or redis.call('EXISTS', P.removing .. name) == 1
+  return redis.call('EXISTS', P.draining .. name, P.removing .. name) > 0
 end
 
 -- The one definition of "allocatable": assigned to a tier, Ready, not
