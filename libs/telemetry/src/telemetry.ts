@@ -1,58 +1,31 @@
-import { context, metrics, propagation, trace, Meter, Span, SpanStatusCode, Tracer, TracerProvider } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { context, metrics, propagation, trace, Meter, Span, SpanStatusCode, Tracer } from '@opentelemetry/api';
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
-import { Resource, defaultResource, detectResources, envDetector, hostDetector, processDetector, resourceFromAttributes } from '@opentelemetry/resources';
-import { MeterProvider } from '@opentelemetry/sdk-metrics';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { BatchSpanProcessor, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 
 /**
  * OpenTelemetry for one app: traces (exported over OTLP when
  * OTEL_EXPORTER_OTLP_ENDPOINT is set, otherwise only used for trace ids in
  * logs and across the Redis streams) and metrics served as Prometheus text on
  * the app's own `/metrics` route (no second port).
- *
- * Assembled from the SDK's parts as `NodeSDK` did it for us (the W3C trace
- * context and baggage propagators, an AsyncLocalStorage context manager, the
- * env/process/host resource, a MeterProvider for the Prometheus reader, a
- * tracer provider only when there is somewhere to send spans, its sampler from
- * OTEL_TRACES_SAMPLER), without what NodeSDK also loaded and we never used: the
- * exporters of every protocol and an OTLP log exporter (we log JSON lines).
- * The OTLP trace exporter is loaded only with an endpoint. About 10 MB less
- * RSS per app.
  */
 export class Telemetry {
   private static current: Telemetry | null = null;
   private readonly exporter = new PrometheusExporter({ preventServerStart: true });
   private readonly serializer = new PrometheusSerializer();
-  private readonly meterProvider: MeterProvider;
-  private readonly tracerProvider: (TracerProvider & { shutdown(): Promise<void> }) | null = null;
+  private readonly sdk: NodeSDK;
 
   /** Spans leave the process (an OTLP endpoint is set); without it only trace context travels. */
   readonly exportsSpans: boolean;
 
   private constructor(readonly serviceName: string, otlpEndpoint: string | undefined) {
     this.exportsSpans = Boolean(otlpEndpoint);
-    const contextManager = new AsyncLocalStorageContextManager();
-    contextManager.enable();
-    context.setGlobalContextManager(contextManager);
-    propagation.setGlobalPropagator(new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }));
-    const resource: Resource = defaultResource()
-      .merge(detectResources({ detectors: [envDetector, processDetector, hostDetector] }))
-      .merge(resourceFromAttributes({ 'service.name': serviceName }));
-    this.meterProvider = new MeterProvider({ resource, readers: [this.exporter] });
-    metrics.setGlobalMeterProvider(this.meterProvider);
-    if (otlpEndpoint) {
-      // Loaded only here: an app without an endpoint never pays for the exporter.
-      const { BasicTracerProvider, BatchSpanProcessor } = require('@opentelemetry/sdk-trace-base') as typeof import('@opentelemetry/sdk-trace-base');
-      const { OTLPTraceExporter } = require('@opentelemetry/exporter-trace-otlp-http') as typeof import('@opentelemetry/exporter-trace-otlp-http');
-      // The sampler (OTEL_TRACES_SAMPLER, _ARG) and span limits come from the environment, as before.
-      const provider = new BasicTracerProvider({
-        resource,
-        spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: `${otlpEndpoint.replace(/\/$/, '')}/v1/traces` }))],
-      });
-      trace.setGlobalTracerProvider(provider);
-      this.tracerProvider = provider;
-    }
+    const spanProcessors: SpanProcessor[] = otlpEndpoint
+      ? [new BatchSpanProcessor(new OTLPTraceExporter({ url: `${otlpEndpoint.replace(/\/$/, '')}/v1/traces` }))]
+      : [];
+    this.sdk = new NodeSDK({ serviceName, metricReader: this.exporter, spanProcessors, instrumentations: [] });
+    this.sdk.start();
   }
 
   /** Starts the SDK once per process; later calls return the same instance. */
@@ -83,7 +56,7 @@ export class Telemetry {
   }
 
   async shutdown(): Promise<void> {
-    await Promise.all([this.tracerProvider?.shutdown(), this.meterProvider.shutdown()]).catch(() => undefined);
+    await this.sdk.shutdown().catch(() => undefined);
     Telemetry.current = null;
   }
 }
