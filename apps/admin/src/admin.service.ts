@@ -1,13 +1,12 @@
-import { Queue } from 'bullmq';
 import { Counter, ObservableGauge } from '@opentelemetry/api';
 import { ApiError, RedisUnavailableError } from '@smart-router/http';
 import { MerchantConfig, ScriptCode, fromTierDocument, merchantConfigProblem, toTierDocument } from '@smart-router/allocation';
 import { InvariantViolation, PoolScripts, TierInUseError } from '@smart-router/redis-scripts';
 import { validateTierConfig, ConfigError, CommonSettings } from '@smart-router/config';
-import { JOBS } from '@smart-router/events';
 import { Telemetry } from '@smart-router/telemetry';
 import { PoolMetrics, storeFailure } from '@smart-router/pool-state';
 import { PoolStateRepository } from './pool-state.repository';
+import { ReconcileQueue } from './reconcile-queue';
 
 /**
  * The admin decisions. Reads may take several round trips (a status page is
@@ -22,7 +21,7 @@ export class AdminService {
   constructor(
     private readonly repository: PoolStateRepository,
     private readonly scripts: PoolScripts,
-    private readonly queue: Queue,
+    private readonly queue: ReconcileQueue,
     private readonly settings: CommonSettings,
     telemetry: Telemetry,
     metrics: PoolMetrics,
@@ -209,8 +208,8 @@ export class AdminService {
 
   reconcileNow() {
     return this.guard('reconcile', async () => {
-      const job = await this.queue.add(JOBS.fullReconcile.name, {}, { removeOnComplete: 100, removeOnFail: 100 });
-      return { success: true, job_id: job.id, job: JOBS.fullReconcile.name };
+      const job = await this.queue.fullReconcile();
+      return { success: true, job_id: job.id, job: job.name };
     });
   }
 

@@ -1,4 +1,7 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { Queue } from 'bullmq';
+import Redis from 'ioredis';
+import { JOBS, RECONCILER_QUEUE } from '@smart-router/events';
 import { PoolFixture, createPoolFixture, sharedRedisUrl } from '@smart-router/testing';
 import { bootstrap } from './main';
 
@@ -197,6 +200,19 @@ describe('admin API', () => {
     await admin.call('DELETE', '/api/v1/admin/merchants/by-tier');
     await admin.call('PUT', '/api/v1/admin/merchants/by-fallback', { tier: 'standard' });
     expect((await admin.call('PUT', '/api/v1/admin/tiers', withoutPremium)).status).toBe(200);
+  });
+
+  it('reconcile enqueues a full-reconcile job on the reconciler queue (BullMQ opened on first use)', async () => {
+    const answers = [await admin.call('POST', '/api/v1/admin/reconcile'), await admin.call('POST', '/api/v1/admin/reconcile')];
+    const queue = new Queue(RECONCILER_QUEUE, { connection: new Redis(sharedRedisUrl(), { maxRetriesPerRequest: null }), prefix: pool.keys.bullPrefix() });
+    try {
+      for (const answer of answers) {
+        expect(answer).toMatchObject({ status: 202, body: { success: true, job: JOBS.fullReconcile.name } });
+        expect((await queue.getJob(String(answer.body.job_id)))?.name).toBe(JOBS.fullReconcile.name);
+      }
+    } finally {
+      await queue.close();
+    }
   });
 
   it('invariants report a corrupted state', async () => {

@@ -1,11 +1,9 @@
 import { DynamicModule, Inject, Injectable, Logger, Module, OnApplicationShutdown } from '@nestjs/common';
-import { Queue } from 'bullmq';
 import type Redis from 'ioredis';
-import { RECONCILER_QUEUE } from '@smart-router/events';
 import { BearerTokens, HealthModule, MetricsController } from '@smart-router/http';
 import { PoolMetrics, PoolStateModule, REQUEST_REDIS, redisReadiness, replicationLimits } from '@smart-router/pool-state';
 import { RedisKeys } from '@smart-router/redis-keys';
-import { FleetScripts, PoolScripts, bullConnection, createRedis } from '@smart-router/redis-scripts';
+import { FleetScripts, PoolScripts, createRedis } from '@smart-router/redis-scripts';
 import { Telemetry } from '@smart-router/telemetry';
 import { AdminConfig } from './admin.config';
 import { AdminController } from './admin.controller';
@@ -17,14 +15,15 @@ import { EventLogController } from './event-log.controller';
 import { EventLogRepository } from './event-log.repository';
 import { EventStreamService } from './event-stream.service';
 import { PodListRepository } from './pod-list.repository';
+import { ReconcileQueue } from './reconcile-queue';
 import { FleetController } from './fleet.controller';
 import { AdminFleetService } from './fleet.service';
 
 @Injectable()
 class QueueCloser implements OnApplicationShutdown {
-  constructor(@Inject(Queue) private readonly queue: Queue) {}
+  constructor(private readonly queue: ReconcileQueue) {}
   async onApplicationShutdown(): Promise<void> {
-    await this.queue.close().catch(() => undefined);
+    await this.queue.close();
   }
 }
 
@@ -40,21 +39,12 @@ export class AppModule {
       controllers: [AdminController, FleetController, EventLogController, DashboardController, OpenApiController, MetricsController],
       providers: [
         { provide: BearerTokens, useValue: new BearerTokens(config.operatorTokens, config.viewerTokens) },
-        {
-          provide: Queue,
-          inject: [RedisKeys],
-          useFactory: (keys: RedisKeys) => {
-            const queue = new Queue(RECONCILER_QUEUE, { connection: bullConnection(config.common.redis, 'request', 'admin-queue'), prefix: keys.bullPrefix() });
-            // Enqueue failures reach the caller (503); connection-level errors are only logged.
-            queue.on('error', (error) => new Logger('ReconcilerQueue').warn(`reconciler queue connection: ${error.message}`));
-            return queue;
-          },
-        },
+        { provide: ReconcileQueue, inject: [RedisKeys], useFactory: (keys: RedisKeys) => new ReconcileQueue(config.common.redis, keys.bullPrefix()) },
         { provide: PoolStateRepository, inject: [REQUEST_REDIS, RedisKeys], useFactory: (redis: Redis, keys: RedisKeys) => new PoolStateRepository(redis, keys) },
         {
           provide: AdminService,
-          inject: [PoolStateRepository, PoolScripts, Queue, PoolMetrics],
-          useFactory: (repository: PoolStateRepository, scripts: PoolScripts, queue: Queue, metrics: PoolMetrics) => new AdminService(repository, scripts, queue, config.common, telemetry, metrics),
+          inject: [PoolStateRepository, PoolScripts, ReconcileQueue, PoolMetrics],
+          useFactory: (repository: PoolStateRepository, scripts: PoolScripts, queue: ReconcileQueue, metrics: PoolMetrics) => new AdminService(repository, scripts, queue, config.common, telemetry, metrics),
         },
         {
           provide: AdminFleetService,
