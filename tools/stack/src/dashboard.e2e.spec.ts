@@ -12,16 +12,6 @@ import { FREE_PORTS, LocalStack } from './stack';
  */
 
 
-/**
- * Clicks the element matching `selector` in one step inside the page: live
- * events re-render the pod table, so a handle found first may be detached by
- * the time a separate click reaches it.
- */
-async function clickLive(page: Page, selector: string): Promise<void> {
-  await page.waitForSelector(selector);
-  await page.$eval(selector, (element) => (element as unknown as { click(): void }).click());
-}
-
 const ROOT = join(__dirname, '..', '..', '..');
 const ARTIFACTS = join(ROOT, '.local', 'artifacts');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -102,7 +92,7 @@ describe('the SRE dashboard in a real browser', () => {
     expect(await page.$$('button[data-action="drain"]')).toHaveLength(PODS.length);
     expect(await podState('voice-agent-3')).toBe('available');
     const clicked = Date.now();
-    await clickLive(page, 'button[data-pod="voice-agent-3"][data-action="drain"]');
+    await page.click('button[data-pod="voice-agent-3"][data-action="drain"]');
     await page.waitForSelector('tr[data-pod="voice-agent-3"][data-state="draining"]', { timeout: 5000 });
     const elapsed = Date.now() - clicked;
     expect(elapsed).toBeLessThan(1000);
@@ -110,7 +100,7 @@ describe('the SRE dashboard in a real browser', () => {
     const status = (await (await fetch(`${stack.url('admin')}/api/v1/status`, { headers: { authorization: `Bearer ${VIEWER}` } })).json()) as { draining: string[] };
     expect(status.draining).toEqual(['voice-agent-3']);
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-drained.png'), fullPage: true });
-    await clickLive(page, 'button[data-pod="voice-agent-3"][data-action="undrain"]');
+    await page.click('button[data-pod="voice-agent-3"][data-action="undrain"]');
     await page.waitForSelector('tr[data-pod="voice-agent-3"][data-state="available"]', { timeout: 5000 });
   }, 60000);
 

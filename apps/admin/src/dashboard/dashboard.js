@@ -147,11 +147,26 @@ function actionCell(pod) {
     'data-action': draining ? 'undrain' : 'drain',
     'data-pod': pod.pod_name,
     disabled: state.busy.has(pod.pod_name),
-    onclick: () => setDrain(pod.pod_name, !draining),
   }, draining ? 'Undrain' : 'Drain'));
 }
 
+// One listener on the container, not one per button: a click still counts when live
+// events re-render the table between the press and the release.
+$('pools').addEventListener('click', (event) => {
+  const button = event.target instanceof Element ? event.target.closest('button[data-action]') : null;
+  if (button && !button.disabled) setDrain(button.dataset.pod, button.dataset.action === 'drain');
+});
+
+let shownPools = '';
+
 function renderPools(status, pods) {
+  // Unchanged pools (ages aside) keep their DOM: only the age cells tick.
+  const shown = JSON.stringify([status.pools, status.draining, pods, [...state.busy], state.role]);
+  if (shown === shownPools) {
+    for (const cell of $('pools').querySelectorAll('td[data-since]')) cell.textContent = age(Number(cell.dataset.since));
+    return;
+  }
+  shownPools = shown;
   const byName = new Map(pods.map((pod) => [pod.pod_name, pod]));
   const sections = Object.entries(status.pools).map(([name, tier]) => {
     const rows = tier.assigned.map((podName) => {
@@ -161,7 +176,7 @@ function renderPools(status, pods) {
         el('td', {}, podName),
         el('td', {}, el('span', { class: `state ${podStateName}` }, podStateName.replace('-', ' '))),
         loadCell(pod, tier),
-        el('td', { title: pod.updated_at ? new Date(pod.updated_at).toISOString() : '' }, age(pod.updated_at)),
+        el('td', { 'data-since': pod.updated_at || '', title: pod.updated_at ? new Date(pod.updated_at).toISOString() : '' }, age(pod.updated_at)),
         el('td', { class: 'uid', title: pod.uid || '' }, pod.uid ? pod.uid.slice(0, 8) : '—'),
         actionCell(pod));
     });
