@@ -1,10 +1,10 @@
-import { Counter, ObservableGauge } from '@opentelemetry/api';
-import { ApiError, RedisUnavailableError } from '@smart-router/http';
+import { ObservableGauge } from '@opentelemetry/api';
+import { ApiError } from '@smart-router/http';
 import { MerchantConfig, ScriptCode, fromTierDocument, merchantConfigProblem, toTierDocument } from '@smart-router/allocation';
 import { InvariantViolation, PoolScripts, TierInUseError } from '@smart-router/redis-scripts';
 import { validateTierConfig, ConfigError, CommonSettings } from '@smart-router/config';
 import { Telemetry } from '@smart-router/telemetry';
-import { PoolMetrics, storeFailure } from '@smart-router/pool-state';
+import { PoolMetrics, guardStore } from '@smart-router/pool-state';
 import { PoolStateRepository } from './pool-state.repository';
 import { ReconcileQueue } from './reconcile-queue';
 
@@ -15,7 +15,6 @@ import { ReconcileQueue } from './reconcile-queue';
  */
 export class AdminService {
   private violations = 0;
-  private readonly redisErrors: Counter;
   private readonly gauge: ObservableGauge;
 
   constructor(
@@ -24,11 +23,9 @@ export class AdminService {
     private readonly queue: ReconcileQueue,
     private readonly settings: CommonSettings,
     telemetry: Telemetry,
-    metrics: PoolMetrics,
+    private readonly metrics: PoolMetrics,
   ) {
     const meter = telemetry.meter();
-    // The same counter the allocator uses: one series per operation, whichever app failed.
-    this.redisErrors = metrics.redisErrors;
     this.gauge = meter.createObservableGauge('smart_router_invariant_violations', { description: 'Invariant violations found by a check at scrape time' });
     // Checked when Prometheus scrapes, so the alert does not depend on someone calling the API (a failed check observes nothing).
     this.gauge.addCallback(async (result) => {
@@ -36,7 +33,7 @@ export class AdminService {
         this.violations = (await this.scripts.checkInvariants()).length;
         result.observe(this.violations);
       } catch {
-        this.redisErrors.add(1, { operation: 'metrics' });
+        metrics.redisError('metrics');
       }
     });
     // Pool sizes and live calls, read from Redis when Prometheus scrapes (a failed read observes nothing).
@@ -54,20 +51,13 @@ export class AdminService {
         observer.observe(activeCalls, calls);
         observer.observe(waiting, queued);
       } catch {
-        this.redisErrors.add(1, { operation: 'metrics' });
+        metrics.redisError('metrics');
       }
     }, [poolPods, activeCalls, waiting]);
   }
 
-  private async guard<T>(operation: string, work: () => Promise<T>): Promise<T> {
-    try {
-      return await work();
-    } catch (error) {
-      if (error instanceof ApiError) throw error;
-      const failure = storeFailure(error);
-      if (failure instanceof RedisUnavailableError) this.redisErrors.add(1, { operation });
-      throw failure;
-    }
+  private guard<T>(operation: string, work: () => Promise<T>): Promise<T> {
+    return guardStore(this.metrics, operation, work);
   }
 
   private async tiers() {

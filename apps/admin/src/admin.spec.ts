@@ -204,7 +204,8 @@ describe('admin API', () => {
 
   it('reconcile enqueues a full-reconcile job on the reconciler queue (BullMQ opened on first use)', async () => {
     const answers = [await admin.call('POST', '/api/v1/admin/reconcile'), await admin.call('POST', '/api/v1/admin/reconcile')];
-    const queue = new Queue(RECONCILER_QUEUE, { connection: new Redis(sharedRedisUrl(), { maxRetriesPerRequest: null }), prefix: pool.keys.bullPrefix() });
+    const connection = new Redis(sharedRedisUrl(), { maxRetriesPerRequest: null });
+    const queue = new Queue(RECONCILER_QUEUE, { connection, prefix: pool.keys.bullPrefix() });
     try {
       for (const answer of answers) {
         expect(answer).toMatchObject({ status: 202, body: { success: true, job: JOBS.fullReconcile.name } });
@@ -212,6 +213,7 @@ describe('admin API', () => {
       }
     } finally {
       await queue.close();
+      await connection.quit();
     }
   });
 

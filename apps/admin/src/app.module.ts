@@ -51,7 +51,7 @@ export class AppModule {
           inject: [REQUEST_REDIS, RedisKeys, PoolMetrics],
           useFactory: (redis: Redis, keys: RedisKeys, metrics: PoolMetrics) => {
             const replication = replicationLimits(config.common.redis, (script) => metrics.notReplicated.add(1, { script }));
-            return new AdminFleetService(redis, keys, new FleetScripts(redis, keys, config.fleet.statefulSet, config.common.streamMaxLen, replication), config.fleet);
+            return new AdminFleetService(redis, keys, new FleetScripts(redis, keys, config.fleet.statefulSet, config.common.streamMaxLen, replication), config.fleet, metrics);
           },
         },
         QueueCloser,

@@ -72,4 +72,15 @@ describe('admin answers match their documented schemas', () => {
     }
     expect(statuses).toEqual([200, 202, 202, 400, 200, 200, 400, 200, 400, 200, 200]);
   });
+
+  it('a Redis failure is a documented, counted 503, never an empty answer', async () => {
+    await pool.redis.set(pool.keys.fleetPlan(), 'not a hash');
+    for (const [route, path] of [[adminRoutes.fleet, '/api/v1/admin/fleet'], [adminRoutes.autoscaler, '/api/v1/admin/autoscaler'], [adminRoutes.scaleFleet, '/api/v1/admin/fleet/scale']] as const) {
+      const result = await answer(route, path, route.method === 'POST' ? { replicas: 2 } : undefined);
+      expect({ path, status: result.status, code: (result.json as { code?: string }).code, problems: result.problems }).toEqual({ path, status: 503, code: 'REDIS_UNAVAILABLE', problems: [] });
+    }
+    await pool.redis.del(pool.keys.fleetPlan());
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/^smart_router_redis_errors_total\{[^}]*operation="fleet"[^}]*\} [1-9]/m);
+  });
 });

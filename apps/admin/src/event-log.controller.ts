@@ -2,7 +2,7 @@ import { Controller, Get, Headers, Query, Res } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import { isPodName } from '@smart-router/allocation';
 import { ApiError, BearerTokens, RedisUnavailableError, requireCallId } from '@smart-router/http';
-import { PoolMetrics } from '@smart-router/pool-state';
+import { PoolMetrics, guardStore } from '@smart-router/pool-state';
 import { EventFilter, EventLogRepository } from './event-log.repository';
 import { EventStreamService } from './event-stream.service';
 import { PodListRepository } from './pod-list.repository';
@@ -80,13 +80,7 @@ export class EventLogController {
     return { role: this.tokens.roleOf(auth), tokens_required: this.tokens.enabled };
   }
 
-  private async guard<T>(operation: string, work: () => Promise<T>): Promise<T> {
-    try {
-      return await work();
-    } catch (error) {
-      if (error instanceof ApiError) throw error;
-      this.metrics.redisErrors.add(1, { operation });
-      throw new RedisUnavailableError(error);
-    }
+  private guard<T>(operation: string, work: () => Promise<T>): Promise<T> {
+    return guardStore(this.metrics, operation, work);
   }
 }

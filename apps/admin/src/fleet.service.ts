@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import { ApiError } from '@smart-router/http';
-import { storeFailure } from '@smart-router/pool-state';
+import { PoolMetrics, guardStore } from '@smart-router/pool-state';
 import { AutoscalerSettings, FleetSettings, MAX_FLEET_REPLICAS, parseStoredAutoscaler, validateAutoscalerUpdate } from '@smart-router/config';
 import { RedisKeys } from '@smart-router/redis-keys';
 import { FleetScripts } from '@smart-router/redis-scripts';
@@ -22,15 +22,11 @@ export class AdminFleetService {
     private readonly keys: RedisKeys,
     private readonly fleet: FleetScripts,
     private readonly settings: FleetSettings,
+    private readonly metrics: PoolMetrics,
   ) {}
 
-  private async guard<T>(work: () => Promise<T>): Promise<T> {
-    try {
-      return await work();
-    } catch (error) {
-      if (error instanceof ApiError) throw error;
-      throw storeFailure(error);
-    }
+  private guard<T>(work: () => Promise<T>): Promise<T> {
+    return guardStore(this.metrics, 'fleet', work);
   }
 
   private async autoscalerSettings(): Promise<AutoscalerSettings> {

@@ -57,6 +57,22 @@ export function storeFailure(error: unknown): ApiError {
   return new RedisUnavailableError(error);
 }
 
+/**
+ * Runs Redis work behind an API route: our own answers (ApiError) pass
+ * through; any other failure is counted under `operation` when Redis did not
+ * answer, and becomes its 503 (never a "false" or an empty answer).
+ */
+export async function guardStore<T>(metrics: PoolMetrics, operation: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof ApiError) throw error;
+    const failure = storeFailure(error);
+    if (failure instanceof RedisUnavailableError) metrics.redisError(operation);
+    throw failure;
+  }
+}
+
 /** The refusal of a store failure thrown by redisCall; null for anything else (a bug: rethrown). */
 function storeRefusal(error: unknown): Refusal | null {
   if (error instanceof RedisUnavailableError) return REFUSALS.redisUnavailable;
@@ -227,7 +243,7 @@ export class CallAllocator {
    * connected, which keeps it past the connect deadline. Idempotent.
    */
   async connect(callSid: string, source: string, allocationId?: number): Promise<Connection> {
-    if (!isCallSid(callSid)) throw ApiError.badRequest('call_sid is required (1-128 chars of A-Za-z0-9._:-)');
+    if (!isCallSid(callSid)) throw refusalError(REFUSALS.badCallSid);
     const result = await this.redisCall('connect', 'connectCall', callSid, () => this.scripts.connect(callSid, source, allocationId));
     if (result.ok) return result.connection;
     if (result.code === ScriptCode.StaleAllocation) throw refusalError(REFUSALS.staleAllocation);
