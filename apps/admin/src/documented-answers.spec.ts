@@ -2,6 +2,7 @@ import Ajv2020 from 'ajv/dist/2020';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { RouteContract, adminRoutes } from '@smart-router/api-contract';
 import { PoolFixture, createPoolFixture, sharedRedisUrl } from '@smart-router/testing';
+import { AdminFleetService } from './fleet.service';
 import { bootstrap } from './main';
 
 /**
@@ -71,6 +72,16 @@ describe('admin answers match their documented schemas', () => {
       expect({ path, body, ...result }).toMatchObject({ path, problems: [] });
     }
     expect(statuses).toEqual([200, 202, 202, 400, 200, 200, 400, 200, 400, 200, 200]);
+  });
+
+  it('concurrent autoscaler updates of different fields all land (compare-and-set)', async () => {
+    const updates = [{ buffer: 5 }, { scale_down_delay_seconds: 77 }, { min_replicas: 2 }, { max_replicas: 9 }, { enabled: true }];
+    // Straight to the service, all in one tick: every read happens before any write, the worst interleaving.
+    const fleet = app.get(AdminFleetService);
+    await Promise.all(updates.map((update) => fleet.putAutoscaler(update)));
+    const stored = await answer(adminRoutes.autoscaler, '/api/v1/admin/autoscaler');
+    expect(stored.json).toMatchObject({ buffer: 5, scale_down_delay_seconds: 77, min_replicas: 2, max_replicas: 9, enabled: true });
+    await answer(adminRoutes.putAutoscaler, '/api/v1/admin/autoscaler', { enabled: false });
   });
 
   it('a Redis failure is a documented, counted 503, never an empty answer', async () => {

@@ -11,6 +11,9 @@ export interface FleetView {
   pending_removal: string[];
 }
 
+/** Compare-and-set rounds before a PUT of the autoscaler settings gives up (503 CONFIG_CHANGING). */
+const AUTOSCALER_WRITE_ATTEMPTS = 8;
+
 /**
  * The fleet and its autoscaler as SREs see and steer them (SPEC 9.1). The
  * admin app never talks to Kubernetes: it sets the plan in Redis (planFleet)
@@ -82,13 +85,17 @@ export class AdminFleetService {
     });
   }
 
+  /** Any subset of the settings; concurrent updates of different fields all land (compare-and-set, retried). */
   putAutoscaler(body: unknown) {
     return this.guard(async () => {
-      const result = validateAutoscalerUpdate(body, await this.autoscalerSettings());
-      if (!result.ok) throw ApiError.badRequest(result.message, result.code);
-      await this.redis.set(this.keys.autoscalerConfig(), JSON.stringify(result.settings));
-      if (!result.settings.enabled) await this.redis.hdel(this.keys.autoscalerState(), 'surplus_since');
-      return this.autoscaler();
+      // Each conflicting round lets at least one writer through, so this many concurrent PUTs all land.
+      for (let attempt = 1; attempt <= AUTOSCALER_WRITE_ATTEMPTS; attempt += 1) {
+        const stored = await this.redis.get(this.keys.autoscalerConfig());
+        const result = validateAutoscalerUpdate(body, parseStoredAutoscaler(stored, this.settings.autoscaler));
+        if (!result.ok) throw ApiError.badRequest(result.message, result.code);
+        if (await this.fleet.setAutoscalerConfig(JSON.stringify(result.settings), stored ?? '', result.settings.enabled)) return this.autoscaler();
+      }
+      throw ApiError.unavailable('autoscaler settings keep changing, retry', 'CONFIG_CHANGING');
     });
   }
 }

@@ -199,7 +199,12 @@ export const adminRoutes = {
       enabled: Type.Optional(Type.Boolean()), min_replicas: Type.Optional(Type.Integer({ minimum: 0 })), max_replicas: Type.Optional(Type.Integer({ minimum: 0 })),
       buffer: Type.Optional(Type.Integer({ minimum: 0 })), scale_down_delay_seconds: Type.Optional(Type.Integer({ minimum: 0 })),
     }, { additionalProperties: false }),
-    responses: { 200: { description: 'saved: the GET document', schema: AutoscalerView }, 400: errorResponse('invalid settings', 'INVALID_AUTOSCALER_CONFIG', 'INVALID_REPLICA_RANGE', 'INVALID_BODY'), ...operatorErrors },
+    responses: {
+      200: { description: 'saved: the GET document', schema: AutoscalerView },
+      400: errorResponse('invalid settings', 'INVALID_AUTOSCALER_CONFIG', 'INVALID_REPLICA_RANGE', 'INVALID_BODY'),
+      ...operatorErrors,
+      503: errorResponse('Redis unavailable, or the settings kept changing under concurrent updates: retry', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED', 'CONFIG_CHANGING'),
+    },
   },
   // The SREs' read side (SPEC 9.4; apps/admin/src/event-log.controller.ts validates its query itself).
   events: {

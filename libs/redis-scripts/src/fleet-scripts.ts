@@ -55,6 +55,15 @@ export class FleetScripts {
     return [k.fleetPlan(), k.fleetRemoving(), k.pods(), k.tierConfig(), k.fleetStream()];
   }
 
+  /**
+   * Stores the autoscaler settings if the stored document is still `readAs`
+   * (what the caller merged into; '' = none): false when it changed meanwhile.
+   */
+  async setAutoscalerConfig(settingsJson: string, readAs: string, enabled: boolean): Promise<boolean> {
+    const k = this.keys;
+    return Number(await this.script('setAutoscalerConfig')(k.autoscalerConfig(), k.autoscalerState(), settingsJson, readAs, enabled ? '0' : '1')) === 1;
+  }
+
   /** Sets the target; null when the StatefulSet's size was never observed yet. */
   async plan(target: number, reason: string, now = Date.now()): Promise<FleetPlanResult | null> {
     const reply = await this.script('planFleet')(...this.planKeys(), target, this.statefulSet, now, reason, this.prefixes, this.streamMaxLen);

@@ -420,6 +420,10 @@ describe('keys the scripts actually touch (MONITOR trace)', () => {
       await fleet.plan(5, 'trace');
       await fleet.step(5, 'trace-lock', 5000);
       await fleet.unlock('trace-lock');
+      // Autoscaler settings: a write, a stale compare-and-set, a disabling write.
+      await fleet.setAutoscalerConfig('{"enabled":true}', '', true);
+      await fleet.setAutoscalerConfig('{"enabled":false}', 'stale', false);
+      await fleet.setAutoscalerConfig('{"enabled":false}', '{"enabled":true}', false);
       await scripts.setMerchantConfig('late', '{"tier":"basic"}', 'a document nobody stored');
       await scripts.setMerchantConfig('late', '', '*');
       await scripts.ping();
