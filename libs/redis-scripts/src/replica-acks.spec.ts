@@ -2,7 +2,16 @@ import Redis from 'ioredis';
 import { ScriptCode } from '@smart-router/allocation';
 import { PoolFixture, RedisServer, createPoolFixture, waitFor } from '@smart-router/testing';
 import { FleetScripts } from './fleet-scripts';
-import { NotReplicatedError } from './pool-scripts';
+import { NotReplicatedError, PoolScripts, ReplicationLimits } from './pool-scripts';
+
+/**
+ * Two WAIT budgets. A write the replica must confirm gets a generous one, so a
+ * busy CI machine (2 cores, many suites at once) cannot fail it by being slow;
+ * a write sent while the replica is stopped gets a short one, so the test does
+ * not sit out the generous budget to see the refusal.
+ */
+const CONFIRMED_WAIT_MS = 5000;
+const SHORT_WAIT_MS = 300;
 
 /** WAIT after state-changing scripts (REDIS_REPLICA_ACKS), on a real primary and replica. */
 describe('replica acknowledgements', () => {
@@ -11,17 +20,23 @@ describe('replica acknowledgements', () => {
   let replicaClient: Redis;
   let admin: Redis;
   let pool: PoolFixture;
+  /** The same pool's scripts with the short WAIT budget, for writes while the replica is stopped. */
+  let impatient: PoolScripts;
   let shortfalls: string[];
+  const impatientLimits = (): ReplicationLimits => ({ replicaAcks: 1, waitTimeoutMs: SHORT_WAIT_MS, onNotReplicated: (script) => shortfalls.push(script) });
 
   const waits = async () => Number(/cmdstat_wait:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0);
-  const allocate = (callSid: string) => pool.scripts.allocate({ callSid, merchantId: '', provider: '', metadata: '', refuseTombstoned: false });
+  const allocateWith = (scripts: PoolScripts, callSid: string) => scripts.allocate({ callSid, merchantId: '', provider: '', metadata: '', refuseTombstoned: false });
+  const allocate = (callSid: string) => allocateWith(pool.scripts, callSid);
 
   beforeAll(async () => {
-    primary = await RedisServer.start();
+    primary = await RedisServer.start(undefined, ['--repl-diskless-sync-delay', '0']);
     replica = await RedisServer.start(undefined, ['--replicaof', '127.0.0.1', String(primary.port)]);
     admin = new Redis(primary.url, { maxRetriesPerRequest: 1 });
     replicaClient = new Redis(replica.url, { maxRetriesPerRequest: 1 });
     await waitFor(async () => /slave0:.*state=online/.test(await admin.info('replication')), { what: 'replica online' });
+    // Online is not yet acknowledging: start only once a WAIT is answered by it.
+    await waitFor(async () => Number(await admin.call('WAIT', 1, 1000)) === 1, { what: 'replica acknowledges' });
   });
   afterAll(async () => {
     await Promise.all([admin.quit(), replicaClient.quit()]);
@@ -34,8 +49,9 @@ describe('replica acknowledgements', () => {
       url: primary.url,
       pods: ['voice-agent-0', 'voice-agent-1'],
       tierConfig: '{"standard":{"type":"exclusive","target":0}}',
-      limits: { replicaAcks: 1, waitTimeoutMs: 300, onNotReplicated: (script) => shortfalls.push(script) },
+      limits: { replicaAcks: 1, waitTimeoutMs: CONFIRMED_WAIT_MS, onNotReplicated: (script) => shortfalls.push(script) },
     });
+    impatient = new PoolScripts(pool.redis, pool.keys, { callTtlSeconds: 3600, tombstoneTtlSeconds: 60, streamMaxLen: 10000, connectTimeoutMs: 0, ...impatientLimits() });
   });
   afterEach(async () => {
     replica.resume();
@@ -57,8 +73,8 @@ describe('replica acknowledgements', () => {
   it('throws NotReplicatedError (and counts it) when the replica does not confirm in time; the same call retried is safe', async () => {
     replica.pause();
     const started = Date.now();
-    await expect(allocate('CA-unconfirmed')).rejects.toThrow(NotReplicatedError);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    await expect(allocateWith(impatient, 'CA-unconfirmed')).rejects.toThrow(NotReplicatedError);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(SHORT_WAIT_MS - 50);
     expect(shortfalls).toEqual(['allocateCall']);
     // The write happened on the primary; the replica has not confirmed it.
     const pod = await pool.redis.hget(pool.keys.call('CA-unconfirmed'), 'pod_name');
@@ -69,12 +85,13 @@ describe('replica acknowledgements', () => {
   });
 
   it('the fleet plan obeys the same WAIT: a scale decision the replica did not confirm is a NotReplicatedError', async () => {
-    const fleet = new FleetScripts(pool.redis, pool.keys, 'voice-agent', 1000, { replicaAcks: 1, waitTimeoutMs: 300, onNotReplicated: (script) => shortfalls.push(script) });
+    const fleet = new FleetScripts(pool.redis, pool.keys, 'voice-agent', 1000, { replicaAcks: 1, waitTimeoutMs: CONFIRMED_WAIT_MS, onNotReplicated: (script) => shortfalls.push(script) });
+    const impatientFleet = new FleetScripts(pool.redis, pool.keys, 'voice-agent', 1000, impatientLimits());
     const before = await waits();
     expect(await fleet.step(2, 'token', 5000)).toEqual({ action: 'steady', target: 2 });
     expect(await waits()).toBe(before + 1);
     replica.pause();
-    await expect(fleet.plan(3, 'test')).rejects.toThrow(NotReplicatedError);
+    await expect(impatientFleet.plan(3, 'test')).rejects.toThrow(NotReplicatedError);
     expect(shortfalls).toEqual(['planFleet']);
     replica.resume();
     expect(await replicaClient.hget(pool.keys.fleetPlan(), 'target')).toBe('3');
@@ -84,7 +101,7 @@ describe('replica acknowledgements', () => {
     expect((await allocate('CA-a')).ok).toBe(true);
     expect((await allocate('CA-b')).ok).toBe(true);
     replica.pause();
-    expect(await allocate('CA-c')).toEqual({ ok: false, code: ScriptCode.NoPod });
+    expect(await allocateWith(impatient, 'CA-c')).toEqual({ ok: false, code: ScriptCode.NoPod });
     expect(shortfalls).toEqual([]);
   });
 
