@@ -7,7 +7,7 @@ export interface LoggedEvent {
   stream: string;
   type: string;
   at: number;
-  [field: string]: string | number;
+  [field: string]: string | number | null;
 }
 
 export interface EventFilter {
@@ -97,11 +97,19 @@ function toEvent(stream: string, id: string, fields: string[]): LoggedEvent {
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const [name, value] = [fields[i], fields[i + 1]];
     if (HIDDEN_FIELDS.has(name) || name === 'id' || name === 'stream') continue;
-    event[name] = name === 'at' && /^\d+$/.test(value) ? Number(value) : value;
+    event[name] = TIME_FIELDS.has(name) ? toTime(value) : value;
   }
   // Pod events name their pod `name`; the log answers `pod` for every event.
   if (event.pod === undefined && typeof event.name === 'string') event.pod = event.name;
   return event;
+}
+
+/** Fields holding ms since the Unix epoch: numbers in the log, null when empty (a call never connected). */
+const TIME_FIELDS = new Set(['at', 'connected_at']);
+
+function toTime(value: string): number | string | null {
+  if (value === '') return null;
+  return /^\d+$/.test(value) ? Number(value) : value;
 }
 
 function matches(event: LoggedEvent, filter: EventFilter): boolean {

@@ -76,6 +76,7 @@ describe('event log and live events (SPEC 9.4)', () => {
   it('answers what happened to a call, newest first, across both streams, with filters', async () => {
     await allocate('ev-1');
     await allocate('ev-2');
+    await pool.scripts.connect('ev-2', 'api', undefined, 1234);
     await pool.scripts.release('ev-1', 'hangup');
     // An explicit later id: entries of two streams written in the same millisecond have no defined order.
     await pool.redis.xadd(pool.keys.podStream(), `${Date.now() + 1000}-0`, 'type', 'pod.upsert', 'name', 'voice-agent-0', 'uid', 'u-0', 'ready', '1', 'terminating', '0', 'labels', '{}', 'rv', '7', 'term', '1', 'traceparent', '00-abc');
@@ -83,10 +84,12 @@ describe('event log and live events (SPEC 9.4)', () => {
     const all = await getJson(`${admin.base}/api/v1/admin/events`);
     expect(all.status).toBe(200);
     const events = all.body.events as Record<string, unknown>[];
-    expect(events.map((event) => event.type)).toEqual(['pod.upsert', 'call.released', 'call.allocated', 'call.allocated']);
+    expect(events.map((event) => event.type)).toEqual(['pod.upsert', 'call.released', 'call.connected', 'call.allocated', 'call.allocated']);
     expect(events[0]).toMatchObject({ stream: 'pods', pod: 'voice-agent-0', uid: 'u-0' });
     expect(events[0]).not.toHaveProperty('traceparent');
-    expect(events[1]).toMatchObject({ stream: 'calls', call_sid: 'ev-1', reason: 'hangup' });
+    // Call events carry state and connected_at (SPEC 9.2): a time, or null for a call that never connected.
+    expect(events[1]).toMatchObject({ stream: 'calls', call_sid: 'ev-1', reason: 'hangup', state: 'pending', connected_at: null });
+    expect(events[2]).toMatchObject({ call_sid: 'ev-2', state: 'connected', connected_at: 1234 });
     for (const event of events) expect(typeof event.at).toBe('number');
 
     const ofCall = await getJson(`${admin.base}/api/v1/admin/events?call_sid=ev-1`);
@@ -188,7 +191,12 @@ describe('event log and live events (SPEC 9.4)', () => {
     expect(pods.status).toBe(200);
     const rows = pods.body.pods as Record<string, unknown>[];
     expect(rows.map((row) => row.pod_name)).toEqual(['voice-agent-0', 'voice-agent-1', 'voice-agent-2', 'voice-agent-3', 'voice-agent-4']);
-    expect(rows[4]).toMatchObject({ tier: 'standard', draining: true, ready: true, uid: pool.uids.get('voice-agent-4') });
+    expect(rows[4]).toMatchObject({ tier: 'standard', draining: true, pending_removal: false, ready: true, uid: pool.uids.get('voice-agent-4') });
+    // A pod drained for removal by a scale-down is draining too, and says why.
+    await pool.redis.set(pool.keys.podRemoving('voice-agent-3'), '1');
+    const removing = ((await getJson(`${admin.base}/api/v1/admin/pods`)).body.pods as Record<string, unknown>[])[3];
+    expect(removing).toMatchObject({ pod_name: 'voice-agent-3', draining: true, pending_removal: true });
+    await pool.redis.del(pool.keys.podRemoving('voice-agent-3'));
     expect(rows.reduce((sum, row) => sum + Number(row.active_calls), 0)).toBe(1);
 
     const page = await fetch(`${admin.base}/dashboard/`);
@@ -203,5 +211,8 @@ describe('event log and live events (SPEC 9.4)', () => {
     const redirect = await fetch(`${admin.base}/dashboard`, { redirect: 'manual' });
     expect([redirect.status, redirect.headers.get('location')]).toEqual([308, '/dashboard/']);
     expect((await fetch(`${admin.base}/dashboard/..%2Fmain.js`)).status).toBe(404);
+    // A missing asset's 404 does not repeat the name asked for.
+    const missing = await fetch(`${admin.base}/dashboard/ECHO-marker.js`);
+    expect([missing.status, await missing.json()]).toEqual([404, { error: 'no such dashboard asset', code: 'NOT_FOUND' }]);
   });
 });

@@ -74,12 +74,15 @@ export class AdminFleetService {
       const current = plan[0] === null ? null : Number(plan[0]);
       const target = plan[1] === null ? current : Number(plan[1]);
       const lastDecision = state.last_decision ? (JSON.parse(state.last_decision) as Record<string, unknown>) : null;
+      // Free pods and waiting requests are read now (one MULTI, as the autoscaler reads them), so
+      // they are shown while the autoscaler is off too, not only after its first decision.
+      const demand = await this.fleet.demand(target ?? 0);
       return {
         ...settings,
         current_replicas: current,
         desired_replicas: settings.enabled && state.desired !== undefined ? Number(state.desired) : target,
-        free: state.free === undefined ? null : Number(state.free),
-        waiting: await this.redis.zcard(this.keys.waitQueue()),
+        free: demand.free,
+        waiting: demand.waiting,
         last_decision: lastDecision,
       };
     });

@@ -10,12 +10,18 @@ export interface PodRow {
   uid: string | null;
   ready: boolean;
   terminating: boolean;
+  /** Held out of its pool: an operator's drain or a scale-down's removal. */
   draining: boolean;
+  /** Drained for removal by a fleet scale-down (SPEC 9.1). */
+  pending_removal: boolean;
   status: string;
   active_calls: number;
   /** Last change of the pod record (upsert), ms since the epoch. */
   updated_at: number | null;
 }
+
+/** Commands per pod in the pipeline below. */
+const FIELDS = 5;
 
 /** Every known pod in one pipelined read (the dashboard's per-pod table). */
 export class PodListRepository {
@@ -31,6 +37,7 @@ export class PodListRepository {
       pipeline.get(this.keys.podTier(name));
       pipeline.exists(this.keys.podDraining(name));
       pipeline.scard(this.keys.podCalls(name));
+      pipeline.exists(this.keys.podRemoving(name));
     }
     const results = (await pipeline.exec()) ?? [];
     const value = (index: number): unknown => {
@@ -39,16 +46,17 @@ export class PodListRepository {
       return answer;
     };
     const pods = shown.map((pod_name, i) => {
-      const info = value(i * 4) as Record<string, string>;
+      const info = value(i * FIELDS) as Record<string, string>;
       return {
         pod_name,
-        tier: value(i * 4 + 1) as string | null,
+        tier: value(i * FIELDS + 1) as string | null,
         uid: info.uid ?? null,
         ready: info.ready === '1',
         terminating: info.terminating === '1',
-        draining: value(i * 4 + 2) === 1,
+        draining: value(i * FIELDS + 2) === 1 || value(i * FIELDS + 4) === 1,
+        pending_removal: value(i * FIELDS + 4) === 1,
         status: info.status ?? 'unknown',
-        active_calls: Number(value(i * 4 + 3)),
+        active_calls: Number(value(i * FIELDS + 3)),
         updated_at: info.updated_at ? Number(info.updated_at) : null,
       };
     });

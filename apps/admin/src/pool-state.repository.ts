@@ -61,10 +61,20 @@ export class PoolStateRepository {
     return (await this.redis.smembers(this.keys.pods())).sort();
   }
 
+  /**
+   * Pods held out of their pools: an operator's drain, or a fleet scale-down
+   * draining them for removal (SPEC 9.1; `pending_removal` tells them apart).
+   */
   async draining(pods: string[]): Promise<string[]> {
     if (pods.length === 0) return [];
-    const flags = await this.redis.mget(pods.map((pod) => this.keys.podDraining(pod)));
-    return pods.filter((_, index) => flags[index] !== null);
+    const pipeline = this.redis.pipeline();
+    for (const pod of pods) pipeline.exists(this.keys.podDraining(pod), this.keys.podRemoving(pod));
+    const held = (await pipeline.exec()) ?? [];
+    return pods.filter((_, index) => {
+      const [error, count] = held[index] ?? [new Error('missing pipeline answer')];
+      if (error) throw error;
+      return Number(count) > 0;
+    });
   }
 
   /** Allocations waiting for a pod, across every replica (SPEC 9.1). */
@@ -94,8 +104,9 @@ export class PoolStateRepository {
       uid: info.uid,
       ready: info.ready === '1',
       terminating: info.terminating === '1',
-      draining: draining === 1,
-      // Drained for removal by a fleet scale-down (SPEC 9.1), apart from an operator's drain.
+      // Draining for either reason: an operator's drain, or a fleet scale-down draining it for
+      // removal (SPEC 9.1), which `pending_removal` shows apart.
+      draining: draining === 1 || removing === 1,
       pending_removal: removing === 1,
       allocated_call_sid: info.allocated_call_sid ?? null,
       allocated_at: info.allocated_at ? Number(info.allocated_at) : null,

@@ -86,14 +86,16 @@ const FleetView = open({
 const AutoscalerView = open({
   enabled: Type.Boolean(), min_replicas: Type.Integer(), max_replicas: Type.Integer(), buffer: Type.Integer(), scale_down_delay_seconds: Type.Integer(),
   current_replicas: nullable(Type.Integer()), desired_replicas: nullable(Type.Integer()),
-  free: nullable(Type.Integer({ description: 'free pods at the last autoscaler decision; null before the first' })), waiting: Type.Integer({ description: 'requests waiting for a pod now' }),
+  free: Type.Integer({ description: 'free exclusive pods in the EXTRA_PODS_TIER now (what the autoscaler keeps at buffer)' }), waiting: Type.Integer({ description: 'requests waiting for a pod now' }),
   last_decision: Type.Optional(Type.Union([open({ at: Type.Number(), from: Type.Integer(), to: Type.Integer(), reason: Type.String() }), Type.Null()])),
 });
 const Violation = open({ rule: Type.String(), pod: Type.Optional(Type.String()), call_sid: Type.Optional(Type.String()), detail: Type.String() });
 
 const LoggedEvent = open({ id: Type.String({ description: 'stream entry id' }), stream: Type.String({ description: 'calls, pods or fleet' }), type: Type.String(), at: Type.Number({ description: 'ms since the Unix epoch' }) });
 const PodRow = open({
-  pod_name: Type.String(), tier: nullable(Type.String()), uid: nullable(Type.String()), ready: Type.Boolean(), terminating: Type.Boolean(), draining: Type.Boolean(),
+  pod_name: Type.String(), tier: nullable(Type.String()), uid: nullable(Type.String()), ready: Type.Boolean(), terminating: Type.Boolean(),
+  draining: Type.Boolean({ description: "held out of its pool: an operator's drain or a scale-down draining it for removal" }),
+  pending_removal: Type.Boolean({ description: 'drained for removal by a fleet scale-down (SPEC 9.1)' }),
   status: Type.String(), active_calls: Type.Integer(), updated_at: nullable(Type.Number({ description: 'ms since the Unix epoch' })),
 });
 

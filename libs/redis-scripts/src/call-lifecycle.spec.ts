@@ -97,8 +97,12 @@ describe('call lifecycle scripts (SPEC 9.2)', () => {
     expect(await pool.scripts.connect('CA-none', 'api')).toEqual({ ok: false, code: ScriptCode.NotFound });
     expect(await snapshot(pool)).toEqual(before);
     expect((await events(pool)).filter((event) => event.type === 'call.connected')).toEqual([
-      expect.objectContaining({ call_sid: 'CA-c', allocation_id: String(call.allocationId), state: 'connected', source: 'api', at: '1000' }),
+      expect.objectContaining({ call_sid: 'CA-c', allocation_id: String(call.allocationId), state: 'connected', connected_at: '1000', source: 'api', at: '1000' }),
     ]);
+    // Every event of the call carries state and connected_at (SPEC 9.2): '' until it connected.
+    expect((await events(pool)).find((event) => event.type === 'call.allocated' && event.call_sid === 'CA-c')).toMatchObject({ state: 'pending', connected_at: '' });
+    await pool.scripts.release('CA-c', 'hangup');
+    expect((await events(pool)).at(-1)).toMatchObject({ type: 'call.released', call_sid: 'CA-c', state: 'connected', connected_at: '1000' });
   });
 
   it('a never-connected call is released at its deadline, not before, and its pod is allocatable again', async () => {
@@ -115,7 +119,7 @@ describe('call lifecycle scripts (SPEC 9.2)', () => {
     expect(await pool.redis.exists(pool.keys.call('CA-never'))).toBe(0);
     expect(await pool.redis.zcard(pool.keys.pendingCalls())).toBe(0);
     expect(await pool.redis.sismember(pool.keys.poolAvailable(call.tier), call.podName)).toBe(1);
-    expect((await events(pool)).at(-1)).toMatchObject({ type: 'call.released', call_sid: 'CA-never', reason: 'connect_timeout', state: 'pending', allocation_id: String(call.allocationId) });
+    expect((await events(pool)).at(-1)).toMatchObject({ type: 'call.released', call_sid: 'CA-never', reason: 'connect_timeout', state: 'pending', connected_at: '', allocation_id: String(call.allocationId) });
     expect(await invariants()).toEqual([]);
 
     // The freed pod takes the next call.

@@ -127,6 +127,8 @@ describe('fleet scale (POST /api/v1/admin/fleet/scale)', () => {
     expect([range.status, range.body.code]).toEqual([400, 'INVALID_REPLICA_RANGE']);
     const settings = (await admin('GET', '/api/v1/admin/autoscaler')).body;
     expect(settings).toMatchObject({ enabled: false, min_replicas: 2, max_replicas: 8, buffer: 2, scale_down_delay_seconds: 3, current_replicas: 2 });
+    // Free pods are read live, also while the autoscaler is off (not null until its first decision).
+    expect(settings).toMatchObject({ free: expect.any(Number), waiting: 0 });
     expect(await fleet()).toEqual({ replicas: 2, target: 2, pending_removal: [] });
   });
 
@@ -144,7 +146,8 @@ describe('fleet scale (POST /api/v1/admin/fleet/scale)', () => {
     expect(planned.body).toMatchObject({ target: 2, pending_removal: ['voice-agent-2', 'voice-agent-3'] });
     // The reconciler dies mid-way: the plan is in Redis.
     await stack.stopApp('reconciler', 'SIGKILL');
-    expect((await release(pods.get('voice-agent-3')!)).status).toBe(200);
+    // The pods above the new size are draining (for removal): the release says so.
+    expect(await release(pods.get('voice-agent-3')!)).toMatchObject({ status: 200, body: { was_draining: true } });
     await stack.startApp('reconciler');
     await stack.waitReady('reconciler');
     // voice-agent-3 is idle now, but out of its pool (drained for removal); voice-agent-2 still holds a call.
@@ -153,7 +156,8 @@ describe('fleet scale (POST /api/v1/admin/fleet/scale)', () => {
     expect(await available()).toEqual([]);
     expect((await fleet()).pending_removal).toEqual(['voice-agent-2', 'voice-agent-3']);
     expect((await allocate('sd-new')).status).toBe(503);
-    expect((await admin('GET', '/api/v1/pod/voice-agent-3')).body).toMatchObject({ draining: false, pending_removal: true, active_calls: 0 });
+    expect((await admin('GET', '/api/v1/pod/voice-agent-3')).body).toMatchObject({ draining: true, pending_removal: true, active_calls: 0 });
+    expect((await admin('GET', '/api/v1/status')).body.draining).toEqual(['voice-agent-2', 'voice-agent-3']);
     expect((await release(pods.get('voice-agent-2')!)).status).toBe(200);
     await waitFor(async () => specReplicas() === 2 && (await fleet()).pending_removal.length === 0, { timeoutMs: 20000, what: 'spec.replicas lowered to 2 once the pods are idle' });
     for (const pod of ['voice-agent-0', 'voice-agent-1']) expect((await release(pods.get(pod)!)).status).toBe(200);

@@ -65,6 +65,7 @@ function age(ms) {
 function podState(pod, tier) {
   if (pod.terminating) return 'terminating';
   if (!pod.ready) return 'not-ready';
+  if (pod.pending_removal) return 'removing';
   if (pod.draining) return 'draining';
   if (tier && tier.available.includes(pod.pod_name)) return 'available';
   return tier && tier.type === 'shared' ? 'full' : 'busy';
@@ -140,7 +141,8 @@ function loadCell(pod, tier) {
 }
 
 function actionCell(pod) {
-  if (state.role !== 'operator') return el('td', {}, '');
+  // A pod drained for removal is steered by the fleet size (POST /api/v1/admin/fleet/scale), not by a drain toggle.
+  if (state.role !== 'operator' || pod.pending_removal) return el('td', {}, '');
   const draining = pod.draining;
   return el('td', {}, el('button', {
     type: 'button',

@@ -37,7 +37,7 @@
        settleWait tells its outcome
     -10 the call_sid is already waiting (a provider retry): settleWait tells the first one's outcome
   Events:
-    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state
+    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state connected_at
   Derived keys (pod-scoped, named by a pool member, built from ARGV[7]):
     pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name}, pod:removing:{name},
     pod:calls:{name}, lease:{name}, call:{sid}, merchant:calls:{merchant_id},

@@ -20,7 +20,7 @@
     -1 no such call (never allocated or already released)
     -11 ARGV[2] is not the call's current allocation_id: nothing changed
   Events:
-    stream:calls  type=call.connected call_sid pod allocation_id state source at
+    stream:calls  type=call.connected call_sid pod allocation_id state connected_at source at
 ]]
 
 local rcall = redis.call
@@ -38,5 +38,5 @@ end
 rcall('HSET', KEYS[1], 'state', 'connected', 'connected_at', ARGV[3])
 rcall('ZREM', KEYS[2], sid)
 rcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', 'call.connected', 'call_sid', sid, 'pod', call[1],
-  'allocation_id', call[2] or '', 'state', 'connected', 'source', ARGV[5], 'at', ARGV[3])
+  'allocation_id', call[2] or '', 'state', 'connected', 'connected_at', ARGV[3], 'source', ARGV[5], 'at', ARGV[3])
 return {1, call[1], call[2] or '', tonumber(ARGV[3]), 0}

@@ -24,7 +24,7 @@
     0 the StatefulSet's size was never observed (no fleet step ran yet)
   Events:
     stream:fleet  type=fleet.scale_requested from to replicas reason cancelled marked at
-    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state  (a pod whose removal is
+    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state connected_at  (a pod whose removal is
                   cancelled handed to a waiting request, includes/wait-queue.lua; published on wait:wake)
   Derived keys (pod-scoped, built from ARGV[5]): pod:removing:{name}, pod:{name}, pod:tier:{name},
     pod:draining:{name}, pod:calls:{name}, pool:{tier}:available

@@ -25,7 +25,7 @@
     -2 no tier config stored and none given
     {-13, JSON list of merchant ids} the new document drops a tier these merchants name; nothing changed
   Events:
-    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state  (the freed pod handed to a
+    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state connected_at  (the freed pod handed to a
                   waiting request, includes/wait-queue.lua; its call_sid is published on wait:wake)
   Derived keys (built from ARGV[1]): pod:tier:{name}, pod:calls:{name}, pod:{name},
     pod:draining:{name}, pod:removing:{name}, pool:{tier}:assigned, pool:{tier}:available

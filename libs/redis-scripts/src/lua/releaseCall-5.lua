@@ -30,8 +30,8 @@
     -11 ARGV[9] is not the call's current allocation_id (a stale release): nothing changed
     -12 ARGV[10] is '1' and the call is connected or not yet due: nothing changed
   Events:
-    stream:calls  type=<ARGV[7]> call_sid pod tier reason at allocation_id state
-    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state  (the freed pod handed to a
+    stream:calls  type=<ARGV[7]> call_sid pod tier reason at allocation_id state connected_at ('' if never connected)
+    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state connected_at  (the freed pod handed to a
                   waiting request, includes/wait-queue.lua; its call_sid is published on wait:wake)
   Derived keys (pod-scoped, named by the call record, built from ARGV[4]):
     pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name}, pod:removing:{name},
@@ -45,7 +45,7 @@
 local rcall = redis.call
 local sid = ARGV[1]
 local call = rcall('HMGET', KEYS[1], 'pod_name', 'pod_uid', 'tier', 'source_pool', 'merchant_id', 'allocation_id',
-  'state', 'connect_deadline')
+  'state', 'connect_deadline', 'connected_at')
 local name = call[1]
 local P = cjson.decode(ARGV[4])
 if not name then
@@ -78,7 +78,8 @@ rcall('SREM', P.calls .. name, sid)
 if call[5] and call[5] ~= '' then
   rcall('SREM', P.merchantCalls .. call[5], sid)
 end
-local wasDraining = rcall('EXISTS', P.draining .. name)
+-- Draining for either reason: an operator's drain or a scale-down's removal (isHeld).
+local wasDraining = isHeld(P, name) and 1 or 0
 
 -- Only the incarnation the call was placed on gets the slot back: a pod that
 -- restarted under the same name (new UID) already started empty.
@@ -101,5 +102,6 @@ if tombstoneTtl > 0 then
   rcall('SET', KEYS[5], ARGV[2] ~= '' and ARGV[2] or 'released', 'EX', tombstoneTtl)
 end
 rcall('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'type', ARGV[7], 'call_sid', sid, 'pod', name,
-  'tier', call[3] or '', 'reason', ARGV[2], 'at', ARGV[3], 'allocation_id', call[6] or '', 'state', call[7] or '')
+  'tier', call[3] or '', 'reason', ARGV[2], 'at', ARGV[3], 'allocation_id', call[6] or '', 'state', call[7] or '',
+  'connected_at', call[9] or '')
 return {1, name, call[4] or ('pool:' .. (call[3] or '')), wasDraining}

@@ -26,7 +26,7 @@
     -5 the event comes from a deposed watcher leader
     -6 the pod record is newer than the snapshot (ARGV[7]); nothing changed
   Events:
-    stream:calls  type=call.orphaned call_sid pod tier reason=pod_deleted at allocation_id state  (one per call)
+    stream:calls  type=call.orphaned call_sid pod tier reason=pod_deleted at allocation_id state connected_at  (one per call)
   Derived keys (pod-scoped, built from ARGV[3]): pod:{name}, pod:tier:{name},
     pod:draining:{name}, pod:removing:{name}, pod:calls:{name}, pod:deleted:{name}, lease:{name}, pool:{tier}:*, call:{sid},
     merchant:calls:{merchant_id}, calls:pending

@@ -19,7 +19,7 @@
   Events:
     stream:calls  type=pod.drained pod tier active_calls at  (drain; type=pod.undrained on undrain; only when the mark changes: a repeated
                   drain is not a new event; the pod stream is the watcher's pipeline, so operator actions go here)
-    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state  (the freed pod handed to a
+    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state connected_at  (the freed pod handed to a
                   waiting request, includes/wait-queue.lua; its call_sid is published on wait:wake)
   Derived keys (pod-scoped, built from ARGV[3]): pod:{name}, pod:tier:{name},
     pod:draining:{name}, pod:removing:{name}, pod:calls:{name}, pool:{tier}:available

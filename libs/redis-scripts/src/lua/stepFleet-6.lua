@@ -31,7 +31,7 @@
     stream:fleet  type=fleet.scaled from to at  (the cluster reached a committed size)
     stream:fleet  type=fleet.scale_down_committed from to at  (every pod to remove is idle)
     stream:fleet  type=fleet.removal_cancelled to cancelled at  (marks lifted after a committed size was reached)
-    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state  (a pod whose removal is
+    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state connected_at  (a pod whose removal is
                   cancelled handed to a waiting request, includes/wait-queue.lua; published on wait:wake)
   Derived keys (pod-scoped, built from ARGV[4]): pod:removing:{name}, pod:{name}, pod:tier:{name},
     pod:draining:{name}, pod:calls:{name}, pool:{tier}:available

@@ -13,7 +13,7 @@
     0 unknown pod
     -2 tier config missing (flush): rebuild pending
   Events:
-    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state  (the freed pod handed to a
+    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state connected_at  (the freed pod handed to a
                   waiting request, includes/wait-queue.lua; its call_sid is published on wait:wake)
   Derived keys (pod-scoped, built from ARGV[2]): pod:{name}, pod:tier:{name},
     pod:draining:{name}, pod:removing:{name}, pod:calls:{name}, lease:{name}, pool:{tier}:available, call:{sid}

@@ -31,8 +31,8 @@
     -5 the event comes from a deposed watcher leader (term below the highest seen)
     -6 the pod record is newer than the snapshot (ARGV[11]); nothing changed
   Events:
-    stream:calls  type=call.orphaned call_sid pod tier reason=pod_replaced at allocation_id state  (one per call of a replaced pod)
-    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state  (the freed pod handed to a
+    stream:calls  type=call.orphaned call_sid pod tier reason=pod_replaced at allocation_id state connected_at  (one per call of a replaced pod)
+    stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state connected_at  (the freed pod handed to a
                   waiting request, includes/wait-queue.lua; its call_sid is published on wait:wake)
   Derived keys (pod-scoped, built from ARGV[7]): pod:{name}, pod:deleted:{name}, pod:tier:{name},
     pod:draining:{name}, pod:removing:{name}, pod:calls:{name}, lease:{name}, pool:{tier}:*, call:{sid}, calls:pending

@@ -120,7 +120,7 @@ end
 local function orphanCalls(P, name, activeKey, streamKey, maxlen, now, reason)
   local sids = redis.call('SMEMBERS', P.calls .. name)
   for _, sid in ipairs(sids) do
-    local call = redis.call('HMGET', P.call .. sid, 'tier', 'merchant_id', 'allocation_id', 'state')
+    local call = redis.call('HMGET', P.call .. sid, 'tier', 'merchant_id', 'allocation_id', 'state', 'connected_at')
     if call[2] and call[2] ~= '' then
       redis.call('SREM', P.merchantCalls .. call[2], sid)
     end
@@ -129,7 +129,7 @@ local function orphanCalls(P, name, activeKey, streamKey, maxlen, now, reason)
     redis.call('ZREM', P.pendingCalls, sid)
     redis.call('XADD', streamKey, 'MAXLEN', '~', maxlen, '*',
       'type', 'call.orphaned', 'call_sid', sid, 'pod', name, 'tier', call[1] or '', 'reason', reason, 'at', now,
-      'allocation_id', call[3] or '', 'state', call[4] or '')
+      'allocation_id', call[3] or '', 'state', call[4] or '', 'connected_at', call[5] or '')
   end
   redis.call('DEL', P.calls .. name, P.lease .. name)
   redis.call('HDEL', P.pod .. name, 'allocated_call_sid', 'allocated_at', 'source_pool', 'allocation_id')

@@ -63,7 +63,7 @@ local function bindCall(P, activeKey, streamKey, call, name, tier, spec, now)
   end
   redis.call('XADD', streamKey, 'MAXLEN', '~', call.maxlen, '*', 'type', 'call.allocated', 'call_sid', sid,
     'pod', name, 'tier', tier, 'merchant_id', merchant, 'provider', call.provider, 'at', now,
-    'allocation_id', allocationId, 'state', 'pending')
+    'allocation_id', allocationId, 'state', 'pending', 'connected_at', '')
   return uid, allocationId
 end
 
