@@ -89,7 +89,7 @@ export class AdminService {
   setDrain(podName: string, draining: boolean) {
     return this.guard('drain', async () => {
       const result = await this.scripts.setDrain(podName, draining);
-      if (!result) throw ApiError.notFound(`pod ${podName} not found`, 'POD_NOT_FOUND');
+      if (!result) throw ApiError.notFound('pod not found', 'POD_NOT_FOUND');
       const hasCall = result.activeCalls > 0;
       const message = draining
         ? hasCall ? `pod drained; ${result.activeCalls} active call(s) will finish` : 'pod drained'
@@ -101,7 +101,7 @@ export class AdminService {
   pod(name: string) {
     return this.guard('pod', async () => {
       const pod = await this.repository.pod(name);
-      if (!pod) throw ApiError.notFound(`pod ${name} not found`, 'POD_NOT_FOUND');
+      if (!pod) throw ApiError.notFound('pod not found', 'POD_NOT_FOUND');
       return pod;
     });
   }
@@ -124,7 +124,7 @@ export class AdminService {
   merchant(id: string) {
     return this.guard('merchant', async () => {
       const stored = await this.repository.merchant(id);
-      if (stored === null) throw ApiError.notFound(`merchant ${id} has no config`, 'MERCHANT_NOT_FOUND');
+      if (stored === null) throw ApiError.notFound('merchant has no config', 'MERCHANT_NOT_FOUND');
       return { merchant_id: id, config: JSON.parse(stored) as unknown };
     });
   }
@@ -158,7 +158,7 @@ export class AdminService {
 
   deleteMerchant(id: string) {
     return this.guard('merchant', async () => {
-      if (!(await this.scripts.setMerchantConfig(id, '', '*'))) throw ApiError.notFound(`merchant ${id} has no config`, 'MERCHANT_NOT_FOUND');
+      if (!(await this.scripts.setMerchantConfig(id, '', '*'))) throw ApiError.notFound('merchant has no config', 'MERCHANT_NOT_FOUND');
       return { success: true, merchant_id: id };
     });
   }
@@ -182,7 +182,7 @@ export class AdminService {
       }
       const current = await this.tiers();
       const extra = typeof (body as { extra_pods_tier?: unknown })?.extra_pods_tier === 'string' ? (body as { extra_pods_tier: string }).extra_pods_tier : current.extra;
-      if (!config.has(extra)) throw ApiError.badRequest(`extra_pods_tier "${extra}" is not one of the tiers`, 'INVALID_TIER_CONFIG');
+      if (!config.has(extra)) throw ApiError.badRequest('extra_pods_tier is not one of the tiers', 'INVALID_TIER_CONFIG');
       let moved: number;
       try {
         moved = await this.scripts.rebalanceTiers(JSON.stringify(toTierDocument(config, extra, this.settings.defaultChain)));

@@ -48,7 +48,7 @@ export class DashboardController {
 
   private send(reply: FastifyReply, name: string) {
     const asset = this.assets.get(name);
-    if (!asset) throw ApiError.notFound(`no dashboard asset ${name}`, 'NOT_FOUND');
+    if (!asset) throw ApiError.notFound('no such dashboard asset', 'NOT_FOUND');
     return reply
       .header('content-type', asset.type)
       .header('cache-control', 'no-cache')

@@ -128,7 +128,8 @@ export class WebhooksService {
     adapter.authenticate(request);
     const update = adapter.parseStreamStatus(request);
     const allocationId = parseAllocationId(queryField(request, 'allocation_id'));
-    const answer: StreamStatusAnswer = { success: true, call_sid: update.callSid, event: update.event, connected: false, released: false };
+    // An event we do not act on is answered as `ignored`, not by its name: the answer never repeats the request.
+    const answer: StreamStatusAnswer = { success: true, call_sid: update.callSid, event: update.kind === 'other' ? 'ignored' : update.event, connected: false, released: false };
     const count = (result: string) => this.metrics.statusCallbacks.add(1, { provider: adapter.name, result });
     try {
       if (update.kind === 'started') {

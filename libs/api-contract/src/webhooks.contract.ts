@@ -32,7 +32,7 @@ interface ProviderContract {
 export const StreamStatusAnswer = Type.Object({
   success: Type.Literal(true),
   call_sid: Type.String(),
-  event: Type.String(),
+  event: Type.String({ description: 'the provider event acted on (stream-started, StartStream, ...), or `ignored` for any other event' }),
   connected: Type.Boolean(),
   released: Type.Boolean(),
   pod_name: Type.Optional(Type.String()),
