@@ -32,6 +32,13 @@ export class AdminFleetService {
     return guardStore(this.metrics, 'fleet', work);
   }
 
+  /** The StatefulSet size the reconciler last observed and the target it steers to (null before the first fleet step). */
+  private async plan(): Promise<{ replicas: number | null; target: number | null }> {
+    const [replicas, target] = await this.redis.hmget(this.keys.fleetPlan(), 'replicas', 'target');
+    const observed = replicas === null ? null : Number(replicas);
+    return { replicas: observed, target: target === null ? observed : Number(target) };
+  }
+
   private async autoscalerSettings(): Promise<AutoscalerSettings> {
     return parseStoredAutoscaler(await this.redis.get(this.keys.autoscalerConfig()), this.settings.autoscaler);
   }
@@ -39,9 +46,7 @@ export class AdminFleetService {
   /** Every pod above the target not yet removed (busy or not), by ordinal. */
   fleetView(): Promise<FleetView> {
     return this.guard(async () => {
-      const [plan, pods] = await Promise.all([this.redis.hmget(this.keys.fleetPlan(), 'replicas', 'target'), this.redis.smembers(this.keys.pods())]);
-      const replicas = plan[0] === null ? null : Number(plan[0]);
-      const target = plan[1] === null ? replicas : Number(plan[1]);
+      const [{ replicas, target }, pods] = await Promise.all([this.plan(), this.redis.smembers(this.keys.pods())]);
       const prefix = `${this.settings.statefulSet}-`;
       const ordinalOf = (name: string) => (name.startsWith(prefix) && /^\d+$/.test(name.slice(prefix.length)) ? Number(name.slice(prefix.length)) : -1);
       const pending = target === null ? [] : pods.filter((name) => ordinalOf(name) >= target).sort((a, b) => ordinalOf(a) - ordinalOf(b));
@@ -66,13 +71,11 @@ export class AdminFleetService {
 
   autoscaler() {
     return this.guard(async () => {
-      const [settings, state, plan] = await Promise.all([
+      const [settings, state, { replicas: current, target }] = await Promise.all([
         this.autoscalerSettings(),
         this.redis.hgetall(this.keys.autoscalerState()),
-        this.redis.hmget(this.keys.fleetPlan(), 'replicas', 'target'),
+        this.plan(),
       ]);
-      const current = plan[0] === null ? null : Number(plan[0]);
-      const target = plan[1] === null ? current : Number(plan[1]);
       const lastDecision = state.last_decision ? (JSON.parse(state.last_decision) as Record<string, unknown>) : null;
       // Free pods and waiting requests are read now (one MULTI, as the autoscaler reads them), so
       // they are shown while the autoscaler is off too, not only after its first decision.

@@ -35,7 +35,7 @@ export class PodListRepository {
     for (const name of shown) {
       pipeline.hgetall(this.keys.pod(name));
       pipeline.get(this.keys.podTier(name));
-      pipeline.exists(this.keys.podDraining(name));
+      pipeline.exists(...this.keys.holdMarks(name));
       pipeline.scard(this.keys.podCalls(name));
       pipeline.exists(this.keys.podRemoving(name));
     }
@@ -53,7 +53,7 @@ export class PodListRepository {
         uid: info.uid ?? null,
         ready: info.ready === '1',
         terminating: info.terminating === '1',
-        draining: value(i * FIELDS + 2) === 1 || value(i * FIELDS + 4) === 1,
+        draining: Number(value(i * FIELDS + 2)) > 0,
         pending_removal: value(i * FIELDS + 4) === 1,
         status: info.status ?? 'unknown',
         active_calls: Number(value(i * FIELDS + 3)),

@@ -68,7 +68,7 @@ export class PoolStateRepository {
   async draining(pods: string[]): Promise<string[]> {
     if (pods.length === 0) return [];
     const pipeline = this.redis.pipeline();
-    for (const pod of pods) pipeline.exists(this.keys.podDraining(pod), this.keys.podRemoving(pod));
+    for (const pod of pods) pipeline.exists(...this.keys.holdMarks(pod));
     const held = (await pipeline.exec()) ?? [];
     return pods.filter((_, index) => {
       const [error, count] = held[index] ?? [new Error('missing pipeline answer')];
@@ -88,10 +88,10 @@ export class PoolStateRepository {
 
   async pod(name: string): Promise<Record<string, unknown> | null> {
     if (!(await this.redis.sismember(this.keys.pods(), name))) return null;
-    const [info, tier, draining, removing, lease, calls, metadata] = await Promise.all([
+    const [info, tier, held, removing, lease, calls, metadata] = await Promise.all([
       this.redis.hgetall(this.keys.pod(name)),
       this.redis.get(this.keys.podTier(name)),
-      this.redis.exists(this.keys.podDraining(name)),
+      this.redis.exists(...this.keys.holdMarks(name)),
       this.redis.exists(this.keys.podRemoving(name)),
       this.redis.get(this.keys.lease(name)),
       this.redis.smembers(this.keys.podCalls(name)),
@@ -106,7 +106,7 @@ export class PoolStateRepository {
       terminating: info.terminating === '1',
       // Draining for either reason: an operator's drain, or a fleet scale-down draining it for
       // removal (SPEC 9.1), which `pending_removal` shows apart.
-      draining: draining === 1 || removing === 1,
+      draining: held > 0,
       pending_removal: removing === 1,
       allocated_call_sid: info.allocated_call_sid ?? null,
       allocated_at: info.allocated_at ? Number(info.allocated_at) : null,

@@ -21,7 +21,8 @@ export class ReconcileQueue {
   }
 
   async close(): Promise<void> {
-    await this.queue?.close().catch(() => undefined);
+    // At shutdown a failed close changes nothing for callers, but it is said, not swallowed.
+    await this.queue?.close().catch((error: Error) => new Logger('ReconcilerQueue').warn(`closing the reconciler queue: ${error.message}`));
   }
 
   private open(): Queue {

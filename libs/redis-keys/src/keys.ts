@@ -137,6 +137,14 @@ export class RedisKeys {
   podRemoving(name: string): string {
     return `${this.prefix}pod:removing:${name}`;
   }
+  /**
+   * The marks that hold a pod out of its pools, either of which makes it
+   * draining: an operator's drain and a scale-down's removal. `EXISTS` over
+   * them is the TypeScript side of the scripts' isHeld (includes/pod-state.lua).
+   */
+  holdMarks(name: string): [string, string] {
+    return [this.podDraining(name), this.podRemoving(name)];
+  }
   fleetPlan(): string {
     return `${this.prefix}fleet:plan`;
   }

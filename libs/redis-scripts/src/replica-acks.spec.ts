@@ -51,7 +51,7 @@ describe('replica acknowledgements', () => {
       tierConfig: '{"standard":{"type":"exclusive","target":0}}',
       limits: { replicaAcks: 1, waitTimeoutMs: CONFIRMED_WAIT_MS, onNotReplicated: (script) => shortfalls.push(script) },
     });
-    impatient = new PoolScripts(pool.redis, pool.keys, { callTtlSeconds: 3600, tombstoneTtlSeconds: 60, streamMaxLen: 10000, connectTimeoutMs: 0, ...impatientLimits() });
+    impatient = pool.scriptsWith(impatientLimits());
   });
   afterEach(async () => {
     replica.resume();

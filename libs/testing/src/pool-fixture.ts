@@ -14,6 +14,8 @@ export interface PoolFixture {
   scripts: PoolScripts;
   tiers: TierConfig;
   uids: Map<string, string>;
+  /** The same pool's scripts (same connection and keys) with other limits, e.g. a shorter WAIT. */
+  scriptsWith(limits: Partial<ScriptLimits>): PoolScripts;
   close(): Promise<void>;
 }
 
@@ -47,9 +49,10 @@ export async function createPoolFixture(options: {
   const tiers = parseTierConfig(options.tierConfig ?? SEED_TIER_CONFIG);
   const extra = options.extraTier ?? 'standard';
   const redis = options.client ?? new Redis(options.url, { maxRetriesPerRequest: 1 });
-  const scripts = new PoolScripts(redis, keys, {
+  const limits: ScriptLimits = {
     callTtlSeconds: 3600, tombstoneTtlSeconds: 60, streamMaxLen: 10000, connectTimeoutMs: options.connectTimeoutMs ?? 0, ...options.limits,
-  });
+  };
+  const scripts = new PoolScripts(redis, keys, limits);
   await redis.set(keys.tierConfig(), JSON.stringify(toTierDocument(tiers, extra, DEFAULT_CHAIN)));
   const pods = options.pods ?? SEED_PODS;
   const plan = planTiers(pods.map((name) => ({ name })), tiers, extra);
@@ -61,7 +64,11 @@ export async function createPoolFixture(options: {
     if ((await redis.get(keys.podTier(name))) !== plan.get(name)) throw new Error(`fixture: ${name} did not land in its planned tier ${plan.get(name)}`);
   }
   await redis.set(keys.epoch(), randomUUID());
-  return { redis, keys, scripts, tiers, uids, close: async () => void (await redis.quit()) };
+  return {
+    redis, keys, scripts, tiers, uids,
+    scriptsWith: (overrides) => new PoolScripts(redis, keys, { ...limits, ...overrides }),
+    close: async () => void (await redis.quit()),
+  };
 }
 
 /**
