@@ -19,6 +19,12 @@ const TIERS = JSON.stringify({
 });
 const PODS = ['voice-agent-0', 'voice-agent-1', 'voice-agent-2', 'voice-agent-3', 'voice-agent-4'];
 const LONG_WAIT = 10000;
+/**
+ * The flood's waiters must outlive the flood itself on a loaded machine: a waiter
+ * 2 s past its deadline is dead and dropped by the next arrival, which would then
+ * take its place (right, but not what these tests count).
+ */
+const NEVER_EXPIRES = 600000;
 /** Every tier a waiter can be indexed under in this config, plus the chains' unconfigured `overflow`. */
 const INDEXED_TIERS = ['gold', 'standard', 'overflow', 'basic', 'merchant_acme'];
 
@@ -295,7 +301,7 @@ describe('hand-off cost and a flood of waiting requests (private redis-server)',
   const queue = async (count: number, merchant: string, prefix: string) => {
     const roomy = pool.scriptsWith({ waitQueueMax: 10000 });
     const results = await Promise.all(Array.from({ length: count }, (_, index) =>
-      roomy.allocate({ callSid: `${prefix}-${index}`, merchantId: merchant, provider: '', metadata: '', refuseTombstoned: false, waitMs: LONG_WAIT })));
+      roomy.allocate({ callSid: `${prefix}-${index}`, merchantId: merchant, provider: '', metadata: '', refuseTombstoned: false, waitMs: NEVER_EXPIRES })));
     return results.map((result) => (result.ok ? 0 : result.code));
   };
   const take = async (callSid: string, merchant: string) => {
@@ -331,7 +337,7 @@ describe('hand-off cost and a flood of waiting requests (private redis-server)',
     for (const [sid, merchant] of [['g', 'goldie'], ['s1', ''], ['s2', ''], ['b1', ''], ['b2', ''], ['a', 'acme']]) await take(sid, merchant);
     const merchants = ['', 'goldie', 'cheap', 'attacker'];
     const results = await Promise.all(Array.from({ length: 20000 }, (_, index) =>
-      pool.scripts.allocate({ callSid: `flood-${index}`, merchantId: merchants[index % 4], provider: '', metadata: '', refuseTombstoned: false, waitMs: LONG_WAIT })));
+      pool.scripts.allocate({ callSid: `flood-${index}`, merchantId: merchants[index % 4], provider: '', metadata: '', refuseTombstoned: false, waitMs: NEVER_EXPIRES })));
     const codes = results.map((result) => (result.ok ? 'allocated' : result.code));
     expect(codes.filter((code) => code === ScriptCode.Queued)).toHaveLength(1000);
     expect(codes.filter((code) => code === ScriptCode.QueueFull)).toHaveLength(19000);
