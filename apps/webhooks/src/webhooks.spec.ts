@@ -181,6 +181,24 @@ describe('provider webhooks against a real Redis', () => {
       expect(await invariants()).toEqual([]);
     });
 
+    it.each(PROVIDERS)('%s with the wait queue full (WAIT_QUEUE_MAX): the provider failure document at once, nothing queued, counted', async (provider) => {
+      const full = await startWebhooks(sharedRedisUrl(), pool.keys.prefix, { WAIT_QUEUE_MAX: '0', WEBHOOK_WAIT_MS: '10000' });
+      try {
+        for (let i = 0; i < 6; i += 1) {
+          const filled = await pool.scripts.allocate({ callSid: `fill-${i}`, merchantId: '', provider: '', metadata: '', refuseTombstoned: false });
+          expect(filled.ok).toBe(true);
+        }
+        const before = await snapshot(pool);
+        const answer = await answerCall(full, provider, `/api/v1/${provider}/answer`, `${provider}-full-1`);
+        expectFailure(provider, answer, 'QUEUE_FULL');
+        expect(await snapshot(pool)).toEqual(before);
+        const metrics = await (await fetch(`${full.base}/metrics`)).text();
+        expect(metrics).toMatch(new RegExp(`smart_router_webhook_answers_total\\{[^}]*result="queue_full"[^}]*\\} 1`));
+      } finally {
+        await full.app.close();
+      }
+    });
+
     it('escapes the ws_url in XML (VOICE_AGENT_BASE_URL with &)', async () => {
       const escaped = await startWebhooks(sharedRedisUrl(), pool.keys.prefix, { VOICE_AGENT_BASE_URL: 'wss://buddy.example.test/a&b' });
       try {

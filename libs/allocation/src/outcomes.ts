@@ -19,6 +19,8 @@ export enum ScriptCode {
   NotDue = -12,
   /** A new tier config drops a tier that merchant configs still name (rebalanceTiers). */
   TierInUse = -13,
+  /** No pod free and the wait queue is full (WAIT_QUEUE_MAX, or the merchant's max_waiting): nothing queued. */
+  QueueFull = -14,
 }
 
 /** A call's life (SPEC 9.2): `pending` from allocation until its media stream starts. */

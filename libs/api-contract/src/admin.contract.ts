@@ -75,7 +75,7 @@ export const CallResponse = open({
   connect_deadline: nullable(Type.Number({ description: 'ms since the Unix epoch; a pending call is released after it' })),
 });
 
-export const MerchantConfig = open({ tier: Type.String(), pool: Type.Optional(Type.String()), fallback: Type.Optional(Type.Array(Type.String())), max_calls: Type.Optional(Type.Integer({ description: 'most concurrent calls of this merchant (429 MERCHANT_LIMIT beyond)' })) });
+export const MerchantConfig = open({ tier: Type.String(), pool: Type.Optional(Type.String()), fallback: Type.Optional(Type.Array(Type.String())), max_calls: Type.Optional(Type.Integer({ description: 'most concurrent calls of this merchant (429 MERCHANT_LIMIT beyond)' })), max_waiting: Type.Optional(Type.Integer({ description: 'most requests of this merchant waiting for a pod at once (503 QUEUE_FULL beyond)' })) });
 const TierSpec = open({ type: Type.Union([Type.Literal('exclusive'), Type.Literal('shared')]), target: Type.Integer(), max_concurrent: Type.Optional(Type.Integer()), dedicated: Type.Optional(Type.Boolean()) });
 export const TiersResponse = open({ tiers: Type.Record(Type.String(), TierSpec), extra_pods_tier: Type.String() });
 const FleetView = open({
@@ -146,8 +146,8 @@ export const adminRoutes = {
     responses: { 200: { description: 'the config', schema: open({ merchant_id: Type.String(), config: MerchantConfig }) }, 400: invalidMerchantId, 404: errorResponse('no config', 'MERCHANT_NOT_FOUND'), ...viewerErrors },
   },
   putMerchant: {
-    method: 'PUT', path: '/api/v1/admin/merchants/{merchant_id}', summary: 'Set a merchant config {tier, pool?, fallback?, max_calls?}', security: 'operator', params: merchantParams,
-    body: Type.Unknown({ description: '{"tier": "gold", "pool"?: "merchant_acme", "fallback"?: ["standard"], "max_calls"?: 10}: validated against the live tiers' }),
+    method: 'PUT', path: '/api/v1/admin/merchants/{merchant_id}', summary: 'Set a merchant config {tier, pool?, fallback?, max_calls?, max_waiting?}', security: 'operator', params: merchantParams,
+    body: Type.Unknown({ description: '{"tier": "gold", "pool"?: "merchant_acme", "fallback"?: ["standard"], "max_calls"?: 10, "max_waiting"?: 50}: validated against the live tiers' }),
     responses: {
       200: { description: 'saved', schema: open({ success: Type.Literal(true), merchant_id: Type.String(), config: MerchantConfig }) },
       400: errorResponse('invalid merchant id or config', 'INVALID_MERCHANT_ID', 'INVALID_MERCHANT_CONFIG', 'INVALID_BODY'),

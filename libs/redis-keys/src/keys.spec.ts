@@ -33,6 +33,8 @@ describe('RedisKeys', () => {
     expect(keys.waitQueue()).toBe('voice:wait:queue');
     expect(keys.waitSequence()).toBe('voice:wait:seq');
     expect(keys.waiter('CA1')).toBe('voice:waiter:CA1');
+    expect(keys.waitTier('gold')).toBe('voice:wait:tier:gold');
+    expect(keys.waitMerchant('acme')).toBe('voice:wait:merchant:acme');
     expect(keys.waitChannel()).toBe('voice:wait:wake');
     expect(keys.merchantCalls('acme')).toBe('voice:merchant:calls:acme');
   });
@@ -53,6 +55,8 @@ describe('RedisKeys', () => {
     expect(prefixes.call + 'c').toBe(keys.call('c'));
     expect(prefixes.pool + 'gold:available').toBe(keys.poolAvailable('gold'));
     expect(prefixes.waiter + 'c').toBe(keys.waiter('c'));
+    expect(prefixes.waitTier + 'gold').toBe(keys.waitTier('gold'));
+    expect(prefixes.waitMerchant + 'm').toBe(keys.waitMerchant('m'));
     expect(prefixes.merchantCalls + 'm').toBe(keys.merchantCalls('m'));
     expect([prefixes.waitQueue, prefixes.waitChannel, prefixes.activeCalls, prefixes.callStream])
       .toEqual([keys.waitQueue(), keys.waitChannel(), keys.activeCalls(), keys.callStream()]);

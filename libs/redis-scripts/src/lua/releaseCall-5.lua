@@ -36,7 +36,8 @@
   Derived keys (pod-scoped, named by the call record, built from ARGV[4]):
     pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name}, pod:removing:{name},
     pod:calls:{name}, lease:{name}, calls:pending (the call lifecycle, SPEC 9.2)
-    Hand-off to waiters (includes/wait-queue.lua): wait:queue, waiter:{call_sid}, wait:wake,
+    Hand-off to waiters (includes/wait-queue.lua): wait:queue, wait:tier:{tier},
+    wait:merchant:{merchant_id}, waiter:{call_sid}, wait:wake,
     calls:active, stream:calls, call:{sid}, lease:{name}, merchant:calls:{merchant_id},
     allocation:seq, calls:pending
 ]]
