@@ -224,7 +224,7 @@ export const adminRoutes = {
     },
   },
   eventStream: {
-    method: 'GET', path: '/api/v1/admin/events/stream', summary: 'Live events as server-sent events (one `data:` JSON event per stream entry; its `id:` is the position in every stream, comma-joined); resume with the Last-Event-ID header', security: 'viewer',
+    method: 'GET', path: '/api/v1/admin/events/stream', summary: 'Live events as server-sent events (one `data:` JSON event per stream entry; its `id:` is the position in every stream, comma-joined); resume with the Last-Event-ID header. A Last-Event-ID more than EVENT_STREAM_REPLAY_MAX entries behind first gets an `event: resync` (data `{"type":"resync","reason":"replay_limit","replay_max","requested","resumed_from"}`) and resumes that many entries back; a client that does not read is dropped', security: 'viewer',
     responses: {
       200: { description: 'text/event-stream', contentType: 'text/event-stream', example: 'id: 1764540000000-0,1764539990000-1,0-0\ndata: {"type":"call.allocated","call_sid":"CA1"}\n\n' },
       400: errorResponse('malformed Last-Event-ID', 'INVALID_LAST_EVENT_ID'),

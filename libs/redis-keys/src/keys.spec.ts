@@ -22,6 +22,7 @@ describe('RedisKeys', () => {
     expect(keys.pendingCalls()).toBe('voice:calls:pending');
     expect(keys.allocationSequence()).toBe('voice:allocation:seq');
     expect(keys.tombstone('CA1')).toBe('voice:tombstone:CA1');
+    expect(keys.webhookReplay('ab12')).toBe('voice:webhook:replay:ab12');
     expect(keys.tierConfig()).toBe('voice:config:tiers');
     expect(keys.epoch()).toBe('voice:epoch');
     expect(keys.watcherTerm()).toBe('voice:watcher:term');

@@ -24,6 +24,7 @@
  * | calls:pending                | ZSET   | call_sid -> connect deadline ms of calls not yet connected |
  * | allocation:seq               | STRING | last allocation_id handed out (INCR; fencing tokens)     |
  * | tombstone:{call_sid}         | STRING | released call, refuses replayed answer webhooks          |
+ * | webhook:replay:{digest}      | STRING | a signed answer webhook seen (sha256 of its nonce / idempotency token / signature): its answer document JSON, or a pending claim; TTL = tombstone TTL |
  * | config:tiers                 | STRING | the live TIER_CONFIG document, with its fallback chains  |
  * | epoch                        | STRING | data-loss marker; missing = state must be rebuilt        |
  * | watcher:term                 | STRING | highest pod-watcher leader term seen (fencing)           |
@@ -78,6 +79,14 @@ export class RedisKeys {
   }
   tombstone(callSid: string): string {
     return `${this.prefix}tombstone:${callSid}`;
+  }
+  /**
+   * One signed answer webhook already answered (SPEC 10.2, replays are
+   * refused), by the hex SHA-256 of what identifies it: fixed length and
+   * never a hash tag, whatever the provider sent.
+   */
+  webhookReplay(digest: string): string {
+    return `${this.prefix}webhook:replay:${digest}`;
   }
   merchantConfig(): string {
     return `${this.prefix}merchant:config`;
