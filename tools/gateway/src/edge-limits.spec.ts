@@ -270,6 +270,32 @@ describe('the gateway at the edge', () => {
     }
   });
 
+  it('survives clients that reset right after a refused or an accepted media handshake, and counts their places back', async () => {
+    const { gateway, port } = await gatewayWith(upstreams, { mediaSocketsPerAddress: 2, mediaSocketsTotal: 100 });
+    try {
+      const resets = Array.from({ length: 20 }, (_, i) =>
+        new Promise<void>((resolve) => {
+          const socket = connect({ port, host: '127.0.0.1' }, () => {
+            socket.write(websocketUpgradeRequest(`/ws/pod/voice-agent-0/CAreset${i}`));
+            // Some before any answer, some after it (refused or upgraded).
+            if (i % 2) socket.resetAndDestroy();
+            else socket.once('data', () => socket.resetAndDestroy());
+          });
+          socket.on('error', () => undefined);
+          socket.on('close', () => resolve());
+        }),
+      );
+      await Promise.all(resets);
+      await waitFor(() => gateway.mediaSockets.openSockets === 0, { what: 'every reset socket to be counted out' });
+      const after = await upgrade(port, '/ws/pod/voice-agent-1/CA1');
+      expect(after.status).toBe(101);
+      after.socket.destroy();
+      expect((await send(port, 'POST', '/api/v1/allocate')).status).toBe(200);
+    } finally {
+      await gateway.stop();
+    }
+  });
+
   it('answers webhooks and the API while the media socket budget is full', async () => {
     const { gateway, port } = await gatewayWith(upstreams, { mediaSocketsPerAddress: 200, mediaSocketsTotal: 4 });
     const open: Upgrade[] = [];

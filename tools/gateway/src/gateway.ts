@@ -150,11 +150,11 @@ export class Gateway {
       socket.end(rawErrorResponse({ status: 404, code: 'NOT_FOUND', message: 'route not found' }));
       return;
     }
+    // A client resetting this socket (refused or proxied) must not raise an unhandled 'error'.
+    socket.on('error', () => socket.destroy());
     const address = request.socket.remoteAddress ?? '';
     const release = this.rate.admit(address) ? this.mediaSockets.open(address) : null;
     if (!release) {
-      // A client resetting a refused socket must not raise an unhandled 'error'.
-      socket.on('error', () => socket.destroy());
       socket.end(rawErrorResponse(RATE_LIMITED));
       return;
     }
