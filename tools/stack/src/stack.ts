@@ -2,7 +2,8 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import Redis from 'ioredis';
-import { Gateway } from '@smart-router/gateway';
+import { EnvReader } from '@smart-router/config';
+import { Gateway, readEdgeLimits } from '@smart-router/gateway';
 import { RedisKeys } from '@smart-router/redis-keys';
 import { ClusterTimings, SimCluster, SimulatedVoiceAgents, callOwnerInRedis } from '@smart-router/sim';
 import { RedisServer, freePort, waitFor } from '@smart-router/testing';
@@ -191,6 +192,8 @@ export class LocalStack {
         admin: this.url('admin'),
         voiceAgents: `http://127.0.0.1:${this.ports.voiceAgents}`,
       },
+      // SPEC 10.2: on under `npm start` too; EDGE_* from the shell (or a test's env) tune them.
+      limits: readEdgeLimits(new EnvReader(this.options.env ?? {})),
     });
     await this.gateway.start();
 
