@@ -17,8 +17,13 @@ export async function bootstrap(env: Env = process.env) {
     port: config.port,
     countError: (status, code) => app.get(PoolMetrics).httpError(status, code),
     exportSpans: telemetry.exportsSpans,
+    trustedProxies: config.common.trustedProxies,
   });
   logger.info('allocation-api listening', { url: `http://${config.common.host}:${config.port}`, auth: config.apiTokens.length > 0 ? 'bearer tokens required' : 'OPEN: no API_TOKENS configured' });
+  if (config.apiTokens.length === 0 && config.allowUnauthenticated) {
+    // Reached only in open mode (SPEC 10.1): without the flag the config refused to start.
+    logger.warn('allocation-api is OPEN (ALLOW_UNAUTHENTICATED=true): POST /api/v1/allocate, /api/v1/release and /api/v1/connected accept callers without a token (API_TOKENS empty)');
+  }
   return app;
 }
 

@@ -13,7 +13,7 @@ interface Answer {
 
 async function startWebhooks(redisUrl: string, prefix: string, extra: Record<string, string> = {}) {
   const app: NestFastifyApplication = await bootstrap({
-    REDIS_URL: redisUrl, REDIS_PREFIX: prefix, HTTP_PORT: '0', LOG_LEVEL: 'error',
+    REDIS_URL: redisUrl, REDIS_PREFIX: prefix, HTTP_PORT: '0', LOG_LEVEL: 'error', ALLOW_UNAUTHENTICATED: 'true',
     VOICE_AGENT_BASE_URL: 'wss://buddy.example.test', WEBHOOK_WAIT_MS: '200', ...extra,
   });
   const address = app.getHttpServer().address();
@@ -317,7 +317,7 @@ describe('provider webhooks against a real Redis', () => {
   it('serves health, readiness, metrics and its OpenAPI document', async () => {
     expect(await (await fetch(`${webhooks.base}/health`)).json()).toEqual({ status: 'ok' });
     const ready = await fetch(`${webhooks.base}/ready`);
-    expect({ status: ready.status, body: await ready.json() }).toMatchObject({ status: 200, body: { status: 'ready' } });
+    expect({ status: ready.status, body: await ready.json() }).toEqual({ status: 200, body: { status: 'up' } });
     await answerCall(webhooks, 'twilio', '/api/v1/twilio/answer', 'metrics-1');
     const metrics = await (await fetch(`${webhooks.base}/metrics`)).text();
     expect(metrics).toContain('smart_router_webhook_answers_total');
@@ -408,21 +408,27 @@ describe('provider webhook authentication', () => {
     expect(await pool.scripts.checkInvariants()).toEqual([]);
   });
 
-  it('Twilio without PUBLIC_BASE_URL: the signed URL comes from X-Forwarded-Proto/-Host (gateway), else from Host', async () => {
-    const direct = await startWebhooks(sharedRedisUrl(), pool.keys.prefix, AUTH);
+  it('signatures on without PUBLIC_BASE_URL: refuses to start naming PUBLIC_BASE_URL (the signed URL must not come from request headers)', async () => {
+    await expect(startWebhooks(sharedRedisUrl(), pool.keys.prefix, AUTH)).rejects.toThrow(/^invalid configuration: PUBLIC_BASE_URL is required when provider signatures are checked/);
+    await expect(startWebhooks(sharedRedisUrl(), pool.keys.prefix, { TWILIO_AUTH_TOKENS: 'twilio-new', ALLOW_UNAUTHENTICATED: 'true' })).rejects.toThrow(/PUBLIC_BASE_URL/);
+  });
+
+  it('open mode without PUBLIC_BASE_URL: callback URLs follow X-Forwarded-Proto/-Host only from TRUSTED_PROXIES, else Host', async () => {
+    const forwardedHeaders = { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'public.example.test' };
+    const trusting = await startWebhooks(sharedRedisUrl(), pool.keys.prefix, { TRUSTED_PROXIES: '127.0.0.0/8,::1/128' });
+    const elsewhere = await startWebhooks(sharedRedisUrl(), pool.keys.prefix, { TRUSTED_PROXIES: '10.0.0.0/8' });
+    const nobody = await startWebhooks(sharedRedisUrl(), pool.keys.prefix);
     try {
       const path = '/api/v1/twilio/answer?merchant_id=acme';
-      const params = twilioParams('tw-fwd-1');
-      const publicSignature = twilioSignature('twilio-new', `https://public.example.test${path}`, paramMap(params));
-      const forwarded = await direct.form(path, params, { 'x-twilio-signature': publicSignature, 'x-forwarded-proto': 'https', 'x-forwarded-host': 'public.example.test' });
-      await expectAnswer('twilio', forwarded, podOf(forwarded), 'tw-fwd-1', 'https://public.example.test');
-      const notForwarded = await direct.form(path, twilioParams('tw-fwd-2'), { 'x-twilio-signature': twilioSignature('twilio-new', `https://public.example.test${path}`, paramMap(twilioParams('tw-fwd-2'))) });
-      expect(errorOf(notForwarded)).toEqual({ status: 403, code: 'SIGNATURE_INVALID' });
-      const host = new URL(direct.base).host;
-      const byHost = await direct.form(path, twilioParams('tw-fwd-3'), { 'x-twilio-signature': twilioSignature('twilio-new', `http://${host}${path}`, paramMap(twilioParams('tw-fwd-3'))) });
-      await expectAnswer('twilio', byHost, podOf(byHost), 'tw-fwd-3', `http://${host}`);
+      const viaGateway = await trusting.form(path, twilioParams('tw-fwd-1'), forwardedHeaders);
+      await expectAnswer('twilio', viaGateway, podOf(viaGateway), 'tw-fwd-1', 'https://public.example.test');
+      // The same headers from an address that is not a trusted proxy choose nothing.
+      for (const [index, direct] of [elsewhere, nobody].entries()) {
+        const answer = await direct.form(path, twilioParams(`tw-fwd-${index + 2}`), forwardedHeaders);
+        await expectAnswer('twilio', answer, podOf(answer), `tw-fwd-${index + 2}`, `http://${new URL(direct.base).host}`);
+      }
     } finally {
-      await direct.app.close();
+      await Promise.all([trusting, elsewhere, nobody].map((instance) => instance.app.close()));
     }
   });
 
@@ -624,7 +630,8 @@ describe('provider webhooks when Redis fails', () => {
       for (const provider of PROVIDERS) {
         expectFailure(provider, await answerCall(webhooks, provider, `/agent/voice/breeze-buddy/${provider}/callback/t`, `${provider}-down-1`), 'REDIS_UNAVAILABLE');
       }
-      expect((await fetch(`${webhooks.base}/ready`)).status).toBe(503);
+      const notReady = await fetch(`${webhooks.base}/ready`);
+      expect({ status: notReady.status, body: await notReady.json() }).toEqual({ status: 503, body: { status: 'down' } });
 
       await server.restart();
       pool = await createPoolFixture({ url: server.url, prefix });

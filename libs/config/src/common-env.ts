@@ -1,3 +1,4 @@
+import { readTrustedProxies } from './access';
 import { ConfigError, EnvReader } from './env';
 import { SEED_TIER_CONFIG, TierConfig, parseTierConfig } from './tier-config';
 
@@ -54,6 +55,8 @@ export interface CommonSettings {
   streamMaxLen: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   host: string;
+  /** Addresses whose X-Forwarded-* headers are believed (TRUSTED_PROXIES); empty = none. */
+  trustedProxies: string[];
 }
 
 export function readRedisSettings(env: EnvReader): RedisSettings {
@@ -115,5 +118,6 @@ export function readCommonSettings(env: EnvReader = new EnvReader()): CommonSett
     streamMaxLen: env.int('STREAM_MAXLEN', 100000, { min: 100 }),
     logLevel: env.oneOf('LOG_LEVEL', 'info', ['debug', 'info', 'warn', 'error'] as const),
     host: env.string('HOST', '127.0.0.1'),
+    trustedProxies: readTrustedProxies(env),
   };
 }

@@ -1,4 +1,4 @@
-import { RedisKeys } from './keys';
+import { RESERVED_POD_NAMES, RedisKeys } from './keys';
 
 describe('RedisKeys', () => {
   const keys = new RedisKeys('voice:');
@@ -62,5 +62,11 @@ describe('RedisKeys', () => {
     expect([prefixes.waitQueue, prefixes.waitChannel, prefixes.activeCalls, prefixes.callStream])
       .toEqual([keys.waitQueue(), keys.waitChannel(), keys.activeCalls(), keys.callStream()]);
     expect([prefixes.allocationSequence, prefixes.pendingCalls]).toEqual([keys.allocationSequence(), keys.pendingCalls()]);
+  });
+
+  it('reserves the pod names whose pod key is another key (pod:metadata)', () => {
+    expect(keys.pod('metadata')).toBe(keys.podMetadata());
+    expect([...RESERVED_POD_NAMES]).toEqual(['metadata']);
+    expect(RESERVED_POD_NAMES.has('voice-agent-0')).toBe(false);
   });
 });

@@ -247,3 +247,10 @@ export interface PodKeyPrefixes {
   activeCalls: string;
   callStream: string;
 }
+
+/**
+ * Pod names whose `pod:{name}` is another key of the schema: a pod named
+ * `metadata` would write its hash over the seed's `pod:metadata`. Kubernetes
+ * allows the name, so the watcher refuses such a pod instead of recording it.
+ */
+export const RESERVED_POD_NAMES: ReadonlySet<string> = new Set(['metadata']);

@@ -167,6 +167,23 @@ describe('k8s/base', () => {
       }
     });
 
+    it('never sets ALLOW_UNAUTHENTICATED, in the base or the production overlay: apps fail closed (SPEC 10.1)', () => {
+      const manifests = [...base.resources, ...production.resources, ...production.patches].map(({ manifest }) => manifest);
+      for (const manifest of manifests) {
+        expect({ manifest: `${manifest.kind}/${nameOf(manifest)}`, mentions: JSON.stringify(manifest).includes('ALLOW_UNAUTHENTICATED') })
+          .toEqual({ manifest: `${manifest.kind}/${nameOf(manifest)}`, mentions: false });
+      }
+    });
+
+    it('releases a call nobody connects after 20 s and trusts forwarded headers only from the pod network', () => {
+      expect(configMap?.data?.CONNECT_TIMEOUT_SECONDS).toBe('20');
+      expect(configMap?.data?.TRUSTED_PROXIES).toBe('10.0.0.0/8');
+      for (const app of apps) {
+        expect({ app, env: resolveEnv(deployment(app), container(app), resources, namespace).env.TRUSTED_PROXIES }).toEqual({ app, env: '10.0.0.0/8' });
+      }
+      expect(resolveEnv(deployment('webhooks'), container('webhooks'), resources, namespace).env.PROVIDERS).toBe('twilio,plivo,exotel');
+    });
+
     it('gives every app reading a setting the same source for it', () => {
       const sources = new Map<string, string>();
       for (const app of apps) {

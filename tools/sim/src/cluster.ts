@@ -184,6 +184,33 @@ export class ClusterState extends EventEmitter {
     });
   }
 
+  /**
+   * A pod no controller owns, as `kubectl run NAME --labels=app=voice-agent` makes:
+   * Ready after the ready delay, never recreated once deleted. Lets tests give a
+   * pod a name no StatefulSet ordinal produces (e.g. `metadata`).
+   */
+  createBarePod(name: string, labels: Record<string, string>): SimPod {
+    if (this.pods.has(name)) throw new ApiStatusError(409, 'AlreadyExists', `pods "${name}" already exists`);
+    const now = new Date().toISOString();
+    const pod: SimPod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, namespace: this.namespace, uid: randomUUID(), resourceVersion: this.nextRevision(), creationTimestamp: now, labels: { ...labels }, annotations: {} },
+      spec: { containers: [{ name: 'voice-agent', image: 'smart-router/sim-voice-agent:local', ports: [{ containerPort: 8000, name: 'ws' }] }] },
+      status: { phase: 'Running', podIP: '127.0.0.1', conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: now }] },
+    };
+    this.pods.set(name, pod);
+    this.record('ADDED', pod);
+    const uid = pod.metadata.uid;
+    this.later(this.timings.readyDelayMs, () => {
+      const current = this.pods.get(name);
+      if (current?.metadata.uid !== uid) return;
+      this.started.add(uid);
+      this.refreshReady(current);
+    });
+    return structuredClone(pod);
+  }
+
   /** Ready = running, not terminating and not annotated `ready: "false"`. */
   private refreshReady(pod: SimPod): void {
     const wanted = this.started.has(pod.metadata.uid) && !pod.metadata.deletionTimestamp && pod.metadata.annotations?.[READY_ANNOTATION] !== 'false' ? 'True' : 'False';

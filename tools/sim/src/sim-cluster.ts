@@ -61,6 +61,11 @@ export class SimCluster {
     return this.getPod(name)?.status.conditions.some((condition) => condition.type === 'Ready' && condition.status === 'True') ?? false;
   }
 
+  /** A pod outside the StatefulSet (`kubectl run`), matching the voice-agent selector unless labelled otherwise. */
+  createBarePod(name: string, labels: Record<string, string> = { app: this.statefulSetName }): SimPod {
+    return this.state.createBarePod(name, labels);
+  }
+
   /** Graceful delete; the StatefulSet recreates the pod with a new UID. */
   deletePod(name: string, gracePeriodMs?: number): SimPod {
     return this.state.deletePod(name, gracePeriodMs);

@@ -27,6 +27,14 @@ export const FREE_PORTS: StackPorts = {
   apps: { 'allocation-api': 0, webhooks: 0, admin: 0, 'pod-watcher': 0, reconciler: 0 },
 };
 
+/**
+ * SPEC 10.1 on a developer's machine: the apps start without tokens (open mode; a
+ * token or provider secret that is given is still enforced), and they believe the
+ * X-Forwarded-* headers of the gateway, which runs on loopback. `options.env` (or,
+ * under `npm start`, the shell) overrides both.
+ */
+export const LOCAL_ACCESS = { ALLOW_UNAUTHENTICATED: 'true', TRUSTED_PROXIES: '127.0.0.0/8,::1/128' } as const;
+
 /** The local defaults (SPEC section 8). */
 export const DEFAULT_PORTS: StackPorts = {
   gateway: 8000,
@@ -217,6 +225,7 @@ export class LocalStack {
       PUBLIC_BASE_URL: `http://127.0.0.1:${this.ports.gateway}`,
       POD_IDENTITY: `${app}-${this.instanceCounter}`,
       LOG_LEVEL: 'info',
+      ...LOCAL_ACCESS,
       ...this.options.env,
       ...extra,
     };
