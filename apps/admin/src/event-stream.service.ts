@@ -49,6 +49,8 @@ export class EventStreamService implements OnModuleDestroy {
     };
     this.open.add(close);
     response.on('close', close);
+    // A client that resets mid-stream ends its stream, never the process (SPEC 10.2).
+    response.on('error', close);
     response.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',

@@ -9,3 +9,4 @@ export * from './route.decorator';
 export * from './schema-errors';
 export * from './identifiers';
 export * from './framework-errors';
+export * from './socket-guard';

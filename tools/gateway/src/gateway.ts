@@ -1,7 +1,7 @@
 import { Agent, createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Duplex, PassThrough } from 'node:stream';
 import httpProxy from 'http-proxy';
-import { answerClientError, HOST_REQUIRED, lacksRequiredHost, rawErrorResponse } from '@smart-router/http';
+import { answerClientError, guardServer, guardSocket, HOST_REQUIRED, lacksRequiredHost, rawErrorResponse } from '@smart-router/http';
 import { Upstreams, route } from './routes';
 
 export type UpstreamPools = { [name in keyof Upstreams]: string | string[] };
@@ -44,6 +44,16 @@ export class Gateway {
 
   constructor(private readonly options: GatewayOptions) {
     this.pools = Object.fromEntries(Object.entries(options.upstreams).map(([name, targets]) => [name, [targets].flat()])) as { [name in keyof Upstreams]: string[] };
+    // SPEC 10.2: no socket of ours may end the process with an unhandled 'error' (libs/http socket-guard.ts).
+    // The upstream side of a proxied upgrade: http-proxy listens on it only once the pod answers 101.
+    this.proxy.on('proxyReqWs', (proxyReq, _request, socket) => {
+      guardSocket(socket);
+      proxyReq.on('socket', guardSocket);
+    });
+    // A client gone while its request was proxied: nothing to answer, drop what is left of it.
+    this.proxy.on('econnreset', (_error, _request, response) => response.destroy());
+    // Every proxy call passes its own callback; this only keeps a stray one from throwing.
+    this.proxy.on('error', (_error, _request, target) => target.destroy());
   }
 
   /** Replaces an upstream's instances (scale out, rolling restart). */
@@ -60,6 +70,7 @@ export class Gateway {
     server.on('upgrade', (request, socket, head) => this.onUpgrade(request, socket, head));
     // An oversized request line or headers, or a malformed request: JSON like every other error.
     server.on('clientError', answerClientError);
+    guardServer(server);
     this.server = server;
     await new Promise<void>((resolve) => server.listen(this.options.port, this.options.host, resolve));
     const address = server.address();
@@ -111,6 +122,8 @@ export class Gateway {
   }
 
   private onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // Node stops listening for this socket's errors here, and a refusal below may meet a reset.
+    guardSocket(socket);
     const pathname = new URL(request.url ?? '/', 'http://gateway').pathname;
     const decision = route(pathname);
     if ('status' in decision || decision.upstream !== 'voiceAgents') {
