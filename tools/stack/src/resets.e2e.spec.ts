@@ -1,4 +1,5 @@
 import { mkdtempSync } from 'node:fs';
+import Redis from 'ioredis';
 import { connect, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -117,8 +118,9 @@ beforeAll(async () => {
     logDir: mkdtempSync(join(tmpdir(), 'sr-resets-')),
     listenersApart: true,
     simTimings: { readyDelayMs: 100 },
-    // A call whose upgrade was reset before the pod accepted it is freed within seconds.
-    env: { CONNECT_TIMEOUT_SECONDS: '2', JOB_INTERVAL_SCALE: '0.3' },
+    // A call whose upgrade was reset before the pod accepted it is freed within seconds; a new
+    // pod-watcher leader takes over within 2 s.
+    env: { CONNECT_TIMEOUT_SECONDS: '2', JOB_INTERVAL_SCALE: '0.3', LEASE_DURATION_SECONDS: '2' },
   });
   await waitFor(async () => (await availableCount()) === 5, { timeoutMs: 20000, what: 'the 5 simulated pods to be allocatable' });
   pidsBefore = pids();
@@ -208,4 +210,50 @@ describe('no listener dies of its client (SPEC 10.2)', () => {
     expect(pids()).toEqual(pidsBefore);
     expect(stack.events).toEqual([]);
   }, 100000);
+
+  it('restarts a killed simulated cluster, and the router follows its new pods (leader terms kept, old watches relisted)', async () => {
+    const redis = new Redis(stack.redisUrl, { maxRetriesPerRequest: 1 });
+    try {
+      // A second pod-watcher term first: a restarted cluster that forgot its Lease would start the terms
+      // over, and Redis would refuse the new leader's pod events as a deposed one's.
+      stack.running.get('pod-watcher')!.child.kill('SIGKILL');
+      await waitFor(() => stack.events.includes('stack: starting pod-watcher again'), { timeoutMs: 10000, what: 'the pod-watcher restart' });
+      await waitFor(async () => Number(await redis.get(stack.keys.watcherTerm())) >= 1, { timeoutMs: 15000, what: 'a second pod-watcher term' });
+      const termBefore = Number(await redis.get(stack.keys.watcherTerm()));
+
+      const sim = `http://127.0.0.1:${stack.ports.sim}`;
+      const uids = async () =>
+        Object.fromEntries(((await (await fetch(`${sim}/api/v1/namespaces/voice-system/pods`)).json()) as { items: { metadata: { name: string; uid: string } }[] }).items.map((pod) => [pod.metadata.name, pod.metadata.uid]));
+      const before = await uids();
+      const victim = stack.running.get('sim')!.child;
+      victim.kill('SIGKILL');
+      await waitFor(() => stack.events.includes('stack: starting sim again'), { timeoutMs: 10000, what: 'the simulated cluster restart' });
+      const restartedAt = Date.now();
+      await stack.waitListening('sim');
+      expect(stack.running.get('sim')!.child.pid).not.toBe(victim.pid);
+      // The leader renews its Lease on the new cluster under the same term, never an earlier one.
+      const leader = await waitFor(
+        async () => {
+          const heartbeat = await redis.hgetall(stack.keys.watcherLeader());
+          return Number(heartbeat.renewed_at) > restartedAt ? heartbeat : null;
+        },
+        { timeoutMs: 15000, what: 'the pod-watcher leader to renew on the restarted cluster' },
+      );
+      expect(Number(leader.term)).toBeGreaterThanOrEqual(termBefore);
+
+      // Same StatefulSet, new pods (new UIDs): the router replaces every pod and offers the new ones.
+      const after = await uids();
+      expect(Object.keys(after).sort()).toEqual(Object.keys(before).sort());
+      expect(Object.entries(after).every(([name, uid]) => uid !== before[name])).toBe(true);
+      await waitFor(async () => (await Promise.all(Object.entries(after).map(async ([name, uid]) => (await redis.hget(stack.keys.pod(name), 'uid')) === uid))).every(Boolean), {
+        timeoutMs: 20000,
+        what: 'Redis to hold the new pods',
+      });
+      await waitFor(async () => (await availableCount()) === 5, { timeoutMs: 20000, what: 'the new pods to be allocatable' });
+      const { ws_url: wsUrl } = await allocate('CAafter-sim-restart');
+      expect(await resetting(stack.ports.gateway, upgrade(new URL(wsUrl).pathname), 'answered')).toMatch(/^HTTP\/1\.1 101 /);
+    } finally {
+      redis.disconnect();
+    }
+  }, 60000);
 });
