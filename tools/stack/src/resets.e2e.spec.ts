@@ -57,7 +57,7 @@ function resetting(port: number, request: string, when: ResetWhen, then?: Buffer
     });
     socket.once('connect', () => socket.write(request, () => (when === 'sent' ? reset() : undefined)));
     // A server that never answers is reset anyway (and the listener checks below tell whether it is still alive).
-    setTimeout(reset, 3000).unref();
+    setTimeout(reset, 10000).unref();
   });
 }
 

@@ -82,7 +82,8 @@ export interface StackOptions {
 /**
  * Stop order, the reverse of the dependencies: the gateway first (no new
  * traffic), then the request-serving apps, the watcher, the reconciler (which
- * needs Redis until it has finished its jobs), and Redis last.
+ * needs Redis until it has finished its jobs), the simulated cluster, and
+ * Redis last.
  */
 export const STOP_ORDER: readonly (readonly AppName[])[] = [['admin', 'webhooks', 'allocation-api'], ['pod-watcher'], ['reconciler']];
 
