@@ -7,6 +7,7 @@ import { ErrorCounter, JsonExceptionFilter } from './exception.filter';
 import { answerClientError, answerForStatus, describeFrameworkError, ErrorAnswer, HOST_REQUIRED, lacksRequiredHost, MAX_PARAM_LENGTH } from './framework-errors';
 import { installMediaTypeCheck } from './media-types';
 import { installRequestTracing } from './request-tracing';
+import { guardServer } from './socket-guard';
 import { ERRORS_KEYWORD } from '@smart-router/api-contract';
 
 /** SPEC section 3: request bodies are capped at 16 KiB (413 beyond). */
@@ -84,6 +85,8 @@ export async function startHttpApp(options: HttpAppOptions): Promise<NestFastify
   SERVED_ROUTES.set(app, routes);
   app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
   installShutdownDeadline(app);
+  // Fastify handles its sockets' errors; this also covers those it hands over (an SSE stream, an upgrade) (SPEC 10.2).
+  guardServer(app.getHttpServer());
   await app.listen(options.port, options.host);
   return app;
 }

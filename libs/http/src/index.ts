@@ -10,3 +10,4 @@ export * from './schema-errors';
 export * from './identifiers';
 export * from './framework-errors';
 export * from './media-types';
+export * from './socket-guard';

@@ -1,7 +1,7 @@
 import { Agent, ClientRequest, createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Duplex, PassThrough } from 'node:stream';
 import httpProxy from 'http-proxy';
-import { answerClientError, HOST_REQUIRED, lacksRequiredHost, rawErrorResponse } from '@smart-router/http';
+import { answerClientError, guardServer, guardSocket, HOST_REQUIRED, lacksRequiredHost, rawErrorResponse } from '@smart-router/http';
 import { DEFAULT_EDGE_LIMITS, EdgeLimits, MediaSocketBudget, RATE_LIMITED, RateLimiter } from './edge-limits';
 import { Upstreams, route } from './routes';
 
@@ -74,7 +74,17 @@ export class Gateway {
     this.rate = new RateLimiter(this.limits.ratePerSecond, this.limits.rateBurst);
     this.mediaSockets = new MediaSocketBudget(this.limits);
     this.proxy.on('proxyReq', (proxyRequest, request) => setForwardedHeaders(proxyRequest, request));
-    this.proxy.on('proxyReqWs', (proxyRequest, request) => setForwardedHeaders(proxyRequest, request));
+    // SPEC 10.2: no socket of ours may end the process with an unhandled 'error' (libs/http socket-guard.ts).
+    // The upstream side of a proxied upgrade: http-proxy listens on it only once the pod answers 101.
+    this.proxy.on('proxyReqWs', (proxyRequest, request, socket) => {
+      setForwardedHeaders(proxyRequest, request);
+      guardSocket(socket);
+      proxyRequest.on('socket', guardSocket);
+    });
+    // A client gone while its request was proxied: nothing to answer, drop what is left of it.
+    this.proxy.on('econnreset', (_error, _request, response) => response.destroy());
+    // Every proxy call passes its own callback; this only keeps a stray one from throwing.
+    this.proxy.on('error', (_error, _request, target) => target.destroy());
   }
 
   /** Replaces an upstream's instances (scale out, rolling restart). */
@@ -91,6 +101,7 @@ export class Gateway {
     server.on('upgrade', (request, socket, head) => this.onUpgrade(request, socket, head));
     // An oversized request line or headers, or a malformed request: JSON like every other error.
     server.on('clientError', answerClientError);
+    guardServer(server);
     this.server = server;
     await new Promise<void>((resolve) => server.listen(this.options.port, this.options.host, resolve));
     const address = server.address();
@@ -144,14 +155,14 @@ export class Gateway {
   }
 
   private onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // Node stops listening for this socket's errors here, and a refusal below may meet a reset.
+    guardSocket(socket);
     const pathname = new URL(request.url ?? '/', 'http://gateway').pathname;
     const decision = route(pathname);
     if ('status' in decision || decision.upstream !== 'voiceAgents') {
       socket.end(rawErrorResponse({ status: 404, code: 'NOT_FOUND', message: 'route not found' }));
       return;
     }
-    // A client resetting this socket (refused or proxied) must not raise an unhandled 'error'.
-    socket.on('error', () => socket.destroy());
     const address = request.socket.remoteAddress ?? '';
     const release = this.rate.admit(address) ? this.mediaSockets.open(address) : null;
     if (!release) {

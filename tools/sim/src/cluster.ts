@@ -98,6 +98,17 @@ export class ClusterState extends EventEmitter {
     return String(this.revision);
   }
 
+  /**
+   * Numbers this state's changes from `revision` on, and answers 410 to a watch
+   * from any earlier one. A restarted simulated cluster (its process died) starts
+   * above every resourceVersion its predecessor handed out, so a client resuming
+   * an old watch relists instead of missing the new pods (call before any change).
+   */
+  startRevisionsAt(revision: number): void {
+    this.revision = revision;
+    this.historyFloor = revision;
+  }
+
   private nextRevision(): string {
     this.revision += 1;
     return String(this.revision);
@@ -375,6 +386,7 @@ export class ClusterState extends EventEmitter {
       spec: { ...(body.spec ?? {}) },
     };
     this.leases.set(name, lease);
+    this.emit('lease');
     return structuredClone(lease);
   }
 
@@ -387,12 +399,19 @@ export class ClusterState extends EventEmitter {
     }
     const lease: SimLease = { ...current, metadata: { ...current.metadata, labels: body.metadata?.labels ?? current.metadata.labels, resourceVersion: this.nextRevision() }, spec: { ...(body.spec ?? {}) } };
     this.leases.set(name, lease);
+    this.emit('lease');
     return structuredClone(lease);
   }
 
   deleteLease(name: string): SimLease {
     const lease = this.getLease(name);
     this.leases.delete(name);
+    this.emit('lease');
     return lease;
+  }
+
+  /** Leases kept by a previous run of the simulated cluster (see SimClusterOptions.leaseFile). */
+  restoreLeases(leases: SimLease[]): void {
+    for (const lease of leases) if (lease?.metadata?.name) this.leases.set(lease.metadata.name, structuredClone(lease));
   }
 }

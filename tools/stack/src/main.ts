@@ -17,6 +17,8 @@ import { DEFAULT_PORTS, LOCAL_ACCESS, LocalStack } from './stack';
 const START_CONNECT_TIMEOUT_SECONDS = '20';
 
 async function main(): Promise<void> {
+  // A closed terminal or pipe (EPIPE) must not end the supervisor and leave its children unsupervised.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
   const connectTimeout = process.env.CONNECT_TIMEOUT_SECONDS || START_CONNECT_TIMEOUT_SECONDS;
   const root = join(__dirname, '..', '..', '..', '..');
   const logDir = join(root, '.local');
@@ -33,6 +35,8 @@ async function main(): Promise<void> {
     // npm start's own default first; any value from the shell wins (SPEC section 8).
     env: { CONNECT_TIMEOUT_SECONDS: connectTimeout, ...shellOverrides(process.env) },
     ownProcessGroups: true,
+    // SPEC 10.2: the simulated cluster and the gateway run as supervised children too; this process listens on nothing.
+    listenersApart: true,
   });
   const base = stack.url('gateway');
   const access = { ...LOCAL_ACCESS, ...shellOverrides(process.env) };
