@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { ConfigError, EnvReader } from './env';
 import { SEED_TIER_CONFIG, TierConfig, parseTierConfig } from './tier-config';
 
@@ -26,6 +27,55 @@ export interface RedisSettings {
   replicaAcks: number;
   /** How long that WAIT may block before the write counts as not replicated. */
   waitTimeoutMs: number;
+  /** TLS details for a `rediss://` REDIS_URL (every topology); absent = plain TCP. */
+  tls?: RedisTlsSettings;
+}
+
+/**
+ * TLS to Redis (SPEC 10.1): on when REDIS_URL is `rediss://`, for the server,
+ * the sentinels and every cluster node alike. PEM contents, read once at start.
+ */
+export interface RedisTlsSettings {
+  /** CA certificate(s) to verify the server with; absent = the system's trust store. */
+  ca?: string;
+  /** Client certificate and key for mutual TLS (`tls-auth-clients yes`). */
+  cert?: string;
+  key?: string;
+  /** The name the server certificate must carry (and SNI), when it is not the address connected to. */
+  servername?: string;
+}
+
+/** A PEM file named by `name`; unreadable or not PEM stops the app naming the variable. */
+function pemFile(env: EnvReader, name: string): string | undefined {
+  const path = env.optionalString(name);
+  if (path === undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(name, `names a file that cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  if (!text.includes('-----BEGIN ')) throw new ConfigError(name, 'names a file that holds no PEM data');
+  return text;
+}
+
+function readRedisTls(env: EnvReader, url: string): RedisTlsSettings | undefined {
+  const tls: RedisTlsSettings = {
+    ca: pemFile(env, 'REDIS_TLS_CA_FILE'),
+    cert: pemFile(env, 'REDIS_TLS_CERT_FILE'),
+    key: pemFile(env, 'REDIS_TLS_KEY_FILE'),
+    servername: env.optionalString('REDIS_TLS_SERVERNAME'),
+  };
+  if ((tls.cert === undefined) !== (tls.key === undefined)) {
+    throw new ConfigError(tls.cert === undefined ? 'REDIS_TLS_CERT_FILE' : 'REDIS_TLS_KEY_FILE', 'is required with the other of REDIS_TLS_CERT_FILE / REDIS_TLS_KEY_FILE (mutual TLS)');
+  }
+  const given = (['REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE', 'REDIS_TLS_SERVERNAME'] as const).find((name) => env.raw(name) !== undefined);
+  if (!url.startsWith('rediss:')) {
+    // A CA with a plain URL would silently send credentials in clear text.
+    if (given) throw new ConfigError(given, 'needs a rediss:// REDIS_URL (TLS); REDIS_URL is redis://');
+    return undefined;
+  }
+  return Object.fromEntries(Object.entries(tls).filter(([, value]) => value !== undefined)) as RedisTlsSettings;
 }
 
 /** `host:port,host:port`; an empty or malformed entry stops the app naming the variable. */
@@ -79,13 +129,16 @@ export function readRedisSettings(env: EnvReader): RedisSettings {
     }
     topology = { kind: 'cluster', nodes: clusterNodes };
   }
+  const url = env.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']);
+  const tls = readRedisTls(env, url);
   return {
-    url: env.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    url,
     topology,
     prefix,
     commandTimeoutMs: env.int('REDIS_COMMAND_TIMEOUT_MS', 800, { min: 50, max: 30000 }),
     replicaAcks: env.int('REDIS_REPLICA_ACKS', 0, { min: 0, max: 16 }),
     waitTimeoutMs: env.int('REDIS_WAIT_TIMEOUT_MS', 200, { min: 1, max: 30000 }),
+    ...(tls ? { tls } : {}),
   };
 }
 
