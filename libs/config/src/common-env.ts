@@ -59,6 +59,27 @@ function pemFile(env: EnvReader, name: string): string | undefined {
   return text;
 }
 
+/**
+ * REDIS_PASSWORD_FILE: the ACL user's password from a file (a mounted secret),
+ * so it never sits in an environment variable; REDIS_URL then names only the
+ * user (`rediss://webhooks@redis:6379`). The file's first line is the password.
+ */
+function withPasswordFile(env: EnvReader, url: string): string {
+  const path = env.optionalString('REDIS_PASSWORD_FILE');
+  if (path === undefined) return url;
+  let password: string;
+  try {
+    password = readFileSync(path, 'utf8').split(/\r?\n/)[0].trim();
+  } catch (error) {
+    throw new ConfigError('REDIS_PASSWORD_FILE', `names a file that cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  if (password === '') throw new ConfigError('REDIS_PASSWORD_FILE', 'names an empty file');
+  const parsed = new URL(url);
+  if (parsed.password) throw new ConfigError('REDIS_PASSWORD_FILE', 'cannot be combined with a password in REDIS_URL');
+  parsed.password = encodeURIComponent(password);
+  return parsed.toString().replace(/\/+$/, '');
+}
+
 function readRedisTls(env: EnvReader, url: string): RedisTlsSettings | undefined {
   const tls: RedisTlsSettings = {
     ca: pemFile(env, 'REDIS_TLS_CA_FILE'),
@@ -129,7 +150,7 @@ export function readRedisSettings(env: EnvReader): RedisSettings {
     }
     topology = { kind: 'cluster', nodes: clusterNodes };
   }
-  const url = env.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']);
+  const url = withPasswordFile(env, env.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']));
   const tls = readRedisTls(env, url);
   return {
     url,

@@ -44,7 +44,7 @@ describe('Redis ACL rules (libs/redis-keys acl.ts)', () => {
     let dir = '';
     const clients: Redis[] = [];
     const as = (user: AclUser, secret = password(user)) => {
-      const client = new Redis(server.port, '127.0.0.1', { username: user, password: secret, maxRetriesPerRequest: 0, lazyConnect: true, disableClientInfo: true });
+      const client = new Redis(server.port, '127.0.0.1', { username: user, password: secret, maxRetriesPerRequest: 0, lazyConnect: true, disableClientInfo: true, enableReadyCheck: user !== 'healthcheck' });
       client.on('error', () => undefined);
       clients.push(client);
       return client;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { RedisKeys } from './keys';
 
 /**
@@ -214,21 +215,24 @@ const PASSWORD = /^[A-Za-z0-9._~+\/=-]{16,256}$/;
  * A users.acl file (Redis `aclfile`): one `user` line per user with a
  * password (two passwords = a rotation in progress: both are accepted), and
  * `user default off` so a connection without credentials can do nothing.
- * Users without a password are left out (`ops` unless asked for).
+ * Every app needs a password; the extra users are written only with one.
+ * `hashed`: store SHA-256 digests (`#…`), which Redis accepts the same way.
  */
-export function redisAclFile(prefix: string, passwords: Partial<Record<AclUser, string[]>>): string {
+export function redisAclFile(prefix: string, passwords: Partial<Record<AclUser, string[]>>, options: { hashed?: boolean } = {}): string {
+  // `#<sha256>` instead of `>password`: the file (and whoever reads it) never holds a password.
+  const secret = (password: string) => (options.hashed ? `#${createHash('sha256').update(password).digest('hex')}` : `>${password}`);
   // An ACL file holds `user` lines only (Redis refuses comments in it).
   const lines = ['user default off resetkeys resetchannels -@all'];
   for (const rule of aclRules(prefix)) {
     const secrets = passwords[rule.user] ?? [];
     if (secrets.length === 0) {
-      if (rule.user === 'ops') continue;
+      if ((ACL_EXTRA_USERS as readonly AclUser[]).includes(rule.user)) continue;
       throw new Error(`no password for the Redis ACL user ${rule.user}`);
     }
-    for (const secret of secrets) {
-      if (!PASSWORD.test(secret)) throw new Error(`the password of ${rule.user} must be 16-256 characters of [A-Za-z0-9._~+/=-]`);
+    for (const password of secrets) {
+      if (!PASSWORD.test(password)) throw new Error(`the password of ${rule.user} must be 16-256 characters of [A-Za-z0-9._~+/=-]`);
     }
-    lines.push(['user', rule.user, 'reset', 'on', ...secrets.map((secret) => `>${secret}`), ...aclRuleArguments(rule)].join(' '));
+    lines.push(['user', rule.user, 'reset', 'on', ...secrets.map(secret), ...aclRuleArguments(rule)].join(' '));
   }
   return `${lines.join('\n')}\n`;
 }
