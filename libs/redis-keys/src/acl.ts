@@ -150,8 +150,9 @@ const FORBIDDEN = [
 const POD_STREAM_CONSUMER = ['+xreadgroup', '+xack', '+xautoclaim', '+xpending', '+xgroup|create', '+xgroup|delconsumer', '+xinfo|groups'];
 
 function commandsOf(user: AclUser): string[] {
-  // The scripts' EVAL/EVALSHA, the apps' own reads and writes, MULTI/EXEC pipelines, WAIT for replica acknowledgements.
-  const stateApp = ['-@all', '+@read', '+@write', '+@transaction', '+eval', '+evalsha', '+wait', ...CONNECTION];
+  // The scripts' EVAL/EVALSHA, the apps' own reads and writes, MULTI/EXEC pipelines, WAIT for replica
+  // acknowledgements, TIME (wait-queue deadlines are on Redis's clock, inside the scripts).
+  const stateApp = ['-@all', '+@read', '+@write', '+@transaction', '+eval', '+evalsha', '+wait', '+time', ...CONNECTION];
   switch (user) {
     case 'allocation-api':
     case 'webhooks':
