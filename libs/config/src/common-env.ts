@@ -45,9 +45,8 @@ export interface RedisTlsSettings {
   servername?: string;
 }
 
-/** A PEM file named by `name`; unreadable or not PEM stops the app naming the variable. */
-function pemFile(env: EnvReader, name: string): string | undefined {
-  const path = env.optionalString(name);
+/** The PEM file at `path` (from variable `name`); unreadable or not PEM stops the app naming the variable. */
+function pemFile(name: string, path: string | undefined): string | undefined {
   if (path === undefined) return undefined;
   let text: string;
   try {
@@ -60,40 +59,55 @@ function pemFile(env: EnvReader, name: string): string | undefined {
 }
 
 /**
- * REDIS_PASSWORD_FILE: the ACL user's password from a file (a mounted secret),
- * so it never sits in an environment variable; REDIS_URL then names only the
- * user (`rediss://webhooks@redis:6379`). The file's first line is the password.
+ * The app's Redis ACL user (SPEC 10.1), beside a REDIS_URL that names only the
+ * server (shared by every app, as in compose and k8s): REDIS_USERNAME, and
+ * REDIS_PASSWORD_FILE, the password from a file (a mounted secret) so it never
+ * sits in an environment variable. The file's first line is the password.
  */
-function withPasswordFile(env: EnvReader, url: string): string {
-  const path = env.optionalString('REDIS_PASSWORD_FILE');
-  if (path === undefined) return url;
-  let password: string;
-  try {
-    password = readFileSync(path, 'utf8').split(/\r?\n/)[0].trim();
-  } catch (error) {
-    throw new ConfigError('REDIS_PASSWORD_FILE', `names a file that cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
-  if (password === '') throw new ConfigError('REDIS_PASSWORD_FILE', 'names an empty file');
+function withCredentials(url: string, username: string | undefined, path: string | undefined): string {
+  if (username === undefined && path === undefined) return url;
   const parsed = new URL(url);
-  if (parsed.password) throw new ConfigError('REDIS_PASSWORD_FILE', 'cannot be combined with a password in REDIS_URL');
-  parsed.password = encodeURIComponent(password);
+  if (username !== undefined) {
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(username)) throw new ConfigError('REDIS_USERNAME', 'must be 1-64 characters of [A-Za-z0-9._-]');
+    if (parsed.username && decodeURIComponent(parsed.username) !== username) throw new ConfigError('REDIS_USERNAME', 'differs from the user in REDIS_URL');
+    parsed.username = username;
+  }
+  if (path !== undefined) {
+    let password: string;
+    try {
+      password = readFileSync(path, 'utf8').split(/\r?\n/)[0].trim();
+    } catch (error) {
+      throw new ConfigError('REDIS_PASSWORD_FILE', `names a file that cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    if (password === '') throw new ConfigError('REDIS_PASSWORD_FILE', 'names an empty file');
+    if (parsed.password) throw new ConfigError('REDIS_PASSWORD_FILE', 'cannot be combined with a password in REDIS_URL');
+    parsed.password = encodeURIComponent(password);
+  }
   return parsed.toString().replace(/\/+$/, '');
 }
 
-function readRedisTls(env: EnvReader, url: string): RedisTlsSettings | undefined {
+/** The TLS variables as given (file paths, server name), read by readRedisSettings. */
+interface RedisTlsVariables {
+  REDIS_TLS_CA_FILE?: string;
+  REDIS_TLS_CERT_FILE?: string;
+  REDIS_TLS_KEY_FILE?: string;
+  REDIS_TLS_SERVERNAME?: string;
+}
+
+function readRedisTls(url: string, given: RedisTlsVariables): RedisTlsSettings | undefined {
   const tls: RedisTlsSettings = {
-    ca: pemFile(env, 'REDIS_TLS_CA_FILE'),
-    cert: pemFile(env, 'REDIS_TLS_CERT_FILE'),
-    key: pemFile(env, 'REDIS_TLS_KEY_FILE'),
-    servername: env.optionalString('REDIS_TLS_SERVERNAME'),
+    ca: pemFile('REDIS_TLS_CA_FILE', given.REDIS_TLS_CA_FILE),
+    cert: pemFile('REDIS_TLS_CERT_FILE', given.REDIS_TLS_CERT_FILE),
+    key: pemFile('REDIS_TLS_KEY_FILE', given.REDIS_TLS_KEY_FILE),
+    servername: given.REDIS_TLS_SERVERNAME,
   };
   if ((tls.cert === undefined) !== (tls.key === undefined)) {
     throw new ConfigError(tls.cert === undefined ? 'REDIS_TLS_CERT_FILE' : 'REDIS_TLS_KEY_FILE', 'is required with the other of REDIS_TLS_CERT_FILE / REDIS_TLS_KEY_FILE (mutual TLS)');
   }
-  const given = (['REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE', 'REDIS_TLS_SERVERNAME'] as const).find((name) => env.raw(name) !== undefined);
+  const named = (Object.keys(given) as (keyof RedisTlsVariables)[]).find((name) => given[name] !== undefined);
   if (!url.startsWith('rediss:')) {
     // A CA with a plain URL would silently send credentials in clear text.
-    if (given) throw new ConfigError(given, 'needs a rediss:// REDIS_URL (TLS); REDIS_URL is redis://');
+    if (named) throw new ConfigError(named, 'needs a rediss:// REDIS_URL (TLS); REDIS_URL is redis://');
     return undefined;
   }
   return Object.fromEntries(Object.entries(tls).filter(([, value]) => value !== undefined)) as RedisTlsSettings;
@@ -150,8 +164,17 @@ export function readRedisSettings(env: EnvReader): RedisSettings {
     }
     topology = { kind: 'cluster', nodes: clusterNodes };
   }
-  const url = withPasswordFile(env, env.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']));
-  const tls = readRedisTls(env, url);
+  const url = withCredentials(
+    env.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    env.optionalString('REDIS_USERNAME'),
+    env.optionalString('REDIS_PASSWORD_FILE'),
+  );
+  const tls = readRedisTls(url, {
+    REDIS_TLS_CA_FILE: env.optionalString('REDIS_TLS_CA_FILE'),
+    REDIS_TLS_CERT_FILE: env.optionalString('REDIS_TLS_CERT_FILE'),
+    REDIS_TLS_KEY_FILE: env.optionalString('REDIS_TLS_KEY_FILE'),
+    REDIS_TLS_SERVERNAME: env.optionalString('REDIS_TLS_SERVERNAME'),
+  });
   return {
     url,
     topology,

@@ -56,5 +56,9 @@ describe('Redis TLS and ACL credentials (SPEC 10.1)', () => {
     const url = read({ REDIS_URL: 'rediss://webhooks@redis:6379', REDIS_PASSWORD_FILE: file('webhooks', 'p@ss/word+1\nnext-line-ignored\n') }).url;
     expect(url).toBe('rediss://webhooks:p%40ss%2Fword%2B1@redis:6379');
     expect(decodeURIComponent(new URL(url).password)).toBe('p@ss/word+1');
+    // Or the user from REDIS_USERNAME, with a REDIS_URL every app shares (compose, k8s).
+    expect(read({ REDIS_URL: 'rediss://redis:6379', REDIS_USERNAME: 'admin', REDIS_PASSWORD_FILE: file('admin', 'secret\n') }).url).toBe('rediss://admin:secret@redis:6379');
+    expect(() => read({ REDIS_URL: 'rediss://webhooks@redis:6379', REDIS_USERNAME: 'admin' })).toThrow(/^invalid configuration: REDIS_USERNAME differs/);
+    expect(() => read({ REDIS_USERNAME: 'bad user' })).toThrow(/^invalid configuration: REDIS_USERNAME /);
   });
 });

@@ -51,7 +51,7 @@ export interface Container {
   startupProbe?: Probe;
   lifecycle?: { preStop?: { exec?: { command?: string[] }; sleep?: { seconds?: number } } };
   securityContext?: { runAsNonRoot?: boolean; allowPrivilegeEscalation?: boolean; readOnlyRootFilesystem?: boolean; capabilities?: { drop?: string[] } };
-  volumeMounts?: { name?: string; mountPath?: string }[];
+  volumeMounts?: { name?: string; mountPath?: string; readOnly?: boolean }[];
 }
 
 export interface PodSpec {
@@ -60,7 +60,7 @@ export interface PodSpec {
   terminationGracePeriodSeconds?: number;
   securityContext?: { runAsNonRoot?: boolean; runAsUser?: number };
   containers?: Container[];
-  volumes?: { name?: string; configMap?: { name?: string }; emptyDir?: unknown }[];
+  volumes?: { name?: string; configMap?: { name?: string }; secret?: { secretName?: string; defaultMode?: number; items?: { key?: string; path?: string }[] }; emptyDir?: unknown }[];
 }
 
 export interface Deployment extends Manifest {
