@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readTrustedProxies } from './access';
 import { ConfigError, EnvReader } from './env';
 import { SEED_TIER_CONFIG, TierConfig, parseTierConfig } from './tier-config';
@@ -27,6 +28,90 @@ export interface RedisSettings {
   replicaAcks: number;
   /** How long that WAIT may block before the write counts as not replicated. */
   waitTimeoutMs: number;
+  /** TLS details for a `rediss://` REDIS_URL (every topology); absent = plain TCP. */
+  tls?: RedisTlsSettings;
+}
+
+/**
+ * TLS to Redis (SPEC 10.1): on when REDIS_URL is `rediss://`, for the server,
+ * the sentinels and every cluster node alike. PEM contents, read once at start.
+ */
+export interface RedisTlsSettings {
+  /** CA certificate(s) to verify the server with; absent = the system's trust store. */
+  ca?: string;
+  /** Client certificate and key for mutual TLS (`tls-auth-clients yes`). */
+  cert?: string;
+  key?: string;
+  /** The name the server certificate must carry (and SNI), when it is not the address connected to. */
+  servername?: string;
+}
+
+/** The PEM file at `path` (from variable `name`); unreadable or not PEM stops the app naming the variable. */
+function pemFile(name: string, path: string | undefined): string | undefined {
+  if (path === undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(name, `names a file that cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  if (!text.includes('-----BEGIN ')) throw new ConfigError(name, 'names a file that holds no PEM data');
+  return text;
+}
+
+/**
+ * The app's Redis ACL user (SPEC 10.1), beside a REDIS_URL that names only the
+ * server (shared by every app, as in compose and k8s): REDIS_USERNAME, and
+ * REDIS_PASSWORD_FILE, the password from a file (a mounted secret) so it never
+ * sits in an environment variable. The file's first line is the password.
+ */
+function withCredentials(url: string, username: string | undefined, path: string | undefined): string {
+  if (username === undefined && path === undefined) return url;
+  const parsed = new URL(url);
+  if (username !== undefined) {
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(username)) throw new ConfigError('REDIS_USERNAME', 'must be 1-64 characters of [A-Za-z0-9._-]');
+    if (parsed.username && decodeURIComponent(parsed.username) !== username) throw new ConfigError('REDIS_USERNAME', 'differs from the user in REDIS_URL');
+    parsed.username = username;
+  }
+  if (path !== undefined) {
+    let password: string;
+    try {
+      password = readFileSync(path, 'utf8').split(/\r?\n/)[0].trim();
+    } catch (error) {
+      throw new ConfigError('REDIS_PASSWORD_FILE', `names a file that cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    if (password === '') throw new ConfigError('REDIS_PASSWORD_FILE', 'names an empty file');
+    if (parsed.password) throw new ConfigError('REDIS_PASSWORD_FILE', 'cannot be combined with a password in REDIS_URL');
+    parsed.password = encodeURIComponent(password);
+  }
+  return parsed.toString().replace(/\/+$/, '');
+}
+
+/** The TLS variables as given (file paths, server name), read by readRedisSettings. */
+interface RedisTlsVariables {
+  REDIS_TLS_CA_FILE?: string;
+  REDIS_TLS_CERT_FILE?: string;
+  REDIS_TLS_KEY_FILE?: string;
+  REDIS_TLS_SERVERNAME?: string;
+}
+
+function readRedisTls(url: string, given: RedisTlsVariables): RedisTlsSettings | undefined {
+  const tls: RedisTlsSettings = {
+    ca: pemFile('REDIS_TLS_CA_FILE', given.REDIS_TLS_CA_FILE),
+    cert: pemFile('REDIS_TLS_CERT_FILE', given.REDIS_TLS_CERT_FILE),
+    key: pemFile('REDIS_TLS_KEY_FILE', given.REDIS_TLS_KEY_FILE),
+    servername: given.REDIS_TLS_SERVERNAME,
+  };
+  if ((tls.cert === undefined) !== (tls.key === undefined)) {
+    throw new ConfigError(tls.cert === undefined ? 'REDIS_TLS_CERT_FILE' : 'REDIS_TLS_KEY_FILE', 'is required with the other of REDIS_TLS_CERT_FILE / REDIS_TLS_KEY_FILE (mutual TLS)');
+  }
+  const named = (Object.keys(given) as (keyof RedisTlsVariables)[]).find((name) => given[name] !== undefined);
+  if (!url.startsWith('rediss:')) {
+    // A CA with a plain URL would silently send credentials in clear text.
+    if (named) throw new ConfigError(named, 'needs a rediss:// REDIS_URL (TLS); REDIS_URL is redis://');
+    return undefined;
+  }
+  return Object.fromEntries(Object.entries(tls).filter(([, value]) => value !== undefined)) as RedisTlsSettings;
 }
 
 /** `host:port,host:port`; an empty or malformed entry stops the app naming the variable. */
@@ -84,13 +169,25 @@ export function readRedisSettings(env: EnvReader): RedisSettings {
     }
     topology = { kind: 'cluster', nodes: clusterNodes };
   }
+  const url = withCredentials(
+    env.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    env.optionalString('REDIS_USERNAME'),
+    env.optionalString('REDIS_PASSWORD_FILE'),
+  );
+  const tls = readRedisTls(url, {
+    REDIS_TLS_CA_FILE: env.optionalString('REDIS_TLS_CA_FILE'),
+    REDIS_TLS_CERT_FILE: env.optionalString('REDIS_TLS_CERT_FILE'),
+    REDIS_TLS_KEY_FILE: env.optionalString('REDIS_TLS_KEY_FILE'),
+    REDIS_TLS_SERVERNAME: env.optionalString('REDIS_TLS_SERVERNAME'),
+  });
   return {
-    url: env.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    url,
     topology,
     prefix,
     commandTimeoutMs: env.int('REDIS_COMMAND_TIMEOUT_MS', 800, { min: 50, max: 30000 }),
     replicaAcks: env.int('REDIS_REPLICA_ACKS', 0, { min: 0, max: 16 }),
     waitTimeoutMs: env.int('REDIS_WAIT_TIMEOUT_MS', 200, { min: 1, max: 30000 }),
+    ...(tls ? { tls } : {}),
   };
 }
 

@@ -1,4 +1,5 @@
 import type { ConnectionOptions } from 'bullmq';
+import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import Redis, { Cluster, ClusterOptions, RedisOptions } from 'ioredis';
 import type { RedisSettings } from '@smart-router/config';
 
@@ -15,10 +16,31 @@ import type { RedisSettings } from '@smart-router/config';
  */
 export type ConnectionProfile = 'request' | 'worker';
 
+/**
+ * Node's TLS options for a `rediss://` REDIS_URL (SPEC 10.1): the CA from
+ * REDIS_TLS_CA_FILE (else the system's), a client certificate for mutual TLS,
+ * and REDIS_TLS_SERVERNAME when the certificate names the server otherwise
+ * than the address we connect to. The certificate is always verified.
+ */
+export function redisTlsOptions(settings: RedisSettings): TlsConnectionOptions | undefined {
+  if (!settings.url.startsWith('rediss:')) return undefined;
+  const tls = settings.tls ?? {};
+  return {
+    rejectUnauthorized: true,
+    ...(tls.ca ? { ca: tls.ca } : {}),
+    ...(tls.cert && tls.key ? { cert: tls.cert, key: tls.key } : {}),
+    ...(tls.servername ? { servername: tls.servername } : {}),
+  };
+}
+
 export function redisOptions(settings: RedisSettings, profile: ConnectionProfile, name: string): RedisOptions {
   const url = new URL(settings.url);
+  const tls = redisTlsOptions(settings);
   const common: RedisOptions = {
     connectionName: name,
+    // No CLIENT SETINFO (Redis 7.2+): the ACL users grant only what the apps
+    // need, and Redis 7.0's ACL cannot name that subcommand (SPEC 10.1).
+    disableClientInfo: true,
     lazyConnect: false,
     retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 1000),
     // A demoted primary answers READONLY: reconnect, which asks the sentinels for the new one.
@@ -28,8 +50,9 @@ export function redisOptions(settings: RedisSettings, profile: ConnectionProfile
     // The URL carries only credentials and the TLS choice when something else names the servers.
     if (url.username) common.username = decodeURIComponent(url.username);
     if (url.password) common.password = decodeURIComponent(url.password);
-    if (url.protocol === 'rediss:') common.tls = {};
   }
+  // TLS to the server (and, behind Sentinel, to the primary the sentinels name).
+  if (tls) common.tls = tls;
   if (settings.topology.kind === 'sentinel') {
     Object.assign(common, {
       sentinels: settings.topology.sentinels,
@@ -42,6 +65,8 @@ export function redisOptions(settings: RedisSettings, profile: ConnectionProfile
       // demoted one answers READONLY, which reconnects through the sentinels.
       failoverDetector: false,
       sentinelRetryStrategy: (attempt: number) => Math.min(100 * attempt, 1000),
+      // rediss:// means TLS everywhere: to the sentinels and to the primary they name.
+      ...(tls ? { enableTLSForSentinelMode: true, sentinelTLS: tls } : {}),
     } satisfies RedisOptions);
   }
   if (profile === 'request') {
@@ -65,6 +90,9 @@ function clusterOptions(settings: RedisSettings, profile: ConnectionProfile, nam
     scaleReads: 'master',
     clusterRetryStrategy: (attempt) => Math.min(100 * attempt, 1000),
     slotsRefreshTimeout: 2000,
+    // With TLS, connect to a node by the name it is known by, so the
+    // certificate is checked against that name rather than a resolved address.
+    ...(nodeOptions.tls ? { dnsLookup: (address: string, callback: (error: Error | null, address: string) => void) => callback(null, address) } : {}),
   };
 }
 

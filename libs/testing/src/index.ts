@@ -5,3 +5,4 @@ export * from './shared-redis';
 export * from './openapi-coverage';
 export * from './redis-topologies';
 export * from './raw-http';
+export * from './test-certificates';

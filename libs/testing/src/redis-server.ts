@@ -3,7 +3,46 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TlsFiles } from './test-certificates';
 import { waitFor } from './wait-for';
+
+/**
+ * TLS and ACL for a test server (SPEC 10.1): TLS only (`--port 0`,
+ * `--tls-port`), certificates from TestCertificates; an ACL file; and the
+ * credentials this helper uses for its own commands (PING, cluster create).
+ */
+export interface RedisServerSecurity {
+  tls?: TlsFiles & {
+    /** Require a client certificate (mutual TLS); default false. */
+    authClients?: boolean;
+    /** Replicas (and sentinels) talk TLS to the primary. */
+    replication?: boolean;
+    /** The cluster bus talks TLS. */
+    cluster?: boolean;
+  };
+  aclFile?: string;
+  auth?: { user: string; password: string };
+}
+
+/** redis-cli's connection flags for a server with these settings. */
+export function redisCliFlags(port: number, security: RedisServerSecurity = {}): string[] {
+  const flags = ['-p', String(port)];
+  const tls = security.tls;
+  if (tls) flags.push('--tls', '--cacert', tls.ca, ...(tls.authClients ? ['--cert', tls.clientCert, '--key', tls.clientKey] : []));
+  if (security.auth) flags.push('--user', security.auth.user, '--pass', security.auth.password, '--no-auth-warning');
+  return flags;
+}
+
+/** redis-server's options for these settings (the port is TLS-only when TLS is on). */
+export function redisServerSecurityArgs(port: number, security: RedisServerSecurity = {}): string[] {
+  const tls = security.tls;
+  const args = tls
+    ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.ca,
+      '--tls-auth-clients', tls.authClients ? 'yes' : 'no', '--tls-replication', tls.replication ? 'yes' : 'no', '--tls-cluster', tls.cluster ? 'yes' : 'no']
+    : ['--port', String(port)];
+  if (security.aclFile) args.push('--aclfile', security.aclFile);
+  return args;
+}
 
 /** Binds `port` (0 = any) on loopback and frees it again; resolves the port bound, or null when taken. */
 function tryPort(port: number): Promise<number | null> {
@@ -71,15 +110,21 @@ export class RedisServer {
   private process: ChildProcess | null = null;
   private readonly dir = mkdtempSync(join(tmpdir(), 'sr-redis-'));
 
-  private constructor(readonly port: number, private args: string[], private readonly ownProcessGroup: boolean) {}
+  private constructor(
+    readonly port: number,
+    private args: string[],
+    private readonly ownProcessGroup: boolean,
+    readonly security: RedisServerSecurity,
+  ) {}
 
   /**
    * `args`: extra redis-server options (replication, cluster mode), kept across restarts.
    * `ownProcessGroup`: out of the caller's process group, so a terminal's Ctrl-C
    * reaches only the caller, which then stops Redis last (`npm start`).
+   * `security`: TLS and ACL users (RedisServerSecurity).
    */
-  static async start(port?: number, args: string[] = [], options: { ownProcessGroup?: boolean } = {}): Promise<RedisServer> {
-    const server = new RedisServer(port ?? (await freePort()), args, options.ownProcessGroup ?? false);
+  static async start(port?: number, args: string[] = [], options: { ownProcessGroup?: boolean; security?: RedisServerSecurity } = {}): Promise<RedisServer> {
+    const server = new RedisServer(port ?? (await freePort()), args, options.ownProcessGroup ?? false, options.security ?? {});
     await server.launch();
     return server;
   }
@@ -88,13 +133,19 @@ export class RedisServer {
     return this.dir;
   }
 
+  /** Without credentials: add them for a server with ACL users. */
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return `${this.security.tls ? 'rediss' : 'redis'}://127.0.0.1:${this.port}`;
+  }
+
+  /** redis-cli's flags for this server (TLS, the helper's credentials). */
+  get cliFlags(): string[] {
+    return redisCliFlags(this.port, this.security);
   }
 
   private async launch(): Promise<void> {
     this.process = spawn(redisServerBinary(), [
-      '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      ...redisServerSecurityArgs(this.port, this.security), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
       '--dir', this.dir, '--enable-debug-command', 'local', '--maxmemory-policy', 'noeviction',
       ...this.args,
     ], { stdio: 'ignore', detached: this.ownProcessGroup });
@@ -103,7 +154,7 @@ export class RedisServer {
 
   ping(): boolean {
     try {
-      return execFileSync('redis-cli', ['-p', String(this.port), 'ping'], { encoding: 'utf8', timeout: 2000, stdio: ['ignore', 'pipe', 'ignore'] }).trim() === 'PONG';
+      return execFileSync('redis-cli', [...this.cliFlags, 'ping'], { encoding: 'utf8', timeout: 2000, stdio: ['ignore', 'pipe', 'ignore'] }).trim() === 'PONG';
     } catch {
       return false;
     }

@@ -3,16 +3,18 @@ import { promisify } from 'node:util';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RedisServer, freePort } from './redis-server';
+import { RedisServer, RedisServerSecurity, freePort, redisCliFlags } from './redis-server';
+import type { TlsFiles } from './test-certificates';
 import { waitFor } from './wait-for';
 
-function redisCli(port: number, ...args: string[]): string {
-  return execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8', timeout: 3000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+/** `flags`: redis-cli's connection flags (RedisServer.cliFlags, redisCliFlags). */
+function redisCli(flags: string[], ...args: string[]): string {
+  return execFileSync('redis-cli', [...flags, ...args], { encoding: 'utf8', timeout: 3000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
 }
 
 /** The same, without blocking the event loop (the failover test drives load meanwhile). */
-async function redisCliAsync(port: number, ...args: string[]): Promise<string> {
-  const { stdout } = await promisify(execFile)('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8', timeout: 3000 });
+async function redisCliAsync(flags: string[], ...args: string[]): Promise<string> {
+  const { stdout } = await promisify(execFile)('redis-cli', [...flags, ...args], { encoding: 'utf8', timeout: 3000 });
   return stdout.trim();
 }
 
@@ -38,19 +40,23 @@ export class SentinelGroup {
     readonly nodes: RedisServer[],
     readonly sentinelPorts: number[],
     readonly downAfterMs: number,
+    /** TLS of every node and sentinel (replication and the sentinels' links too). */
+    readonly security: RedisServerSecurity,
   ) {}
 
-  static async start(options: { replicas?: number; sentinels?: number; downAfterMs?: number; failoverTimeoutMs?: number } = {}): Promise<SentinelGroup> {
+  /** `tls`: every node and sentinel speaks TLS only (SPEC 10.1). */
+  static async start(options: { replicas?: number; sentinels?: number; downAfterMs?: number; failoverTimeoutMs?: number; tls?: TlsFiles } = {}): Promise<SentinelGroup> {
     const downAfterMs = options.downAfterMs ?? 1000;
-    const primary = await RedisServer.start(undefined, FAST_SYNC);
+    const security: RedisServerSecurity = options.tls ? { tls: { ...options.tls, replication: true } } : {};
+    const primary = await RedisServer.start(undefined, FAST_SYNC, { security });
     const nodes = [primary];
     const sentinelPorts: number[] = [];
     try {
       for (let i = 0; i < (options.replicas ?? 2); i += 1) {
-        nodes.push(await RedisServer.start(undefined, [...FAST_SYNC, '--replicaof', '127.0.0.1', String(primary.port)]));
+        nodes.push(await RedisServer.start(undefined, [...FAST_SYNC, '--replicaof', '127.0.0.1', String(primary.port)], { security }));
       }
       for (let i = 0; i < (options.sentinels ?? 3); i += 1) sentinelPorts.push(await freePort());
-      const group = new SentinelGroup(nodes, sentinelPorts, downAfterMs);
+      const group = new SentinelGroup(nodes, sentinelPorts, downAfterMs, security);
       await waitFor(async () => (await group.linkedReplicas(primary.port)) === nodes.length - 1, { timeoutMs: 10000, what: 'replicas linked to the primary' });
       for (const port of sentinelPorts) group.launchSentinel(port, primary.port, downAfterMs, options.failoverTimeoutMs ?? 3000);
       await waitFor(async () => (await Promise.all(sentinelPorts.map((port) => group.sentinelKnows(port, nodes.length - 1, sentinelPorts.length - 1)))).every(Boolean), {
@@ -71,8 +77,11 @@ export class SentinelGroup {
 
   private launchSentinel(port: number, primaryPort: number, downAfterMs: number, failoverTimeoutMs: number): void {
     const file = join(this.dir, `sentinel-${port}.conf`);
+    const tls = this.security.tls;
     writeFileSync(file, [
-      `port ${port}`,
+      ...(tls
+        ? ['port 0', `tls-port ${port}`, `tls-cert-file ${tls.cert}`, `tls-key-file ${tls.key}`, `tls-ca-cert-file ${tls.ca}`, 'tls-auth-clients no', 'tls-replication yes']
+        : [`port ${port}`]),
       'bind 127.0.0.1',
       `dir ${this.dir}`,
       `sentinel monitor ${this.masterName} 127.0.0.1 ${primaryPort} 2`,
@@ -87,7 +96,7 @@ export class SentinelGroup {
 
   private async linkedReplicas(primaryPort: number): Promise<number> {
     try {
-      const info = await redisCliAsync(primaryPort, 'info', 'replication');
+      const info = await redisCliAsync(this.cli(primaryPort), 'info', 'replication');
       return [...info.matchAll(/^slave\d+:.*state=online/gm)].length;
     } catch {
       return 0;
@@ -96,7 +105,7 @@ export class SentinelGroup {
 
   private async sentinelKnows(port: number, replicas: number, otherSentinels: number): Promise<boolean> {
     try {
-      const master = (await redisCliAsync(port, 'sentinel', 'master', this.masterName)).split('\n');
+      const master = (await redisCliAsync(this.cli(port), 'sentinel', 'master', this.masterName)).split('\n');
       const field = (name: string) => Number(master[master.indexOf(name) + 1]);
       return field('num-slaves') >= replicas && field('num-other-sentinels') >= otherSentinels;
     } catch {
@@ -108,11 +117,16 @@ export class SentinelGroup {
   async primaryPort(): Promise<number | null> {
     const votes = new Map<number, number>();
     const answers = await Promise.all(this.sentinelPorts.map((port) =>
-      redisCliAsync(port, 'sentinel', 'get-master-addr-by-name', this.masterName).then((text) => Number(text.split('\n')[1]), () => null)));
+      redisCliAsync(this.cli(port), 'sentinel', 'get-master-addr-by-name', this.masterName).then((text) => Number(text.split('\n')[1]), () => null)));
     // a sentinel that does not answer has no vote
     for (const port of answers) if (port !== null) votes.set(port, (votes.get(port) ?? 0) + 1);
     for (const [port, count] of votes) if (count > this.sentinelPorts.length / 2) return port;
     return null;
+  }
+
+  /** redis-cli's flags for a node or sentinel of the group. */
+  private cli(port: number): string[] {
+    return redisCliFlags(port, this.security);
   }
 
   node(port: number): RedisServer {
@@ -142,7 +156,7 @@ export class SentinelGroup {
       // Frozen replicas alone would still find every byte in their loopback
       // socket buffers on waking; dropping the links makes the primary keep
       // the stall's writes to itself (frozen, the replicas cannot reconnect).
-      await redisCliAsync(killedPort, 'client', 'kill', 'type', 'replica');
+      await redisCliAsync(this.cli(killedPort), 'client', 'kill', 'type', 'replica');
       await new Promise((resolve) => setTimeout(resolve, options.replicaStallMs));
     }
     options.beforeKill?.();
@@ -181,19 +195,21 @@ export class SentinelGroup {
 export class RedisClusterNodes {
   private constructor(readonly nodes: RedisServer[]) {}
 
-  static async start(primaries = 3): Promise<RedisClusterNodes> {
+  /** `tls`: the nodes, their bus and replication speak TLS only (SPEC 10.1). */
+  static async start(primaries = 3, options: { tls?: TlsFiles } = {}): Promise<RedisClusterNodes> {
     const nodes: RedisServer[] = [];
+    const security: RedisServerSecurity = options.tls ? { tls: { ...options.tls, replication: true, cluster: true } } : {};
     try {
       for (let i = 0; i < primaries; i += 1) {
         // A cluster node also binds its bus port, port + 10000.
-        nodes.push(await RedisServer.start(await freePort([10000]), ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000']));
+        nodes.push(await RedisServer.start(await freePort([10000]), ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'], { security }));
       }
-      execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+      execFileSync('redis-cli', [...nodes[0].cliFlags.slice(2), '--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
         stdio: 'ignore',
         timeout: 20000,
       });
       const cluster = new RedisClusterNodes(nodes);
-      await waitFor(() => nodes.every((node) => redisCli(node.port, 'cluster', 'info').includes('cluster_state:ok')), {
+      await waitFor(() => nodes.every((node) => redisCli(node.cliFlags, 'cluster', 'info').includes('cluster_state:ok')), {
         timeoutMs: 15000,
         what: 'cluster_state:ok on every node',
       });
@@ -211,8 +227,8 @@ export class RedisClusterNodes {
 
   /** The port of the primary that owns the slot of `key`. */
   ownerOf(key: string): number {
-    const slot = Number(redisCli(this.nodes[0].port, 'cluster', 'keyslot', key));
-    for (const line of redisCli(this.nodes[0].port, 'cluster', 'nodes').split('\n')) {
+    const slot = Number(redisCli(this.nodes[0].cliFlags, 'cluster', 'keyslot', key));
+    for (const line of redisCli(this.nodes[0].cliFlags, 'cluster', 'nodes').split('\n')) {
       const fields = line.split(' ');
       const port = Number(fields[1].split(':')[1].split('@')[0]);
       for (const range of fields.slice(8)) {

@@ -3,7 +3,7 @@ import { parse } from 'yaml';
 import { EnvReader, readCommonSettings, readRedisSettings } from '@smart-router/config';
 import { parseDockerfile, stage } from './dockerfile';
 import { child, children, parseNginx, serverListeningOn } from './nginx-config';
-import { GATEWAY_PORT, SIM_PORT, SPEC_APP_PORTS, appExists, appNames, configuredDefaultPort, readRepoFile, repoPath, undocumentedVariables, variablesReadBy } from './repository';
+import { GATEWAY_PORT, SIM_PORT, SPEC_APP_PORTS, appExists, appNames, configuredDefaultPort, readRepoFile, repoPath, splitFileVariables, undocumentedVariables, variablesReadBy } from './repository';
 
 interface ComposeService {
   image?: string;
@@ -13,6 +13,7 @@ interface ComposeService {
   ports?: string[];
   volumes?: string[];
   healthcheck?: { test?: string[] | string; disable?: boolean };
+  restart?: string;
   depends_on?: Record<string, { condition?: string }> | string[];
   cap_drop?: string[];
   security_opt?: string[];
@@ -27,6 +28,8 @@ const compose = parse(readRepoFile('docker-compose.yml'), { merge: true }) as Co
 const services = compose.services ?? {};
 const apps = appNames();
 const dockerfile = parseDockerfile(readRepoFile('docker', 'Dockerfile'));
+/** One-shot services (`restart: 'no'`, e.g. redis-init): done, not healthy, is what others wait for. */
+const oneShot = (name: string) => services[name]?.restart === 'no';
 
 /** Compose's interpolation with nothing set in the shell: `${X:-d}` -> d, `${X}` -> '', `$$` -> '$'. */
 function interpolate(value: string): string {
@@ -107,7 +110,7 @@ describe('docker-compose.yml', () => {
     expect(environment(services.sim).SIM_PORT).toBe(String(SIM_PORT));
   });
 
-  it.each(Object.keys(services))('gives %s a healthcheck', (name) => {
+  it.each(Object.keys(services).filter((name) => !oneShot(name)))('gives %s a healthcheck', (name) => {
     const test = healthTest(services[name]);
     expect(services[name].healthcheck?.disable).not.toBe(true);
     expect(['CMD', 'CMD-SHELL']).toContain(test[0]);
@@ -121,6 +124,10 @@ describe('docker-compose.yml', () => {
   it.each(Object.keys(services))('starts %s only after what it depends on is healthy', (name) => {
     for (const [dependency, condition] of Object.entries(dependencies(services[name]))) {
       expect({ dependency, defined: dependency in services }).toEqual({ dependency, defined: true });
+      if (oneShot(dependency)) {
+        expect({ dependency, condition }).toEqual({ dependency, condition: 'service_completed_successfully' });
+        continue;
+      }
       expect({ dependency, condition }).toEqual({ dependency, condition: 'service_healthy' });
       expect(healthTest(services[dependency]).length).toBeGreaterThan(1);
     }
@@ -160,7 +167,36 @@ describe('docker-compose.yml', () => {
     expect(command).toMatch(/--appendonly yes/);
     expect(mounts(services.redis)).toContainEqual({ source: 'redis-data', target: '/data', readOnly: false });
     expect(compose.volumes).toHaveProperty('redis-data');
-    expect(healthTest(services.redis)).toEqual(['CMD', 'redis-cli', 'ping']);
+  });
+
+  it('runs Redis TLS-only with the ACL users redis-init makes, each app with its own user, password and the CA (SPEC 10.1)', () => {
+    const command = ([] as string[]).concat(services.redis.command ?? []).join(' ');
+    expect(command).toMatch(/--port 0 /);
+    expect(command).toMatch(/--tls-port 6379 /);
+    expect(command).toMatch(/--aclfile \/tls\/users\.acl/);
+    expect(mounts(services.redis)).toContainEqual({ source: 'redis-tls', target: '/tls', readOnly: true });
+    expect(dependencies(services.redis)).toEqual({ 'redis-init': 'service_completed_successfully' });
+    // The probe speaks TLS as the PING-only user, its password out of the command line.
+    expect(healthTest(services.redis)[1]).toMatch(/REDISCLI_AUTH=.*redis-cli --tls --cacert \/tls\/ca\.crt --user healthcheck ping/);
+    const init = services['redis-init'];
+    expect(init.build?.target).toBe('sim');
+    expect(readRepoFile('docker', 'redis-init.sh')).toContain('dist/tools/redis-acl/src/main.js');
+    const users = new Map<string, string>();
+    for (const [name, service] of Object.entries(services)) {
+      const env = environment(service);
+      if (!('REDIS_URL' in env)) continue;
+      expect({ name, url: env.REDIS_URL }).toEqual({ name, url: 'rediss://redis:6379' });
+      const own = mounts(service).filter((mount) => mount.source.startsWith('redis-user-'));
+      // Exactly one user volume, read-only, holding this service's password and the CA.
+      expect(own).toEqual([{ source: `redis-user-${env.REDIS_USERNAME}`, target: '/run/redis', readOnly: true }]);
+      expect(env.REDIS_PASSWORD_FILE).toBe('/run/redis/password');
+      expect(env.REDIS_TLS_CA_FILE).toBe('/run/redis/ca.crt');
+      expect(mounts(init)).toContainEqual({ source: own[0].source, target: `/users/${env.REDIS_USERNAME}`, readOnly: false });
+      expect({ user: env.REDIS_USERNAME, by: users.get(env.REDIS_USERNAME) }).toEqual({ user: env.REDIS_USERNAME, by: undefined });
+      users.set(env.REDIS_USERNAME, name);
+    }
+    for (const app of apps) expect(users.get(app)).toBe(app);
+    expect(users.get('voice-agents')).toBe('sim');
   });
 
   it('hands the simulated cluster kubeconfig to the watchers, read-only', () => {
@@ -184,7 +220,8 @@ describe('docker-compose.yml', () => {
     expect(undocumentedVariables(app, Object.keys(env))).toEqual([]);
     expect(env.HOST).toBe('0.0.0.0');
     expect(new URL(env.REDIS_URL).hostname).toBe('redis');
-    const reader = new EnvReader(env);
+    // Mounted files exist only in the container: parse the rest (the test above checks the mounts).
+    const reader = new EnvReader(splitFileVariables(env).env);
     const read = variablesReadBy(app);
     if (read === undefined || read.has('TIER_CONFIG')) expect(() => readCommonSettings(reader)).not.toThrow();
     else expect(() => readRedisSettings(reader)).not.toThrow();

@@ -23,7 +23,7 @@ import {
 } from './manifest-checks';
 import { ADMIN_ACCESS_INCLUDE, renderAdminAccess } from './admin-access';
 import { actionOf, child, children, parseNginx, selectLocation, serverListeningOn } from './nginx-config';
-import { GATEWAY_PORT, SPEC_APP_PORTS, appNames, configuredDefaultPort, readRepoFile, readmeVariables, repoPath, undocumentedVariables, variablesReadBy } from './repository';
+import { GATEWAY_PORT, SPEC_APP_PORTS, appNames, configuredDefaultPort, readRepoFile, readmeVariables, repoPath, splitFileVariables, undocumentedVariables, variablesReadBy } from './repository';
 
 const base = loadKustomization(repoPath('k8s', 'base'));
 const production = loadKustomization(repoPath('k8s', 'overlays', 'production'));
@@ -154,7 +154,13 @@ describe('k8s/base', () => {
       const resolved = resolveEnv(deployment(app), container(app), resources, namespace);
       expect(resolved.problems).toEqual([]);
       expect(undocumentedVariables(app, Object.keys(resolved.env))).toEqual([]);
-      const reader = new EnvReader(resolved.env);
+      // Mounted files exist only in the pod: each lies under a read-only mount, the rest is parsed.
+      const { env, files } = splitFileVariables(resolved.env);
+      for (const [variable, path] of Object.entries(files)) {
+        const mount = (container(app).volumeMounts ?? []).find((candidate) => path.startsWith(`${candidate.mountPath}/`));
+        expect({ variable, path, readOnly: mount?.readOnly }).toEqual({ variable, path, readOnly: true });
+      }
+      const reader = new EnvReader(env);
       const read = variablesReadBy(app);
       if (read === undefined || read.has('TIER_CONFIG')) expect(() => readCommonSettings(reader)).not.toThrow();
       else expect(() => readRedisSettings(reader)).not.toThrow();
@@ -184,11 +190,27 @@ describe('k8s/base', () => {
       expect(resolveEnv(deployment('webhooks'), container('webhooks'), resources, namespace).env.PROVIDERS).toBe('twilio,plivo,exotel');
     });
 
+    it('gives each app its own Redis ACL user and only its own password (SPEC 10.1)', () => {
+      const users = find<Secret>(resources, 'Secret', 'smart-router-redis-users');
+      expect(Object.keys(users?.stringData ?? {}).sort()).toEqual([...apps].sort());
+      for (const value of Object.values(users?.stringData ?? {})) expect(value).toBe('');
+      for (const app of apps) {
+        const variables = container(app).env ?? [];
+        expect(variables.find((variable) => variable.name === 'REDIS_USERNAME')?.value).toBe(app);
+        const volumes = deployment(app).spec?.template?.spec?.volumes ?? [];
+        const password = volumes.find((volume) => volume.secret?.secretName === 'smart-router-redis-users');
+        expect(password?.secret?.items).toEqual([{ key: app, path: 'password' }]);
+        expect(volumes.find((volume) => volume.secret?.secretName === 'smart-router-redis-tls')?.secret?.items).toEqual([{ key: 'ca.crt', path: 'ca.crt' }]);
+      }
+      expect(secret?.stringData?.REDIS_URL).toMatch(/^rediss:\/\//);
+    });
+
     it('gives every app reading a setting the same source for it', () => {
       const sources = new Map<string, string>();
       for (const app of apps) {
         for (const variable of container(app).env ?? []) {
-          if (variable.name === 'HTTP_PORT' || variable.name === 'POD_IDENTITY') continue;
+          // Per app by design: its port, its identity, its own Redis ACL user (SPEC 10.1).
+          if (variable.name === 'HTTP_PORT' || variable.name === 'POD_IDENTITY' || variable.name === 'REDIS_USERNAME') continue;
           const source = JSON.stringify(variable.valueFrom ?? variable.value);
           expect({ variable: variable.name, app, source }).toEqual({ variable: variable.name, app, source: sources.get(variable.name) ?? source });
           sources.set(variable.name, source);
@@ -308,7 +330,7 @@ describe('k8s/overlays/production', () => {
     for (const app of apps) expect(production.images.find((image) => image.name === `smart-router/${app}`)?.newTag).toMatch(/^\d+\.\d+\.\d+$/);
     for (const image of production.images) expect(images).toContain(image.name);
     const deleted = production.patches.filter(({ manifest }) => manifest.$patch === 'delete').map(({ manifest }) => `${String(manifest.kind)}/${nameOf(manifest)}`);
-    expect(deleted).toEqual(['Secret/smart-router-secrets']);
+    expect(deleted).toEqual(['Secret/smart-router-secrets', 'Secret/smart-router-redis-users', 'Secret/smart-router-redis-tls']);
   });
 
   it('sets public URLs the apps accept', () => {

@@ -61,7 +61,7 @@ export interface PodSpec {
   terminationGracePeriodSeconds?: number;
   securityContext?: { runAsNonRoot?: boolean; runAsUser?: number };
   containers?: Container[];
-  volumes?: { name?: string; configMap?: { name?: string }; secret?: { secretName?: string }; emptyDir?: { sizeLimit?: string; medium?: string } }[];
+  volumes?: { name?: string; configMap?: { name?: string }; secret?: { secretName?: string; defaultMode?: number; items?: { key?: string; path?: string }[] }; emptyDir?: { sizeLimit?: string; medium?: string } }[];
 }
 
 export interface Deployment extends Manifest {

@@ -119,3 +119,13 @@ export function undocumentedVariables(app: string, variables: string[], document
   }
   return problems;
 }
+
+/**
+ * Variables naming files mounted into the container (`REDIS_PASSWORD_FILE`,
+ * `REDIS_TLS_CA_FILE`, ...: SPEC 10.1): they exist only there, so a config
+ * check here parses the rest and checks each path lies under a mount.
+ */
+export function splitFileVariables(env: Record<string, string>): { env: Record<string, string>; files: Record<string, string> } {
+  const files = Object.fromEntries(Object.entries(env).filter(([name]) => name.endsWith('_FILE')));
+  return { env: Object.fromEntries(Object.entries(env).filter(([name]) => !name.endsWith('_FILE'))), files };
+}

@@ -1,5 +1,7 @@
-import Redis from 'ioredis';
+import type Redis from 'ioredis';
+import { EnvReader, readRedisSettings } from '@smart-router/config';
 import { RedisKeys } from '@smart-router/redis-keys';
+import { createRedis } from '@smart-router/redis-scripts';
 import { SimCluster, writeKubeconfig } from './sim-cluster';
 import { SimulatedVoiceAgents, callOwnerInRedis } from './voice-agents';
 
@@ -33,9 +35,11 @@ async function main(): Promise<void> {
   let agents: SimulatedVoiceAgents | null = null;
   let redis: Redis | null = null;
   if (env.ALLOCATION_API_URL && env.REDIS_URL) {
-    const keys = new RedisKeys(env.REDIS_PREFIX);
-    const client = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 1 });
-    client.on('error', () => undefined);
+    // The apps' Redis settings: TLS (REDIS_TLS_CA_FILE) and its own ACL user
+    // (REDIS_USERNAME, REDIS_PASSWORD_FILE) in compose, as every app has.
+    const settings = readRedisSettings(new EnvReader(env));
+    const keys = new RedisKeys(settings.prefix);
+    const client = createRedis(settings, 'request', 'voice-agents');
     redis = client;
     agents = new SimulatedVoiceAgents({
       host: env.SIM_HOST ?? '127.0.0.1',

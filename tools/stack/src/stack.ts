@@ -1,10 +1,11 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, mkdirSync, rmSync, WriteStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, mkdirSync, rmSync, writeFileSync, WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import { EnvReader } from '@smart-router/config';
 import { Gateway, readEdgeLimits } from '@smart-router/gateway';
-import { RedisKeys } from '@smart-router/redis-keys';
+import { ACL_APPS, ACL_EXTRA_USERS, AclUser, RedisKeys, redisAclFile } from '@smart-router/redis-keys';
 import { ClusterTimings, SimCluster, SimulatedVoiceAgents, callOwnerInRedis } from '@smart-router/sim';
 import { RedisServer, freePort, waitFor } from '@smart-router/testing';
 import { DEFAULT_RESTART_POLICY, ProcessExit, RestartPolicy, Supervisor } from './supervisor';
@@ -86,6 +87,12 @@ export interface StackOptions {
    * `sim`, `agents` and `gateway` directly.
    */
   listenersApart?: boolean;
+  /**
+   * Start Redis with the ACL users of libs/redis-keys (SPEC 10.1) and give
+   * each app its own user in REDIS_URL, as compose and k8s do; no default user.
+   * Ignored with `redisUrl`.
+   */
+  redisAcl?: boolean;
 }
 
 /**
@@ -155,6 +162,8 @@ export class LocalStack {
   private readonly supervisor: Supervisor;
   private readonly restarts = new Map<string, NodeJS.Timeout>();
   private stopping = false;
+  /** Passwords of the ACL users when `redisAcl` is on. */
+  private aclPasswords: Partial<Record<AclUser, string>> = {};
 
   private constructor(private readonly options: StackOptions) {
     this.supervisor = new Supervisor({ ...DEFAULT_RESTART_POLICY, ...options.restartPolicy });
@@ -193,12 +202,23 @@ export class LocalStack {
 
     if (this.options.redisUrl) {
       this.redisUrl = this.options.redisUrl;
+    } else if (this.options.redisAcl) {
+      for (const user of [...ACL_APPS, ...ACL_EXTRA_USERS]) this.aclPasswords[user] = randomBytes(24).toString('base64url');
+      const aclFile = join(this.options.logDir, 'users.acl');
+      const passwords = Object.fromEntries(Object.entries(this.aclPasswords).map(([user, password]) => [user, [password]]));
+      writeFileSync(aclFile, redisAclFile(this.options.env?.REDIS_PREFIX ?? 'voice:', passwords, { hashed: true }), { mode: 0o600 });
+      this.redisServer = await RedisServer.start(this.options.redisPort, [], {
+        ownProcessGroup: this.options.ownProcessGroups,
+        security: { aclFile, auth: { user: 'ops', password: this.aclPasswords.ops! } },
+      });
+      this.redisUrl = this.redisUrlFor('ops');
     } else {
       this.redisServer = await RedisServer.start(this.options.redisPort, [], { ownProcessGroup: this.options.ownProcessGroups });
       this.redisUrl = this.redisServer.url;
     }
     this.keys = new RedisKeys(this.options.env?.REDIS_PREFIX);
-    this.redis = new Redis(this.redisUrl, { maxRetriesPerRequest: 1 });
+    // The simulated voice agents' lookups: under ACLs, as their own read-only user.
+    this.redis = new Redis(this.options.redisAcl && !this.options.redisUrl ? this.redisUrlFor('voice-agents') : this.redisUrl, { maxRetriesPerRequest: 1, disableClientInfo: true });
     this.redis.on('error', () => undefined);
 
     if (this.options.listenersApart) {
@@ -313,8 +333,20 @@ export class LocalStack {
       LOG_LEVEL: 'info',
       ...LOCAL_ACCESS,
       ...this.options.env,
+      // Under ACLs each app connects as itself, whatever the shared environment says.
+      ...(this.aclPasswords[app] ? { REDIS_URL: this.redisUrlFor(app) } : {}),
       ...extra,
     };
+  }
+
+  /** `redis://<user>:<password>@…` of an ACL user (`redisAcl`); the plain URL otherwise. */
+  redisUrlFor(user: AclUser): string {
+    const password = this.aclPasswords[user];
+    if (!this.redisServer || !password) return this.redisUrl;
+    const url = new URL(this.redisServer.url);
+    url.username = user;
+    url.password = password;
+    return url.toString();
   }
 
   /** Starts an app (or another instance of it under `instance`) as a child process. */
