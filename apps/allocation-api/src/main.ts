@@ -19,6 +19,8 @@ export async function bootstrap(env: Env = process.env) {
     exportSpans: telemetry.exportsSpans,
   });
   logger.info('allocation-api listening', { url: `http://${config.common.host}:${config.port}`, auth: config.apiTokens.length > 0 ? 'bearer tokens required' : 'OPEN: no API_TOKENS configured' });
+  // SPEC 10.1: whether ws_urls are credentials here (the value itself is never logged).
+  logger.info('media URLs', { media_urls: config.common.mediaUrl.secrets.length > 0 ? `signed, expiring after ${config.common.mediaUrl.ttlSeconds} s` : 'UNSIGNED: no MEDIA_URL_SECRET configured (seed URL format)' });
   return app;
 }
 
