@@ -10,7 +10,20 @@ export interface GatewayOptions {
   host: string;
   port: number;
   upstreams: UpstreamPools;
+  /**
+   * SPEC 10.1: ask allocation-api (`GET /internal/media-auth`, the original URI
+   * in X-Original-URI, as nginx's `auth_request` does) before a media WebSocket
+   * upgrade reaches its pod. On when the stack runs with MEDIA_URL_SECRET.
+   */
+  mediaAuth?: boolean;
 }
+
+/** The edge's refusal of a media upgrade: nginx's own 403 page, byte for byte the same JSON. */
+const MEDIA_REFUSED = { status: 403, code: 'FORBIDDEN', message: 'forbidden' };
+/** The check could not be answered (allocation-api or its Redis down): refused too, fail closed. */
+const MEDIA_CHECK_UNAVAILABLE = { status: 503, code: 'SERVICE_UNAVAILABLE', message: 'service unavailable' };
+/** How long the media check may take before the upgrade is refused. */
+const MEDIA_CHECK_TIMEOUT_MS = 3000;
 
 /** Request bodies are buffered (so a failed connect can be retried elsewhere) up to this size. */
 const MAX_BUFFERED_BODY = 64 * 1024;
@@ -111,12 +124,50 @@ export class Gateway {
   }
 
   private onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // A client that resets its socket (refused or not) must never take the process down.
+    socket.on('error', () => socket.destroy());
     const pathname = new URL(request.url ?? '/', 'http://gateway').pathname;
     const decision = route(pathname);
     if ('status' in decision || decision.upstream !== 'voiceAgents') {
       socket.end(rawErrorResponse({ status: 404, code: 'NOT_FOUND', message: 'route not found' }));
       return;
     }
-    this.proxy.ws(request, socket, head, { target: this.pools.voiceAgents[0] }, () => socket.destroy());
+    if (!this.options.mediaAuth) {
+      this.proxy.ws(request, socket, head, { target: this.pools.voiceAgents[0] }, () => socket.destroy());
+      return;
+    }
+    void this.mediaCheck(request.url ?? '/').then((status) => {
+      if (socket.destroyed) return;
+      if (status === 204) {
+        this.proxy.ws(request, socket, head, { target: this.pools.voiceAgents[0] }, () => socket.destroy());
+        return;
+      }
+      // nginx's auth_request: 401/403 deny with that status, anything else is an error; both refuse.
+      socket.end(rawErrorResponse(status === 403 ? MEDIA_REFUSED : MEDIA_CHECK_UNAVAILABLE));
+    });
+  }
+
+  /**
+   * allocation-api's answer for a media URL: 204 may pass, anything else
+   * refuses. Tries each instance once on a connection failure (a restarting
+   * replica), like nginx's proxy_next_upstream; 0 when none answered.
+   */
+  private async mediaCheck(uri: string): Promise<number> {
+    const targets = this.pools.allocationApi;
+    const first = this.turn++;
+    for (let attempt = 0; attempt < Math.max(targets.length, 1) && targets.length > 0; attempt += 1) {
+      const target = targets[(first + attempt) % targets.length];
+      try {
+        const response = await fetch(`${target.replace(/\/+$/, '')}/internal/media-auth`, {
+          headers: { 'x-original-uri': uri },
+          signal: AbortSignal.timeout(MEDIA_CHECK_TIMEOUT_MS),
+        });
+        await response.body?.cancel();
+        return response.status;
+      } catch {
+        // Refused, reset or timed out: the next instance, then refuse.
+      }
+    }
+    return 0;
   }
 }
