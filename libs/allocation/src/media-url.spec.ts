@@ -1,10 +1,10 @@
-import { MEDIA_SIGNATURE_LENGTH, MediaUrlSigner, parseMediaPath } from './media-url';
+import { MEDIA_SIGNATURE_LENGTH, MediaTarget, MediaUrlSigner, parseMediaPath } from './media-url';
 import { WS_PATH } from './validation';
 
 const SECRET = 'first-secret-0123456789';
 const OTHER = 'other-secret-0123456789';
 const NOW = Date.UTC(2026, 0, 1, 12, 0, 0);
-const TARGET = { podName: 'voice-agent-3', callSid: 'CA0123:call.x-1', allocationId: 42 };
+const TARGET: MediaTarget = { podName: 'voice-agent-3', callSid: 'CA0123:call.x-1', allocationId: 42 };
 
 function signedPath(signer = new MediaUrlSigner([SECRET], 120), target = TARGET, expiresAt = signer.expiryFor(NOW, NOW)): string {
   return signer.path(target, expiresAt);

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { shellOverrides } from './shell-env';
 import { DEFAULT_PORTS, LocalStack } from './stack';
@@ -15,6 +16,13 @@ import { DEFAULT_PORTS, LocalStack } from './stack';
  */
 const START_CONNECT_TIMEOUT_SECONDS = '20';
 
+/**
+ * Signed media URLs are on under `npm start` (SPEC 10.1) with a secret made for
+ * this run: ws_urls issued before a restart stop working, as after a rotation.
+ * A MEDIA_URL_SECRET given in the shell is used instead.
+ */
+const startMediaUrlSecret = () => randomBytes(32).toString('base64url');
+
 async function main(): Promise<void> {
   const connectTimeout = process.env.CONNECT_TIMEOUT_SECONDS || START_CONNECT_TIMEOUT_SECONDS;
   const root = join(__dirname, '..', '..', '..', '..');
@@ -30,7 +38,7 @@ async function main(): Promise<void> {
     // New pods of a scale-up become Ready after SIM_READY_DELAY_MS (the sim's default otherwise).
     simTimings: process.env.SIM_READY_DELAY_MS ? { readyDelayMs: Number(process.env.SIM_READY_DELAY_MS) } : undefined,
     // npm start's own default first; any value from the shell wins (SPEC section 8).
-    env: { CONNECT_TIMEOUT_SECONDS: connectTimeout, ...shellOverrides(process.env) },
+    env: { CONNECT_TIMEOUT_SECONDS: connectTimeout, MEDIA_URL_SECRET: startMediaUrlSecret(), ...shellOverrides(process.env) },
     ownProcessGroups: true,
   });
   const base = stack.url('gateway');
@@ -48,6 +56,7 @@ async function main(): Promise<void> {
       `  simulated Kubernetes   http://127.0.0.1:${stack.ports.sim}   (kubectl --kubeconfig .local/kubeconfig get pods)`,
       `  redis                  ${stack.redisUrl}`,
       `  logs                   .local/*.log`,
+      `  media URLs             signed (MEDIA_URL_SECRET ${process.env.MEDIA_URL_SECRET ? 'from the shell' : 'random for this run'}); the gateway checks each /ws/pod upgrade`,
       '',
       'Try:',
       `  curl -s -X POST ${base}/api/v1/allocate -H 'Content-Type: application/json' -d '{"call_sid":"test-001"}'`,

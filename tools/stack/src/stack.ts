@@ -191,6 +191,8 @@ export class LocalStack {
         admin: this.url('admin'),
         voiceAgents: `http://127.0.0.1:${this.ports.voiceAgents}`,
       },
+      // SPEC 10.1: the apps sign ws_urls with this secret, so the edge checks them (as nginx's auth_request does).
+      mediaAuth: Boolean(this.options.env?.MEDIA_URL_SECRET),
     });
     await this.gateway.start();
 
