@@ -1,7 +1,7 @@
 import { Agent, createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Duplex, PassThrough } from 'node:stream';
 import httpProxy from 'http-proxy';
-import { answerClientError, HOST_REQUIRED, lacksRequiredHost, rawErrorResponse } from '@smart-router/http';
+import { answerClientError, answerForStatus, HOST_REQUIRED, lacksRequiredHost, rawErrorResponse } from '@smart-router/http';
 import { Upstreams, route } from './routes';
 
 export type UpstreamPools = { [name in keyof Upstreams]: string | string[] };
@@ -18,10 +18,10 @@ export interface GatewayOptions {
   mediaAuth?: boolean;
 }
 
-/** The edge's refusal of a media upgrade: nginx's own 403 page, byte for byte the same JSON. */
-const MEDIA_REFUSED = { status: 403, code: 'FORBIDDEN', message: 'forbidden' };
+/** The edge's refusal of a media upgrade: the same JSON as nginx's own 403 page. */
+const MEDIA_REFUSED = answerForStatus(403);
 /** The check could not be answered (allocation-api or its Redis down): refused too, fail closed. */
-const MEDIA_CHECK_UNAVAILABLE = { status: 503, code: 'SERVICE_UNAVAILABLE', message: 'service unavailable' };
+const MEDIA_CHECK_UNAVAILABLE = answerForStatus(503);
 /** How long the media check may take before the upgrade is refused. */
 const MEDIA_CHECK_TIMEOUT_MS = 3000;
 
@@ -155,7 +155,7 @@ export class Gateway {
   private async mediaCheck(uri: string): Promise<number> {
     const targets = this.pools.allocationApi;
     const first = this.turn++;
-    for (let attempt = 0; attempt < Math.max(targets.length, 1) && targets.length > 0; attempt += 1) {
+    for (let attempt = 0; attempt < targets.length; attempt += 1) {
       const target = targets[(first + attempt) % targets.length];
       try {
         const response = await fetch(`${target.replace(/\/+$/, '')}/internal/media-auth`, {
