@@ -117,6 +117,22 @@ describe('media URLs with MEDIA_URL_SECRET set', () => {
     expect(await api.check(call.ws_url)).toEqual(ALLOWED);
   });
 
+  it('a request that waited for a pod (wait_ms) gets a signed URL counted from its hand-off, which passes', async () => {
+    // Fill the default chain (standard x3, then the shared basic pod's 3 slots).
+    const held: string[] = [];
+    for (let index = 0; index < 6; index += 1) held.push((await api.allocate(`media-fill-${index}`)).ws_url);
+    const waiting = api.post('/api/v1/allocate', { call_sid: 'media-waiter', wait_ms: 5000 });
+    await waitFor(async () => (await pool.redis.zcard(pool.keys.waitQueue())) === 1, { what: 'the request to wait' });
+    expect((await api.post('/api/v1/release', { call_sid: 'media-fill-0' })).status).toBe(200);
+    const answer = await waiting;
+    expect(answer.status).toBe(200);
+    const url = answer.body.ws_url as string;
+    const allocatedAt = Number(await pool.redis.hget(pool.keys.call('media-waiter'), 'allocated_at'));
+    expect(Number(new URL(url).pathname.split('/')[6])).toBe(Math.floor(allocatedAt / 1000) + 120);
+    expect(await api.check(url)).toEqual(ALLOWED);
+    expect(await api.check(held[0])).toEqual(REFUSED);
+  });
+
   it('refuses an expired URL (MEDIA_URL_TTL_SECONDS=1)', async () => {
     await api.app.close();
     api = await startApi(sharedRedisUrl(), pool.keys.prefix, { MEDIA_URL_SECRET: SECRET, MEDIA_URL_TTL_SECONDS: '1' });
