@@ -5,6 +5,7 @@ import { PoolStateModule, redisReadiness } from '@smart-router/pool-state';
 import { Telemetry } from '@smart-router/telemetry';
 import { AllocationApiConfig } from './allocation-api.config';
 import { AllocationController } from './allocation.controller';
+import { MediaAuthController } from './media-auth.controller';
 import { OpenApiController } from './openapi.controller';
 
 @Module({})
@@ -16,7 +17,7 @@ export class AppModule {
         PoolStateModule.forRoot(config.common, telemetry, 'allocation-api'),
         HealthModule.forRoot({ inject: [PoolScripts], useFactory: (scripts: PoolScripts) => [redisReadiness(scripts)] } as never),
       ],
-      controllers: [AllocationController, OpenApiController, MetricsController],
+      controllers: [AllocationController, MediaAuthController, OpenApiController, MetricsController],
       providers: [{ provide: BearerTokens, useValue: new BearerTokens(config.apiTokens) }],
     };
   }

@@ -24,6 +24,8 @@ export async function bootstrap(env: Env = process.env) {
     // Reached only in open mode (SPEC 10.1): without the flag the config refused to start.
     logger.warn('allocation-api is OPEN (ALLOW_UNAUTHENTICATED=true): POST /api/v1/allocate, /api/v1/release and /api/v1/connected accept callers without a token (API_TOKENS empty)');
   }
+  // SPEC 10.1: whether ws_urls are credentials here (the value itself is never logged).
+  logger.info('media URLs', { media_urls: config.common.mediaUrl.secrets.length > 0 ? `signed, expiring after ${config.common.mediaUrl.ttlSeconds} s` : 'UNSIGNED: no MEDIA_URL_SECRET configured (seed URL format)' });
   return app;
 }
 

@@ -4,3 +4,4 @@ export * from './validation';
 export * from './outcomes';
 export * from './merchant-config';
 export * from './tier-plan';
+export * from './media-url';

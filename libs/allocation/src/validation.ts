@@ -18,5 +18,13 @@ export function isPodName(value: unknown): value is string {
 
 const inner = (pattern: RegExp) => pattern.source.slice(1, -1);
 
-/** `/ws/pod/{pod_name}/{call_sid}`: group 1 is the pod, group 3 the call (what ws_url is built as). */
-export const WS_PATH = new RegExp(`^/ws/pod/(${inner(POD_NAME_PATTERN)})/(${inner(CALL_SID_PATTERN)})$`);
+/**
+ * A media WebSocket path, as routed by every edge (tools/gateway, both nginx
+ * configs): the seed form `/ws/pod/{pod_name}/{call_sid}`, or the signed form
+ * with `/{allocation_id}/{expiry}/{signature}` after it (SPEC 10.1, media-url.ts).
+ * Group 1 is the pod, group 3 the call, groups 4-6 the signed tail. The tail's
+ * syntax is deliberately loose (a truncated or garbled signature still routes,
+ * so the edge's check answers it 403, not the router 400); media-url.ts
+ * verifies it exactly.
+ */
+export const WS_PATH = new RegExp(`^/ws/pod/(${inner(POD_NAME_PATTERN)})/(${inner(CALL_SID_PATTERN)})(?:/([0-9]{1,16})/([0-9]{1,12})/([A-Za-z0-9_-]{1,128}))?$`);

@@ -30,7 +30,7 @@ export type AllocateRequest = Static<typeof AllocateRequest>;
 export const AllocateResponse = Type.Object({
   success: Type.Literal(true),
   pod_name: Type.String(),
-  ws_url: Type.String({ description: '{VOICE_AGENT_BASE_URL}/ws/pod/{pod_name}/{call_sid}' }),
+  ws_url: Type.String({ description: '{VOICE_AGENT_BASE_URL}/ws/pod/{pod_name}/{call_sid}; with MEDIA_URL_SECRET signed: .../{call_sid}/{allocation_id}/{expiry}/{signature} (SPEC 10.1), the same for a repeated allocate' }),
   source_pool: Type.String({ examples: ['pool:standard'] }),
   was_existing: Type.Boolean({ description: 'true when this call_sid already had a pod (idempotent retry)' }),
   allocation_id: Type.Union([Type.Integer(), Type.Null()], { description: 'fencing token, strictly increasing; the same for a repeated allocate' }),

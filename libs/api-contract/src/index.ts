@@ -5,3 +5,4 @@ export * from './operational.contract';
 export * from './allocation.contract';
 export * from './admin.contract';
 export * from './webhooks.contract';
+export * from './media-auth.contract';

@@ -130,6 +130,8 @@ export interface CommonSettings {
   /** Tier that takes pods beyond the sum of targets. */
   extraPodsTier: string;
   voiceAgentBaseUrl: string;
+  /** Signed media URLs (SPEC 10.1); no secrets = the seed URL format, unsigned. */
+  mediaUrl: MediaUrlSettings;
   callTtlSeconds: number;
   maxCallDurationSeconds: number;
   tombstoneTtlSeconds: number;
@@ -142,6 +144,24 @@ export interface CommonSettings {
   host: string;
   /** Addresses whose X-Forwarded-* headers are believed (TRUSTED_PROXIES); empty = none. */
   trustedProxies: string[];
+}
+
+export interface MediaUrlSettings {
+  /** MEDIA_URL_SECRET: the first signs, every one verifies (rotation). */
+  secrets: string[];
+  /** A signed ws_url expires this many seconds after the allocation. */
+  ttlSeconds: number;
+}
+
+/** Shortest MEDIA_URL_SECRET entry accepted: an HMAC is only as strong as its key. */
+const MIN_MEDIA_URL_SECRET_LENGTH = 16;
+
+function mediaUrlSettings(secrets: string[], ttlSeconds: number): MediaUrlSettings {
+  for (const secret of secrets) {
+    // Never echo the value: it is a credential.
+    if (secret.length < MIN_MEDIA_URL_SECRET_LENGTH) throw new ConfigError('MEDIA_URL_SECRET', `entries must be at least ${MIN_MEDIA_URL_SECRET_LENGTH} characters (got one of ${secret.length})`);
+  }
+  return { secrets, ttlSeconds };
 }
 
 export function readRedisSettings(env: EnvReader): RedisSettings {
@@ -207,6 +227,7 @@ export function readCommonSettings(env: EnvReader = new EnvReader()): CommonSett
     defaultChain,
     extraPodsTier,
     voiceAgentBaseUrl: env.url('VOICE_AGENT_BASE_URL', 'ws://127.0.0.1:8000', ['ws:', 'wss:']),
+    mediaUrl: mediaUrlSettings(env.list('MEDIA_URL_SECRET'), env.int('MEDIA_URL_TTL_SECONDS', 120, { min: 1, max: 86400 })),
     callTtlSeconds: env.int('CALL_TTL_SECONDS', 86400, { min: 60 }),
     maxCallDurationSeconds: env.int('MAX_CALL_DURATION_SECONDS', 7200, { min: 10 }),
     tombstoneTtlSeconds: env.int('TOMBSTONE_TTL_SECONDS', 86400, { min: 0 }),

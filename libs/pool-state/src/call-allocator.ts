@@ -2,6 +2,7 @@ import { Allocation, Connection, Release, ScriptCode, isCallSid } from '@smart-r
 import { ApiError, RedisUnavailableError } from '@smart-router/http';
 import { NotReplicatedError, PoolScripts } from '@smart-router/redis-scripts';
 import { Telemetry } from '@smart-router/telemetry';
+import { MediaUrls } from './media-urls';
 import { PoolMetrics } from './pool-metrics';
 import { WaitWakeups, WakeTicket } from './wait-wakeups';
 
@@ -93,12 +94,17 @@ export class CallAllocator {
     private readonly scripts: PoolScripts,
     private readonly metrics: PoolMetrics,
     private readonly telemetry: Telemetry,
-    private readonly voiceAgentBaseUrl: string,
+    private readonly media: MediaUrls,
     private readonly wakeups: WaitWakeups,
   ) {}
 
-  wsUrl(podName: string, callSid: string): string {
-    return `${this.voiceAgentBaseUrl}/ws/pod/${podName}/${callSid}`;
+  /**
+   * The allocation's ws_url (signed when MEDIA_URL_SECRET is set).
+   * `allocatedAtMs`: known for a fresh allocation; null reads it from the call
+   * record, so a repeat of the same allocation answers the same URL.
+   */
+  private wsUrl(allocation: Allocation, callSid: string, allocatedAtMs: number | null): Promise<string> {
+    return this.media.wsUrl({ podName: allocation.podName, callSid, allocationId: allocation.allocationId }, allocatedAtMs);
   }
 
   async tryAllocate(request: AllocateRequest): Promise<Outcome<AllocatedCall>> {
@@ -118,7 +124,8 @@ export class CallAllocator {
         // the call already holds one. Best effort: Redis may well be down.
         const outcome = await this.scripts.settleWait(request.callSid, true).catch(() => null);
         if (outcome?.state === 'allocated') {
-          return { ok: true, value: { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: false, allocationId: outcome.allocationId, state: outcome.callState, wsUrl: this.wsUrl(outcome.podName, request.callSid) } };
+          const allocation: Allocation = { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: false, allocationId: outcome.allocationId, state: outcome.callState };
+          return { ok: true, value: { ...allocation, wsUrl: await this.wsUrl(allocation, request.callSid, null) } };
         }
       }
       return refuse(failure);
@@ -129,18 +136,20 @@ export class CallAllocator {
 
   private async allocateOrWait(request: AllocateRequest, waitMs: number, ticket: WakeTicket | null): Promise<Outcome<AllocatedCall>> {
     const started = process.hrtime.bigint();
-    const result = await this.redisCall('allocate', 'allocateCall', request.callSid, () => this.scripts.allocate(request), { 'merchant.id': request.merchantId });
+    // The allocation time the script records for a new call: the signed ws_url's expiry counts from it.
+    const now = Date.now();
+    const result = await this.redisCall('allocate', 'allocateCall', request.callSid, () => this.scripts.allocate(request, now), { 'merchant.id': request.merchantId });
     this.metrics.allocationSeconds.record(Number(process.hrtime.bigint() - started) / 1e9);
     if (result.ok) {
       const { allocation } = result;
       this.metrics.allocated(allocation.tier, allocation.wasExisting ? 'existing' : 'allocated');
-      return { ok: true, value: { ...allocation, wsUrl: this.wsUrl(allocation.podName, request.callSid) } };
+      return { ok: true, value: { ...allocation, wsUrl: await this.wsUrl(allocation, request.callSid, allocation.wasExisting ? null : now) } };
     }
     if (result.code === ScriptCode.Queued || result.code === ScriptCode.AlreadyWaiting) {
       // The first request for the call waits its own wait_ms; a duplicate asks for the first one's outcome.
       const first = result.code === ScriptCode.Queued;
       const allocation = await this.awaitOutcome(request.callSid, ticket ?? this.wakeups.register(request.callSid), first ? waitMs : 0, !first);
-      if (allocation) return { ok: true, value: { ...allocation, wsUrl: this.wsUrl(allocation.podName, request.callSid) } };
+      if (allocation) return { ok: true, value: { ...allocation, wsUrl: await this.wsUrl(allocation, request.callSid, null) } };
       return refuse(REFUSALS.noPod);
     }
     switch (result.code) {

@@ -5,7 +5,9 @@ import { RedisKeys } from '@smart-router/redis-keys';
 import { PoolScripts, ScriptLimits, createRedis } from '@smart-router/redis-scripts';
 import { ReadinessCheck } from '@smart-router/http';
 import { Telemetry } from '@smart-router/telemetry';
+import { MediaUrlSigner } from '@smart-router/allocation';
 import { CallAllocator } from './call-allocator';
+import { MediaUrls } from './media-urls';
 import { PoolMetrics } from './pool-metrics';
 import { WaitWakeups } from './wait-wakeups';
 
@@ -102,14 +104,20 @@ export class PoolStateModule {
             new WaitWakeups(() => createRedis(settings.redis, 'worker', `${appName}-wait`), keys.waitChannel()),
         },
         {
+          provide: MediaUrls,
+          inject: [REQUEST_REDIS, RedisKeys],
+          useFactory: (redis: Redis, keys: RedisKeys) =>
+            new MediaUrls(new MediaUrlSigner(settings.mediaUrl.secrets, settings.mediaUrl.ttlSeconds), settings.voiceAgentBaseUrl, redis, keys),
+        },
+        {
           provide: CallAllocator,
-          inject: [PoolScripts, PoolMetrics, WaitWakeups],
-          useFactory: (scripts: PoolScripts, metrics: PoolMetrics, wakeups: WaitWakeups) =>
-            new CallAllocator(scripts, metrics, telemetry, settings.voiceAgentBaseUrl, wakeups),
+          inject: [PoolScripts, PoolMetrics, MediaUrls, WaitWakeups],
+          useFactory: (scripts: PoolScripts, metrics: PoolMetrics, media: MediaUrls, wakeups: WaitWakeups) =>
+            new CallAllocator(scripts, metrics, telemetry, media, wakeups),
         },
         RedisLifecycle,
       ],
-      exports: [COMMON_SETTINGS, Telemetry, REQUEST_REDIS, RedisKeys, PoolMetrics, PoolScripts, CallAllocator],
+      exports: [COMMON_SETTINGS, Telemetry, REQUEST_REDIS, RedisKeys, PoolMetrics, PoolScripts, CallAllocator, MediaUrls],
     };
   }
 }

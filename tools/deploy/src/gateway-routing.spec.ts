@@ -70,6 +70,21 @@ const PATHS = [
   '/ws/pod/voice-agent-1/CA1/extra',
   '/ws/pod/-bad/CA1',
   '/ws/pod/',
+  // SPEC 10.1's signed form; a truncated or garbled signature still routes (the media check answers it 403).
+  `/ws/pod/voice-agent-2/CA123/42/1767268920/${'s'.repeat(43)}`,
+  '/ws/pod/voice-agent-2/CA123/0/1767268920/a-b_c',
+  `/ws/pod/${'a'.repeat(63)}/${'c'.repeat(128)}/${'9'.repeat(16)}/${'9'.repeat(12)}/${'s'.repeat(128)}`,
+  `/ws/pod/voice-agent-2/CA123/42/1767268920/${'s'.repeat(129)}`,
+  `/ws/pod/voice-agent-2/CA123/${'9'.repeat(17)}/1767268920/abc`,
+  '/ws/pod/voice-agent-2/CA123/42/1767268920',
+  '/ws/pod/voice-agent-2/CA123/42/1767268920/',
+  '/ws/pod/voice-agent-2/CA123/x/1767268920/abc',
+  '/ws/pod/voice-agent-2/CA123/42/1767268920/a.b',
+  '/ws/pod/voice-agent-2/CA123/42/1767268920/abc/extra',
+  '/ws/pod/Bad_Pod/CA123/42/1767268920/abc',
+  // The media check is for the edge's auth_request only, never routed from outside.
+  '/internal/media-auth',
+  '/internal/media-auth/',
   '/health',
   '/ready',
   '/metrics',
@@ -87,9 +102,20 @@ function expected(path: string, upstreams: (pod: string) => Record<keyof Upstrea
   return { targets: [upstreams(pod)[decision.upstream]] };
 }
 
+/** nginx's own page for `status` (`error_page` to a named location that returns it). */
+function errorPage(server: Directive, status: number): Expectation {
+  const page = children(server.block, 'error_page').find((directive) => directive.args.slice(0, -1).includes(String(status)));
+  const named = children(server.block, 'location').find((location) => location.args[0] === page?.args[page.args.length - 1]);
+  const answer = child(named?.block, 'return');
+  if (!answer) throw new Error(`no error page for ${status}`);
+  return { status: Number(answer.args[0]), body: JSON.parse(answer.args[1] ?? '') as unknown };
+}
+
 function actual(config: Directive[], server: Directive, path: string): Expectation {
   const selected = selectLocation(server, path);
   if (!selected) throw new Error(`no location takes ${path}`);
+  // An `internal` location answers a client's request with nginx's 404.
+  if (child(selected.location.directive.block, 'internal')) return errorPage(server, 404);
   const action = actionOf(selected.location, selected.captures);
   if (!action) throw new Error(`location ${selected.location.pattern} neither proxies nor returns`);
   if ('status' in action) return { status: action.status, body: JSON.parse(action.body) as unknown };
@@ -156,7 +182,7 @@ describe.each(CONFIGS)('$name', ({ file, upstreams, adminRestricted, publicPort 
 
   it("answers nginx's own 4xx/5xx pages as JSON with the apps' codes (issue 14)", () => {
     // Status nginx itself may produce -> the status and code it must answer with (494: header too large).
-    const own: Array<[number, number]> = [[400, 400], [403, 403], [405, 405], [408, 408], [413, 413], [414, 414], [494, 431], [500, 500]];
+    const own: Array<[number, number]> = [[400, 400], [403, 403], [404, 404], [405, 405], [408, 408], [413, 413], [414, 414], [494, 431], [500, 500]];
     const pages = new Map(children(server?.block, 'error_page').flatMap((page) => page.args.slice(0, -1).map((status) => [Number(status), page.args[page.args.length - 1]] as const)));
     for (const [status, answered] of own) {
       const target = pages.get(status);
@@ -188,8 +214,9 @@ describe.each(CONFIGS)('$name', ({ file, upstreams, adminRestricted, publicPort 
     expect(child(server?.block, 'proxy_http_version')?.args).toEqual(['1.1']);
     const upgradeMap = children(http?.block, 'map').find((map) => map.args[1] === '$connection_upgrade');
     expect(upgradeMap?.args[0]).toBe('$http_upgrade');
-    // A location with its own proxy_set_header would drop every inherited one.
-    for (const location of locations(server!)) {
+    // A location with its own proxy_set_header would drop every inherited one
+    // (the media check's internal location does so on purpose: tested below).
+    for (const location of locations(server!).filter((location) => !child(location.directive.block, 'internal'))) {
       expect({ location: location.pattern, headers: children(location.directive.block, 'proxy_set_header').length }).toEqual({ location: location.pattern, headers: 0 });
     }
   });
@@ -200,6 +227,32 @@ describe.each(CONFIGS)('$name', ({ file, upstreams, adminRestricted, publicPort 
     expect(seconds(child(socket?.directive.block, 'proxy_read_timeout'))).toBeGreaterThanOrEqual(3600);
     expect(seconds(child(socket?.directive.block, 'proxy_send_timeout'))).toBeGreaterThanOrEqual(3600);
     expect(child(socket?.directive.block, 'proxy_next_upstream')?.args).toEqual(['off']);
+  });
+
+  it('asks allocation-api about every media upgrade before it reaches the pod (SPEC 10.1 auth_request)', () => {
+    const signed = `/ws/pod/voice-agent-0/CA1/42/1767268920/${'s'.repeat(43)}`;
+    for (const path of ['/ws/pod/voice-agent-0/CA1', signed]) {
+      const socket = selectLocation(server!, path)?.location.directive.block;
+      expect({ path, check: child(socket, 'auth_request')?.args }).toEqual({ path, check: ['/internal/media-auth'] });
+      // The upstream address is built from the pod name alone: the signed tail cannot steer it (no SSRF).
+      const proxy = child(socket, 'proxy_pass')?.args[0] ?? '';
+      expect([...proxy.matchAll(/\$([a-z_]+)/g)].map((match) => match[1]).filter((name) => name !== 'pod')).toEqual([]);
+    }
+    const check = selectLocation(server!, '/internal/media-auth');
+    expect(check?.location.modifier).toBe('=');
+    const block = check?.location.directive.block;
+    expect(child(block, 'internal')).toBeDefined();
+    expect(proxyTargets(config, child(block, 'proxy_pass')?.args[0] ?? '')).toEqual([appAddress('allocation-api')]);
+    // The route allocation-api serves (GET), with the URI the client asked for, no body and no Upgrade.
+    expect(child(block, 'proxy_pass')?.args[0]).toMatch(/^http:\/\/[a-z_]+$/);
+    expect(child(block, 'proxy_method')?.args).toEqual(['GET']);
+    expect(child(block, 'proxy_pass_request_body')?.args).toEqual(['off']);
+    const headers = new Map(children(block, 'proxy_set_header').map((directive) => [directive.args[0], directive.args[1]]));
+    expect(headers.get('X-Original-URI')).toBe('$request_uri');
+    expect(headers.get('Content-Length')).toBe('');
+    expect(headers.has('Upgrade')).toBe(false);
+    // A refusal is nginx's 403 page, the same JSON the local gateway writes.
+    expect(errorPage(server!, 403)).toEqual({ status: 403, body: { error: answerForStatus(403).message, code: answerForStatus(403).code } });
   });
 
   it('runs unprivileged and accepts provider-sized bodies', () => {

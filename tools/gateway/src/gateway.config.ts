@@ -19,11 +19,13 @@ function pool(env: EnvReader, variable: string, fallback: string): string[] {
 
 /**
  * The local gateway run as its own process (`npm start` runs it as a
- * supervised child, SPEC 10.2): where it listens and where each route goes.
+ * supervised child, SPEC 10.2): where it listens, where each route goes, its
+ * edge limits (EDGE_*), and whether media upgrades are checked (on when the apps
+ * sign media URLs, i.e. MEDIA_URL_SECRET is set; the secret itself stays unused here).
  */
 export function readGatewayConfig(env = new EnvReader()): GatewayOptions {
   const upstreams = Object.fromEntries(
     Object.entries(UPSTREAM_VARIABLES).map(([name, [variable, fallback]]) => [name, pool(env, variable, fallback)]),
   ) as UpstreamPools;
-  return { host: env.string('HOST', '127.0.0.1'), port: env.port('HTTP_PORT', 8000), upstreams, limits: readEdgeLimits(env) };
+  return { host: env.string('HOST', '127.0.0.1'), port: env.port('HTTP_PORT', 8000), upstreams, limits: readEdgeLimits(env), mediaAuth: env.list('MEDIA_URL_SECRET').length > 0 };
 }

@@ -1,7 +1,7 @@
 import { Agent, ClientRequest, createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Duplex, PassThrough } from 'node:stream';
 import httpProxy from 'http-proxy';
-import { answerClientError, guardServer, guardSocket, HOST_REQUIRED, lacksRequiredHost, rawErrorResponse } from '@smart-router/http';
+import { answerClientError, answerForStatus, guardServer, guardSocket, HOST_REQUIRED, lacksRequiredHost, rawErrorResponse } from '@smart-router/http';
 import { DEFAULT_EDGE_LIMITS, EdgeLimits, MediaSocketBudget, RATE_LIMITED, RateLimiter } from './edge-limits';
 import { Upstreams, route } from './routes';
 
@@ -13,7 +13,20 @@ export interface GatewayOptions {
   upstreams: UpstreamPools;
   /** SPEC 10.2 edge limits (default DEFAULT_EDGE_LIMITS; `readEdgeLimits` parses them from EDGE_* variables). */
   limits?: EdgeLimits;
+  /**
+   * SPEC 10.1: ask allocation-api (`GET /internal/media-auth`, the original URI
+   * in X-Original-URI, as nginx's `auth_request` does) before a media WebSocket
+   * upgrade reaches its pod. On when the stack runs with MEDIA_URL_SECRET.
+   */
+  mediaAuth?: boolean;
 }
+
+/** The edge's refusal of a media upgrade: the same JSON as nginx's own 403 page. */
+const MEDIA_REFUSED = answerForStatus(403);
+/** The check could not be answered (allocation-api or its Redis down): refused too, fail closed. */
+const MEDIA_CHECK_UNAVAILABLE = answerForStatus(503);
+/** How long the media check may take before the upgrade is refused. */
+const MEDIA_CHECK_TIMEOUT_MS = 3000;
 
 /** Request bodies are buffered (so a failed connect can be retried elsewhere) up to this size. */
 const MAX_BUFFERED_BODY = 64 * 1024;
@@ -164,12 +177,52 @@ export class Gateway {
       return;
     }
     const address = request.socket.remoteAddress ?? '';
-    const release = this.rate.admit(address) ? this.mediaSockets.open(address) : null;
+    // SPEC 10.2 then 10.1: the address's request rate, the media URL's signature, then a place in the socket budget.
+    if (!this.rate.admit(address)) {
+      socket.end(rawErrorResponse(RATE_LIMITED));
+      return;
+    }
+    if (!this.options.mediaAuth) return this.proxyMedia(request, socket, head, address);
+    void this.mediaCheck(request.url ?? '/').then((status) => {
+      if (socket.destroyed) return;
+      if (status === 204) return this.proxyMedia(request, socket, head, address);
+      // nginx's auth_request: 401/403 deny with that status, anything else is an error; both refuse.
+      socket.end(rawErrorResponse(status === 403 ? MEDIA_REFUSED : MEDIA_CHECK_UNAVAILABLE));
+    });
+  }
+
+  /** Proxies an admitted media upgrade to the voice agents while it holds a place in the socket budget. */
+  private proxyMedia(request: IncomingMessage, socket: Duplex, head: Buffer, address: string): void {
+    const release = this.mediaSockets.open(address);
     if (!release) {
       socket.end(rawErrorResponse(RATE_LIMITED));
       return;
     }
     socket.once('close', release);
     this.proxy.ws(request, socket, head, { target: this.pools.voiceAgents[0] }, () => socket.destroy());
+  }
+
+  /**
+   * allocation-api's answer for a media URL: 204 may pass, anything else
+   * refuses. Tries each instance once on a connection failure (a restarting
+   * replica), like nginx's proxy_next_upstream; 0 when none answered.
+   */
+  private async mediaCheck(uri: string): Promise<number> {
+    const targets = this.pools.allocationApi;
+    const first = this.turn++;
+    for (let attempt = 0; attempt < targets.length; attempt += 1) {
+      const target = targets[(first + attempt) % targets.length];
+      try {
+        const response = await fetch(`${target.replace(/\/+$/, '')}/internal/media-auth`, {
+          headers: { 'x-original-uri': uri },
+          signal: AbortSignal.timeout(MEDIA_CHECK_TIMEOUT_MS),
+        });
+        await response.body?.cancel();
+        return response.status;
+      } catch {
+        // Refused, reset or timed out: the next instance, then refuse.
+      }
+    }
+    return 0;
   }
 }

@@ -23,6 +23,9 @@ describe('gateway routes (SPEC section 2)', () => {
     ['/dashboard', 'admin'],
     ['/dashboard/dashboard.css', 'admin'],
     ['/ws/pod/voice-agent-2/CA123', 'voiceAgents'],
+    // SPEC 10.1's signed form; a truncated signature still routes, so the media check answers it 403.
+    ['/ws/pod/voice-agent-2/CA123/42/1767268920/q1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c', 'voiceAgents'],
+    ['/ws/pod/voice-agent-2/CA123/42/1767268920/q1w2e3', 'voiceAgents'],
     ['/health', 'allocationApi'],
   ])('%s -> %s', (path, upstream) => {
     expect(route(path)).toEqual({ upstream });
@@ -32,6 +35,10 @@ describe('gateway routes (SPEC section 2)', () => {
     expect(route('/metrics')).toMatchObject({ status: 404 });
     expect(route('/ws/pod/Bad_Pod/CA1')).toMatchObject({ status: 400 });
     expect(route('/ws/pod/voice-agent-1/')).toMatchObject({ status: 400 });
+    expect(route('/ws/pod/voice-agent-1/CA1/42/1767268920')).toMatchObject({ status: 400 });
+    expect(route('/ws/pod/voice-agent-1/CA1/42/1767268920/sig=')).toMatchObject({ status: 400 });
+    // The edge's media check is internal: never routed from the public path.
+    expect(route('/internal/media-auth')).toMatchObject({ status: 404, body: { code: 'NOT_FOUND' } });
     expect(route('/nope')).toMatchObject({ status: 404 });
   });
 });

@@ -8,7 +8,7 @@ export interface Upstreams {
   allocationApi: string;
   webhooks: string;
   admin: string;
-  /** Where simulated (or real) voice-agent pods take `/ws/pod/{pod}/{call_sid}`. */
+  /** Where simulated (or real) voice-agent pods take `/ws/pod/{pod}/{call_sid}` (signed: `/{allocation_id}/{expiry}/{signature}` after it). */
   voiceAgents: string;
 }
 

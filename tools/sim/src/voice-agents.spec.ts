@@ -19,6 +19,30 @@ describe('simulated voice agents', () => {
       expect(await rawHttpExchange(port, `GET /ws/pod/${'a'.repeat(20 * 1024)} HTTP/1.1\r\nHost: x\r\n\r\n`)).toMatchObject(jsonError(431, 'HEADERS_TOO_LARGE'));
       expect(await rawHttpExchange(port, websocketUpgradeRequest('/ws/pod/voice-agent-0/c1'))).toMatchObject(jsonError(404, 'POD_NOT_FOUND'));
       expect(await rawHttpExchange(port, websocketUpgradeRequest('/elsewhere'))).toMatchObject(jsonError(404, 'NOT_FOUND'));
+      // The oversized request never parsed: two upgrades reached the agents.
+      expect(server.upgrades).toBe(2);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('take the signed media path (SPEC 10.1) as well as the seed one, for the call on that pod only', async () => {
+    const server = agents({ podExists: () => true, podOfCall: async (callSid) => (callSid === 'call-9' ? 'voice-agent-0' : null) });
+    const port = await server.start();
+    const open = (path: string) => new Promise<unknown>((resolve, reject) => {
+      const socket = new WebSocket(`ws://127.0.0.1:${port}${path}`);
+      socket.once('message', (data) => {
+        socket.terminate();
+        resolve(JSON.parse(String(data)));
+      });
+      socket.once('unexpected-response', (_request, response) => reject(new Error(`refused ${response.statusCode}`)));
+      socket.once('error', reject);
+    });
+    try {
+      const greeting = { event: 'connected', pod: 'voice-agent-0', call_sid: 'call-9' };
+      expect(await open('/ws/pod/voice-agent-0/call-9/42/1767268920/q1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c')).toEqual(greeting);
+      expect(await open('/ws/pod/voice-agent-0/call-9')).toEqual(greeting);
+      await expect(open('/ws/pod/voice-agent-1/call-9/42/1767268920/abc')).rejects.toThrow('refused 403');
     } finally {
       await server.stop();
     }

@@ -48,7 +48,9 @@ const RELEASE_SETTLED = new Set([200, 404, 409]);
 
 /**
  * Stands in for the voice-agent pods' WebSocket endpoint: accepts
- * `/ws/pod/{pod}/{call_sid}` only for a call allocated to that pod, and
+ * `/ws/pod/{pod}/{call_sid}`, or its signed form (SPEC 10.1:
+ * `/{allocation_id}/{expiry}/{signature}` after it; the edge checked the
+ * signature, so the agent does not), only for a call allocated to that pod, and
  * reports the call connected when the socket opens (SPEC 9.2, so the connect
  * deadline keeps it) and releases it through the API when the socket closes
  * (the real voice agent's `finally` block).
@@ -57,6 +59,8 @@ export class SimulatedVoiceAgents {
   private server: Server | null = null;
   private readonly wss = new WebSocketServer({ noServer: true });
   readonly open = new Map<string, WebSocket>();
+  /** Upgrade requests that reached the agents at all, accepted or not (what the edge let through). */
+  upgrades = 0;
   releases = 0;
   connects = 0;
   /** Release attempts that failed (refused, 5xx) and were retried. */
@@ -104,6 +108,7 @@ export class SimulatedVoiceAgents {
   private async onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     // Nobody else listens for this socket's errors from here on, and the caller may reset it while we look the call up (SPEC 10.2).
     guardSocket(socket);
+    this.upgrades += 1;
     const match = WS_PATH.exec(new URL(request.url ?? '/', 'http://agents').pathname);
     if (!match) return this.refuse(socket, 404, 'NOT_FOUND', 'route not found');
     const [, pod, , callSid] = match;

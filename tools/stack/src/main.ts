@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { redactUrl } from '@smart-router/config';
 import { shellOverrides } from './shell-env';
@@ -16,6 +17,13 @@ import { DEFAULT_PORTS, LOCAL_ACCESS, LocalStack } from './stack';
  */
 const START_CONNECT_TIMEOUT_SECONDS = '20';
 
+/**
+ * Signed media URLs are on under `npm start` (SPEC 10.1) with a secret made for
+ * this run: ws_urls issued before a restart stop working, as after a rotation.
+ * A MEDIA_URL_SECRET given in the shell is used instead.
+ */
+const startMediaUrlSecret = () => randomBytes(32).toString('base64url');
+
 async function main(): Promise<void> {
   // A closed terminal or pipe (EPIPE) must not end the supervisor and leave its children unsupervised.
   for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
@@ -33,7 +41,7 @@ async function main(): Promise<void> {
     // New pods of a scale-up become Ready after SIM_READY_DELAY_MS (the sim's default otherwise).
     simTimings: process.env.SIM_READY_DELAY_MS ? { readyDelayMs: Number(process.env.SIM_READY_DELAY_MS) } : undefined,
     // npm start's own default first; any value from the shell wins (SPEC section 8).
-    env: { CONNECT_TIMEOUT_SECONDS: connectTimeout, ...shellOverrides(process.env) },
+    env: { CONNECT_TIMEOUT_SECONDS: connectTimeout, MEDIA_URL_SECRET: startMediaUrlSecret(), ...shellOverrides(process.env) },
     ownProcessGroups: true,
     // SPEC 10.2: the simulated cluster and the gateway run as supervised children too; this process listens on nothing.
     listenersApart: true,
@@ -55,6 +63,7 @@ async function main(): Promise<void> {
       `  simulated Kubernetes   http://127.0.0.1:${stack.ports.sim}   (kubectl --kubeconfig .local/kubeconfig get pods)`,
       `  redis                  ${redactUrl(stack.redisUrl)}`,
       `  logs                   .local/*.log`,
+      `  media URLs             signed (MEDIA_URL_SECRET ${process.env.MEDIA_URL_SECRET ? 'from the shell' : 'random for this run'}); the gateway checks each /ws/pod upgrade`,
       '',
       open
         ? `ALLOW_UNAUTHENTICATED=${access.ALLOW_UNAUTHENTICATED}: apps start without tokens and serve routes whose credential is unset to anyone (local only; each app logs which). Tokens or provider secrets set in the shell are enforced.`

@@ -256,6 +256,8 @@ export class LocalStack {
       },
       // SPEC 10.2: on under `npm start` too; EDGE_* from the shell (or a test's env) tune them.
       limits: readEdgeLimits(new EnvReader(this.options.env ?? {})),
+      // SPEC 10.1: the apps sign ws_urls with this secret, so the edge checks them (as nginx's auth_request does).
+      mediaAuth: Boolean(this.options.env?.MEDIA_URL_SECRET),
     });
     await this.gateway.start();
   }
