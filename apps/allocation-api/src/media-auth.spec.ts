@@ -14,7 +14,7 @@ const BASE = 'wss://buddy.example.test';
 
 async function startApi(redisUrl: string, prefix: string, extra: Record<string, string> = {}) {
   const app: NestFastifyApplication = await bootstrap({
-    REDIS_URL: redisUrl, REDIS_PREFIX: prefix, HTTP_PORT: '0', LOG_LEVEL: 'error', VOICE_AGENT_BASE_URL: BASE, ...extra,
+    REDIS_URL: redisUrl, REDIS_PREFIX: prefix, HTTP_PORT: '0', LOG_LEVEL: 'error', VOICE_AGENT_BASE_URL: BASE, ALLOW_UNAUTHENTICATED: 'true', ...extra,
   });
   const address = app.getHttpServer().address();
   const base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;

@@ -21,7 +21,7 @@ describe('provider answers with signed media URLs', () => {
     pool = await createPoolFixture({ url: sharedRedisUrl() });
     app = await bootstrap({
       REDIS_URL: sharedRedisUrl(), REDIS_PREFIX: pool.keys.prefix, HTTP_PORT: '0', LOG_LEVEL: 'error',
-      VOICE_AGENT_BASE_URL: BASE, WEBHOOK_WAIT_MS: '0', MEDIA_URL_SECRET: SECRET,
+      VOICE_AGENT_BASE_URL: BASE, WEBHOOK_WAIT_MS: '0', MEDIA_URL_SECRET: SECRET, ALLOW_UNAUTHENTICATED: 'true',
     });
     const address = app.getHttpServer().address();
     base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;

@@ -1,5 +1,6 @@
 import { EnvReader } from '@smart-router/config';
 import { readGatewayConfig } from './gateway.config';
+import { DEFAULT_EDGE_LIMITS } from './edge-limits';
 
 describe('the gateway run alone: its configuration', () => {
   it('defaults to the npm start ports, and takes pools of upstreams', () => {
@@ -7,9 +8,13 @@ describe('the gateway run alone: its configuration', () => {
       host: '127.0.0.1',
       port: 8000,
       upstreams: { allocationApi: ['http://127.0.0.1:8080'], webhooks: ['http://127.0.0.1:8081'], admin: ['http://127.0.0.1:8082'], voiceAgents: ['http://127.0.0.1:8090'] },
+      limits: DEFAULT_EDGE_LIMITS,
+      mediaAuth: false,
     });
     const config = readGatewayConfig(new EnvReader({ HOST: '0.0.0.0', HTTP_PORT: '9000', UPSTREAM_ALLOCATION_API: 'http://a:1/, http://b:2' }));
     expect(config).toMatchObject({ host: '0.0.0.0', port: 9000, upstreams: { allocationApi: ['http://a:1', 'http://b:2'] } });
+    // The child under `npm start` gets the stack's env: its edge limits and the media URL check (SPEC 10.1, 10.2).
+    expect(readGatewayConfig(new EnvReader({ EDGE_RATE_PER_SECOND: '300', MEDIA_URL_SECRET: 'a-secret-of-16-chars+' }))).toMatchObject({ limits: { ratePerSecond: 300 }, mediaAuth: true });
   });
 
   it('refuses a bad value, naming the variable', () => {
