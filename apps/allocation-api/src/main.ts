@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { runMain, startHttpApp } from '@smart-router/http';
+import { CallerAuthenticator, runMain, startHttpApp } from '@smart-router/http';
 import { JsonLogger, Telemetry } from '@smart-router/telemetry';
 import { PoolMetrics } from '@smart-router/pool-state';
 import { EnvReader, Env } from '@smart-router/config';
@@ -18,7 +18,7 @@ export async function bootstrap(env: Env = process.env) {
     countError: (status, code) => app.get(PoolMetrics).httpError(status, code),
     exportSpans: telemetry.exportsSpans,
   });
-  logger.info('allocation-api listening', { url: `http://${config.common.host}:${config.port}`, auth: config.apiTokens.length > 0 ? 'bearer tokens required' : 'OPEN: no API_TOKENS configured' });
+  logger.info('allocation-api listening', { url: `http://${config.common.host}:${config.port}`, auth: app.get(CallerAuthenticator).describe() });
   return app;
 }
 
