@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Redis from 'ioredis';
 import { Gateway } from '@smart-router/gateway';
 import { RedisKeys } from '@smart-router/redis-keys';
-import { ClusterTimings, SimCluster, SimulatedVoiceAgents, callOwnerInRedis } from '@smart-router/sim';
+import { AGENT_TOKEN_AUDIENCE, ClusterTimings, PodTokenSource, SimCluster, SimulatedVoiceAgents, callOwnerInRedis } from '@smart-router/sim';
 import { RedisServer, freePort, waitFor } from '@smart-router/testing';
 import { DEFAULT_RESTART_POLICY, ProcessExit, RestartPolicy, Supervisor } from './supervisor';
 
@@ -173,7 +173,10 @@ export class LocalStack {
     this.redis.on('error', () => undefined);
 
     this.sim = await SimCluster.start({ port: this.ports.sim, host: '127.0.0.1', replicas: this.options.replicas ?? 5, kubeconfigPath: this.kubeconfigPath, timings: this.options.simTimings });
+    // Each simulated pod calls connected/release with its own ServiceAccount token (SPEC 10.1).
+    const podTokens = new PodTokenSource({ apiUrl: this.sim.url, namespace: this.sim.namespace, serviceAccount: this.sim.statefulSetName });
     this.agents = new SimulatedVoiceAgents({
+      agentToken: (pod) => podTokens.tokenFor(pod),
       host: '127.0.0.1',
       port: this.ports.voiceAgents,
       allocationApiUrl: this.url('allocation-api'),
@@ -214,6 +217,9 @@ export class LocalStack {
       PUBLIC_BASE_URL: `http://127.0.0.1:${this.ports.gateway}`,
       POD_IDENTITY: `${app}-${this.instanceCounter}`,
       LOG_LEVEL: 'info',
+      // Voice agents authenticate with their pods' tokens; callers without a
+      // token are still served unless the test configures API_TOKENS (SPEC 10.1).
+      ...(app === 'allocation-api' ? { AGENT_TOKEN_AUDIENCE, ALLOW_UNAUTHENTICATED: 'true' } : {}),
       ...this.options.env,
       ...extra,
     };
