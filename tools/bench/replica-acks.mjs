@@ -93,7 +93,7 @@ async function main() {
       await fixture.close();
       const port = await testing.freePort();
       apps.push(spawn(process.execPath, [join(root, 'dist', 'apps', 'allocation-api', 'src', 'main.js')], {
-        env: { ...process.env, REDIS_URL: primary.url, REDIS_PREFIX: prefix, HTTP_PORT: String(port), LOG_LEVEL: 'error', TIER_CONFIG: TIERS, TOMBSTONE_TTL_SECONDS: '0', REDIS_REPLICA_ACKS: String(acks), REDIS_WAIT_TIMEOUT_MS: '1000' },
+        env: { ...process.env, REDIS_URL: primary.url, REDIS_PREFIX: prefix, HTTP_PORT: String(port), LOG_LEVEL: 'error', TIER_CONFIG: TIERS, TOMBSTONE_TTL_SECONDS: '0', REDIS_REPLICA_ACKS: String(acks), REDIS_WAIT_TIMEOUT_MS: '1000', ALLOW_UNAUTHENTICATED: 'true' },
         stdio: ['ignore', 'ignore', 'inherit'],
       }));
       const base = `http://127.0.0.1:${port}`;

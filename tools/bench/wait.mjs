@@ -23,7 +23,7 @@ const fixture = await testing.createPoolFixture({ url: redis.url, prefix, pods: 
 const port = await testing.freePort();
 const base = `http://127.0.0.1:${port}`;
 const api = spawn(process.execPath, [join(root, 'dist', 'apps', 'allocation-api', 'src', 'main.js')], {
-  env: { ...process.env, REDIS_URL: redis.url, REDIS_PREFIX: prefix, HTTP_PORT: String(port), LOG_LEVEL: 'error', TIER_CONFIG: TIERS, TOMBSTONE_TTL_SECONDS: '0' },
+  env: { ...process.env, REDIS_URL: redis.url, REDIS_PREFIX: prefix, HTTP_PORT: String(port), LOG_LEVEL: 'error', TIER_CONFIG: TIERS, TOMBSTONE_TTL_SECONDS: '0', ALLOW_UNAUTHENTICATED: 'true' },
   stdio: ['ignore', 'ignore', 'inherit'],
 });
 

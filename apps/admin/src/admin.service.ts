@@ -145,9 +145,10 @@ export class AdminService {
         const config = text ? fromTierDocument(text).config : this.settings.tiers;
         const problem = merchantConfigProblem(body, config);
         if (problem) throw ApiError.badRequest(problem, 'INVALID_MERCHANT_CONFIG');
-        const { tier, pool, fallback, max_calls: maxCalls } = body as MerchantConfig;
+        const { tier, pool, fallback, max_calls: maxCalls, max_waiting: maxWaiting } = body as MerchantConfig;
         const normalized: MerchantConfig = {
           tier, ...(pool !== undefined ? { pool } : {}), ...(fallback !== undefined ? { fallback } : {}), ...(maxCalls !== undefined ? { max_calls: maxCalls } : {}),
+          ...(maxWaiting !== undefined ? { max_waiting: maxWaiting } : {}),
         };
         const written = await this.scripts.setMerchantConfig(id, JSON.stringify(normalized), text ?? '');
         if (written !== ScriptCode.ConfigChanged) return { success: true, merchant_id: id, config: normalized };

@@ -12,7 +12,7 @@ interface Answer {
 
 async function startAdmin(pool: PoolFixture, extra: Record<string, string> = {}) {
   const app: NestFastifyApplication = await bootstrap({
-    REDIS_URL: sharedRedisUrl(), REDIS_PREFIX: pool.keys.prefix, HTTP_PORT: '0', LOG_LEVEL: 'error', ...extra,
+    REDIS_URL: sharedRedisUrl(), REDIS_PREFIX: pool.keys.prefix, HTTP_PORT: '0', LOG_LEVEL: 'error', ALLOW_UNAUTHENTICATED: 'true', ...extra,
   });
   const address = app.getHttpServer().address();
   const base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
@@ -132,6 +132,13 @@ describe('admin API', () => {
     }
     expect((await admin.call('PUT', '/api/v1/admin/merchants/m-cap', { tier: 'standard', max_calls: 3 })).body).toMatchObject({ success: true, config: { tier: 'standard', max_calls: 3 } });
     expect((await admin.call('GET', '/api/v1/admin/merchants/m-cap')).body).toEqual({ merchant_id: 'm-cap', config: { tier: 'standard', max_calls: 3 } });
+    // max_waiting (SPEC 10.2) is validated like max_calls and stored beside it; a bad value writes nothing.
+    for (const maxWaiting of [0, -1, 1.5, '3', null]) {
+      expect((await admin.call('PUT', '/api/v1/admin/merchants/m-cap', { tier: 'standard', max_calls: 3, max_waiting: maxWaiting })).body).toMatchObject({ code: 'INVALID_MERCHANT_CONFIG', error: 'max_waiting must be a positive integer' });
+    }
+    expect((await admin.call('GET', '/api/v1/admin/merchants/m-cap')).body).toEqual({ merchant_id: 'm-cap', config: { tier: 'standard', max_calls: 3 } });
+    expect((await admin.call('PUT', '/api/v1/admin/merchants/m-cap', { tier: 'standard', max_calls: 3, max_waiting: 5 })).body).toMatchObject({ success: true, config: { tier: 'standard', max_calls: 3, max_waiting: 5 } });
+    expect((await admin.call('GET', '/api/v1/admin/merchants/m-cap')).body).toEqual({ merchant_id: 'm-cap', config: { tier: 'standard', max_calls: 3, max_waiting: 5 } });
     const result = await allocate('m-call', 'm-1');
     expect(result.ok && result.allocation.sourcePool).toBe('pool:gold');
     expect((await admin.call('DELETE', '/api/v1/admin/merchants/m-1')).status).toBe(200);

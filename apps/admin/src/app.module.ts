@@ -13,7 +13,7 @@ import { PoolStateRepository } from './pool-state.repository';
 import { DashboardController } from './dashboard.controller';
 import { EventLogController } from './event-log.controller';
 import { EventLogRepository } from './event-log.repository';
-import { EventStreamService } from './event-stream.service';
+import { EventStreamMetrics, EventStreamService } from './event-stream.service';
 import { PodListRepository } from './pod-list.repository';
 import { ReconcileQueue } from './reconcile-queue';
 import { FleetController } from './fleet.controller';
@@ -61,7 +61,8 @@ export class AppModule {
         {
           provide: EventStreamService,
           inject: [EventLogRepository],
-          useFactory: (events: EventLogRepository) => new EventStreamService(events, () => createRedis(config.common.redis, 'worker', 'admin-events-stream')),
+          useFactory: (events: EventLogRepository) =>
+            new EventStreamService(events, () => createRedis(config.common.redis, 'worker', 'admin-events-stream'), config.eventStream, new EventStreamMetrics(telemetry)),
         },
       ],
     };

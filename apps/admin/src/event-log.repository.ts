@@ -19,6 +19,8 @@ export interface EventFilter {
 
 /** Entries read per XREVRANGE page while filtering. */
 const PAGE = 500;
+/** Entries per XREVRANGE page while finding where a capped replay resumes. */
+const REPLAY_PAGE = 200;
 /** Entries scanned per stream for one filtered query at most: the answer stays bounded. */
 export const SCAN_LIMIT = 20_000;
 /** Trace context rides on pod events for the pipeline; it is noise in an event log. */
@@ -70,6 +72,35 @@ export class EventLogRepository {
   }
 
   /**
+   * Where a feed resuming after `positions` starts. Each stream resumes at its
+   * position, unless more than `max` entries follow it there (an old or
+   * hostile Last-Event-ID: up to STREAM_MAXLEN entries per stream); then it
+   * resumes `max` entries before that stream's end and `capped` is true, so
+   * the client is told it missed events (the feed's `resync`). Walked back from
+   * the end in pages on the request connection (a Redis error is a 503): the
+   * cost is that of the replay it bounds, and memory one page at a time.
+   */
+  async boundedResume(positions: string[], max: number): Promise<{ positions: string[]; capped: boolean }> {
+    const bounded = await Promise.all(this.streams.map((stream, index) => this.resumePoint(stream.key, positions[index], max)));
+    return { positions: bounded, capped: bounded.some((point, index) => point !== positions[index]) };
+  }
+
+  /** `position`, or the id of the (max+1)-th newest entry when more than `max` follow `position`. */
+  private async resumePoint(key: string, position: string, max: number): Promise<string> {
+    if (position === MAX_STREAM_ID) return position; // nothing can follow it (and `(` of it is not an id)
+    let end = '+';
+    for (let seen = 0; seen <= max; ) {
+      const count = Math.min(REPLAY_PAGE, max + 1 - seen);
+      const page = await this.redis.xrevrange(key, end, `(${position}`, 'COUNT', count);
+      if (page.length < count) return position;
+      seen += page.length;
+      end = `(${page[page.length - 1][0]}`;
+    }
+    // Resuming after the (max+1)-th newest entry streams exactly the `max` newest.
+    return end.slice(1);
+  }
+
+  /**
    * Blocks on `connection` (a dedicated one: XREAD BLOCK holds it) until
    * entries arrive after `positions` or `blockMs` passes. Returns them in
    * stream order with the new positions.
@@ -118,6 +149,15 @@ function matches(event: LoggedEvent, filter: EventFilter): boolean {
   // `released` finds call.released, `drained` pod.drained, `scaled` fleet.scaled: the family prefix is optional.
   if (filter.type !== undefined && event.type !== filter.type && event.type.slice(event.type.indexOf('.') + 1) !== filter.type) return false;
   return true;
+}
+
+/** The largest stream id Redis accepts. */
+export const MAX_STREAM_ID = '18446744073709551615-18446744073709551615';
+
+/** True for an id Redis accepts as a stream id: two unsigned 64-bit numbers. */
+export function isStreamId(id: string): boolean {
+  const match = /^(\d{1,20})-(\d{1,20})$/.exec(id);
+  return match !== null && BigInt(match[1]) <= 18446744073709551615n && BigInt(match[2]) <= 18446744073709551615n;
 }
 
 /** Orders stream ids ("ms-seq") numerically. */

@@ -17,9 +17,14 @@ export async function bootstrap(env: Env = process.env) {
     port: config.port,
     countError: (status, code) => app.get(PoolMetrics).httpError(status, code),
     exportSpans: telemetry.exportsSpans,
+    trustedProxies: config.common.trustedProxies,
   });
   const auth = config.operatorTokens.length + config.viewerTokens.length > 0 ? 'bearer tokens required (viewer: GET, operator: changes)' : 'OPEN: no ADMIN_*_TOKENS configured';
   logger.info('admin listening', { url: `http://${config.common.host}:${config.port}`, auth });
+  if (config.operatorTokens.length + config.viewerTokens.length === 0) {
+    // Reached only in open mode (SPEC 10.1): without the flag the config refused to start.
+    logger.warn('admin is OPEN (ALLOW_UNAUTHENTICATED=true): every admin route (status, drain/undrain, pods, calls, merchants, tiers, fleet, autoscaler, reconcile, events, dashboard) accepts callers without a token (ADMIN_OPERATOR_TOKENS and ADMIN_VIEWER_TOKENS empty)');
+  }
   return app;
 }
 

@@ -29,7 +29,7 @@ describe('admin path parameters and framework errors', () => {
 
   beforeAll(async () => {
     pool = await createPoolFixture({ url: sharedRedisUrl() });
-    app = await bootstrap({ REDIS_URL: sharedRedisUrl(), REDIS_PREFIX: pool.keys.prefix, HTTP_PORT: '0', LOG_LEVEL: 'error' });
+    app = await bootstrap({ REDIS_URL: sharedRedisUrl(), REDIS_PREFIX: pool.keys.prefix, HTTP_PORT: '0', LOG_LEVEL: 'error', ALLOW_UNAUTHENTICATED: 'true' });
     const address = app.getHttpServer().address();
     port = typeof address === 'object' && address ? address.port : 0;
   });

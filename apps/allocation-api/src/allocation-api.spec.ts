@@ -12,7 +12,7 @@ interface Answer {
 
 async function startApi(redisUrl: string, prefix: string, extra: Record<string, string> = {}) {
   const app: NestFastifyApplication = await bootstrap({
-    REDIS_URL: redisUrl, REDIS_PREFIX: prefix, HTTP_PORT: '0', LOG_LEVEL: 'error',
+    REDIS_URL: redisUrl, REDIS_PREFIX: prefix, HTTP_PORT: '0', LOG_LEVEL: 'error', ALLOW_UNAUTHENTICATED: 'true',
     VOICE_AGENT_BASE_URL: 'wss://buddy.example.test', ...extra,
   });
   const address = app.getHttpServer().address();
@@ -175,7 +175,7 @@ describe('allocation API against a real Redis (seed scenarios)', () => {
     expect(await (await fetch(`${api.base}/health`)).json()).toEqual({ status: 'ok' });
     const ready = await fetch(`${api.base}/ready`);
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toMatchObject({ status: 'ready' });
+    expect(await ready.json()).toEqual({ status: 'up' });
     const openapi = (await (await fetch(`${api.base}/openapi.json`)).json()) as { paths: Record<string, unknown> };
     expect(Object.keys(openapi.paths)).toEqual(expect.arrayContaining(['/api/v1/allocate', '/api/v1/release']));
   });
@@ -236,6 +236,52 @@ describe('allocation API: call lifecycle and fencing (SPEC 9.2)', () => {
     await api.post('/api/v1/allocate', { call_sid: 'life-r' });
     expect((await api.post('/api/v1/release', { call_sid: 'life-r' })).status).toBe(200);
     expect(await pool.scripts.checkInvariants()).toEqual([]);
+  });
+});
+
+describe('allocation API: waiting is bounded (SPEC 10.2)', () => {
+  it('beyond WAIT_QUEUE_MAX or a merchant\'s max_waiting: 503 QUEUE_FULL at once, nothing queued, counted; the waiters still get their pod or their timeout', async () => {
+    const pool = await createPoolFixture({ url: sharedRedisUrl() });
+    const api = await startApi(sharedRedisUrl(), pool.keys.prefix, { WAIT_QUEUE_MAX: '2' });
+    try {
+      // The default chain's capacity: three standard pods and the basic pod's three slots.
+      for (let index = 0; index < 6; index += 1) expect((await api.post('/api/v1/allocate', { call_sid: `full-${index}` })).status).toBe(200);
+      const flood = Array.from({ length: 10 }, (_, index) => api.post('/api/v1/allocate', { call_sid: `wait-${index}`, wait_ms: 1500 }));
+      await waitFor(async () => (await pool.redis.zcard(pool.keys.waitQueue())) === 2, { what: 'two waiters' });
+      await pool.redis.hset(pool.keys.merchantConfig(), 'patient', JSON.stringify({ tier: 'standard', max_waiting: 1 }));
+      // The queue is full for everybody, whatever the merchant.
+      expect(await api.post('/api/v1/allocate', { call_sid: 'one-more', merchant_id: 'patient', wait_ms: 1500 })).toEqual({ status: 503, body: { error: expect.any(String), code: 'QUEUE_FULL' } });
+      await api.post('/api/v1/release', { call_sid: 'full-0' });
+      const answers = await Promise.all(flood);
+      expect(answers.filter((answer) => answer.status === 200)).toHaveLength(1);
+      expect(answers.filter((answer) => answer.body.code === 'NO_POD_AVAILABLE')).toHaveLength(1);
+      expect(answers.filter((answer) => answer.body.code === 'QUEUE_FULL')).toHaveLength(8);
+      for (const answer of answers.filter((candidate) => candidate.body.code === 'QUEUE_FULL')) expect(answer).toEqual({ status: 503, body: { error: expect.any(String), code: 'QUEUE_FULL' } });
+      // Nothing of the refused requests was written: only full-0's release and the served waiter changed calls.
+      const served = answers.findIndex((answer) => answer.status === 200);
+      expect(await pool.redis.exists(...answers.map((_, index) => pool.keys.waiter(`wait-${index}`)))).toBe(0);
+      expect((await pool.redis.zrange(pool.keys.activeCalls(), 0, -1)).sort()).toEqual(['full-1', 'full-2', 'full-3', 'full-4', 'full-5', `wait-${served}`].sort());
+      expect(await pool.redis.zcard(pool.keys.waitQueue())).toBe(0);
+
+      // max_waiting alone: one of the merchant's requests may wait, the second is refused at once.
+      const waiting = api.post('/api/v1/allocate', { call_sid: 'patient-1', merchant_id: 'patient', wait_ms: 300 });
+      await waitFor(async () => (await pool.redis.scard(pool.keys.waitMerchant('patient'))) === 1, { what: 'the merchant\'s waiter' });
+      expect((await api.post('/api/v1/allocate', { call_sid: 'patient-2', merchant_id: 'patient', wait_ms: 300 })).body).toMatchObject({ code: 'QUEUE_FULL' });
+      expect((await waiting).body).toMatchObject({ code: 'NO_POD_AVAILABLE' });
+      expect(await pool.redis.scard(pool.keys.waitMerchant('patient'))).toBe(0);
+
+      const metrics = await (await fetch(`${api.base}/metrics`)).text();
+      expect(metrics).toMatch(/smart_router_allocations_total\{[^}]*result="queue_full"[^}]*\} 10/);
+      expect(await pool.scripts.checkInvariants()).toEqual([]);
+    } finally {
+      await api.app.close();
+      await pool.close();
+    }
+  });
+
+  it('a bad WAIT_QUEUE_MAX stops the app naming the variable', async () => {
+    await expect(startApi(sharedRedisUrl(), 'unused:', { WAIT_QUEUE_MAX: '-1' })).rejects.toThrow('invalid configuration: WAIT_QUEUE_MAX must be >= 0');
+    await expect(startApi(sharedRedisUrl(), 'unused:', { WAIT_QUEUE_MAX: 'lots' })).rejects.toThrow('invalid configuration: WAIT_QUEUE_MAX must be an integer');
   });
 });
 
@@ -364,7 +410,9 @@ describe('allocation API when Redis fails', () => {
       const down = await api.post('/api/v1/allocate', { call_sid: 'down-1' });
       expect(down.status).toBe(503);
       expect(down.body.code).toBe('REDIS_UNAVAILABLE');
-      expect((await fetch(`${api.base}/ready`)).status).toBe(503);
+      // Public readiness says down, never why (the error would name Redis's address).
+      const notReady = await fetch(`${api.base}/ready`);
+      expect({ status: notReady.status, body: await notReady.text() }).toEqual({ status: 503, body: '{"status":"down"}' });
 
       await server.restart();
       // An empty Redis has no epoch: fail closed until the state is rebuilt.

@@ -17,8 +17,13 @@ export async function bootstrap(env: Env = process.env) {
     port: config.port,
     countError: (status, code) => app.get(PoolMetrics).httpError(status, code),
     exportSpans: telemetry.exportsSpans,
+    trustedProxies: config.common.trustedProxies,
   });
   logger.info('allocation-api listening', { url: `http://${config.common.host}:${config.port}`, auth: app.get(CallerAuthenticator).describe() });
+  if (config.apiTokens.length === 0 && config.allowUnauthenticated) {
+    // Open mode (SPEC 10.1): without the flag and without AGENT_TOKEN_AUDIENCE the config refused to start.
+    logger.warn('allocation-api is OPEN (ALLOW_UNAUTHENTICATED=true): POST /api/v1/allocate, /api/v1/release and /api/v1/connected accept callers without a token (API_TOKENS empty); a voice agent\'s token is still held to its pod');
+  }
   return app;
 }
 

@@ -2,6 +2,7 @@ import { Injectable, LoggerService, OnApplicationBootstrap, OnModuleDestroy } fr
 import { Counter, ObservableGauge } from '@opentelemetry/api';
 import { KubeConfig } from '@kubernetes/client-node';
 import { LeaseElector, PodChange, PodInformer } from '@smart-router/kube';
+import { RESERVED_POD_NAMES } from '@smart-router/redis-keys';
 import { Telemetry, inSpan, injectTraceContext } from '@smart-router/telemetry';
 import { PodEventPublisher } from './pod-event.publisher';
 import { PodWatcherConfig } from './pod-watcher.config';
@@ -17,6 +18,9 @@ export class PodWatchService implements OnApplicationBootstrap, OnModuleDestroy 
   private readonly informer: PodInformer;
   private readonly published: Counter;
   private readonly failures: Counter;
+  private readonly refused: Counter;
+  /** Pods already reported as refused (one warn line each). */
+  private readonly refusedUids = new Set<string>();
   private readonly leaderGauge: ObservableGauge;
   private chain: Promise<unknown> = Promise.resolve();
   private publishFailing = false;
@@ -31,6 +35,7 @@ export class PodWatchService implements OnApplicationBootstrap, OnModuleDestroy 
     const meter = telemetry.meter();
     this.published = meter.createCounter('smart_router_pod_events_published_total', { description: 'Pod events appended to the pod stream' });
     this.failures = meter.createCounter('smart_router_pod_watch_errors_total', { description: 'Watch, lease and publish errors' });
+    this.refused = meter.createCounter('smart_router_pod_events_refused_total', { description: 'Pod changes not published: the pod name is reserved (e.g. metadata)' });
     this.leaderGauge = meter.createObservableGauge('smart_router_leader', { description: '1 while this watcher holds the lease' });
     this.leaderGauge.addCallback((result) => result.observe(this.isLeader ? 1 : 0, { app: 'pod-watcher' }));
     this.informer = new PodInformer(kube, {
@@ -97,7 +102,20 @@ export class PodWatchService implements OnApplicationBootstrap, OnModuleDestroy 
   private enqueue(change: PodChange): void {
     const term = this.elector.term;
     if (term === null) return;
+    if (RESERVED_POD_NAMES.has(change.pod.name)) return this.refuse(change);
     this.chain = this.chain.then(() => this.publish(change, term));
+  }
+
+  /**
+   * A pod whose name is a key of the schema (`metadata`: `pod:metadata` is the seed's
+   * metadata hash) never reaches the stream, so no script writes its record over that
+   * key. Counted per event; one warn line per pod (UID), not one per change.
+   */
+  private refuse(change: PodChange): void {
+    this.refused.add(1, { reason: 'reserved_name' });
+    if (this.refusedUids.has(change.pod.uid)) return;
+    this.refusedUids.add(change.pod.uid);
+    this.logger.warn(`refusing pod "${change.pod.name}" (uid ${change.pod.uid}): its Redis key would be another key of the schema; rename the pod`, 'PodWatch');
   }
 
   /**

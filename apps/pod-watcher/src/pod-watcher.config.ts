@@ -1,9 +1,11 @@
 import { hostname } from 'node:os';
-import { EnvReader, RedisSettings, readRedisSettings } from '@smart-router/config';
+import { EnvReader, RedisSettings, readRedisSettings, readTrustedProxies } from '@smart-router/config';
 
 export interface PodWatcherConfig {
   redis: RedisSettings;
   host: string;
+  /** Addresses whose X-Forwarded-* headers are believed (TRUSTED_PROXIES). */
+  trustedProxies: string[];
   port: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   namespace: string;
@@ -23,6 +25,7 @@ export function readPodWatcherConfig(env = new EnvReader()): PodWatcherConfig {
   return {
     redis: readRedisSettings(env),
     host: env.string('HOST', '127.0.0.1'),
+    trustedProxies: readTrustedProxies(env),
     port: env.port('HTTP_PORT', 8083),
     logLevel: env.oneOf('LOG_LEVEL', 'info', ['debug', 'info', 'warn', 'error'] as const),
     namespace: env.string('NAMESPACE', 'voice-system'),

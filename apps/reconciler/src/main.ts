@@ -9,7 +9,7 @@ export async function bootstrap(env: Env = process.env) {
   const config = readReconcilerConfig(new EnvReader(env));
   const logger = new JsonLogger('reconciler', config.common.logLevel);
   const telemetry = Telemetry.start('reconciler', config.otlpEndpoint);
-  const app = await startHttpApp({ module: AppModule.register(config, telemetry, logger), logger, host: config.common.host, port: config.port, exportSpans: telemetry.exportsSpans });
+  const app = await startHttpApp({ module: AppModule.register(config, telemetry, logger), logger, host: config.common.host, port: config.port, exportSpans: telemetry.exportsSpans, trustedProxies: config.common.trustedProxies });
   logger.info('reconciler listening', { url: `http://${config.common.host}:${config.port}`, consumer: config.consumer });
   return app;
 }

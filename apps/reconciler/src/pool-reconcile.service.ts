@@ -7,7 +7,7 @@ import { CommonSettings } from '@smart-router/config';
 import { PodEvent } from '@smart-router/events';
 import { ScriptCode, toTierDocument } from '@smart-router/allocation';
 import { TIER_LABEL, listPods } from '@smart-router/kube';
-import { RedisKeys } from '@smart-router/redis-keys';
+import { RESERVED_POD_NAMES, RedisKeys } from '@smart-router/redis-keys';
 import { PoolScripts, StateMissingError } from '@smart-router/redis-scripts';
 import { Telemetry, inSpan, withExtractedContext } from '@smart-router/telemetry';
 import { allocationIdsOf, releaseUnconnectedCalls } from './connect-timeout.job';
@@ -129,7 +129,8 @@ export class PoolReconcileService {
       const document = JSON.stringify(toTierDocument(this.settings.tiers, this.settings.extraPodsTier, this.settings.defaultChain));
       await this.redis.set(this.keys.tierConfig(), document, 'NX');
       const snapshotAt = Date.now();
-      const pods = await listPods(this.kube, this.target.namespace, this.target.labelSelector);
+      // A pod named like a key of the schema (`metadata`) is refused here as by the watcher.
+      const pods = (await listPods(this.kube, this.target.namespace, this.target.labelSelector)).filter((pod) => !RESERVED_POD_NAMES.has(pod.name));
 
       let orphaned = 0;
       for (const pod of pods) {

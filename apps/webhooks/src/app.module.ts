@@ -1,8 +1,11 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { HealthModule, MetricsController } from '@smart-router/http';
-import { CallAllocator, PoolStateModule, redisReadiness } from '@smart-router/pool-state';
-import { PoolScripts } from '@smart-router/redis-scripts';
+import type Redis from 'ioredis';
+import { CallAllocator, PoolMetrics, PoolStateModule, REQUEST_REDIS, redisReadiness, replicationLimits } from '@smart-router/pool-state';
+import { RedisKeys } from '@smart-router/redis-keys';
+import { PoolScripts, WebhookReplayScripts } from '@smart-router/redis-scripts';
 import { JsonLogger, Telemetry } from '@smart-router/telemetry';
+import { AnswerReplays } from './answer-replays';
 import { OpenApiController } from './openapi.controller';
 import { ProviderRegistry } from './provider-registry';
 import { WebhookMetrics } from './webhook-metrics';
@@ -26,8 +29,13 @@ export class AppModule {
         { provide: WebhookRequestFactory, useValue: new WebhookRequestFactory(config.publicBaseUrl) },
         {
           provide: WebhooksService,
-          inject: [CallAllocator],
-          useFactory: (allocator: CallAllocator) => new WebhooksService(allocator, new WebhookMetrics(telemetry), logger, config.waitMs),
+          inject: [CallAllocator, PoolMetrics, REQUEST_REDIS, RedisKeys],
+          useFactory: (allocator: CallAllocator, metrics: PoolMetrics, redis: Redis, keys: RedisKeys) => {
+            // SPEC 10.2: signed answer webhooks are remembered as long as a released call's tombstone lives.
+            const replication = replicationLimits(config.common.redis, (script) => metrics.notReplicated.add(1, { script }));
+            const replays = new AnswerReplays(new WebhookReplayScripts(redis, keys, replication), config.common.tombstoneTtlSeconds, config.waitMs);
+            return new WebhooksService(allocator, new WebhookMetrics(telemetry), logger, config.waitMs, replays, metrics);
+          },
         },
       ],
     };

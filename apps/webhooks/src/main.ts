@@ -3,7 +3,7 @@ import { runMain, startHttpApp } from '@smart-router/http';
 import { JsonLogger, Telemetry } from '@smart-router/telemetry';
 import { PoolMetrics } from '@smart-router/pool-state';
 import { EnvReader, Env } from '@smart-router/config';
-import { readWebhooksConfig } from './webhooks.config';
+import { PROVIDER_SECRETS, ProviderName, readWebhooksConfig } from './webhooks.config';
 import { AppModule } from './app.module';
 
 export async function bootstrap(env: Env = process.env) {
@@ -19,15 +19,24 @@ export async function bootstrap(env: Env = process.env) {
     rawBody: true,
     countError: (status, code) => app.get(PoolMetrics).httpError(status, code),
     exportSpans: telemetry.exportsSpans,
+    trustedProxies: config.common.trustedProxies,
   });
-  const open = (configured: number, what: string) => (configured > 0 ? `${what} required (${configured} configured)` : 'OPEN: not checked');
+  const configured = { twilio: config.twilioAuthTokens.length, plivo: config.plivoAuthTokens.length, exotel: config.exotelCredentials.length };
+  const checks = { twilio: 'X-Twilio-Signature', plivo: 'X-Plivo-Signature-V3', exotel: 'basic credentials' };
+  const state = (name: ProviderName) =>
+    !config.providers.includes(name) ? 'disabled (PROVIDERS): its routes answer 404' : configured[name] > 0 ? `${checks[name]} required (${configured[name]} configured)` : 'OPEN: not checked';
   logger.info('webhooks listening', {
     url: `http://${config.common.host}:${config.port}`,
-    twilio: open(config.twilioAuthTokens.length, 'X-Twilio-Signature'),
-    plivo: open(config.plivoAuthTokens.length, 'X-Plivo-Signature-V3'),
-    exotel: open(config.exotelCredentials.length, 'basic credentials'),
-    signedUrl: config.publicBaseUrl ?? 'from X-Forwarded-Proto/-Host or Host (PUBLIC_BASE_URL unset)',
+    twilio: state('twilio'),
+    plivo: state('plivo'),
+    exotel: state('exotel'),
+    signedUrl: config.publicBaseUrl ?? 'from X-Forwarded-Proto/-Host of TRUSTED_PROXIES, else Host (PUBLIC_BASE_URL unset)',
   });
+  const open = config.providers.filter((name) => configured[name] === 0);
+  if (open.length > 0) {
+    // Reached only in open mode (SPEC 10.1): without the flag the config refused to start.
+    logger.warn(`webhooks are OPEN (ALLOW_UNAUTHENTICATED=true): ${open.map((name) => `/api/v1/${name}/... and /agent/voice/breeze-buddy/${name}/...`).join(', ')} accept unsigned requests (${open.map((name) => PROVIDER_SECRETS[name]).join(', ')} empty)`);
+  }
   return app;
 }
 

@@ -17,7 +17,7 @@ describe('webhook path parameters', () => {
 
   beforeAll(async () => {
     pool = await createPoolFixture({ url: sharedRedisUrl() });
-    app = await bootstrap({ REDIS_URL: sharedRedisUrl(), REDIS_PREFIX: pool.keys.prefix, HTTP_PORT: '0', LOG_LEVEL: 'error', VOICE_AGENT_BASE_URL: 'wss://buddy.example.test' });
+    app = await bootstrap({ REDIS_URL: sharedRedisUrl(), REDIS_PREFIX: pool.keys.prefix, HTTP_PORT: '0', LOG_LEVEL: 'error', ALLOW_UNAUTHENTICATED: 'true', VOICE_AGENT_BASE_URL: 'wss://buddy.example.test' });
     const address = app.getHttpServer().address();
     base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
   });

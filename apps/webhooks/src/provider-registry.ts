@@ -2,7 +2,7 @@ import { ApiError } from '@smart-router/http';
 import {
   ExotelAdapter, ExotelCredentials, PlivoAdapter, PlivoSignature, ProviderAdapter, TwilioAdapter, TwilioSignature,
 } from '@smart-router/providers';
-import { WebhooksConfig } from './webhooks.config';
+import { ProviderName, WebhooksConfig } from './webhooks.config';
 
 /** The adapters by the name in the URL (`/api/v1/{provider}/...`). */
 export class ProviderRegistry {
@@ -12,12 +12,14 @@ export class ProviderRegistry {
     this.adapters = new Map(adapters.map((adapter) => [adapter.name, adapter]));
   }
 
+  /** Only the providers PROVIDERS enables: a disabled one's routes answer 404 like any unknown path. */
   static fromConfig(config: WebhooksConfig): ProviderRegistry {
-    return new ProviderRegistry([
-      new TwilioAdapter(new TwilioSignature(config.twilioAuthTokens)),
-      new PlivoAdapter(new PlivoSignature(config.plivoAuthTokens)),
-      new ExotelAdapter(new ExotelCredentials(config.exotelCredentials)),
-    ]);
+    const adapters: Record<ProviderName, () => ProviderAdapter> = {
+      twilio: () => new TwilioAdapter(new TwilioSignature(config.twilioAuthTokens)),
+      plivo: () => new PlivoAdapter(new PlivoSignature(config.plivoAuthTokens)),
+      exotel: () => new ExotelAdapter(new ExotelCredentials(config.exotelCredentials)),
+    };
+    return new ProviderRegistry(config.providers.map((name) => adapters[name]()));
   }
 
   get all(): ProviderAdapter[] {

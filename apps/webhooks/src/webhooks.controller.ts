@@ -1,5 +1,7 @@
 import { Controller, HttpCode, Param, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
+import { webhookRoutes } from '@smart-router/api-contract';
+import { AcceptsBody } from '@smart-router/http';
 import { ProviderRegistry } from './provider-registry';
 import { RawBodyRequest, WebhookRequestFactory } from './webhook-request.factory';
 import { StatusAnswer, StreamStatusAnswer, WebhooksService } from './webhooks.service';
@@ -20,6 +22,13 @@ export const ANSWER_PATHS = [
   'agent/voice/breeze-buddy/:provider/callback/*',
 ];
 
+/**
+ * The bodies providers post (their contracts' `bodyContentTypes`: forms, and JSON for
+ * Exotel). One route serves every provider, so it takes their union; each adapter
+ * reads only its own provider's format (Twilio and Plivo fields only from forms).
+ */
+const PROVIDER_BODY_TYPES = [...new Set(webhookRoutes.flatMap((route) => route.bodyContentTypes ?? []))];
+
 /** Provider webhooks (SPEC section 5): who calls. What happens is in WebhooksService. */
 @Controller()
 export class WebhooksController {
@@ -30,6 +39,7 @@ export class WebhooksController {
   ) {}
 
   @Post(ANSWER_PATHS)
+  @AcceptsBody(PROVIDER_BODY_TYPES)
   async answer(
     @Param() params: Record<string, string | undefined>,
     @Req() request: RawBodyRequest,
@@ -41,6 +51,7 @@ export class WebhooksController {
   }
 
   @Post('api/v1/:provider/status')
+  @AcceptsBody(PROVIDER_BODY_TYPES)
   @HttpCode(200)
   status(@Param('provider') provider: string, @Req() request: RawBodyRequest): Promise<StatusAnswer> {
     return this.webhooks.status(this.providers.get(provider), this.requests.from(request), 'status');
@@ -48,6 +59,7 @@ export class WebhooksController {
 
   /** Plivo's hangup URL: called once when the call ends (404 for providers without one). */
   @Post('api/v1/:provider/hangup')
+  @AcceptsBody(PROVIDER_BODY_TYPES)
   @HttpCode(200)
   hangup(@Param('provider') provider: string, @Req() request: RawBodyRequest): Promise<StatusAnswer> {
     return this.webhooks.status(this.providers.get(provider), this.requests.from(request), 'hangup');
@@ -55,6 +67,7 @@ export class WebhooksController {
 
   /** Media-stream status callbacks our answer documents ask for (SPEC 9.2; 404 for Exotel, which has none). */
   @Post('api/v1/:provider/stream-status')
+  @AcceptsBody(PROVIDER_BODY_TYPES)
   @HttpCode(200)
   streamStatus(@Param('provider') provider: string, @Req() request: RawBodyRequest): Promise<StreamStatusAnswer> {
     return this.webhooks.streamStatus(this.providers.get(provider), this.requests.from(request));

@@ -1,7 +1,8 @@
 import { LoggerService } from '@nestjs/common';
-import { ApiError } from '@smart-router/http';
-import { CallAllocator } from '@smart-router/pool-state';
-import { ProviderAdapter, ProviderDocument, WebhookRequest, queryField, streamStatusPath } from '@smart-router/providers';
+import { ApiError, RedisUnavailableError } from '@smart-router/http';
+import { CallAllocator, PoolMetrics, storeFailure } from '@smart-router/pool-state';
+import { AnswerFields, ProviderAdapter, ProviderDocument, WebhookRequest, queryField, streamStatusPath } from '@smart-router/providers';
+import { AnswerReplays, ReplayCheck } from './answer-replays';
 import { WebhookMetrics } from './webhook-metrics';
 
 export interface StatusAnswer {
@@ -40,6 +41,10 @@ export class WebhooksService {
     private readonly logger: LoggerService,
     /** WEBHOOK_WAIT_MS: providers wait well beyond it, so a call waits for a pod rather than hearing "no agent". */
     private readonly waitMs: number,
+    /** Replays of signed answer webhooks (SPEC 10.2); null = not remembered. */
+    private readonly replays: AnswerReplays | null,
+    /** Counts the replay memory's Redis failures with every other one. */
+    private readonly pool: PoolMetrics,
   ) {}
 
   /**
@@ -55,6 +60,38 @@ export class WebhooksService {
   async answer(adapter: ProviderAdapter, request: WebhookRequest, template?: string, baseUrl?: string): Promise<ProviderDocument> {
     adapter.authenticate(request);
     const fields = adapter.parseAnswer(request);
+    // Replays are refused (SPEC 10.2): only a request whose credentials were
+    // checked is remembered, so unsigned traffic can neither fill the memory
+    // nor claim a nonce before the provider's own request does.
+    const identities = this.replays?.enabled && adapter.authenticates ? adapter.replayIdentities?.(request) ?? [] : [];
+    if (!this.replays || identities.length === 0) return this.allocateAndAnswer(adapter, fields, template, baseUrl);
+    let seen: ReplayCheck;
+    try {
+      seen = await this.replays.check(adapter.name, identities);
+    } catch (error) {
+      // Fail closed: without the memory we cannot tell a replay, so nothing is allocated.
+      return this.refuse(adapter, fields.callSid, error instanceof ApiError ? error : storeFailure(error), 'webhook_replay');
+    }
+    if (seen.kind === 'answered') {
+      this.metrics.answers.add(1, { provider: adapter.name, result: 'replayed' });
+      return seen.document;
+    }
+    if (seen.kind === 'unresolved') {
+      this.metrics.answers.add(1, { provider: adapter.name, result: 'replay_unresolved' });
+      return adapter.failureDocument(new ApiError(503, 'REPLAY_UNRESOLVED', 'the first copy of this webhook was never answered'));
+    }
+    const document = await this.allocateAndAnswer(adapter, fields, template, baseUrl);
+    try {
+      if (!(await this.replays.record(seen.claim, document))) this.logger.warn(`${adapter.name} answer for ${fields.callSid}: replay record expired before the answer was stored`);
+    } catch (error) {
+      // The answer stands (a pod may be held for it); its replays find the claim and allocate nothing.
+      this.pool.redisError('webhook_replay');
+      this.logger.warn(`${adapter.name} answer for ${fields.callSid}: its replay record failed: ${(error as Error)?.message ?? String(error)}`);
+    }
+    return document;
+  }
+
+  private async allocateAndAnswer(adapter: ProviderAdapter, fields: AnswerFields, template?: string, baseUrl?: string): Promise<ProviderDocument> {
     try {
       const call = await this.allocator.allocate({
         callSid: fields.callSid,
@@ -67,15 +104,21 @@ export class WebhooksService {
       this.metrics.answers.add(1, { provider: adapter.name, result: call.wasExisting ? 'existing' : 'allocated' });
       return adapter.answerDocument(call.wsUrl, baseUrl === undefined ? undefined : this.streamStatusUrl(adapter, baseUrl, call.allocationId));
     } catch (error) {
-      const failure = error instanceof ApiError ? error : new ApiError(500, 'INTERNAL', 'internal error');
-      if (error instanceof ApiError) {
-        this.logger.warn(`${adapter.name} answer for ${fields.callSid}: ${failure.code}, answering the failure document`);
-      } else {
-        this.logger.error(`${adapter.name} answer for ${fields.callSid} failed: ${(error as Error)?.message ?? String(error)}`, (error as Error)?.stack);
-      }
-      this.metrics.answers.add(1, { provider: adapter.name, result: failure.code.toLowerCase() });
-      return adapter.failureDocument(failure);
+      return this.refuse(adapter, fields.callSid, error);
     }
+  }
+
+  /** The provider's failure document for `error`, logged and counted (a Redis failure also under `redisOperation`). */
+  private refuse(adapter: ProviderAdapter, callSid: string, error: unknown, redisOperation?: string): ProviderDocument {
+    const failure = error instanceof ApiError ? error : new ApiError(500, 'INTERNAL', 'internal error');
+    if (error instanceof ApiError) {
+      this.logger.warn(`${adapter.name} answer for ${callSid}: ${failure.code}, answering the failure document`);
+    } else {
+      this.logger.error(`${adapter.name} answer for ${callSid} failed: ${(error as Error)?.message ?? String(error)}`, (error as Error)?.stack);
+    }
+    if (redisOperation && error instanceof RedisUnavailableError) this.pool.redisError(redisOperation);
+    this.metrics.answers.add(1, { provider: adapter.name, result: failure.code.toLowerCase() });
+    return adapter.failureDocument(failure);
   }
 
   /**

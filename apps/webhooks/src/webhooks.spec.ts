@@ -13,7 +13,7 @@ interface Answer {
 
 async function startWebhooks(redisUrl: string, prefix: string, extra: Record<string, string> = {}) {
   const app: NestFastifyApplication = await bootstrap({
-    REDIS_URL: redisUrl, REDIS_PREFIX: prefix, HTTP_PORT: '0', LOG_LEVEL: 'error',
+    REDIS_URL: redisUrl, REDIS_PREFIX: prefix, HTTP_PORT: '0', LOG_LEVEL: 'error', ALLOW_UNAUTHENTICATED: 'true',
     VOICE_AGENT_BASE_URL: 'wss://buddy.example.test', WEBHOOK_WAIT_MS: '200', ...extra,
   });
   const address = app.getHttpServer().address();
@@ -46,6 +46,8 @@ const PLIVO_FAILURE = /^<Response><Speak>[^<]+<\/Speak><Hangup\/><\/Response>$/;
 
 /** The wait queue's arrival counter is skipped: a request that waited and timed out leaves nothing else. */
 const snapshot = (pool: PoolFixture) => snapshotState(pool, [pool.keys.waitSequence()]);
+/** The pool and call state without the memory of answered signed webhooks (SPEC 10.2), which a new request adds to. */
+const callState = async (pool: PoolFixture) => Object.fromEntries(Object.entries(await snapshot(pool)).filter(([key]) => !key.startsWith(pool.keys.webhookReplay(''))));
 
 /** The answer webhook for one provider and path, as the provider sends it. */
 function answerCall(webhooks: Webhooks, provider: Provider, path: string, callSid: string, merchantId?: string) {
@@ -181,6 +183,24 @@ describe('provider webhooks against a real Redis', () => {
       expect(await invariants()).toEqual([]);
     });
 
+    it.each(PROVIDERS)('%s with the wait queue full (WAIT_QUEUE_MAX): the provider failure document at once, nothing queued, counted', async (provider) => {
+      const full = await startWebhooks(sharedRedisUrl(), pool.keys.prefix, { WAIT_QUEUE_MAX: '0', WEBHOOK_WAIT_MS: '10000' });
+      try {
+        for (let i = 0; i < 6; i += 1) {
+          const filled = await pool.scripts.allocate({ callSid: `fill-${i}`, merchantId: '', provider: '', metadata: '', refuseTombstoned: false });
+          expect(filled.ok).toBe(true);
+        }
+        const before = await snapshot(pool);
+        const answer = await answerCall(full, provider, `/api/v1/${provider}/answer`, `${provider}-full-1`);
+        expectFailure(provider, answer, 'QUEUE_FULL');
+        expect(await snapshot(pool)).toEqual(before);
+        const metrics = await (await fetch(`${full.base}/metrics`)).text();
+        expect(metrics).toMatch(new RegExp(`smart_router_webhook_answers_total\\{[^}]*result="queue_full"[^}]*\\} 1`));
+      } finally {
+        await full.app.close();
+      }
+    });
+
     it('escapes the ws_url in XML (VOICE_AGENT_BASE_URL with &)', async () => {
       const escaped = await startWebhooks(sharedRedisUrl(), pool.keys.prefix, { VOICE_AGENT_BASE_URL: 'wss://buddy.example.test/a&b' });
       try {
@@ -297,7 +317,7 @@ describe('provider webhooks against a real Redis', () => {
   it('serves health, readiness, metrics and its OpenAPI document', async () => {
     expect(await (await fetch(`${webhooks.base}/health`)).json()).toEqual({ status: 'ok' });
     const ready = await fetch(`${webhooks.base}/ready`);
-    expect({ status: ready.status, body: await ready.json() }).toMatchObject({ status: 200, body: { status: 'ready' } });
+    expect({ status: ready.status, body: await ready.json() }).toEqual({ status: 200, body: { status: 'up' } });
     await answerCall(webhooks, 'twilio', '/api/v1/twilio/answer', 'metrics-1');
     const metrics = await (await fetch(`${webhooks.base}/metrics`)).text();
     expect(metrics).toContain('smart_router_webhook_answers_total');
@@ -379,28 +399,36 @@ describe('provider webhook authentication', () => {
     expect(await pool.redis.hget(pool.keys.call('tw-replay-1'), 'pod_name')).toBe(pod);
     const status = await twilio('/api/v1/twilio/status', { CallSid: 'tw-replay-1', CallStatus: 'completed', CallDuration: '42' });
     expect(JSON.parse(status.text)).toMatchObject({ released: true, pod_name: pod });
-    const before = await snapshot(pool);
-    const replay = await twilio(path, twilioParams('tw-replay-1'));
-    expectFailure('twilio', replay, 'CALL_ENDED');
-    expect(await snapshot(pool)).toEqual(before);
+    const before = await callState(pool);
+    // The very request again (same signature): answered as the first was (SPEC 10.2), allocating nothing.
+    expect(await twilio(path, twilioParams('tw-replay-1'))).toEqual(answer);
+    // Another signed answer for the ended call (other parameters): refused by the tombstone, as before.
+    expectFailure('twilio', await twilio(path, { ...twilioParams('tw-replay-1'), CallStatus: 'ringing' }), 'CALL_ENDED');
+    expect(await callState(pool)).toEqual(before);
     expect(await pool.scripts.checkInvariants()).toEqual([]);
   });
 
-  it('Twilio without PUBLIC_BASE_URL: the signed URL comes from X-Forwarded-Proto/-Host (gateway), else from Host', async () => {
-    const direct = await startWebhooks(sharedRedisUrl(), pool.keys.prefix, AUTH);
+  it('signatures on without PUBLIC_BASE_URL: refuses to start naming PUBLIC_BASE_URL (the signed URL must not come from request headers)', async () => {
+    await expect(startWebhooks(sharedRedisUrl(), pool.keys.prefix, AUTH)).rejects.toThrow(/^invalid configuration: PUBLIC_BASE_URL is required when provider signatures are checked/);
+    await expect(startWebhooks(sharedRedisUrl(), pool.keys.prefix, { TWILIO_AUTH_TOKENS: 'twilio-new', ALLOW_UNAUTHENTICATED: 'true' })).rejects.toThrow(/PUBLIC_BASE_URL/);
+  });
+
+  it('open mode without PUBLIC_BASE_URL: callback URLs follow X-Forwarded-Proto/-Host only from TRUSTED_PROXIES, else Host', async () => {
+    const forwardedHeaders = { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'public.example.test' };
+    const trusting = await startWebhooks(sharedRedisUrl(), pool.keys.prefix, { TRUSTED_PROXIES: '127.0.0.0/8,::1/128' });
+    const elsewhere = await startWebhooks(sharedRedisUrl(), pool.keys.prefix, { TRUSTED_PROXIES: '10.0.0.0/8' });
+    const nobody = await startWebhooks(sharedRedisUrl(), pool.keys.prefix);
     try {
       const path = '/api/v1/twilio/answer?merchant_id=acme';
-      const params = twilioParams('tw-fwd-1');
-      const publicSignature = twilioSignature('twilio-new', `https://public.example.test${path}`, paramMap(params));
-      const forwarded = await direct.form(path, params, { 'x-twilio-signature': publicSignature, 'x-forwarded-proto': 'https', 'x-forwarded-host': 'public.example.test' });
-      await expectAnswer('twilio', forwarded, podOf(forwarded), 'tw-fwd-1', 'https://public.example.test');
-      const notForwarded = await direct.form(path, twilioParams('tw-fwd-2'), { 'x-twilio-signature': twilioSignature('twilio-new', `https://public.example.test${path}`, paramMap(twilioParams('tw-fwd-2'))) });
-      expect(errorOf(notForwarded)).toEqual({ status: 403, code: 'SIGNATURE_INVALID' });
-      const host = new URL(direct.base).host;
-      const byHost = await direct.form(path, twilioParams('tw-fwd-3'), { 'x-twilio-signature': twilioSignature('twilio-new', `http://${host}${path}`, paramMap(twilioParams('tw-fwd-3'))) });
-      await expectAnswer('twilio', byHost, podOf(byHost), 'tw-fwd-3', `http://${host}`);
+      const viaGateway = await trusting.form(path, twilioParams('tw-fwd-1'), forwardedHeaders);
+      await expectAnswer('twilio', viaGateway, podOf(viaGateway), 'tw-fwd-1', 'https://public.example.test');
+      // The same headers from an address that is not a trusted proxy choose nothing.
+      for (const [index, direct] of [elsewhere, nobody].entries()) {
+        const answer = await direct.form(path, twilioParams(`tw-fwd-${index + 2}`), forwardedHeaders);
+        await expectAnswer('twilio', answer, podOf(answer), `tw-fwd-${index + 2}`, `http://${new URL(direct.base).host}`);
+      }
     } finally {
-      await direct.app.close();
+      await Promise.all([trusting, elsewhere, nobody].map((instance) => instance.app.close()));
     }
   });
 
@@ -433,9 +461,11 @@ describe('provider webhook authentication', () => {
     const pod = podOf(await plivo(path, { CallUUID: 'pl-replay-1', CallStatus: 'in-progress' }));
     const hangup = await plivo('/api/v1/plivo/hangup', { CallUUID: 'pl-replay-1', CallStatus: 'completed', HangupCause: 'NORMAL_CLEARING' });
     expect(JSON.parse(hangup.text)).toMatchObject({ released: true, pod_name: pod, status: 'completed' });
-    const before = await snapshot(pool);
-    expectFailure('plivo', await plivo(path, { CallUUID: 'pl-replay-1', CallStatus: 'in-progress' }), 'CALL_ENDED');
-    expect(await snapshot(pool)).toEqual(before);
+    const before = await callState(pool);
+    // Another nonce (a new request for the ended call): refused by the tombstone. The first request's own
+    // nonce again is answered as the first was (SPEC 10.2; apps/webhooks/src/answer-replays.spec.ts).
+    expectFailure('plivo', await plivo(path, { CallUUID: 'pl-replay-1', CallStatus: 'in-progress' }, { nonce: 'nonce-after-hangup' }), 'CALL_ENDED');
+    expect(await callState(pool)).toEqual(before);
   });
 
   it('Exotel: basic credentials required; missing or wrong get 401 and write nothing; the replay after the status callback is refused', async () => {
@@ -600,7 +630,8 @@ describe('provider webhooks when Redis fails', () => {
       for (const provider of PROVIDERS) {
         expectFailure(provider, await answerCall(webhooks, provider, `/agent/voice/breeze-buddy/${provider}/callback/t`, `${provider}-down-1`), 'REDIS_UNAVAILABLE');
       }
-      expect((await fetch(`${webhooks.base}/ready`)).status).toBe(503);
+      const notReady = await fetch(`${webhooks.base}/ready`);
+      expect({ status: notReady.status, body: await notReady.json() }).toEqual({ status: 503, body: { status: 'down' } });
 
       await server.restart();
       pool = await createPoolFixture({ url: server.url, prefix });

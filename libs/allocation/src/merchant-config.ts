@@ -6,6 +6,8 @@ export interface MerchantConfig {
   fallback?: string[];
   /** At this many live calls the next allocation answers 429 MERCHANT_LIMIT (SPEC 9.1). */
   max_calls?: number;
+  /** At this many of its requests waiting for a pod the next one answers 503 QUEUE_FULL (SPEC 10.2). */
+  max_waiting?: number;
 }
 
 /** Names a merchant may use without a tier of that name (they select a fallback chain). */
@@ -38,6 +40,11 @@ export function merchantConfigProblem(value: unknown, tiers: TierConfig): string
   if (config.max_calls !== undefined) {
     if (typeof config.max_calls !== 'number' || !Number.isSafeInteger(config.max_calls) || config.max_calls < 1) {
       return 'max_calls must be a positive integer';
+    }
+  }
+  if (config.max_waiting !== undefined) {
+    if (typeof config.max_waiting !== 'number' || !Number.isSafeInteger(config.max_waiting) || config.max_waiting < 1) {
+      return 'max_waiting must be a positive integer';
     }
   }
   return null;

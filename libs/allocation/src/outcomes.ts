@@ -19,10 +19,12 @@ export enum ScriptCode {
   NotDue = -12,
   /** A new tier config drops a tier that merchant configs still name (rebalanceTiers). */
   TierInUse = -13,
+  /** No pod free and the wait queue is full (WAIT_QUEUE_MAX, or the merchant's max_waiting): nothing queued. */
+  QueueFull = -14,
   /** A release or connect by a voice agent of a call on another pod (SPEC 10.1): nothing changed. */
-  NotYourCall = -14,
+  NotYourCall = -15,
   /** A release or connect by a scoped token of a call of a merchant outside its scope (SPEC 10.1): nothing changed. */
-  MerchantForbidden = -15,
+  MerchantForbidden = -16,
 }
 
 /**

@@ -75,7 +75,7 @@ export const CallResponse = open({
   connect_deadline: nullable(Type.Number({ description: 'ms since the Unix epoch; a pending call is released after it' })),
 });
 
-export const MerchantConfig = open({ tier: Type.String(), pool: Type.Optional(Type.String()), fallback: Type.Optional(Type.Array(Type.String())), max_calls: Type.Optional(Type.Integer({ description: 'most concurrent calls of this merchant (429 MERCHANT_LIMIT beyond)' })) });
+export const MerchantConfig = open({ tier: Type.String(), pool: Type.Optional(Type.String()), fallback: Type.Optional(Type.Array(Type.String())), max_calls: Type.Optional(Type.Integer({ description: 'most concurrent calls of this merchant (429 MERCHANT_LIMIT beyond)' })), max_waiting: Type.Optional(Type.Integer({ description: 'most requests of this merchant waiting for a pod at once (503 QUEUE_FULL beyond)' })) });
 const TierSpec = open({ type: Type.Union([Type.Literal('exclusive'), Type.Literal('shared')]), target: Type.Integer(), max_concurrent: Type.Optional(Type.Integer()), dedicated: Type.Optional(Type.Boolean()) });
 export const TiersResponse = open({ tiers: Type.Record(Type.String(), TierSpec), extra_pods_tier: Type.String() });
 const FleetView = open({
@@ -146,8 +146,8 @@ export const adminRoutes = {
     responses: { 200: { description: 'the config', schema: open({ merchant_id: Type.String(), config: MerchantConfig }) }, 400: invalidMerchantId, 404: errorResponse('no config', 'MERCHANT_NOT_FOUND'), ...viewerErrors },
   },
   putMerchant: {
-    method: 'PUT', path: '/api/v1/admin/merchants/{merchant_id}', summary: 'Set a merchant config {tier, pool?, fallback?, max_calls?}', security: 'operator', params: merchantParams,
-    body: Type.Unknown({ description: '{"tier": "gold", "pool"?: "merchant_acme", "fallback"?: ["standard"], "max_calls"?: 10}: validated against the live tiers' }),
+    method: 'PUT', path: '/api/v1/admin/merchants/{merchant_id}', summary: 'Set a merchant config {tier, pool?, fallback?, max_calls?, max_waiting?}', security: 'operator', params: merchantParams,
+    body: Type.Unknown({ description: '{"tier": "gold", "pool"?: "merchant_acme", "fallback"?: ["standard"], "max_calls"?: 10, "max_waiting"?: 50}: validated against the live tiers' }),
     responses: {
       200: { description: 'saved', schema: open({ success: Type.Literal(true), merchant_id: Type.String(), config: MerchantConfig }) },
       400: errorResponse('invalid merchant id or config', 'INVALID_MERCHANT_ID', 'INVALID_MERCHANT_CONFIG', 'INVALID_BODY'),
@@ -224,7 +224,7 @@ export const adminRoutes = {
     },
   },
   eventStream: {
-    method: 'GET', path: '/api/v1/admin/events/stream', summary: 'Live events as server-sent events (one `data:` JSON event per stream entry; its `id:` is the position in every stream, comma-joined); resume with the Last-Event-ID header', security: 'viewer',
+    method: 'GET', path: '/api/v1/admin/events/stream', summary: 'Live events as server-sent events (one `data:` JSON event per stream entry; its `id:` is the position in every stream, comma-joined); resume with the Last-Event-ID header. A Last-Event-ID more than EVENT_STREAM_REPLAY_MAX entries behind first gets an `event: resync` (data `{"type":"resync","reason":"replay_limit","replay_max","requested","resumed_from"}`) and resumes that many entries back; a client that does not read is dropped', security: 'viewer',
     responses: {
       200: { description: 'text/event-stream', contentType: 'text/event-stream', example: 'id: 1764540000000-0,1764539990000-1,0-0\ndata: {"type":"call.allocated","call_sid":"CA1"}\n\n' },
       400: errorResponse('malformed Last-Event-ID', 'INVALID_LAST_EVENT_ID'),

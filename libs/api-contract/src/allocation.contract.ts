@@ -113,7 +113,7 @@ export const allocationRoutes = {
       415: unsupported,
       429: errorResponse('the merchant holds its max_calls', 'MERCHANT_LIMIT'),
       500: errorResponse('merchant configuration is invalid', 'MERCHANT_CONFIG_INVALID', 'INTERNAL'),
-      503: errorResponse('no pod (within wait_ms), Redis unavailable, state being rebuilt, or the caller\'s token could not be reviewed: retry', 'NO_POD_AVAILABLE', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED', 'STATE_REBUILDING', identityUnavailable),
+      503: errorResponse('no pod (within wait_ms), wait queue full, Redis unavailable, state being rebuilt, or the caller\'s token could not be reviewed: retry', 'NO_POD_AVAILABLE', 'QUEUE_FULL', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED', 'STATE_REBUILDING', identityUnavailable),
     },
   },
   release: {

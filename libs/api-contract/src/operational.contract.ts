@@ -1,10 +1,8 @@
 import { Type } from '@sinclair/typebox';
 import { RouteContract } from './route-contract';
 
-const ReadyBody = Type.Object({
-  status: Type.Union([Type.Literal('ready'), Type.Literal('not_ready'), Type.Literal('shutting_down')]),
-  checks: Type.Record(Type.String(), Type.Object({ status: Type.String(), message: Type.Optional(Type.String()) }, { additionalProperties: true })),
-});
+/** Only up or down: `/ready` is public, so why it is down is logged, never answered (SPEC 10.1). */
+const ReadyBody = Type.Object({ status: Type.Union([Type.Literal('up'), Type.Literal('down')]) }, { additionalProperties: false });
 
 /** Served by every app beside its own routes (SPEC section 2). */
 export const operationalRoutes = {
@@ -14,7 +12,7 @@ export const operationalRoutes = {
   },
   ready: {
     method: 'GET', path: '/ready', summary: 'Readiness: dependencies answer (a real Lua round trip on Redis); 503 from the start of shutdown',
-    responses: { 200: { description: 'ready', schema: ReadyBody }, 503: { description: 'not ready or shutting down', schema: ReadyBody } },
+    responses: { 200: { description: 'ready: `{"status":"up"}`', schema: ReadyBody }, 503: { description: 'not ready or shutting down: `{"status":"down"}` (the reason is in the app log)', schema: ReadyBody } },
   },
   metrics: {
     method: 'GET', path: '/metrics', summary: 'Prometheus metrics (never on the public path)',

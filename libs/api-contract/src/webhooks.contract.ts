@@ -58,7 +58,7 @@ const PROVIDERS: Record<string, ProviderContract> = {
       // Exotel's failure answer is the JSON error itself.
       409: errorResponse('call already ended', 'CALL_ENDED'),
       500: errorResponse('merchant configuration is invalid', 'MERCHANT_CONFIG_INVALID'),
-      503: errorResponse('no pod or Redis unavailable', 'NO_POD_AVAILABLE', 'REDIS_UNAVAILABLE', 'STATE_REBUILDING'),
+      503: errorResponse('no pod, wait queue full, or Redis unavailable', 'NO_POD_AVAILABLE', 'QUEUE_FULL', 'REDIS_UNAVAILABLE', 'STATE_REBUILDING'),
     },
     authFailure: 401,
   },

@@ -1,3 +1,4 @@
+import { readTrustedProxies } from './access';
 import { ConfigError, EnvReader } from './env';
 import { SEED_TIER_CONFIG, TierConfig, parseTierConfig } from './tier-config';
 
@@ -49,9 +50,13 @@ export interface CommonSettings {
   tombstoneTtlSeconds: number;
   /** A new call not connected within this many seconds is released (`connect_timeout`); 0 = off. */
   connectTimeoutSeconds: number;
+  /** Most requests waiting for a pod in all (SPEC 10.2); beyond it 503 QUEUE_FULL, nothing queued. */
+  waitQueueMax: number;
   streamMaxLen: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   host: string;
+  /** Addresses whose X-Forwarded-* headers are believed (TRUSTED_PROXIES); empty = none. */
+  trustedProxies: string[];
 }
 
 export function readRedisSettings(env: EnvReader): RedisSettings {
@@ -109,8 +114,10 @@ export function readCommonSettings(env: EnvReader = new EnvReader()): CommonSett
     maxCallDurationSeconds: env.int('MAX_CALL_DURATION_SECONDS', 7200, { min: 10 }),
     tombstoneTtlSeconds: env.int('TOMBSTONE_TTL_SECONDS', 86400, { min: 0 }),
     connectTimeoutSeconds: env.int('CONNECT_TIMEOUT_SECONDS', 0, { min: 0, max: 3600 }),
+    waitQueueMax: env.int('WAIT_QUEUE_MAX', 1000, { min: 0, max: 1000000 }),
     streamMaxLen: env.int('STREAM_MAXLEN', 100000, { min: 100 }),
     logLevel: env.oneOf('LOG_LEVEL', 'info', ['debug', 'info', 'warn', 'error'] as const),
     host: env.string('HOST', '127.0.0.1'),
+    trustedProxies: readTrustedProxies(env),
   };
 }

@@ -12,6 +12,22 @@ export class ConfigError extends Error {
 
 export type Env = Record<string, string | undefined>;
 
+/**
+ * A URL (or URL-like text) fit for a log line or an error message: the userinfo
+ * part (`redis://user:password@host`) is replaced, so a Redis password never
+ * reaches stderr, a log collector or a terminal scrollback. Works on text that
+ * does not parse as a URL too, since a malformed value is exactly what an error
+ * message would otherwise echo.
+ */
+export function redactUrl(text: string): string {
+  // Up to the last '@': a password may itself hold '@' or '/'. Over-redacting a
+  // URL with '@' in its path or query is the safe way to be wrong.
+  const at = text.lastIndexOf('@');
+  if (at < 0) return text;
+  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(text)?.[0] ?? '';
+  return `${scheme}***${text.slice(at)}`;
+}
+
 export class EnvReader {
   constructor(private readonly env: Env = process.env) {}
 
@@ -65,7 +81,7 @@ export class EnvReader {
     try {
       parsed = new URL(text);
     } catch {
-      throw new ConfigError(name, `must be a URL, got "${text}"`);
+      throw new ConfigError(name, `must be a URL, got "${redactUrl(text)}"`);
     }
     if (!protocols.includes(parsed.protocol)) {
       throw new ConfigError(name, `must use ${protocols.join(' or ')}, got "${parsed.protocol}"`);

@@ -5,7 +5,8 @@ export type Role = 'viewer' | 'operator';
 
 /**
  * Static bearer tokens from configuration. With no token configured the API
- * is open (the local default) and the app says so at start-up.
+ * is open: the app only starts that way with ALLOW_UNAUTHENTICATED=true (SPEC
+ * 10.1; its config refuses otherwise) and says so at start-up.
  */
 export class BearerTokens {
   private readonly tokens: { digest: Buffer; role: Role }[];

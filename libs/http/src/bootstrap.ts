@@ -5,7 +5,9 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ErrorCounter, JsonExceptionFilter } from './exception.filter';
 import { answerClientError, answerForStatus, describeFrameworkError, ErrorAnswer, HOST_REQUIRED, lacksRequiredHost, MAX_PARAM_LENGTH } from './framework-errors';
+import { installMediaTypeCheck } from './media-types';
 import { installRequestTracing } from './request-tracing';
+import { guardServer } from './socket-guard';
 import { ERRORS_KEYWORD } from '@smart-router/api-contract';
 
 /** SPEC section 3: request bodies are capped at 16 KiB (413 beyond). */
@@ -21,6 +23,8 @@ export interface HttpAppOptions {
   countError?: ErrorCounter;
   /** Spans are exported (OTLP endpoint set): make a SERVER span per request. */
   exportSpans?: boolean;
+  /** TRUSTED_PROXIES: only these addresses' X-Forwarded-* are believed; empty or absent = none. */
+  trustedProxies?: string[];
 }
 
 /** Method and path of every route an app serves (the OpenAPI coverage test compares them with its document). */
@@ -37,7 +41,9 @@ export async function startHttpApp(options: HttpAppOptions): Promise<NestFastify
   const countError = options.countError ?? (() => undefined);
   const adapter = new FastifyAdapter({
     bodyLimit: BODY_LIMIT_BYTES,
-    trustProxy: true,
+    // SPEC 10.1 "the edge says who called": X-Forwarded-Proto/-Host/-For set by anyone
+    // else are ignored, so a client cannot pick the scheme, host or address we see.
+    trustProxy: options.trustedProxies && options.trustedProxies.length > 0 ? options.trustedProxies : false,
     return503OnClosing: false,
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     // Ajv as our schemas need it: no type coercion (a number is not a call_sid), and the
@@ -61,6 +67,10 @@ export async function startHttpApp(options: HttpAppOptions): Promise<NestFastify
     sendAnswer(reply, HOST_REQUIRED);
   });
   const fastify = adapter.getInstance();
+  installMediaTypeCheck(fastify, (reply, answer) => {
+    countError(answer.status, answer.code);
+    sendAnswer(reply, answer);
+  });
   const routes: { method: string; path: string }[] = [];
   fastify.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) if (method !== 'HEAD') routes.push({ method, path: route.url });
@@ -75,6 +85,8 @@ export async function startHttpApp(options: HttpAppOptions): Promise<NestFastify
   SERVED_ROUTES.set(app, routes);
   app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
   installShutdownDeadline(app);
+  // Fastify handles its sockets' errors; this also covers those it hands over (an SSE stream, an upgrade) (SPEC 10.2).
+  guardServer(app.getHttpServer());
   await app.listen(options.port, options.host);
   return app;
 }

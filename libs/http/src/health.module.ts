@@ -1,4 +1,4 @@
-import { Controller, DynamicModule, Get, HttpCode, Inject, Injectable, Module, OnModuleDestroy, Res } from '@nestjs/common';
+import { Controller, DynamicModule, Get, HttpCode, Inject, Injectable, Logger, Module, OnModuleDestroy, Res } from '@nestjs/common';
 import { HealthCheckService, HealthIndicatorService, TerminusModule } from '@nestjs/terminus';
 import type { FastifyReply } from 'fastify';
 
@@ -21,6 +21,10 @@ export class ShutdownState implements OnModuleDestroy {
 
 @Controller()
 class HealthController {
+  private readonly logger = new Logger('Readiness');
+  /** The reason readiness last failed ('' = it was up, or never checked). */
+  private lastProblem = '';
+
   constructor(
     private readonly health: HealthCheckService,
     private readonly indicators: HealthIndicatorService,
@@ -35,27 +39,38 @@ class HealthController {
     return { status: 'ok' };
   }
 
+  /**
+   * SPEC 10.1: `/ready` is reachable from the internet (the seeds probe it on the public
+   * URL), so it says only `up` or `down`; why it is down (Redis host and port, NOAUTH,
+   * a watch error) goes to the log, once per change, never into the answer.
+   */
   @Get('ready')
   async ready(@Res() reply: FastifyReply): Promise<void> {
     if (this.shutdown.shuttingDown) {
-      void reply.status(503).send({ status: 'shutting_down', checks: {} });
+      void reply.status(503).send({ status: 'down' });
       return;
     }
-    try {
-      const result = await this.health.check(this.checks.map((dependency) => async () => {
-        const indicator = this.indicators.check(dependency.name);
-        try {
-          await dependency.check();
-          return indicator.up();
-        } catch (error) {
-          return indicator.down({ message: (error as Error).message });
-        }
-      }));
-      void reply.status(200).send({ status: 'ready', checks: result.details });
-    } catch (error) {
-      const details = (error as { response?: { details?: unknown } }).response?.details ?? {};
-      void reply.status(503).send({ status: 'not_ready', checks: details });
-    }
+    const problems: string[] = [];
+    await this.health.check(this.checks.map((dependency) => async () => {
+      const indicator = this.indicators.check(dependency.name);
+      try {
+        await dependency.check();
+        return indicator.up();
+      } catch (error) {
+        problems.push(`${dependency.name}: ${(error as Error)?.message ?? String(error)}`);
+        return indicator.down();
+      }
+    })).catch(() => undefined);
+    this.report(problems.join('; '));
+    void reply.status(problems.length === 0 ? 200 : 503).send({ status: problems.length === 0 ? 'up' : 'down' });
+  }
+
+  /** One log line when readiness changes (or its reason does), not one per probe. */
+  private report(problem: string): void {
+    if (problem === this.lastProblem) return;
+    if (problem === '') this.logger.log(`ready again (was down: ${this.lastProblem})`);
+    else this.logger.warn(`not ready: ${problem}`);
+    this.lastProblem = problem;
   }
 }
 

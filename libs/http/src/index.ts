@@ -10,3 +10,5 @@ export * from './route.decorator';
 export * from './schema-errors';
 export * from './identifiers';
 export * from './framework-errors';
+export * from './media-types';
+export * from './socket-guard';

@@ -1,6 +1,7 @@
 import { applyDecorators, Delete, Get, HttpCode, Patch, Post, Put } from '@nestjs/common';
 import { RouteSchema } from '@nestjs/platform-fastify';
 import { RouteContract, fastifyPath } from '@smart-router/api-contract';
+import { AcceptsBody } from './media-types';
 
 const METHODS = { GET: Get, POST: Post, PUT: Put, DELETE: Delete, PATCH: Patch };
 
@@ -23,5 +24,7 @@ export function Route(contract: RouteContract): MethodDecorator {
       ...(contract.query ? { querystring: contract.query } : {}),
       response,
     }),
+    // Which request bodies the route takes (default JSON only; installMediaTypeCheck enforces it).
+    ...(contract.bodyContentTypes ? [AcceptsBody(contract.bodyContentTypes)] : []),
   );
 }

@@ -32,6 +32,7 @@ const refusal = (status: number, code: string, error: string): Refusal => Object
 
 export const REFUSALS = {
   noPod: refusal(503, 'NO_POD_AVAILABLE', 'no pod available'),
+  queueFull: refusal(503, 'QUEUE_FULL', 'too many requests waiting for a pod, retry later'),
   stateMissing: refusal(503, 'STATE_REBUILDING', 'pool state is being rebuilt, retry shortly'),
   tombstoned: refusal(409, 'CALL_ENDED', 'call already ended'),
   merchantLimit: refusal(429, 'MERCHANT_LIMIT', 'merchant has reached its max_calls'),
@@ -174,6 +175,10 @@ export class CallAllocator {
       case ScriptCode.MerchantLimit:
         this.metrics.allocated('none', 'merchant_limit');
         return refuse(REFUSALS.merchantLimit);
+      case ScriptCode.QueueFull:
+        // SPEC 10.2: refused at once, never queued (WAIT_QUEUE_MAX or the merchant's max_waiting).
+        this.metrics.allocated('none', 'queue_full');
+        return refuse(REFUSALS.queueFull);
       case ScriptCode.BadMerchantConfig:
       default:
         this.metrics.allocated('none', 'bad_merchant_config');

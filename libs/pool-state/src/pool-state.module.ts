@@ -90,6 +90,7 @@ export class PoolStateModule {
               tombstoneTtlSeconds: settings.tombstoneTtlSeconds,
               streamMaxLen: settings.streamMaxLen,
               connectTimeoutMs: settings.connectTimeoutSeconds * 1000,
+              waitQueueMax: settings.waitQueueMax,
               ...replicationLimits(settings.redis, (script) => metrics.notReplicated.add(1, { script })),
             }),
         },

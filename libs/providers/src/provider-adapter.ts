@@ -67,6 +67,14 @@ export interface ProviderAdapter {
   /** Throws a 400 ApiError for a missing or invalid call id or merchant_id. */
   parseAnswer(request: WebhookRequest): AnswerFields;
   /**
+   * What identifies this very request among every webhook the provider ever
+   * sent (SPEC 10.2, replays are refused): at most two `kind:value` strings,
+   * none when the provider sends nothing of the kind. Meaningful only once
+   * `authenticate` passed with credentials configured; the caller remembers
+   * nothing else, so unsigned requests cannot fill the memory.
+   */
+  replayIdentities?(request: WebhookRequest): string[];
+  /**
    * `streamStatusUrl`: where the provider should post the stream's status
    * callbacks (absolute, signed by the provider like any webhook); ignored by
    * providers without stream callbacks (Exotel).

@@ -1,4 +1,4 @@
-import { RedisKeys } from './keys';
+import { RESERVED_POD_NAMES, RedisKeys } from './keys';
 
 describe('RedisKeys', () => {
   const keys = new RedisKeys('voice:');
@@ -22,6 +22,7 @@ describe('RedisKeys', () => {
     expect(keys.pendingCalls()).toBe('voice:calls:pending');
     expect(keys.allocationSequence()).toBe('voice:allocation:seq');
     expect(keys.tombstone('CA1')).toBe('voice:tombstone:CA1');
+    expect(keys.webhookReplay('ab12')).toBe('voice:webhook:replay:ab12');
     expect(keys.tierConfig()).toBe('voice:config:tiers');
     expect(keys.epoch()).toBe('voice:epoch');
     expect(keys.watcherTerm()).toBe('voice:watcher:term');
@@ -33,6 +34,8 @@ describe('RedisKeys', () => {
     expect(keys.waitQueue()).toBe('voice:wait:queue');
     expect(keys.waitSequence()).toBe('voice:wait:seq');
     expect(keys.waiter('CA1')).toBe('voice:waiter:CA1');
+    expect(keys.waitTier('gold')).toBe('voice:wait:tier:gold');
+    expect(keys.waitMerchant('acme')).toBe('voice:wait:merchant:acme');
     expect(keys.waitChannel()).toBe('voice:wait:wake');
     expect(keys.merchantCalls('acme')).toBe('voice:merchant:calls:acme');
   });
@@ -53,9 +56,17 @@ describe('RedisKeys', () => {
     expect(prefixes.call + 'c').toBe(keys.call('c'));
     expect(prefixes.pool + 'gold:available').toBe(keys.poolAvailable('gold'));
     expect(prefixes.waiter + 'c').toBe(keys.waiter('c'));
+    expect(prefixes.waitTier + 'gold').toBe(keys.waitTier('gold'));
+    expect(prefixes.waitMerchant + 'm').toBe(keys.waitMerchant('m'));
     expect(prefixes.merchantCalls + 'm').toBe(keys.merchantCalls('m'));
     expect([prefixes.waitQueue, prefixes.waitChannel, prefixes.activeCalls, prefixes.callStream])
       .toEqual([keys.waitQueue(), keys.waitChannel(), keys.activeCalls(), keys.callStream()]);
     expect([prefixes.allocationSequence, prefixes.pendingCalls]).toEqual([keys.allocationSequence(), keys.pendingCalls()]);
+  });
+
+  it('reserves the pod names whose pod key is another key (pod:metadata)', () => {
+    expect(keys.pod('metadata')).toBe(keys.podMetadata());
+    expect([...RESERVED_POD_NAMES]).toEqual(['metadata']);
+    expect(RESERVED_POD_NAMES.has('voice-agent-0')).toBe(false);
   });
 });

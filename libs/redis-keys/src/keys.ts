@@ -24,13 +24,16 @@
  * | calls:pending                | ZSET   | call_sid -> connect deadline ms of calls not yet connected |
  * | allocation:seq               | STRING | last allocation_id handed out (INCR; fencing tokens)     |
  * | tombstone:{call_sid}         | STRING | released call, refuses replayed answer webhooks          |
+ * | webhook:replay:{digest}      | STRING | a signed answer webhook seen (sha256 of its nonce / idempotency token / signature): its answer document JSON, or a pending claim; TTL = tombstone TTL |
  * | config:tiers                 | STRING | the live TIER_CONFIG document, with its fallback chains  |
  * | epoch                        | STRING | data-loss marker; missing = state must be rebuilt        |
  * | watcher:term                 | STRING | highest pod-watcher leader term seen (fencing)           |
  * | watcher:leader               | HASH   | identity, term, renewed_at of the live watcher leader (TTL) |
  * | stream:calls / stream:pods   | STREAM | call and pod lifecycle events                            |
  * | reconcile:last               | HASH   | last full reconcile: at, pods, duration_ms               |
- * | wait:queue                   | ZSET   | waiting allocations: call_sid -> priority*1e13 + arrival number (lowest first) |
+ * | wait:queue                   | ZSET   | every waiting allocation: call_sid -> its deadline (Redis ms); ZCARD = "waiting", bounded by WAIT_QUEUE_MAX |
+ * | wait:tier:{tier}             | ZSET   | waiters whose chain names the tier: call_sid -> priority*1e13 + arrival number (lowest first); a freed pod reads only its tier's |
+ * | wait:merchant:{merchant_id}  | SET    | the merchant's waiting call_sids (exact; bounded by its config's max_waiting) |
  * | wait:seq                     | STRING | arrival counter of the wait queue (strict FIFO within a priority) |
  * | waiter:{call_sid}            | HASH   | a waiting allocation: chain, merchant, max_calls, deadline (Redis ms), provider, metadata, ttl, maxlen |
  * | wait:wake                    | channel| pub/sub: call_sid of a waiter that got a pod or left the queue |
@@ -76,6 +79,14 @@ export class RedisKeys {
   }
   tombstone(callSid: string): string {
     return `${this.prefix}tombstone:${callSid}`;
+  }
+  /**
+   * One signed answer webhook already answered (SPEC 10.2, replays are
+   * refused), by the hex SHA-256 of what identifies it: fixed length and
+   * never a hash tag, whatever the provider sent.
+   */
+  webhookReplay(digest: string): string {
+    return `${this.prefix}webhook:replay:${digest}`;
   }
   merchantConfig(): string {
     return `${this.prefix}merchant:config`;
@@ -126,6 +137,14 @@ export class RedisKeys {
   }
   waiter(callSid: string): string {
     return `${this.prefix}waiter:${callSid}`;
+  }
+  /** The waiters a freed pod of `tier` may go to, best first (SPEC 10.2: the hand-off never scans the whole queue). */
+  waitTier(tier: string): string {
+    return `${this.prefix}wait:tier:${tier}`;
+  }
+  /** The merchant's waiting call_sids: its exact waiting count (max_waiting). */
+  waitMerchant(merchantId: string): string {
+    return `${this.prefix}wait:merchant:${merchantId}`;
   }
   /** A pub/sub channel, not a key: hand-offs and timeouts publish the call_sid on it. */
   waitChannel(): string {
@@ -187,6 +206,8 @@ export class RedisKeys {
       call: strip(this.call(marker)),
       pool: `${this.prefix}pool:`,
       waiter: strip(this.waiter(marker)),
+      waitTier: strip(this.waitTier(marker)),
+      waitMerchant: strip(this.waitMerchant(marker)),
       merchantCalls: strip(this.merchantCalls(marker)),
       // Whole keys, not prefixes: the hand-off to a waiting request runs inside
       // refreshAvailability, which every script that frees a pod calls, so it
@@ -215,6 +236,8 @@ export interface PodKeyPrefixes {
   call: string;
   pool: string;
   waiter: string;
+  waitTier: string;
+  waitMerchant: string;
   merchantCalls: string;
   allocationSequence: string;
   pendingCalls: string;
@@ -224,3 +247,10 @@ export interface PodKeyPrefixes {
   activeCalls: string;
   callStream: string;
 }
+
+/**
+ * Pod names whose `pod:{name}` is another key of the schema: a pod named
+ * `metadata` would write its hash over the seed's `pod:metadata`. Kubernetes
+ * allows the name, so the watcher refuses such a pod instead of recording it.
+ */
+export const RESERVED_POD_NAMES: ReadonlySet<string> = new Set(['metadata']);

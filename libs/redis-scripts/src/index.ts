@@ -2,3 +2,4 @@ export * from './script-loader';
 export * from './redis-connection';
 export * from './pool-scripts';
 export * from './fleet-scripts';
+export * from './webhook-replay-scripts';

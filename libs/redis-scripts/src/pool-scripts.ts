@@ -95,7 +95,12 @@ export interface ScriptLimits {
   onNotReplicated?: (script: string) => void;
   /** A new call not connected within this many ms is released (0 = no deadline). */
   connectTimeoutMs?: number;
+  /** Most requests waiting for a pod in all (WAIT_QUEUE_MAX; default 1000): beyond it, QueueFull. */
+  waitQueueMax?: number;
 }
+
+/** WAIT_QUEUE_MAX's default (SPEC 10.2). */
+export const DEFAULT_WAIT_QUEUE_MAX = 1000;
 
 /**
  * The scripts that change nothing. Every other script, including any added
@@ -181,7 +186,7 @@ export class PoolScripts {
       k.tombstone(input.callSid),
       input.callSid, input.merchantId, now, input.provider, input.metadata,
       this.limits.callTtlSeconds, this.prefixes, this.limits.streamMaxLen, input.refuseTombstoned ? '1' : '0',
-      input.waitMs ?? 0, this.limits.connectTimeoutMs ?? 0,
+      input.waitMs ?? 0, this.limits.connectTimeoutMs ?? 0, this.limits.waitQueueMax ?? DEFAULT_WAIT_QUEUE_MAX,
     );
     if (typeof reply === 'number') return { ok: false, code: reply as ScriptCode };
     const [, podName, tier, wasExisting, podUid, allocationId, state] = reply;
@@ -201,7 +206,7 @@ export class PoolScripts {
    */
   async settleWait(callSid: string, giveUp = false): Promise<WaitOutcome> {
     const k = this.keys;
-    const reply = await this.script('settleWait')(k.call(callSid), k.waiter(callSid), k.waitQueue(), callSid, k.waitChannel(), giveUp ? '1' : '0');
+    const reply = await this.script('settleWait')(k.call(callSid), k.waiter(callSid), k.waitQueue(), callSid, k.waitChannel(), giveUp ? '1' : '0', this.prefixes);
     if (typeof reply === 'number') return { state: 'timed_out' };
     if (Number(reply[0]) === 2) return { state: 'waiting', remainingMs: Number(reply[1]) };
     return {

@@ -7,6 +7,7 @@ import { RedisKeys } from '@smart-router/redis-keys';
 import { RedisServer, createPoolFixture, sharedRedisUrl, uniquePrefix, waitFor } from '@smart-router/testing';
 import { LUA_DIR, defineScripts, readScripts } from './script-loader';
 import { FleetScripts } from './fleet-scripts';
+import { WebhookReplayScripts } from './webhook-replay-scripts';
 
 /**
  * The contract header of every Lua script (STYLE.md, "Lua") checked against
@@ -426,6 +427,13 @@ describe('keys the scripts actually touch (MONITOR trace)', () => {
       await fleet.setAutoscalerConfig('{"enabled":false}', '{"enabled":true}', false);
       await scripts.setMerchantConfig('late', '{"tier":"basic"}', 'a document nobody stored');
       await scripts.setMerchantConfig('late', '', '*');
+      // Replay memory of signed answer webhooks: claim (one and two identities), seen again, record, stale record.
+      const replays = new WebhookReplayScripts(redis, keys);
+      await replays.claim(['aa'], 'claim-1', 60);
+      await replays.claim(['bb', 'cc'], 'claim-2', 60);
+      await replays.claim(['dd', 'cc'], 'claim-3', 60);
+      await replays.record(['bb', 'cc'], 'claim-2', '{"status":200}');
+      await replays.record(['aa'], 'not-the-claim', '{"status":200}');
       await scripts.ping();
       await scripts.checkInvariants();
       await scripts.primaryId();

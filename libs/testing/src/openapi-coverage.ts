@@ -87,7 +87,7 @@ export function describeOpenApi(name: string, bootstrap: (env: Record<string, st
     let app: NestFastifyApplication;
     beforeAll(async () => {
       pool = await createPoolFixture({ url: sharedRedisUrl() });
-      app = await bootstrap({ REDIS_URL: sharedRedisUrl(), REDIS_PREFIX: pool.keys.prefix, HTTP_PORT: '0', LOG_LEVEL: 'error' });
+      app = await bootstrap({ REDIS_URL: sharedRedisUrl(), REDIS_PREFIX: pool.keys.prefix, HTTP_PORT: '0', LOG_LEVEL: 'error', ALLOW_UNAUTHENTICATED: 'true' });
     });
     afterAll(async () => {
       await app.close();

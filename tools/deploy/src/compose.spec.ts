@@ -194,6 +194,28 @@ describe('docker-compose.yml', () => {
     if ('PUBLIC_BASE_URL' in env) expect(env.PUBLIC_BASE_URL).toBe(`http://127.0.0.1:${GATEWAY_PORT}`);
   });
 
+  it('runs the credentialed apps in open mode, as npm start does, and no other app (SPEC 10.1)', () => {
+    for (const app of apps) {
+      const env = environment(services[app]);
+      const expected = ['allocation-api', 'webhooks', 'admin'].includes(app) ? 'true' : undefined;
+      expect({ app, ALLOW_UNAUTHENTICATED: env.ALLOW_UNAUTHENTICATED }).toEqual({ app, ALLOW_UNAUTHENTICATED: expected });
+    }
+    // The default only: a value in the shell (false) makes them fail closed like the image.
+    expect(readRepoFile('docker-compose.yml')).toContain('ALLOW_UNAUTHENTICATED: ${ALLOW_UNAUTHENTICATED:-true}');
+  });
+
+  it('trusts forwarded headers only from the gateway, at its fixed address on the compose network', () => {
+    const network = (compose as { networks?: { default?: { ipam?: { config?: { subnet?: string }[] } } } }).networks?.default?.ipam?.config?.[0]?.subnet ?? '';
+    const address = (services.gateway as { networks?: { default?: { ipv4_address?: string } } }).networks?.default?.ipv4_address ?? '';
+    expect(network).toMatch(/^\d+\.\d+\.\d+\.0\/24$/);
+    expect(address.startsWith(network.replace(/0\/24$/, ''))).toBe(true);
+    for (const app of apps) expect({ app, TRUSTED_PROXIES: environment(services[app]).TRUSTED_PROXIES }).toEqual({ app, TRUSTED_PROXIES: `${address}/32` });
+  });
+
+  it('releases a call nobody connects after 20 s (SPEC 10.2)', () => {
+    for (const app of ['allocation-api', 'webhooks']) expect(environment(services[app]).CONNECT_TIMEOUT_SECONDS).toBe('20');
+  });
+
   it('gives the URL-building apps the gateway address', () => {
     for (const app of ['allocation-api', 'webhooks']) expect(environment(services[app]).VOICE_AGENT_BASE_URL).toBe(`ws://127.0.0.1:${GATEWAY_PORT}`);
     expect(environment(services.webhooks).PUBLIC_BASE_URL).toBe(`http://127.0.0.1:${GATEWAY_PORT}`);

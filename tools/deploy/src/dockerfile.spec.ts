@@ -62,6 +62,14 @@ describe('docker/Dockerfile', () => {
     expect(env).toMatch(/NODE_ENV=production/);
   });
 
+  it('never sets ALLOW_UNAUTHENTICATED: an app without its credentials refuses to start in the image (SPEC 10.1)', () => {
+    for (const candidate of dockerfile.stages) {
+      for (const instruction of candidate.instructions.filter((entry) => entry.keyword === 'ENV' || entry.keyword === 'ARG')) {
+        expect({ stage: candidate.name, line: instruction.line, args: instruction.args }).not.toEqual(expect.objectContaining({ args: expect.stringMatching(/ALLOW_UNAUTHENTICATED/) }));
+      }
+    }
+  });
+
   it('copies from the build context only files that exist', () => {
     for (const candidate of dockerfile.stages) {
       for (const copy of copies(candidate).filter((entry) => entry.from === undefined)) {

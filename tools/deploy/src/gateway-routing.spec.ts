@@ -1,9 +1,14 @@
 import { basename, dirname, join } from 'node:path';
 import { readFileSync } from 'node:fs';
-import { Upstreams, WS_PATH, route } from '@smart-router/gateway';
+import { parse } from 'yaml';
+import { DEFAULT_EDGE_LIMITS, RATE_LIMITED, Upstreams, WS_PATH, route } from '@smart-router/gateway';
 import { answerForStatus } from '@smart-router/http';
+import { ADMIN_ACCESS_INCLUDE, renderAdminAccess } from './admin-access';
 import { Directive, actionOf, child, children, locations, parseNginx, proxyTargets, selectLocation, serverListeningOn } from './nginx-config';
-import { GATEWAY_PORT, SPEC_APP_PORTS, repoPath } from './repository';
+import { GATEWAY_PORT, SPEC_APP_PORTS, readRepoFile, repoPath } from './repository';
+
+/** The k8s ConfigMap's ADMIN_ALLOW_CIDRS, as the router's start.sh renders it. */
+const K8S_ADMIN_ALLOW_CIDRS = String((parse(readRepoFile('k8s', 'base', 'configmap-smart-router.yaml')) as { data: Record<string, unknown> }).data.ADMIN_ALLOW_CIDRS);
 
 /**
  * SPEC section 2's public routing exists three times: tools/gateway (npm
@@ -105,6 +110,8 @@ const CONFIGS = [
       voiceAgents: 'sim:8090',
     }),
     adminRestricted: false,
+    // Compose is plain HTTP on loopback (127.0.0.1:8000), as `npm start`.
+    publicPort: GATEWAY_PORT,
   },
   {
     name: 'Kubernetes (k8s/base/nginx-router/nginx.conf)',
@@ -117,16 +124,20 @@ const CONFIGS = [
       voiceAgents: `${pod}.voice-agent.voice-system.svc.cluster.local:8000`,
     }),
     adminRestricted: true,
+    // TLS at the router (8443 ssl); 8080 only redirects to it (k8s.spec.ts checks that server).
+    publicPort: 8443,
   },
 ];
 
-describe.each(CONFIGS)('$name', ({ file, upstreams, adminRestricted }) => {
-  // Includes resolve beside the file (the ConfigMap mounts them together).
-  const config = parseNginx(readFileSync(file, 'utf8'), { include: (path) => readFileSync(join(dirname(file), basename(path)), 'utf8') });
+describe.each(CONFIGS)('$name', ({ file, upstreams, adminRestricted, publicPort }) => {
+  // Includes resolve beside the file (the ConfigMap mounts them together), except
+  // the admin allow-list, which the router's start.sh renders from ADMIN_ALLOW_CIDRS.
+  const include = (path: string) => (path === ADMIN_ACCESS_INCLUDE ? renderAdminAccess(K8S_ADMIN_ALLOW_CIDRS).text : readFileSync(join(dirname(file), basename(path)), 'utf8'));
+  const config = parseNginx(readFileSync(file, 'utf8'), { include });
   const http = child(config, 'http');
-  const server = serverListeningOn(config, GATEWAY_PORT);
+  const server = serverListeningOn(config, publicPort);
 
-  it(`has the public server on port ${GATEWAY_PORT}`, () => {
+  it(`has the public server on port ${publicPort}`, () => {
     expect(server).toBeDefined();
   });
 
@@ -161,10 +172,19 @@ describe.each(CONFIGS)('$name', ({ file, upstreams, adminRestricted }) => {
     const headers = new Map(children(server?.block, 'proxy_set_header').map((directive) => [directive.args[0], directive.args[1]]));
     expect(headers.get('Upgrade')).toBe('$http_upgrade');
     expect(headers.get('Connection')).toBe('$connection_upgrade');
-    // Webhook signatures are computed over the URL the provider called.
-    expect(headers.get('X-Forwarded-Proto')).toBeDefined();
-    expect(headers.get('X-Forwarded-Host')).toBeDefined();
-    expect(headers.get('X-Forwarded-For')).toBe('$proxy_add_x_forwarded_for');
+    // Webhook signatures are computed over the URL the provider called: what
+    // nginx saw, never a client's own X-Forwarded-* (SPEC 10.1).
+    expect(headers.get('X-Forwarded-Proto')).toBe('$scheme');
+    expect(headers.get('X-Forwarded-Host')).toBe('$http_host');
+    expect(headers.get('X-Forwarded-For')).toBe('$remote_addr');
+    expect(headers.get('X-Real-IP')).toBe('$remote_addr');
+    // An empty value drops the header: a client's Forwarded / X-Forwarded-Port never reach the apps.
+    expect(headers.get('Forwarded')).toBe('');
+    expect(headers.get('X-Forwarded-Port')).toBe('');
+    for (const value of headers.values()) expect(value).not.toMatch(/\$(http_x_|http_forwarded|proxy_add_x_forwarded_for)/);
+    expect(children(http?.block, 'map').filter((map) => /^\$http_x_forwarded/.test(map.args[0] ?? ''))).toEqual([]);
+    // No forwarded address is trusted unless an operator names its proxy (set_real_ip_from).
+    expect(children(http?.block, 'set_real_ip_from')).toEqual([]);
     expect(child(server?.block, 'proxy_http_version')?.args).toEqual(['1.1']);
     const upgradeMap = children(http?.block, 'map').find((map) => map.args[1] === '$connection_upgrade');
     expect(upgradeMap?.args[0]).toBe('$http_upgrade');
@@ -196,7 +216,40 @@ describe.each(CONFIGS)('$name', ({ file, upstreams, adminRestricted }) => {
     expect(selected && actionOf(selected.location, selected.captures)).toEqual({ status: 200, body: '{"status":"ok"}' });
   });
 
-  it(adminRestricted ? 'admits only private addresses to the admin API' : 'leaves the admin API to its tokens (loopback only)', () => {
+  it('enforces the edge limits of tools/gateway: rate per address, media sockets per address and in all (SPEC 10.2)', () => {
+    const zones = new Map(children(http?.block, 'limit_req_zone').map((zone) => [/^zone=([^:]+)/.exec(zone.args[1] ?? '')?.[1], zone.args]));
+    const rate = zones.get('edge_rate');
+    expect(rate?.[0]).toBe('$binary_remote_addr');
+    expect(rate?.[2]).toBe(`rate=${DEFAULT_EDGE_LIMITS.ratePerSecond}r/s`);
+    // On the server, inherited by every proxying location (a location's own limit_req would replace it).
+    expect(children(server?.block, 'limit_req').map((directive) => directive.args)).toEqual([['zone=edge_rate', `burst=${DEFAULT_EDGE_LIMITS.rateBurst}`, 'nodelay']]);
+    for (const location of locations(server!)) expect({ location: location.pattern, limitReq: child(location.directive.block, 'limit_req') }).toEqual({ location: location.pattern, limitReq: undefined });
+    for (const status of ['limit_req_status', 'limit_conn_status']) expect(child(http?.block, status)?.args).toEqual(['429']);
+
+    const connZones = new Map(children(http?.block, 'limit_conn_zone').map((zone) => [/^zone=([^:]+)/.exec(zone.args[1] ?? '')?.[1], zone.args[0]]));
+    expect(connZones.get('media_per_address')).toBe('$binary_remote_addr');
+    // One key for every socket: the zone counts them all together.
+    expect(connZones.get('media_total')).toBe('$server_name');
+    const socket = selectLocation(server!, '/ws/pod/voice-agent-0/CA1')?.location.directive.block;
+    const caps = new Map(children(socket, 'limit_conn').map((directive) => [directive.args[0], Number(directive.args[1])]));
+    expect(caps).toEqual(new Map([['media_per_address', DEFAULT_EDGE_LIMITS.mediaSocketsPerAddress], ['media_total', DEFAULT_EDGE_LIMITS.mediaSocketsTotal]]));
+    // Only media sockets are capped by connections.
+    for (const path of ['/api/v1/allocate', '/api/v1/twilio/allocate', '/api/v1/admin/events/stream']) expect(child(selectLocation(server!, path)?.location.directive.block, 'limit_conn')).toBeUndefined();
+
+    // A proxied socket holds two connections in one worker; the rest is room for webhooks and the API.
+    const workerConnections = Number(child(child(config, 'events')?.block, 'worker_connections')?.args[0] ?? 0);
+    expect(workerConnections - 2 * DEFAULT_EDGE_LIMITS.mediaSocketsTotal).toBeGreaterThanOrEqual(4096);
+    expect(Number(child(config, 'worker_rlimit_nofile')?.args[0] ?? 0)).toBeGreaterThanOrEqual(2 * workerConnections);
+
+    // Over a limit: the gateway's JSON answer.
+    const page = children(server?.block, 'error_page').find((directive) => directive.args[0] === '429');
+    const named = children(server?.block, 'location').find((location) => location.args[0] === page?.args[page.args.length - 1]);
+    const answer = child(named?.block, 'return');
+    expect(Number(answer?.args[0])).toBe(RATE_LIMITED.status);
+    expect(JSON.parse(answer?.args[1] ?? '{}')).toEqual({ error: RATE_LIMITED.message, code: RATE_LIMITED.code });
+  });
+
+  it(adminRestricted ? 'admits only ADMIN_ALLOW_CIDRS to the admin API' : 'leaves the admin API to its tokens (loopback only)', () => {
     for (const path of ['/api/v1/status', '/api/v1/drain', '/api/v1/pod/voice-agent-0', '/api/v1/admin/tiers', '/api/v1/admin/events/stream', '/dashboard/', '/dashboard/dashboard.js']) {
       const block = selectLocation(server!, path)?.location.directive.block ?? [];
       const rules = block.filter((directive) => directive.name === 'allow' || directive.name === 'deny');
@@ -204,11 +257,8 @@ describe.each(CONFIGS)('$name', ({ file, upstreams, adminRestricted }) => {
         expect(rules).toEqual([]);
         continue;
       }
-      expect(rules[rules.length - 1]).toMatchObject({ name: 'deny', args: ['all'] });
-      for (const rule of rules.slice(0, -1)) {
-        expect(rule.name).toBe('allow');
-        expect(rule.args[0]).toMatch(/^(127\.0\.0\.1|10\.0\.0\.0\/8|172\.16\.0\.0\/12|192\.168\.0\.0\/16)$/);
-      }
+      // Exactly the configured entries, then deny (the default admits only kubectl port-forward).
+      expect(rules.map((rule) => `${rule.name} ${rule.args.join(' ')}`)).toEqual([...K8S_ADMIN_ALLOW_CIDRS.split(',').map((cidr) => `allow ${cidr.trim()}`), 'deny all']);
     }
     // Nothing else is restricted: providers and voice agents come from anywhere.
     const open = selectLocation(server!, '/api/v1/allocate')?.location.directive.block ?? [];

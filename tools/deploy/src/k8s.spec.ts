@@ -10,6 +10,7 @@ import {
   checkAppDeployment,
   checkAutoscaler,
   checkDeploymentBasics,
+  checkEgressPolicies,
   checkNetworkPolicies,
   checkRbac,
   checkResource,
@@ -21,7 +22,8 @@ import {
   resolveEnv,
   selects,
 } from './manifest-checks';
-import { child, parseNginx, serverListeningOn } from './nginx-config';
+import { ADMIN_ACCESS_INCLUDE, renderAdminAccess } from './admin-access';
+import { actionOf, child, children, parseNginx, selectLocation, serverListeningOn } from './nginx-config';
 import { GATEWAY_PORT, SPEC_APP_PORTS, appNames, configuredDefaultPort, readRepoFile, readmeVariables, repoPath, undocumentedVariables, variablesReadBy } from './repository';
 
 const base = loadKustomization(repoPath('k8s', 'base'));
@@ -169,6 +171,23 @@ describe('k8s/base', () => {
       }
     });
 
+    it('never sets ALLOW_UNAUTHENTICATED, in the base or the production overlay: apps fail closed (SPEC 10.1)', () => {
+      const manifests = [...base.resources, ...production.resources, ...production.patches].map(({ manifest }) => manifest);
+      for (const manifest of manifests) {
+        expect({ manifest: `${manifest.kind}/${nameOf(manifest)}`, mentions: JSON.stringify(manifest).includes('ALLOW_UNAUTHENTICATED') })
+          .toEqual({ manifest: `${manifest.kind}/${nameOf(manifest)}`, mentions: false });
+      }
+    });
+
+    it('releases a call nobody connects after 20 s and trusts forwarded headers only from the pod network', () => {
+      expect(configMap?.data?.CONNECT_TIMEOUT_SECONDS).toBe('20');
+      expect(configMap?.data?.TRUSTED_PROXIES).toBe('10.0.0.0/8');
+      for (const app of apps) {
+        expect({ app, env: resolveEnv(deployment(app), container(app), resources, namespace).env.TRUSTED_PROXIES }).toEqual({ app, env: '10.0.0.0/8' });
+      }
+      expect(resolveEnv(deployment('webhooks'), container('webhooks'), resources, namespace).env.PROVIDERS).toBe('twilio,plivo,exotel');
+    });
+
     it('gives every app reading a setting the same source for it', () => {
       const sources = new Map<string, string>();
       for (const app of apps) {
@@ -186,9 +205,11 @@ describe('k8s/base', () => {
     const router = deployment('nginx-router');
     const nginxContainer = container('nginx-router');
     const generator = base.generators.find((candidate) => candidate.name === 'nginx-router');
+    const adminAllowCidrs = find<ConfigMap>(resources, 'ConfigMap', 'smart-router-config')?.data?.ADMIN_ALLOW_CIDRS;
     const config = parseNginx(readRepoFile(generator?.files.get('nginx.conf') ?? 'missing'), {
-      include: (path) => readRepoFile(generator?.files.get(posix.basename(path)) ?? `missing ${path}`),
+      include: (path) => (path === ADMIN_ACCESS_INCLUDE ? renderAdminAccess(adminAllowCidrs).text : readRepoFile(generator?.files.get(posix.basename(path)) ?? `missing ${path}`)),
     });
+    const mountOf = (volume: string) => nginxContainer.volumeMounts?.find((candidate) => candidate.name === volume)?.mountPath;
 
     it('mounts its generated configuration where nginx is told to read it', () => {
       expect(generator?.files.has('nginx.conf')).toBe(true);
@@ -197,17 +218,34 @@ describe('k8s/base', () => {
       const configPath = nginxContainer.args?.[nginxContainer.args.indexOf('-c') + 1] ?? '';
       expect(dirname(configPath)).toBe(mount?.mountPath);
       expect(posix.basename(configPath)).toBe('nginx.conf');
-      // Every include is a file of the same ConfigMap.
+      // Every include is a file of the same ConfigMap, or the allow-list its start.sh renders.
       for (const include of readRepoFile(generator?.files.get('nginx.conf') ?? '').matchAll(/include\s+(\S+);/g)) {
+        if (include[1] === ADMIN_ACCESS_INCLUDE) continue;
         expect(dirname(include[1])).toBe(mount?.mountPath);
         expect(generator?.files.has(posix.basename(include[1]))).toBe(true);
       }
+      // start.sh (from the ConfigMap) renders the allow-list on the writable /tmp, then runs nginx.
+      expect(generator?.files.has('start.sh')).toBe(true);
+      expect(nginxContainer.command).toEqual(['/bin/sh', `${mount?.mountPath}/start.sh`]);
+      expect(ADMIN_ACCESS_INCLUDE.startsWith(`${mountOf('tmp')}/`)).toBe(true);
+      expect(nginxContainer.args?.[0]).toBe('nginx');
     });
 
-    it('serves the public port through its Service and probes its own health endpoint', () => {
+    it('serves https on 443 through its Service, plain HTTP only as a redirect, and probes its own health endpoint', () => {
+      const httpsPort = nginxContainer.ports?.find((port) => port.name === 'https')?.containerPort ?? 0;
       const httpPort = nginxContainer.ports?.find((port) => port.name === 'http')?.containerPort ?? 0;
-      expect(httpPort).toBe(GATEWAY_PORT);
-      expect(serverListeningOn(config, httpPort)).toBeDefined();
+      expect(children(serverListeningOn(config, httpsPort)?.block, 'listen').map((listen) => listen.args)).toEqual([[String(httpsPort), 'ssl']]);
+      const service = find<Manifest & { spec?: { ports?: { name?: string; port?: number; targetPort?: string }[] } }>(resources, 'Service', 'nginx-router');
+      expect(service?.spec?.ports?.map((port) => [port.port, port.targetPort])).toEqual([[443, 'https'], [80, 'http']]);
+      // The plain port redirects everything to https, except the seeds' health checks.
+      const plain = serverListeningOn(config, httpPort);
+      expect(plain).toBeDefined();
+      for (const path of ['/', '/api/v1/allocate', '/api/v1/twilio/allocate', '/api/v1/status', '/dashboard/', '/ws/pod/voice-agent-0/CA1']) {
+        const selected = selectLocation(plain!, path);
+        expect({ path, action: selected && actionOf(selected.location, selected.captures) }).toEqual({ path, action: { status: 308, body: 'https://$host$request_uri' } });
+      }
+      for (const path of ['/health', '/ready']) expect(actionOf(selectLocation(plain!, path)!.location, {})).toEqual({ proxyPass: 'http://allocation_api' });
+      expect(httpsPort).not.toBe(GATEWAY_PORT);
       const healthPort = nginxContainer.ports?.find((port) => port.name === nginxContainer.readinessProbe?.httpGet?.port)?.containerPort ?? 0;
       expect(serverListeningOn(config, healthPort)).toBeDefined();
       expect(nginxContainer.livenessProbe?.httpGet?.path).toBe('/healthz');
@@ -220,6 +258,32 @@ describe('k8s/base', () => {
       expect(grace).toBeGreaterThan(shutdown + 5);
       // SIGTERM is nginx's fast shutdown: the hook must ask for the graceful one first.
       expect(nginxContainer.lifecycle?.preStop?.exec?.command?.join(' ')).toMatch(/nginx .*-s quit/);
+    });
+
+    it('terminates TLS with the certificate of the Secret smart-router-tls, and sends HSTS', () => {
+      const tls = serverListeningOn(config, 8443);
+      const volume = router.spec?.template?.spec?.volumes?.find((candidate) => candidate.secret?.secretName === 'smart-router-tls');
+      const mount = nginxContainer.volumeMounts?.find((candidate) => candidate.name === volume?.name);
+      expect(mount?.readOnly).toBe(true);
+      expect(child(tls?.block, 'ssl_certificate')?.args).toEqual([`${mount?.mountPath}/tls.crt`]);
+      expect(child(tls?.block, 'ssl_certificate_key')?.args).toEqual([`${mount?.mountPath}/tls.key`]);
+      expect(child(tls?.block, 'ssl_protocols')?.args.every((protocol) => /^TLSv1\.[23]$/.test(protocol))).toBe(true);
+      // On the server (no location sets add_header, which would drop it), on nginx's own answers too.
+      expect(children(tls?.block, 'add_header').map((header) => header.args)).toEqual([['Strict-Transport-Security', 'max-age=31536000; includeSubDomains', 'always']]);
+      for (const location of children(tls?.block, 'location')) expect(child(location.block, 'add_header')).toBeUndefined();
+    });
+
+    it('admits only ADMIN_ALLOW_CIDRS to the admin routes: narrow by default, a bad value stops the pod naming it', () => {
+      expect(nginxContainer.env?.find((variable) => variable.name === 'ADMIN_ALLOW_CIDRS')?.valueFrom?.configMapKeyRef).toEqual({ name: 'smart-router-config', key: 'ADMIN_ALLOW_CIDRS' });
+      expect(adminAllowCidrs).toBe('127.0.0.1');
+      expect(renderAdminAccess(adminAllowCidrs)).toMatchObject({ status: 0, text: 'allow 127.0.0.1;\ndeny all;\n' });
+      expect(renderAdminAccess(undefined)).toMatchObject({ status: 0, text: 'allow 127.0.0.1;\ndeny all;\n' });
+      expect(renderAdminAccess('10.20.0.0/16, 192.0.2.7,fd00::/8')).toMatchObject({ status: 0, text: 'allow 10.20.0.0/16;\nallow 192.0.2.7;\nallow fd00::/8;\ndeny all;\n' });
+      for (const bad of ['all', '10.0.0.0/8;allow all', '10.0.0.0/33', '*', 'example.com']) {
+        const rendered = renderAdminAccess(bad);
+        expect({ bad, status: rendered.status, text: rendered.text }).toEqual({ bad, status: 1, text: '' });
+        expect(rendered.stderr).toMatch(/ADMIN_ALLOW_CIDRS/);
+      }
     });
 
     it('routes sockets to pods in the namespace it is deployed to', () => {
@@ -281,5 +345,41 @@ describe('k8s/overlays/production', () => {
     expect(data.PUBLIC_BASE_URL).toMatch(/^https:\/\//);
     const settings = readCommonSettings(new EnvReader({ ...find<ConfigMap>(resources, 'ConfigMap', 'smart-router-config')?.data, ...data }));
     expect(settings.voiceAgentBaseUrl).toBe(data.VOICE_AGENT_BASE_URL);
+  });
+});
+
+describe('SPEC 10 hardening of k8s/base', () => {
+  type Namespace = Manifest & { metadata?: { labels?: Record<string, string> } };
+
+  it('enforces the restricted Pod Security Standard on the namespace', () => {
+    const labels = find<Namespace>(resources, 'Namespace', namespace)?.metadata?.labels ?? {};
+    for (const mode of ['enforce', 'audit', 'warn']) expect(labels[`pod-security.kubernetes.io/${mode}`]).toBe('restricted');
+  });
+
+  it('denies egress by default: DNS, then only Redis, the Kubernetes API for those that call it, and peers', () => {
+    expect(checkEgressPolicies(resources, ['allocation-api', ...KUBE_APPS])).toEqual([]);
+  });
+
+  it.each(ofKind<Deployment>(resources, 'Deployment').map(nameOf))('bounds the /tmp emptyDir of %s', (name) => {
+    const volumes = deployment(name).spec?.template?.spec?.volumes ?? [];
+    const scratch = volumes.filter((volume) => volume.emptyDir !== undefined);
+    expect(scratch.length).toBeGreaterThan(0);
+    for (const volume of scratch) expect({ volume: volume.name, sizeLimit: volume.emptyDir?.sizeLimit }).toEqual({ volume: volume.name, sizeLimit: expect.stringMatching(/^\d+Mi$/) });
+  });
+
+  it('frees a pod nobody connects to in seconds (CONNECT_TIMEOUT_SECONDS 20)', () => {
+    expect(find<ConfigMap>(resources, 'ConfigMap', 'smart-router-config')?.data?.CONNECT_TIMEOUT_SECONDS).toBe('20');
+  });
+
+  it('never sets ALLOW_UNAUTHENTICATED, in the base or the production overlay', () => {
+    for (const loaded of [...resources, ...production.patches]) expect({ file: loaded.file, sets: JSON.stringify(loaded.manifest).includes('ALLOW_UNAUTHENTICATED') }).toEqual({ file: loaded.file, sets: false });
+  });
+
+  it("admits to admin only the production overlay's operator networks, never a catch-all", () => {
+    const data = (production.patches.find(({ manifest }) => manifest.kind === 'ConfigMap')?.manifest as ConfigMap | undefined)?.data ?? {};
+    const rendered = renderAdminAccess(data.ADMIN_ALLOW_CIDRS);
+    expect(rendered.status).toBe(0);
+    expect(rendered.text).not.toMatch(/allow (0\.0\.0\.0\/0|::\/0|10\.0\.0\.0\/8|172\.16\.0\.0\/12|192\.168\.0\.0\/16);/);
+    expect(rendered.text.endsWith('deny all;\n')).toBe(true);
   });
 });

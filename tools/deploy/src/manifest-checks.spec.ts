@@ -7,6 +7,7 @@ import {
   checkAppDeployment,
   checkAutoscaler,
   checkDeploymentBasics,
+  checkEgressPolicies,
   checkNetworkPolicies,
   checkRbac,
   checkResource,
@@ -132,6 +133,32 @@ describe('manifest checks', () => {
 
     const undenied = copy().filter(({ manifest }) => manifest.metadata?.name !== 'smart-router-default-deny');
     expect(checkNetworkPolicies(undenied, 'nginx-router').join('\n')).toMatch(/no default-deny/);
+  });
+
+  it('catch egress left open: no default deny, no DNS, an app without egress rules, the metadata address, the Kube API for an app that never calls it', () => {
+    const KUBE_API = ['allocation-api', 'pod-watcher', 'reconciler'];
+    expect(checkEgressPolicies(copy(), KUBE_API)).toEqual([]);
+
+    const ingressOnly = copy();
+    find<NetworkPolicy>(ingressOnly, 'NetworkPolicy', 'smart-router-default-deny')!.spec!.policyTypes = ['Ingress'];
+    expect(checkEgressPolicies(ingressOnly, KUBE_API).join('\n')).toMatch(/does not deny Egress/);
+
+    const noDns = copy().filter(({ manifest }) => manifest.metadata?.name !== 'smart-router-allow-dns');
+    expect(checkEgressPolicies(noDns, KUBE_API).join('\n')).toMatch(/no NetworkPolicy lets pods reach DNS/);
+
+    const silent = copy();
+    delete find<NetworkPolicy>(silent, 'NetworkPolicy', 'webhooks')!.spec!.egress;
+    expect(checkEgressPolicies(silent, KUBE_API).join('\n')).toMatch(/Deployment webhooks: no NetworkPolicy of its own names its egress/);
+
+    const metadata = copy();
+    find<NetworkPolicy>(metadata, 'NetworkPolicy', 'admin')!.spec!.egress![0].to = [{ ipBlock: { cidr: '0.0.0.0/0' } }];
+    expect(checkEgressPolicies(metadata, KUBE_API).join('\n')).toMatch(/admin: ipBlock 0\.0\.0\.0\/0 does not except the metadata address/);
+
+    const anyPort = copy();
+    delete find<NetworkPolicy>(anyPort, 'NetworkPolicy', 'nginx-router')!.spec!.egress![0].ports;
+    expect(checkEgressPolicies(anyPort, KUBE_API).join('\n')).toMatch(/nginx-router: an egress rule admits every port/);
+
+    expect(checkEgressPolicies(copy(), ['pod-watcher', 'reconciler']).join('\n')).toMatch(/allocation-api may reach the Kubernetes API/);
   });
 
   it('catch unknown kinds, wrong apiVersions and misnamed files', () => {

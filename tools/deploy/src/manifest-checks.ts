@@ -43,6 +43,7 @@ export interface EnvVar {
 export interface Container {
   name?: string;
   image?: string;
+  command?: string[];
   args?: string[];
   ports?: { name?: string; containerPort?: number }[];
   env?: EnvVar[];
@@ -52,7 +53,7 @@ export interface Container {
   startupProbe?: Probe;
   lifecycle?: { preStop?: { exec?: { command?: string[] }; sleep?: { seconds?: number } } };
   securityContext?: { runAsNonRoot?: boolean; allowPrivilegeEscalation?: boolean; readOnlyRootFilesystem?: boolean; capabilities?: { drop?: string[] } };
-  volumeMounts?: { name?: string; mountPath?: string }[];
+  volumeMounts?: { name?: string; mountPath?: string; readOnly?: boolean }[];
 }
 
 export interface PodSpec {
@@ -61,7 +62,7 @@ export interface PodSpec {
   terminationGracePeriodSeconds?: number;
   securityContext?: { runAsNonRoot?: boolean; runAsUser?: number };
   containers?: Container[];
-  volumes?: { name?: string; configMap?: { name?: string }; emptyDir?: unknown }[];
+  volumes?: { name?: string; configMap?: { name?: string }; secret?: { secretName?: string }; emptyDir?: { sizeLimit?: string; medium?: string } }[];
 }
 
 export interface Deployment extends Manifest {
@@ -87,7 +88,7 @@ export interface PolicyRule {
 export interface NetworkPolicyPeer {
   podSelector?: { matchLabels?: Labels };
   namespaceSelector?: { matchLabels?: Labels };
-  ipBlock?: { cidr?: string };
+  ipBlock?: { cidr?: string; except?: string[] };
 }
 
 export interface NetworkPolicy extends Manifest {
@@ -95,6 +96,7 @@ export interface NetworkPolicy extends Manifest {
     podSelector?: { matchLabels?: Labels };
     policyTypes?: string[];
     ingress?: { from?: NetworkPolicyPeer[]; ports?: { port?: number | string }[] }[];
+    egress?: { to?: NetworkPolicyPeer[]; ports?: { port?: number | string; protocol?: string }[] }[];
   };
 }
 
@@ -321,7 +323,7 @@ export function checkNetworkPolicies(resources: LoadedManifest[], publicDeployme
   for (const deployment of deployments) {
     if (denyAll && !selects(denyAll.spec?.podSelector?.matchLabels, podLabels(deployment))) problems.push(`NetworkPolicy ${nameOf(denyAll)} does not cover Deployment ${nameOf(deployment)}`);
     const own = policies.filter((policy) => policy !== denyAll && selects(policy.spec?.podSelector?.matchLabels, podLabels(deployment)));
-    if (own.length === 0) problems.push(`Deployment ${nameOf(deployment)}: no NetworkPolicy admits its callers`);
+    if (!own.some((policy) => (policy.spec?.ingress ?? []).length > 0)) problems.push(`Deployment ${nameOf(deployment)}: no NetworkPolicy admits its callers`);
     const container = deployment.spec?.template?.spec?.containers?.[0] ?? {};
     for (const policy of own) {
       for (const rule of policy.spec?.ingress ?? []) {
@@ -366,4 +368,49 @@ export function resolveEnv(deployment: Deployment, container: Container, resourc
     else problems.push(`${where}: ${variable.name} has no value this check understands`);
   }
   return { env, problems };
+}
+
+/** The cloud metadata service: credentials of the node's cloud identity, never for a pod here. */
+export const METADATA_ADDRESS = '169.254.169.254/32';
+
+/**
+ * Egress is denied by default too (SPEC 10.1, least privilege): the default
+ * deny names Egress; one policy lets every pod reach the cluster DNS and
+ * nothing else; each Deployment has its own egress rules, each bound to
+ * ports, none open to the whole internet without excepting the metadata
+ * address, and only `kubeApiDeployments` may reach the Kubernetes API ports.
+ */
+export function checkEgressPolicies(resources: LoadedManifest[], kubeApiDeployments: string[]): string[] {
+  const problems: string[] = [];
+  const policies = ofKind<NetworkPolicy>(resources, 'NetworkPolicy');
+  const deployments = ofKind<Deployment>(resources, 'Deployment');
+  const denyAll = policies.find((policy) => (policy.spec?.ingress ?? []).length === 0 && (policy.spec?.egress ?? []).length === 0 && policy.spec?.policyTypes?.includes('Ingress'));
+  if (!denyAll?.spec?.policyTypes?.includes('Egress')) problems.push('the default-deny NetworkPolicy does not deny Egress');
+  const dns = policies.filter((policy) => policy !== denyAll && (policy.spec?.ingress ?? []).length === 0 && (policy.spec?.egress ?? []).some((rule) => (rule.ports ?? []).some((port) => port.port === 53)));
+  if (dns.length === 0) problems.push('no NetworkPolicy lets pods reach DNS (port 53)');
+  for (const policy of dns) {
+    for (const rule of policy.spec?.egress ?? []) {
+      if ((rule.ports ?? []).some((port) => port.port !== 53)) problems.push(`NetworkPolicy ${nameOf(policy)}: the DNS policy admits more than port 53`);
+      if ((rule.to ?? []).length === 0 || (rule.to ?? []).some((peer) => peer.ipBlock)) problems.push(`NetworkPolicy ${nameOf(policy)}: DNS must go to the cluster DNS pods only`);
+    }
+  }
+  for (const deployment of deployments) {
+    const name = nameOf(deployment);
+    if (denyAll && !selects(denyAll.spec?.podSelector?.matchLabels, podLabels(deployment))) problems.push(`NetworkPolicy ${nameOf(denyAll)} does not deny egress of Deployment ${name}`);
+    if (!dns.some((policy) => selects(policy.spec?.podSelector?.matchLabels, podLabels(deployment)))) problems.push(`Deployment ${name}: no DNS egress`);
+    const own = policies.filter((policy) => policy !== denyAll && !dns.includes(policy) && selects(policy.spec?.podSelector?.matchLabels, podLabels(deployment)));
+    const rules = own.flatMap((policy) => (policy.spec?.egress ?? []).map((rule) => ({ policy: nameOf(policy), rule })));
+    if (!own.some((policy) => policy.spec?.policyTypes?.includes('Egress')) || rules.length === 0) problems.push(`Deployment ${name}: no NetworkPolicy of its own names its egress`);
+    for (const { policy, rule } of rules) {
+      if (!rule.ports || rule.ports.length === 0) problems.push(`NetworkPolicy ${policy}: an egress rule admits every port`);
+      if (!rule.to || rule.to.length === 0) problems.push(`NetworkPolicy ${policy}: an egress rule admits every destination`);
+      for (const peer of rule.to ?? []) {
+        if (peer.ipBlock && !peer.ipBlock.except?.includes(METADATA_ADDRESS)) problems.push(`NetworkPolicy ${policy}: ipBlock ${String(peer.ipBlock.cidr)} does not except the metadata address ${METADATA_ADDRESS}`);
+        if (peer.namespaceSelector && Object.keys(peer.namespaceSelector.matchLabels ?? {}).length === 0) problems.push(`NetworkPolicy ${policy}: an egress rule admits every namespace`);
+      }
+      const kubeApi = (rule.ports ?? []).some((port) => port.port === 443 || port.port === 6443) && (rule.to ?? []).some((peer) => peer.ipBlock);
+      if (kubeApi && !kubeApiDeployments.includes(name)) problems.push(`NetworkPolicy ${policy}: ${name} may reach the Kubernetes API, which it does not use`);
+    }
+  }
+  return problems;
 }

@@ -65,7 +65,8 @@ function functionSource(text: string, name: string): string {
 /**
  * The environment variables an app's config reader reads, found in its
  * `*.config.ts` and in the shared readers it calls (libs/config
- * readCommonSettings / readRedisSettings). Undefined when the app has none yet.
+ * readCommonSettings / readRedisSettings / readFleetSettings and the access
+ * readers). Undefined when the app has none yet.
  */
 export function variablesReadBy(app: string): Set<string> | undefined {
   const files = configFiles(app);
@@ -75,6 +76,8 @@ export function variablesReadBy(app: string): Set<string> | undefined {
   if (text.includes('readCommonSettings')) text += functionSource(common, 'readCommonSettings') + functionSource(common, 'readRedisSettings');
   else if (text.includes('readRedisSettings')) text += functionSource(common, 'readRedisSettings');
   if (text.includes('readFleetSettings')) text += functionSource(readRepoFile('libs', 'config', 'src', 'autoscaler.ts'), 'readFleetSettings');
+  const access = readRepoFile('libs', 'config', 'src', 'access.ts');
+  for (const reader of ['readTrustedProxies', 'readAllowUnauthenticated']) if (text.includes(reader)) text += functionSource(access, reader);
   const names = new Set<string>();
   for (const [, name] of text.matchAll(/\(\s*'([A-Z][A-Z0-9_]*)'/g)) names.add(name);
   return names;

@@ -1,7 +1,8 @@
-import { Agent, createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { Agent, ClientRequest, createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Duplex, PassThrough } from 'node:stream';
 import httpProxy from 'http-proxy';
-import { answerClientError, HOST_REQUIRED, lacksRequiredHost, rawErrorResponse } from '@smart-router/http';
+import { answerClientError, guardServer, guardSocket, HOST_REQUIRED, lacksRequiredHost, rawErrorResponse } from '@smart-router/http';
+import { DEFAULT_EDGE_LIMITS, EdgeLimits, MediaSocketBudget, RATE_LIMITED, RateLimiter } from './edge-limits';
 import { Upstreams, route } from './routes';
 
 export type UpstreamPools = { [name in keyof Upstreams]: string | string[] };
@@ -10,12 +11,28 @@ export interface GatewayOptions {
   host: string;
   port: number;
   upstreams: UpstreamPools;
+  /** SPEC 10.2 edge limits (default DEFAULT_EDGE_LIMITS; `readEdgeLimits` parses them from EDGE_* variables). */
+  limits?: EdgeLimits;
 }
 
 /** Request bodies are buffered (so a failed connect can be retried elsewhere) up to this size. */
 const MAX_BUFFERED_BODY = 64 * 1024;
 /** Errors that mean the upstream never processed the request, or is going away. */
 const RETRYABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE']);
+
+/** Headers a client could send to pose as someone else; the gateway replaces them with what it saw, as nginx does. */
+const FORWARDED_HEADERS = ['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip'];
+
+function forwardedHeaders(request: IncomingMessage): Record<string, string> {
+  const address = request.socket.remoteAddress ?? '';
+  return { 'x-forwarded-for': address, 'x-real-ip': address, 'x-forwarded-proto': 'http', 'x-forwarded-host': request.headers.host ?? '' };
+}
+
+/** Overwrites the client's forwarded headers on an outgoing proxy request (HTTP and WebSocket alike). */
+function setForwardedHeaders(proxyRequest: ClientRequest, request: IncomingMessage): void {
+  for (const name of FORWARDED_HEADERS) proxyRequest.removeHeader(name);
+  for (const [name, value] of Object.entries(forwardedHeaders(request))) proxyRequest.setHeader(name, value);
+}
 
 function sendJson(response: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
@@ -26,7 +43,13 @@ function sendJson(response: ServerResponse, status: number, body: unknown): void
 /**
  * The local stack's stand-in for the nginx router: HTTP and WebSocket
  * upgrades proxied by path. X-Forwarded-* headers carry the URL the provider
- * called, which Twilio signature checks need.
+ * called, which Twilio signature checks need; like nginx, the gateway writes
+ * them from what it saw and never passes on a client's own (SPEC 10.1).
+ *
+ * The SPEC 10.2 edge limits, as in nginx: a token bucket per client address
+ * on every routed request and upgrade (429 RATE_LIMITED), and open media
+ * sockets capped per address and in all, so sockets held for whole calls
+ * can never take the room webhooks need.
  *
  * Each upstream may be a pool of instances, taken round-robin. A request whose
  * connection fails (refused or reset: the instance is restarting) is retried
@@ -37,13 +60,31 @@ function sendJson(response: ServerResponse, status: number, body: unknown): void
  */
 export class Gateway {
   // No keep-alive to upstreams: a restarting instance must never get a request on a half-closed socket.
-  private readonly proxy = httpProxy.createProxyServer({ xfwd: true, ws: true, proxyTimeout: 30000, agent: new Agent({ keepAlive: false }) });
+  private readonly proxy = httpProxy.createProxyServer({ xfwd: false, ws: true, proxyTimeout: 30000, agent: new Agent({ keepAlive: false }) });
   private server: Server | null = null;
   private readonly pools: { [name in keyof Upstreams]: string[] };
   private turn = 0;
+  readonly limits: EdgeLimits;
+  private readonly rate: RateLimiter;
+  readonly mediaSockets: MediaSocketBudget;
 
   constructor(private readonly options: GatewayOptions) {
     this.pools = Object.fromEntries(Object.entries(options.upstreams).map(([name, targets]) => [name, [targets].flat()])) as { [name in keyof Upstreams]: string[] };
+    this.limits = { ...DEFAULT_EDGE_LIMITS, ...options.limits };
+    this.rate = new RateLimiter(this.limits.ratePerSecond, this.limits.rateBurst);
+    this.mediaSockets = new MediaSocketBudget(this.limits);
+    this.proxy.on('proxyReq', (proxyRequest, request) => setForwardedHeaders(proxyRequest, request));
+    // SPEC 10.2: no socket of ours may end the process with an unhandled 'error' (libs/http socket-guard.ts).
+    // The upstream side of a proxied upgrade: http-proxy listens on it only once the pod answers 101.
+    this.proxy.on('proxyReqWs', (proxyRequest, request, socket) => {
+      setForwardedHeaders(proxyRequest, request);
+      guardSocket(socket);
+      proxyRequest.on('socket', guardSocket);
+    });
+    // A client gone while its request was proxied: nothing to answer, drop what is left of it.
+    this.proxy.on('econnreset', (_error, _request, response) => response.destroy());
+    // Every proxy call passes its own callback; this only keeps a stray one from throwing.
+    this.proxy.on('error', (_error, _request, target) => target.destroy());
   }
 
   /** Replaces an upstream's instances (scale out, rolling restart). */
@@ -60,6 +101,7 @@ export class Gateway {
     server.on('upgrade', (request, socket, head) => this.onUpgrade(request, socket, head));
     // An oversized request line or headers, or a malformed request: JSON like every other error.
     server.on('clientError', answerClientError);
+    guardServer(server);
     this.server = server;
     await new Promise<void>((resolve) => server.listen(this.options.port, this.options.host, resolve));
     const address = server.address();
@@ -79,6 +121,8 @@ export class Gateway {
     const pathname = new URL(request.url ?? '/', 'http://gateway').pathname;
     const decision = route(pathname);
     if ('status' in decision) return sendJson(response, decision.status, decision.body);
+    // Only routed requests count, as in nginx, whose `return` locations answer before limit_req runs.
+    if (!this.rate.admit(request.socket.remoteAddress ?? '')) return sendJson(response, RATE_LIMITED.status, { error: RATE_LIMITED.message, code: RATE_LIMITED.code });
     const chunks: Buffer[] = [];
     let size = 0;
     let tooLarge = false;
@@ -111,12 +155,21 @@ export class Gateway {
   }
 
   private onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // Node stops listening for this socket's errors here, and a refusal below may meet a reset.
+    guardSocket(socket);
     const pathname = new URL(request.url ?? '/', 'http://gateway').pathname;
     const decision = route(pathname);
     if ('status' in decision || decision.upstream !== 'voiceAgents') {
       socket.end(rawErrorResponse({ status: 404, code: 'NOT_FOUND', message: 'route not found' }));
       return;
     }
+    const address = request.socket.remoteAddress ?? '';
+    const release = this.rate.admit(address) ? this.mediaSockets.open(address) : null;
+    if (!release) {
+      socket.end(rawErrorResponse(RATE_LIMITED));
+      return;
+    }
+    socket.once('close', release);
     this.proxy.ws(request, socket, head, { target: this.pools.voiceAgents[0] }, () => socket.destroy());
   }
 }

@@ -1,2 +1,3 @@
 export * from './routes';
 export * from './gateway';
+export * from './edge-limits';

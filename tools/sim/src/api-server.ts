@@ -1,5 +1,5 @@
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
-import { answerClientError } from '@smart-router/http';
+import { answerClientError, guardServer } from '@smart-router/http';
 import { ApiStatusError, ClusterState, PodEvent, SimPod, SimStatefulSet, TokenRequestSpec } from './cluster';
 import { parseFieldSelector, parseLabelSelector } from './label-selector';
 import { applyPatch, PatchError } from './patch';
@@ -89,6 +89,8 @@ export class SimApiServer {
     const server = createServer((request, response) => void this.handle(request, response));
     server.keepAliveTimeout = 5000;
     server.on('clientError', answerClientError);
+    // Watches are long-lived streams: a client may reset one at any moment (SPEC 10.2).
+    guardServer(server);
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -128,6 +128,17 @@ export class ClusterState extends EventEmitter {
     return String(this.revision);
   }
 
+  /**
+   * Numbers this state's changes from `revision` on, and answers 410 to a watch
+   * from any earlier one. A restarted simulated cluster (its process died) starts
+   * above every resourceVersion its predecessor handed out, so a client resuming
+   * an old watch relists instead of missing the new pods (call before any change).
+   */
+  startRevisionsAt(revision: number): void {
+    this.revision = revision;
+    this.historyFloor = revision;
+  }
+
   private nextRevision(): string {
     this.revision += 1;
     return String(this.revision);
@@ -212,6 +223,33 @@ export class ClusterState extends EventEmitter {
       this.started.add(uid);
       this.refreshReady(current);
     });
+  }
+
+  /**
+   * A pod no controller owns, as `kubectl run NAME --labels=app=voice-agent` makes:
+   * Ready after the ready delay, never recreated once deleted. Lets tests give a
+   * pod a name no StatefulSet ordinal produces (e.g. `metadata`).
+   */
+  createBarePod(name: string, labels: Record<string, string>): SimPod {
+    if (this.pods.has(name)) throw new ApiStatusError(409, 'AlreadyExists', `pods "${name}" already exists`);
+    const now = new Date().toISOString();
+    const pod: SimPod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, namespace: this.namespace, uid: randomUUID(), resourceVersion: this.nextRevision(), creationTimestamp: now, labels: { ...labels }, annotations: {} },
+      spec: { containers: [{ name: 'voice-agent', image: 'smart-router/sim-voice-agent:local', ports: [{ containerPort: 8000, name: 'ws' }] }] },
+      status: { phase: 'Running', podIP: '127.0.0.1', conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: now }] },
+    };
+    this.pods.set(name, pod);
+    this.record('ADDED', pod);
+    const uid = pod.metadata.uid;
+    this.later(this.timings.readyDelayMs, () => {
+      const current = this.pods.get(name);
+      if (current?.metadata.uid !== uid) return;
+      this.started.add(uid);
+      this.refreshReady(current);
+    });
+    return structuredClone(pod);
   }
 
   /** Ready = running, not terminating and not annotated `ready: "false"`. */
@@ -442,6 +480,7 @@ export class ClusterState extends EventEmitter {
       spec: { ...(body.spec ?? {}) },
     };
     this.leases.set(name, lease);
+    this.emit('lease');
     return structuredClone(lease);
   }
 
@@ -454,12 +493,19 @@ export class ClusterState extends EventEmitter {
     }
     const lease: SimLease = { ...current, metadata: { ...current.metadata, labels: body.metadata?.labels ?? current.metadata.labels, resourceVersion: this.nextRevision() }, spec: { ...(body.spec ?? {}) } };
     this.leases.set(name, lease);
+    this.emit('lease');
     return structuredClone(lease);
   }
 
   deleteLease(name: string): SimLease {
     const lease = this.getLease(name);
     this.leases.delete(name);
+    this.emit('lease');
     return lease;
+  }
+
+  /** Leases kept by a previous run of the simulated cluster (see SimClusterOptions.leaseFile). */
+  restoreLeases(leases: SimLease[]): void {
+    for (const lease of leases) if (lease?.metadata?.name) this.leases.set(lease.metadata.name, structuredClone(lease));
   }
 }

@@ -5,9 +5,17 @@ import { SimulatedVoiceAgents, callOwnerInRedis } from './voice-agents';
 import { AGENT_TOKEN_AUDIENCE, PodTokenSource } from './pod-tokens';
 
 /**
- * The simulated cluster as its own process (docker-compose's `sim` service).
- * With ALLOCATION_API_URL and REDIS_URL set it also serves the voice-agent
- * pods' WebSockets on VOICE_AGENTS_PORT. `npm start` embeds it instead.
+ * The simulated cluster as its own process (docker-compose's `sim` service,
+ * and a supervised child of `npm start`). With ALLOCATION_API_URL and
+ * REDIS_URL set it also serves the voice-agent pods' WebSockets on
+ * VOICE_AGENTS_PORT.
+ *
+ * Its state lives in this process. Started again after a crash, it starts
+ * afresh: the StatefulSet at SIM_REPLICAS with pods of new UIDs (the router
+ * handles them as replaced pods: calls on the old ones are released), and
+ * resourceVersions above every earlier one (time-based), so a watch resumed
+ * from an old one gets 410 and relists. Only the Leases survive, in
+ * SIM_LEASE_FILE when set, so leader terms never go back.
  */
 async function main(): Promise<void> {
   const env = process.env;
@@ -18,6 +26,9 @@ async function main(): Promise<void> {
     replicas: Number(env.SIM_REPLICAS ?? 5),
     // How long a new or recreated pod takes to become Ready (scale-up time-to-capacity).
     timings: env.SIM_READY_DELAY_MS ? { readyDelayMs: Number(env.SIM_READY_DELAY_MS) } : undefined,
+    // Microseconds since the epoch: above anything an earlier run (at most one change per microsecond) handed out.
+    firstResourceVersion: Date.now() * 1000,
+    leaseFile: env.SIM_LEASE_FILE || undefined,
   });
   if (env.SIM_KUBECONFIG) writeKubeconfig(env.SIM_KUBECONFIG, env.SIM_PUBLIC_URL ?? cluster.url, cluster.namespace);
   let agents: SimulatedVoiceAgents | null = null;

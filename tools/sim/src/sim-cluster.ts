@@ -1,7 +1,7 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { SimApiServer } from './api-server';
-import { ClusterState, ClusterTimings, DEFAULT_TIMINGS, READY_ANNOTATION, SimPod } from './cluster';
+import { ClusterState, ClusterTimings, DEFAULT_TIMINGS, READY_ANNOTATION, SimLease, SimPod } from './cluster';
 import { AGENT_TOKEN_AUDIENCE } from './pod-tokens';
 
 export interface SimClusterOptions {
@@ -16,6 +16,14 @@ export interface SimClusterOptions {
   timings?: Partial<ClusterTimings>;
   /** Pod events kept for watches to resume from; older resourceVersions get 410. */
   historyLimit?: number;
+  /** The first resourceVersion (default 1); earlier ones get 410. */
+  firstResourceVersion?: number;
+  /**
+   * Keep the Leases in this file across restarts of the simulated cluster, as
+   * etcd keeps them across API-server restarts: a leader's term (the Lease's
+   * leaseTransitions, which fences pod events in Redis) must never go back.
+   */
+  leaseFile?: string;
 }
 
 /**
@@ -37,6 +45,8 @@ export class SimCluster {
     const name = options.statefulSet ?? 'voice-agent';
     const host = options.host ?? '127.0.0.1';
     const state = new ClusterState(namespace, { ...DEFAULT_TIMINGS, ...options.timings }, options.historyLimit);
+    if (options.firstResourceVersion !== undefined) state.startRevisionsAt(options.firstResourceVersion);
+    if (options.leaseFile) keepLeases(state, options.leaseFile);
     const api = new SimApiServer(state);
     const port = await api.listen(options.port ?? 0, host);
     const cluster = new SimCluster(state, api, `http://${host}:${port}`, namespace, name);
@@ -60,6 +70,11 @@ export class SimCluster {
 
   isReady(name: string): boolean {
     return this.getPod(name)?.status.conditions.some((condition) => condition.type === 'Ready' && condition.status === 'True') ?? false;
+  }
+
+  /** A pod outside the StatefulSet (`kubectl run`), matching the voice-agent selector unless labelled otherwise. */
+  createBarePod(name: string, labels: Record<string, string> = { app: this.statefulSetName }): SimPod {
+    return this.state.createBarePod(name, labels);
   }
 
   /** Graceful delete; the StatefulSet recreates the pod with a new UID. */
@@ -143,4 +158,15 @@ export function writeKubeconfig(path: string, server: string, namespace: string)
     '',
   ];
   writeFileSync(path, lines.join('\n'));
+}
+
+/** Restores the Leases from `path` (if it exists) and rewrites it on every Lease change. */
+function keepLeases(state: ClusterState, path: string): void {
+  if (existsSync(path)) state.restoreLeases(JSON.parse(readFileSync(path, 'utf8')) as SimLease[]);
+  mkdirSync(dirname(path), { recursive: true });
+  state.on('lease', () => {
+    // Written whole then renamed: a crash mid-write leaves the previous file, never half of one.
+    writeFileSync(`${path}.tmp`, JSON.stringify(state.listLeases()));
+    renameSync(`${path}.tmp`, path);
+  });
 }

@@ -4,7 +4,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import type Redis from 'ioredis';
 import { WS_PATH } from '@smart-router/allocation';
 import { SmartRouterClient } from '@smart-router/client';
-import { answerClientError, rawErrorResponse } from '@smart-router/http';
+import { answerClientError, guardServer, guardSocket, rawErrorResponse } from '@smart-router/http';
 import type { RedisKeys } from '@smart-router/redis-keys';
 
 /** Who holds a call, read from its call record (what a real voice agent knows from its own assignment). */
@@ -86,6 +86,7 @@ export class SimulatedVoiceAgents {
     });
     server.on('upgrade', (request, socket, head) => void this.onUpgrade(request, socket, head));
     server.on('clientError', answerClientError);
+    guardServer(server);
     this.server = server;
     await new Promise<void>((resolve) => server.listen(this.options.port, this.options.host, resolve));
     const address = server.address();
@@ -107,6 +108,8 @@ export class SimulatedVoiceAgents {
   }
 
   private async onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    // Nobody else listens for this socket's errors from here on, and the caller may reset it while we look the call up (SPEC 10.2).
+    guardSocket(socket);
     const match = WS_PATH.exec(new URL(request.url ?? '/', 'http://agents').pathname);
     if (!match) return this.refuse(socket, 404, 'NOT_FOUND', 'route not found');
     const [, pod, , callSid] = match;
@@ -123,6 +126,8 @@ export class SimulatedVoiceAgents {
       this.open.set(key, ws);
       ws.send(JSON.stringify({ event: 'connected', pod, call_sid: callSid }));
       void this.reportConnected(pod, callSid);
+      // A frame no WebSocket may send (unmasked, reserved bits) is an 'error' here: drop that client, not the process.
+      ws.on('error', () => ws.terminate());
       ws.on('message', (data) => ws.send(data));
       ws.on('close', () => {
         this.open.delete(key);

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
+import { redactUrl } from '@smart-router/config';
 import { shellOverrides } from './shell-env';
-import { DEFAULT_PORTS, LocalStack } from './stack';
+import { DEFAULT_PORTS, LOCAL_ACCESS, LocalStack } from './stack';
 
 /**
  * `npm start`: the whole stack on the default ports until Ctrl-C.
@@ -16,6 +17,8 @@ import { DEFAULT_PORTS, LocalStack } from './stack';
 const START_CONNECT_TIMEOUT_SECONDS = '20';
 
 async function main(): Promise<void> {
+  // A closed terminal or pipe (EPIPE) must not end the supervisor and leave its children unsupervised.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
   const connectTimeout = process.env.CONNECT_TIMEOUT_SECONDS || START_CONNECT_TIMEOUT_SECONDS;
   const root = join(__dirname, '..', '..', '..', '..');
   const logDir = join(root, '.local');
@@ -32,8 +35,12 @@ async function main(): Promise<void> {
     // npm start's own default first; any value from the shell wins (SPEC section 8).
     env: { CONNECT_TIMEOUT_SECONDS: connectTimeout, ...shellOverrides(process.env) },
     ownProcessGroups: true,
+    // SPEC 10.2: the simulated cluster and the gateway run as supervised children too; this process listens on nothing.
+    listenersApart: true,
   });
   const base = stack.url('gateway');
+  const access = { ...LOCAL_ACCESS, ...shellOverrides(process.env) };
+  const open = /^(1|true|yes|on)$/i.test(access.ALLOW_UNAUTHENTICATED);
   process.stdout.write(
     [
       '',
@@ -46,8 +53,13 @@ async function main(): Promise<void> {
       `  pod-watcher            ${stack.url('pod-watcher')}`,
       `  reconciler             ${stack.url('reconciler')}`,
       `  simulated Kubernetes   http://127.0.0.1:${stack.ports.sim}   (kubectl --kubeconfig .local/kubeconfig get pods)`,
-      `  redis                  ${stack.redisUrl}`,
+      `  redis                  ${redactUrl(stack.redisUrl)}`,
       `  logs                   .local/*.log`,
+      '',
+      open
+        ? `ALLOW_UNAUTHENTICATED=${access.ALLOW_UNAUTHENTICATED}: apps start without tokens and serve routes whose credential is unset to anyone (local only; each app logs which). Tokens or provider secrets set in the shell are enforced.`
+        : `ALLOW_UNAUTHENTICATED=${access.ALLOW_UNAUTHENTICATED}: every app needs its credentials (API_TOKENS or AGENT_TOKEN_AUDIENCE, ADMIN_*_TOKENS, provider secrets) or it refuses to start.`,
+      `TRUSTED_PROXIES=${access.TRUSTED_PROXIES}: forwarded headers are believed only from these addresses (the gateway).`,
       '',
       'Try:',
       `  curl -s -X POST ${base}/api/v1/allocate -H 'Content-Type: application/json' -d '{"call_sid":"test-001"}'`,

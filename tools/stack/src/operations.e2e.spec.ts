@@ -93,6 +93,9 @@ beforeAll(async () => {
     env: {
       JOB_INTERVAL_SCALE: '0.1', STREAM_CLAIM_IDLE_MS: '1000', LEASE_DURATION_SECONDS: '3', LEASE_RETRY_MS: '200',
       OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collectorPort}`, OTEL_BSP_SCHEDULE_DELAY: '100',
+      // The rolling-restart load is one client address as fast as the stack answers, which the
+      // gateway's per-address rate (SPEC 10.2, tools/gateway edge-limits) would refuse; not what it tests.
+      EDGE_RATE_PER_SECOND: '100000', EDGE_RATE_BURST: '100000',
     },
   });
   redis = new Redis(stack.redisUrl, { maxRetriesPerRequest: 1 });

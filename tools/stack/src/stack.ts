@@ -1,8 +1,9 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, mkdirSync, WriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync, rmSync, WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import Redis from 'ioredis';
-import { Gateway } from '@smart-router/gateway';
+import { EnvReader } from '@smart-router/config';
+import { Gateway, readEdgeLimits } from '@smart-router/gateway';
 import { RedisKeys } from '@smart-router/redis-keys';
 import { AGENT_TOKEN_AUDIENCE, ClusterTimings, PodTokenSource, SimCluster, SimulatedVoiceAgents, callOwnerInRedis } from '@smart-router/sim';
 import { RedisServer, freePort, waitFor } from '@smart-router/testing';
@@ -10,6 +11,14 @@ import { DEFAULT_RESTART_POLICY, ProcessExit, RestartPolicy, Supervisor } from '
 
 export const APPS = ['allocation-api', 'webhooks', 'admin', 'pod-watcher', 'reconciler'] as const;
 export type AppName = (typeof APPS)[number];
+/**
+ * The listeners that face clients besides the apps: the simulated cluster
+ * (Kubernetes API and voice agents, one process) and the gateway.
+ */
+export const LISTENERS = ['sim', 'gateway'] as const;
+export type ListenerName = (typeof LISTENERS)[number];
+/** Every kind of child process the stack supervises. */
+export type StackProcess = AppName | ListenerName;
 
 export interface StackPorts {
   gateway: number;
@@ -25,6 +34,14 @@ export const FREE_PORTS: StackPorts = {
   voiceAgents: 0,
   apps: { 'allocation-api': 0, webhooks: 0, admin: 0, 'pod-watcher': 0, reconciler: 0 },
 };
+
+/**
+ * SPEC 10.1 on a developer's machine: the apps start without tokens (open mode; a
+ * token or provider secret that is given is still enforced), and they believe the
+ * X-Forwarded-* headers of the gateway, which runs on loopback. `options.env` (or,
+ * under `npm start`, the shell) overrides both.
+ */
+export const LOCAL_ACCESS = { ALLOW_UNAUTHENTICATED: 'true', TRUSTED_PROXIES: '127.0.0.0/8,::1/128' } as const;
 
 /** The local defaults (SPEC section 8). */
 export const DEFAULT_PORTS: StackPorts = {
@@ -61,12 +78,21 @@ export interface StackOptions {
   restartPolicy?: Partial<RestartPolicy>;
   /** Where the stack says what happened to its apps (a crash, a restart); also kept in `events`. */
   log?: (line: string) => void;
+  /**
+   * Run the simulated cluster (with its voice agents) and the gateway as
+   * supervised child processes like the apps (`npm start`, SPEC 10.2): no
+   * listener that faces clients runs in the process that restarts the others.
+   * Off (the end-to-end tests), they run in this process, where tests reach
+   * `sim`, `agents` and `gateway` directly.
+   */
+  listenersApart?: boolean;
 }
 
 /**
  * Stop order, the reverse of the dependencies: the gateway first (no new
  * traffic), then the request-serving apps, the watcher, the reconciler (which
- * needs Redis until it has finished its jobs), and Redis last.
+ * needs Redis until it has finished its jobs), the simulated cluster, and
+ * Redis last.
  */
 export const STOP_ORDER: readonly (readonly AppName[])[] = [['admin', 'webhooks', 'allocation-api'], ['pod-watcher'], ['reconciler']];
 
@@ -90,7 +116,7 @@ interface AppStart {
 }
 
 interface RunningApp {
-  app: AppName;
+  app: StackProcess;
   child: ChildProcess;
   log: WriteStream;
   exited: Promise<AppExit>;
@@ -110,8 +136,11 @@ export class LocalStack {
   readonly running = new Map<string, RunningApp>();
   private redisServer: RedisServer | null = null;
   private redis: Redis | null = null;
+  /** In this process only without `listenersApart`. */
   sim!: SimCluster;
+  /** In this process only without `listenersApart`. */
   agents!: SimulatedVoiceAgents;
+  /** In this process only without `listenersApart`. */
   gateway!: Gateway;
   ports!: StackPorts;
   redisUrl!: string;
@@ -172,6 +201,20 @@ export class LocalStack {
     this.redis = new Redis(this.redisUrl, { maxRetriesPerRequest: 1 });
     this.redis.on('error', () => undefined);
 
+    if (this.options.listenersApart) {
+      await this.startListener('sim');
+      await this.startListener('gateway');
+    } else {
+      await this.startListenersHere();
+    }
+
+    const wanted = this.options.apps ?? APPS;
+    for (const app of ['reconciler', 'pod-watcher', 'allocation-api', 'webhooks', 'admin'] as AppName[]) if (wanted.includes(app)) await this.startApp(app);
+    await Promise.all(wanted.map((app) => this.waitReady(app)));
+  }
+
+  private async startListenersHere(): Promise<void> {
+    const redis = this.redis!;
     this.sim = await SimCluster.start({ port: this.ports.sim, host: '127.0.0.1', replicas: this.options.replicas ?? 5, kubeconfigPath: this.kubeconfigPath, timings: this.options.simTimings });
     // Each simulated pod calls connected/release with its own ServiceAccount token (SPEC 10.1).
     const podTokens = new PodTokenSource({ apiUrl: this.sim.url, namespace: this.sim.namespace, serviceAccount: this.sim.statefulSetName });
@@ -180,7 +223,7 @@ export class LocalStack {
       host: '127.0.0.1',
       port: this.ports.voiceAgents,
       allocationApiUrl: this.url('allocation-api'),
-      podOfCall: callOwnerInRedis(this.redis, this.keys),
+      podOfCall: callOwnerInRedis(redis, this.keys),
       podExists: (pod) => Boolean(this.sim.getPod(pod)),
     });
     await this.agents.start();
@@ -194,12 +237,66 @@ export class LocalStack {
         admin: this.url('admin'),
         voiceAgents: `http://127.0.0.1:${this.ports.voiceAgents}`,
       },
+      // SPEC 10.2: on under `npm start` too; EDGE_* from the shell (or a test's env) tune them.
+      limits: readEdgeLimits(new EnvReader(this.options.env ?? {})),
     });
     await this.gateway.start();
+  }
 
-    const wanted = this.options.apps ?? APPS;
-    for (const app of ['reconciler', 'pod-watcher', 'allocation-api', 'webhooks', 'admin'] as AppName[]) if (wanted.includes(app)) await this.startApp(app);
-    await Promise.all(wanted.map((app) => this.waitReady(app)));
+  /** Where the simulated cluster keeps its Leases across its own restarts (`listenersApart`). */
+  get simLeaseFile(): string {
+    return join(this.options.logDir, 'sim-leases.json');
+  }
+
+  /** The environment of a listener's child process: its own wiring over the stack's extra env. */
+  private listenerEnv(name: ListenerName): Record<string, string> {
+    const base = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...this.options.env };
+    if (name === 'gateway') {
+      return {
+        ...base,
+        HOST: '127.0.0.1',
+        HTTP_PORT: String(this.ports.gateway),
+        UPSTREAM_ALLOCATION_API: this.url('allocation-api'),
+        UPSTREAM_WEBHOOKS: this.url('webhooks'),
+        UPSTREAM_ADMIN: this.url('admin'),
+        UPSTREAM_VOICE_AGENTS: `http://127.0.0.1:${this.ports.voiceAgents}`,
+      };
+    }
+    const readyDelayMs = this.options.simTimings?.readyDelayMs;
+    return {
+      ...base,
+      SIM_HOST: '127.0.0.1',
+      SIM_PORT: String(this.ports.sim),
+      SIM_NAMESPACE: 'voice-system',
+      SIM_REPLICAS: String(this.options.replicas ?? 5),
+      SIM_KUBECONFIG: this.kubeconfigPath,
+      SIM_LEASE_FILE: this.simLeaseFile,
+      ...(readyDelayMs !== undefined ? { SIM_READY_DELAY_MS: String(readyDelayMs) } : {}),
+      ALLOCATION_API_URL: this.url('allocation-api'),
+      VOICE_AGENTS_PORT: String(this.ports.voiceAgents),
+      REDIS_URL: this.redisUrl,
+    };
+  }
+
+  /** Starts the simulated cluster or the gateway as a supervised child and waits until it answers. */
+  private async startListener(name: ListenerName): Promise<void> {
+    // A fresh stack starts a fresh cluster: Leases of an earlier `npm start` are not this one's.
+    if (name === 'sim') rmSync(this.simLeaseFile, { force: true });
+    this.supervisor.forget(name);
+    this.spawnListener(name);
+    await this.waitListening(name);
+  }
+
+  private spawnListener(name: ListenerName): void {
+    this.spawnProcess(name, name, join(this.options.root, 'dist', 'tools', name, 'src', 'main.js'), this.listenerEnv(name), [], () => this.spawnListener(name));
+  }
+
+  /** A listener is up once its ports answer HTTP, whatever the status (the gateway's upstreams may not be up yet). */
+  async waitListening(name: ListenerName, timeoutMs = 30000): Promise<void> {
+    const ports = name === 'sim' ? [this.ports.sim, this.ports.voiceAgents] : [this.ports.gateway];
+    for (const port of ports) {
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).status > 0, { timeoutMs, intervalMs: 100, what: `${name} on port ${port} to answer` });
+    }
   }
 
   appEnv(app: AppName, port: number, extra: Record<string, string> = {}): Record<string, string> {
@@ -217,9 +314,9 @@ export class LocalStack {
       PUBLIC_BASE_URL: `http://127.0.0.1:${this.ports.gateway}`,
       POD_IDENTITY: `${app}-${this.instanceCounter}`,
       LOG_LEVEL: 'info',
-      // Voice agents authenticate with their pods' tokens; callers without a
-      // token are still served unless the test configures API_TOKENS (SPEC 10.1).
-      ...(app === 'allocation-api' ? { AGENT_TOKEN_AUDIENCE, ALLOW_UNAUTHENTICATED: 'true' } : {}),
+      ...LOCAL_ACCESS,
+      // Voice agents authenticate with their pods' tokens (SPEC 10.1).
+      ...(app === 'allocation-api' ? { AGENT_TOKEN_AUDIENCE } : {}),
       ...this.options.env,
       ...extra,
     };
@@ -235,15 +332,26 @@ export class LocalStack {
 
   private spawnApp(app: AppName, instance: string, options: AppStart): void {
     const port = options.port ?? this.ports.apps[app];
-    const log = createWriteStream(join(this.options.logDir, `${instance}.log`), { flags: 'a' });
     const env = this.appEnv(app, port, options.env);
     this.identities.set(instance, env.POD_IDENTITY);
-    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), join(this.options.root, 'dist', 'apps', app, 'src', 'main.js')], {
+    const script = join(this.options.root, 'dist', 'apps', app, 'src', 'main.js');
+    this.spawnProcess(app, instance, script, env, options.nodeArgs ?? [], () => this.spawnApp(app, instance, options));
+  }
+
+  /** Runs `script` as a supervised child: logged to `{instance}.log`, restarted by `respawn` when it dies on its own. */
+  private spawnProcess(app: StackProcess, instance: string, script: string, env: Record<string, string>, nodeArgs: string[], respawn: () => void): void {
+    const log = createWriteStream(join(this.options.logDir, `${instance}.log`), { flags: 'a' });
+    // The supervisor's own streams must not end it either (a full disk, a vanished child).
+    log.on('error', (error) => this.say(`stack: cannot write ${instance}.log: ${error.message}`));
+    const child = spawn(process.execPath, [...nodeArgs, script], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: this.options.ownProcessGroups ?? false,
     });
+    // A failed spawn (EAGAIN, ENOMEM) or signal is reported as 'error': said, never thrown at the supervisor.
+    child.on('error', (error) => this.say(`stack: ${instance}: ${error.message}`));
     for (const stream of [child.stdout, child.stderr]) {
+      stream?.on('error', () => undefined);
       stream?.pipe(log, { end: false });
       if (this.options.echo) stream?.on('data', (chunk: Buffer) => process.stdout.write(chunk));
     }
@@ -256,7 +364,7 @@ export class LocalStack {
       // stopApp removes an instance before signalling it: still listed here means it died on its own.
       if (this.running.get(instance) !== running) return;
       this.running.delete(instance);
-      this.onCrash(app, instance, options, exit, Date.now() - startedAt, log);
+      this.onCrash(instance, exit, Date.now() - startedAt, log, respawn);
     });
   }
 
@@ -265,7 +373,7 @@ export class LocalStack {
    * under compose or Kubernetes (supervisor.ts). Ctrl-C reaches every app of the
    * terminal's process group as SIGINT: that is the stack stopping, not a crash.
    */
-  private onCrash(app: AppName, instance: string, options: AppStart, exit: AppExit, uptimeMs: number, log: WriteStream): void {
+  private onCrash(instance: string, exit: AppExit, uptimeMs: number, log: WriteStream, respawn: () => void): void {
     if (this.stopping || exit.signal === 'SIGINT') {
       log.end();
       return;
@@ -278,7 +386,7 @@ export class LocalStack {
       this.restarts.delete(instance);
       if (this.stopping) return;
       this.say(`stack: starting ${instance} again`);
-      this.spawnApp(app, instance, options);
+      respawn();
     }, decision.delayMs);
     this.restarts.set(instance, timer);
   }
@@ -307,11 +415,14 @@ export class LocalStack {
     for (const timer of this.restarts.values()) clearTimeout(timer);
     this.restarts.clear();
     await this.gateway?.stop().catch(() => undefined);
+    await this.stopApp('gateway');
     for (const group of STOP_ORDER) {
-      const instances = [...this.running.entries()].filter(([, running]) => group.includes(running.app)).map(([instance]) => instance);
+      const instances = [...this.running.entries()].filter(([, running]) => (group as readonly StackProcess[]).includes(running.app)).map(([instance]) => instance);
       await Promise.all(instances.map((instance) => this.stopApp(instance)));
     }
-    await Promise.all([...this.running.keys()].map((instance) => this.stopApp(instance)));
+    await Promise.all([...this.running.entries()].filter(([, running]) => running.app !== 'sim').map(([instance]) => this.stopApp(instance)));
+    // The simulated cluster after the apps: the pod-watcher never sees the cluster vanish under it.
+    await this.stopApp('sim');
     await this.agents?.stop().catch(() => undefined);
     await this.sim?.stop().catch(() => undefined);
     await this.redis?.quit().catch(() => undefined);

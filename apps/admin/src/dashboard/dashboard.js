@@ -289,6 +289,9 @@ function setLive(on) {
 }
 
 function onEvents(batch) {
+  // A reload after a resync may already hold some of them.
+  const shown = new Set(state.events.map((event) => event.id));
+  batch = batch.filter((event) => !shown.has(event.id));
   const fresh = new Set(batch.map((event) => event.id));
   state.events = batch.reverse().concat(state.events).slice(0, EVENTS_SHOWN);
   renderEvents(fresh);
@@ -316,13 +319,17 @@ async function follow() {
           const block = buffer.slice(0, end);
           buffer = buffer.slice(end + 2);
           let id = null;
+          let name = 'message';
           let data = '';
           for (const line of block.split('\n')) {
             if (line.startsWith('id: ')) id = line.slice(4);
+            else if (line.startsWith('event: ')) name = line.slice(7);
             else if (line.startsWith('data: ')) data += line.slice(6);
           }
           if (id) state.lastEventId = id;
-          if (data) batch.push(JSON.parse(data));
+          // We were away too long for a replay: the feed skipped ahead, so reload the list instead.
+          if (name === 'resync') void reloadEvents();
+          else if (data) batch.push(JSON.parse(data));
         }
         if (batch.length) onEvents(batch);
       }
@@ -331,6 +338,14 @@ async function follow() {
     }
     setLive(false);
     await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
+async function reloadEvents() {
+  const events = await api(`/api/v1/admin/events?limit=${EVENTS_SHOWN}`);
+  if (events.ok) {
+    state.events = events.body.events;
+    renderEvents();
   }
 }
 

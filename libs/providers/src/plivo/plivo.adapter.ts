@@ -3,9 +3,9 @@ import {
   AnswerFields, DEFAULT_FAILURE_MESSAGE, ProviderAdapter, ProviderDocument, StatusFields, StreamEventKind, StreamStatusFields,
   eventValue, optionalMerchantId, requireCallId, statusValue,
 } from '../provider-adapter';
-import { WebhookRequest, formField, queryField } from '../webhook-request';
+import { WebhookRequest, formField, headerOf, queryField } from '../webhook-request';
 import { escapeXml } from '../xml';
-import { PlivoSignature } from './plivo-signature';
+import { PLIVO_NONCE_HEADER, PlivoSignature } from './plivo-signature';
 
 const PLIVO_XML = 'text/xml; charset=utf-8';
 
@@ -47,6 +47,12 @@ export class PlivoAdapter implements ProviderAdapter {
 
   authenticate(request: WebhookRequest): void {
     this.signature.verify(request);
+  }
+
+  /** The V3 nonce (SPEC 10.2): the signature covers it, so a replay cannot change it. */
+  replayIdentities(request: WebhookRequest): string[] {
+    const nonce = headerOf(request, PLIVO_NONCE_HEADER);
+    return nonce === undefined ? [] : [`nonce:${nonce}`];
   }
 
   parseAnswer(request: WebhookRequest): AnswerFields {

@@ -3,9 +3,12 @@ import {
   AnswerFields, DEFAULT_FAILURE_MESSAGE, ProviderAdapter, ProviderDocument, StatusFields, StreamEventKind, StreamStatusFields,
   eventValue, optionalMerchantId, requireCallId, statusValue,
 } from '../provider-adapter';
-import { WebhookRequest, formField, queryField } from '../webhook-request';
+import { WebhookRequest, formField, headerOf, queryField } from '../webhook-request';
 import { escapeXml } from '../xml';
-import { TwilioSignature } from './twilio-signature';
+import { TWILIO_SIGNATURE_HEADER, TwilioSignature } from './twilio-signature';
+
+/** Twilio's id of one webhook, the same on its retries (twilio.com/docs/usage/webhooks/webhooks-connection-overrides). */
+export const TWILIO_IDEMPOTENCY_HEADER = 'I-Twilio-Idempotency-Token';
 
 const TWIML = 'text/xml; charset=utf-8';
 
@@ -34,6 +37,18 @@ export class TwilioAdapter implements ProviderAdapter {
 
   authenticate(request: WebhookRequest): void {
     this.signature.verify(request);
+  }
+
+  /**
+   * The idempotency token (SPEC 10.2), and the signature itself: the token is
+   * a header the signature does not cover, so a replay that drops or changes
+   * it still carries the captured signature, which only Twilio can make and
+   * which is the same for the same URL and parameters.
+   */
+  replayIdentities(request: WebhookRequest): string[] {
+    const token = headerOf(request, TWILIO_IDEMPOTENCY_HEADER);
+    const signature = headerOf(request, TWILIO_SIGNATURE_HEADER);
+    return [...(token === undefined ? [] : [`token:${token}`]), ...(signature === undefined ? [] : [`signature:${signature}`])];
   }
 
   parseAnswer(request: WebhookRequest): AnswerFields {

@@ -23,6 +23,8 @@
     ARGV[9] '1' to refuse a call_sid released recently (provider answer webhooks), else '0'
     ARGV[10] wait, ms (0 = answer -1 at once when no pod is free; else join the wait queue)
     ARGV[11] connect deadline, ms after allocation (0 = none; SPEC 9.2, includes/wait-queue.lua bindCall)
+    ARGV[12] most requests waiting in all (WAIT_QUEUE_MAX; SPEC 10.2): a request that would wait beyond it,
+             or beyond its merchant config's max_waiting, answers -14 and is not queued
   The chain rules come from the tier config document (its "chains":
   {"byTier":{"<tier>":["<tier>",...]},"default":["<tier>",...]}), written with the tiers.
   Output:
@@ -36,12 +38,14 @@
     -9 no pod free: the request joined the wait queue until now + ARGV[10] (Redis clock);
        settleWait tells its outcome
     -10 the call_sid is already waiting (a provider retry): settleWait tells the first one's outcome
+    -14 no pod free and the wait queue is full (ARGV[12] waiting in all, or the merchant's max_waiting):
+        nothing queued
   Events:
     stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state connected_at
   Derived keys (pod-scoped, named by a pool member, built from ARGV[7]):
     pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name}, pod:removing:{name},
     pod:calls:{name}, lease:{name}, call:{sid}, merchant:calls:{merchant_id},
-    waiter:{call_sid}, wait:queue, wait:seq, wait:wake, calls:active, stream:calls,
+    waiter:{call_sid}, wait:queue, wait:tier:{tier}, wait:merchant:{merchant_id}, wait:seq, wait:wake, calls:active, stream:calls,
     allocation:seq, calls:pending (the call lifecycle, SPEC 9.2)
 ]]
 --- @include "pod-state"
@@ -80,7 +84,7 @@ local function push(tier)
   end
 end
 local list = rules.default
-local maxCalls, priority = nil, 1
+local maxCalls, maxWaiting, priority = nil, nil, 1
 if merchant ~= '' then
   local raw = rcall('HGET', KEYS[2], merchant)
   if raw then
@@ -100,6 +104,7 @@ if merchant ~= '' then
       priority = 2
     end
     maxCalls = tonumber(config.max_calls)
+    maxWaiting = tonumber(config.max_waiting)
     if type(config.fallback) == 'table' and #config.fallback > 0 then
       list = config.fallback
     elseif type(config.tier) == 'string' and rules.byTier[config.tier] then
@@ -179,16 +184,32 @@ if not chosen then
   if waitMs <= 0 then
     return -1
   end
-  -- >>> join the wait queue (SPEC 9.1) >>>
+  -- >>> join the wait queue (SPEC 9.1), bounded (SPEC 10.2) >>>
   local enqueued = nowMs()
   local deadline = enqueued + waitMs
+  -- Checked here, in the step that would queue, so N concurrent requests at a
+  -- cap of N are exact: dead waiters are dropped first, then beyond either cap
+  -- the request is refused and leaves no trace.
+  pruneDeadWaiters(P, enqueued, 16)
+  if rcall('ZCARD', P.waitQueue) >= tonumber(ARGV[12]) or merchantWaitingFull(P, merchant, maxWaiting) then
+    return -14
+  end
   rcall('HSET', P.waiter .. sid, 'chain', cjson.encode(chain), 'merchant', merchant, 'max_calls', maxCalls or '',
     'deadline', deadline, 'enqueued_at', enqueued, 'provider', ARGV[4], 'metadata', ARGV[5], 'ttl', ARGV[6],
     'maxlen', ARGV[8], 'connect_ms', ARGV[11])
   -- Outlives the grace after the deadline; a waiter is never left behind by a dead process.
   rcall('PEXPIRE', P.waiter .. sid, waitMs + 60000)
+  rcall('ZADD', P.waitQueue, deadline, sid)
   -- An arrival number, not a time: two arrivals in the same millisecond keep their order.
-  rcall('ZADD', P.waitQueue, priority * 1e13 + rcall('INCR', P.waitSequence), sid)
+  -- Indexed under every tier of its chain (its dedicated pool included), and only
+  -- those: a freed pod looks only at waiters that may use it.
+  local score = priority * 1e13 + rcall('INCR', P.waitSequence)
+  for _, tier in ipairs(chain) do
+    rcall('ZADD', P.waitTier .. tier, score, sid)
+  end
+  if merchant ~= '' then
+    rcall('SADD', P.waitMerchant .. merchant, sid)
+  end
   return -9
   -- <<< join the wait queue <<<
 end

@@ -22,8 +22,8 @@
     {1, pod_name, allocation_id ('' for a record written before fencing), connected_at ms, was_connected (0|1)}
     -1 no such call (never allocated or already released)
     -11 ARGV[2] is not the call's current allocation_id: nothing changed
-    -14 the call is on another pod than ARGV[6]: nothing changed
-    -15 the call's merchant is not in ARGV[7]: nothing changed
+    -15 the call is on another pod than ARGV[6]: nothing changed
+    -16 the call's merchant is not in ARGV[7]: nothing changed
   Events:
     stream:calls  type=call.connected call_sid pod allocation_id state connected_at source at
 ]]
@@ -36,10 +36,10 @@ if not call[1] then
 end
 -- Who may connect it (SPEC 10.1): checked on the record, in the same step as the change.
 if ARGV[6] ~= '' and ARGV[6] ~= call[1] then
-  return -14
+  return -15
 end
 if ARGV[7] ~= '' and not string.find('|' .. ARGV[7] .. '|', '|' .. (call[5] or '') .. '|', 1, true) then
-  return -15
+  return -16
 end
 if ARGV[2] ~= '' and ARGV[2] ~= call[2] then
   return -11

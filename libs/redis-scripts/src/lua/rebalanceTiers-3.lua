@@ -29,7 +29,8 @@
                   waiting request, includes/wait-queue.lua; its call_sid is published on wait:wake)
   Derived keys (built from ARGV[1]): pod:tier:{name}, pod:calls:{name}, pod:{name},
     pod:draining:{name}, pod:removing:{name}, pool:{tier}:assigned, pool:{tier}:available
-    Hand-off to waiters (includes/wait-queue.lua): wait:queue, waiter:{call_sid}, wait:wake,
+    Hand-off to waiters (includes/wait-queue.lua): wait:queue, wait:tier:{tier},
+    wait:merchant:{merchant_id}, waiter:{call_sid}, wait:wake,
     calls:active, stream:calls, call:{sid}, lease:{name}, merchant:calls:{merchant_id},
     allocation:seq, calls:pending
 ]]

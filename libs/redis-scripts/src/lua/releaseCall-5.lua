@@ -32,8 +32,8 @@
        allocated after the ARGV[8] cutoff
     -11 ARGV[9] is not the call's current allocation_id (a stale release): nothing changed
     -12 ARGV[10] is '1' and the call is connected or not yet due: nothing changed
-    -14 the call is on another pod than ARGV[11]: nothing changed
-    -15 the call's merchant is not in ARGV[12]: nothing changed
+    -15 the call is on another pod than ARGV[11]: nothing changed
+    -16 the call's merchant is not in ARGV[12]: nothing changed
   Events:
     stream:calls  type=<ARGV[7]> call_sid pod tier reason at allocation_id state connected_at ('' if never connected)
     stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state connected_at  (the freed pod handed to a
@@ -41,7 +41,8 @@
   Derived keys (pod-scoped, named by the call record, built from ARGV[4]):
     pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name}, pod:removing:{name},
     pod:calls:{name}, lease:{name}, calls:pending (the call lifecycle, SPEC 9.2)
-    Hand-off to waiters (includes/wait-queue.lua): wait:queue, waiter:{call_sid}, wait:wake,
+    Hand-off to waiters (includes/wait-queue.lua): wait:queue, wait:tier:{tier},
+    wait:merchant:{merchant_id}, waiter:{call_sid}, wait:wake,
     calls:active, stream:calls, call:{sid}, lease:{name}, merchant:calls:{merchant_id},
     allocation:seq, calls:pending
 ]]
@@ -61,10 +62,10 @@ end
 -- Who may end it (SPEC 10.1), decided on the record this script reads, so a
 -- call re-allocated to another pod between the caller's look and now is refused.
 if ARGV[11] ~= '' and ARGV[11] ~= name then
-  return -14
+  return -15
 end
 if ARGV[12] ~= '' and not string.find('|' .. ARGV[12] .. '|', '|' .. (call[5] or '') .. '|', 1, true) then
-  return -15
+  return -16
 end
 if ARGV[8] ~= '' and tonumber(rcall('ZSCORE', KEYS[3], sid) or '0') > tonumber(ARGV[8]) then
   return -1

@@ -23,7 +23,8 @@
                   waiting request, includes/wait-queue.lua; its call_sid is published on wait:wake)
   Derived keys (pod-scoped, built from ARGV[3]): pod:{name}, pod:tier:{name},
     pod:draining:{name}, pod:removing:{name}, pod:calls:{name}, pool:{tier}:available
-    Hand-off to waiters (includes/wait-queue.lua): wait:queue, waiter:{call_sid}, wait:wake,
+    Hand-off to waiters (includes/wait-queue.lua): wait:queue, wait:tier:{tier},
+    wait:merchant:{merchant_id}, waiter:{call_sid}, wait:wake,
     calls:active, stream:calls, call:{sid}, lease:{name}, merchant:calls:{merchant_id},
     allocation:seq, calls:pending
 ]]

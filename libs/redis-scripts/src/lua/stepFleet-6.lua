@@ -35,7 +35,8 @@
                   cancelled handed to a waiting request, includes/wait-queue.lua; published on wait:wake)
   Derived keys (pod-scoped, built from ARGV[4]): pod:removing:{name}, pod:{name}, pod:tier:{name},
     pod:draining:{name}, pod:calls:{name}, pool:{tier}:available
-    Hand-off to waiters (includes/wait-queue.lua): wait:queue, waiter:{call_sid}, wait:wake,
+    Hand-off to waiters (includes/wait-queue.lua): wait:queue, wait:tier:{tier},
+    wait:merchant:{merchant_id}, waiter:{call_sid}, wait:wake,
     calls:active, stream:calls, call:{sid}, lease:{name}, merchant:calls:{merchant_id},
     allocation:seq, calls:pending
 ]]

@@ -1,13 +1,18 @@
--- Waiting allocations (SPEC 9.1), inlined into pod-state before refreshAvailability:
--- every script that makes a pod allocatable (release, ready, undrain, a new pod,
--- sweep, rebalance) offers it to the waiters in the same atomic step, so a freed
--- pod can never be taken by a newcomer while a waiter that could use it waits.
+-- Waiting allocations (SPEC 9.1, bounded by SPEC 10.2), inlined into pod-state
+-- before refreshAvailability: every script that makes a pod allocatable
+-- (release, ready, undrain, a new pod, sweep, rebalance) offers it to the
+-- waiters in the same atomic step, so a freed pod can never be taken by a
+-- newcomer while a waiter that could use it waits.
 --
--- The queue is wait:queue (ZSET, score = priority * 1e13 + arrival number from
--- wait:seq: lowest first, so higher priority first, oldest first within it); each
--- waiter's request is waiter:{call_sid}. A waiter leaves the queue in the same
--- step that gives it a pod (hand-off) or decides it timed out (settleWait), and
--- its call_sid is published on wait:wake so the waiting request wakes at once.
+-- Each waiter's request is waiter:{call_sid}; its place in the indexes is
+-- described in waiters.lua. The hand-off of a pod of tier T reads only
+-- wait:tier:{T} (score = priority * 1e13 + arrival number from wait:seq: lowest
+-- first, so higher priority first, oldest first within it), so its cost does not
+-- grow with waiters whose chain cannot use T: one ZCARD when none can, one
+-- ZRANGE of the head when one can. A waiter leaves every index in the same step
+-- that gives it a pod (hand-off) or decides it timed out (settleWait), and its
+-- call_sid is published on wait:wake so the waiting request wakes at once.
+--- @include "waiters"
 
 -- A waiter whose deadline passed this long ago belongs to a request that is
 -- gone (its process died before settling): it is dropped, never given a pod.
@@ -87,24 +92,31 @@ local function merchantAtCap(P, merchant, maxCalls)
   return redis.call('SCARD', key) >= maxCalls
 end
 
--- Removes a waiter from the queue and wakes its request(s) wherever they wait.
-local function leaveQueue(P, sid)
+-- Removes a waiter from every index and wakes its request(s) wherever they wait.
+local function leaveQueue(P, sid, chainJson, merchant)
   redis.call('ZREM', P.waitQueue, sid)
+  unindexWaiter(P, sid, chainJson, merchant)
   redis.call('DEL', P.waiter .. sid)
   redis.call('PUBLISH', P.waitChannel, sid)
 end
 
--- Offers an allocatable pod to the waiters, best first, while it has room:
--- only to a waiter whose chain names the pod's tier (so a gold pod never goes
--- to a chain without gold, a dedicated pool only to its merchant) and whose
--- merchant is below its cap. Returns how many waiters got the pod.
+-- Offers an allocatable pod to the waiters whose chain names its tier (so a
+-- gold pod never goes to a chain without gold, a dedicated pool only to its
+-- merchant), best first, while it has room, skipping a waiter whose merchant is
+-- at its max_calls (it stays queued). Returns how many waiters got the pod.
+-- Cost: O(1) when no waiter can use the tier; O(log n) per waiter served or
+-- dropped (past its deadline and grace); the only repeated cost is skipping
+-- waiters of merchants at their max_calls, at most those merchants' waiting
+-- counts (each bounded by its max_waiting and by WAIT_QUEUE_MAX), with each
+-- such merchant's cap checked once per call.
 local function handOffPod(P, name, tier, spec)
-  if redis.call('ZCARD', P.waitQueue) == 0 then
+  local index = P.waitTier .. tier
+  if redis.call('ZCARD', index) == 0 then
     return 0
   end
   local now = nowMs()
-  local given = 0
-  for _, sid in ipairs(redis.call('ZRANGE', P.waitQueue, 0, -1)) do
+  local given, skipped, capped = 0, 0, {}
+  while true do
     local calls = redis.call('SCARD', P.calls .. name)
     if spec.type == 'shared' then
       if calls >= spec.max_concurrent then
@@ -113,30 +125,67 @@ local function handOffPod(P, name, tier, spec)
     elseif calls > 0 or redis.call('EXISTS', P.lease .. name) == 1 then
       break
     end
+    local sid = redis.call('ZRANGE', index, skipped, skipped)[1]
+    if not sid then
+      break
+    end
     local w = redis.call('HMGET', P.waiter .. sid, 'chain', 'deadline', 'merchant', 'max_calls', 'provider',
       'metadata', 'ttl', 'maxlen', 'connect_ms')
     if not w[1] or tonumber(w[2]) + WAIT_GRACE_MS < now then
-      leaveQueue(P, sid)
+      -- Gone (its process died before settling): dropped, never given a pod.
+      -- The ZREM covers a waiter hash that is already gone (no chain to read).
+      redis.call('ZREM', index, sid)
+      leaveQueue(P, sid, w[1], w[3])
+    elseif capped[w[3]] or merchantAtCap(P, w[3], tonumber(w[4])) then
+      capped[w[3]] = true
+      skipped = skipped + 1
     else
-      local usable = false
-      for _, wanted in ipairs(cjson.decode(w[1])) do
-        if wanted == tier then
-          usable = true
-          break
-        end
+      -- A waiter never has a call record (allocateCall returns the record
+      -- first); the check only keeps a hand-off from ever overwriting one.
+      if redis.call('EXISTS', P.call .. sid) == 0 then
+        bindCall(P, P.activeCalls, P.callStream, { sid = sid, merchant = w[3], provider = w[5], metadata = w[6],
+          ttl = tonumber(w[7]), maxlen = w[8], connectMs = tonumber(w[9] or '0') }, name, tier, spec, now)
+        given = given + 1
       end
-      if usable and not merchantAtCap(P, w[3], tonumber(w[4])) then
-        -- A waiter never has a call record (allocateCall returns the record
-        -- first); the check only keeps a hand-off from ever overwriting one.
-        if redis.call('EXISTS', P.call .. sid) == 0 then
-          bindCall(P, P.activeCalls, P.callStream, { sid = sid, merchant = w[3], provider = w[5], metadata = w[6],
-            ttl = tonumber(w[7]), maxlen = w[8], connectMs = tonumber(w[9] or '0') }, name, tier, spec, now)
-          given = given + 1
-        end
-        leaveQueue(P, sid)
-      end
+      leaveQueue(P, sid, w[1], w[3])
     end
   end
   return given
 end
 
+-- Drops up to `limit` waiters whose deadline passed more than the grace ago
+-- (their request is gone), oldest deadline first: one ZRANGEBYSCORE when there
+-- are none. Run before a request joins the queue, so dead waiters never hold
+-- places under WAIT_QUEUE_MAX or a merchant's max_waiting.
+local function pruneDeadWaiters(P, now, limit)
+  local dead = redis.call('ZRANGEBYSCORE', P.waitQueue, '-inf', now - WAIT_GRACE_MS, 'LIMIT', 0, limit)
+  for _, sid in ipairs(dead) do
+    local w = redis.call('HMGET', P.waiter .. sid, 'chain', 'merchant', 'deadline')
+    if w[3] and tonumber(w[3]) + WAIT_GRACE_MS >= now then
+      -- A score that is not its deadline (written by an older router during a
+      -- rolling upgrade): corrected, not dropped.
+      redis.call('ZADD', P.waitQueue, w[3], sid)
+    else
+      leaveQueue(P, sid, w[1], w[2])
+    end
+  end
+end
+
+-- True when the merchant already has max_waiting requests waiting. Members
+-- whose waiter is gone (expired after its process died) are pruned first, and
+-- only at the cap, so the common path is one SCARD.
+local function merchantWaitingFull(P, merchant, maxWaiting)
+  if merchant == '' or not maxWaiting then
+    return false
+  end
+  local key = P.waitMerchant .. merchant
+  if redis.call('SCARD', key) < maxWaiting then
+    return false
+  end
+  for _, sid in ipairs(redis.call('SMEMBERS', key)) do
+    if redis.call('EXISTS', P.waiter .. sid) == 0 then
+      redis.call('SREM', key, sid)
+    end
+  end
+  return redis.call('SCARD', key) >= maxWaiting
+end
