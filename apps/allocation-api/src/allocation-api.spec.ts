@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { PoolFixture, RedisServer, createPoolFixture, sharedRedisUrl, snapshotState, uniquePrefix, waitFor } from '@smart-router/testing';
 import { bootstrap } from './main';
@@ -294,6 +297,89 @@ describe('allocation API bearer tokens', () => {
     } finally {
       await api.app.close();
       await pool.close();
+    }
+  });
+});
+
+describe('allocation API scoped dispatcher tokens (SPEC 10.1)', () => {
+  let pool: PoolFixture;
+  let api: Awaited<ReturnType<typeof startApi>>;
+  const all = { authorization: 'Bearer dispatch-all' };
+  const acme = { authorization: 'Bearer dispatch-acme' };
+
+  beforeEach(async () => {
+    pool = await createPoolFixture({ url: sharedRedisUrl() });
+    api = await startApi(sharedRedisUrl(), pool.keys.prefix, { API_TOKENS: 'dispatch-all,dispatch-acme@acme|acme.eu', ALLOW_UNAUTHENTICATED: 'true' });
+  });
+  afterEach(async () => {
+    await api.app.close();
+    await pool.close();
+  });
+
+  it('allocates only for its merchants: another merchant, no merchant, or the reseller_id alias of another is 403 and allocates nothing', async () => {
+    const before = await snapshotState(pool);
+    const forbidden = { status: 403, body: { error: expect.any(String), code: 'MERCHANT_FORBIDDEN' } };
+    expect(await api.post('/api/v1/allocate', { call_sid: 'scope-1', merchant_id: 'globex' }, acme)).toEqual(forbidden);
+    expect(await api.post('/api/v1/allocate', { call_sid: 'scope-1' }, acme)).toEqual(forbidden);
+    expect(await api.post('/api/v1/allocate', { call_sid: 'scope-1', merchant_id: '' }, acme)).toEqual(forbidden);
+    expect(await api.post('/api/v1/allocate', { call_sid: 'scope-1', reseller_id: 'globex' }, acme)).toEqual(forbidden);
+    expect(await api.post('/api/v1/allocate', { call_sid: 'scope-1', merchant_id: 'acme', wait_ms: 1000 }, { authorization: 'Bearer dispatch-acme@acme' })).toMatchObject({ status: 401 });
+    expect(await snapshotState(pool)).toEqual(before);
+    expect((await api.post('/api/v1/allocate', { call_sid: 'scope-ok', merchant_id: 'acme' }, acme)).status).toBe(200);
+    expect((await api.post('/api/v1/allocate', { call_sid: 'scope-alias', reseller_id: 'acme.eu' }, acme)).status).toBe(200);
+  });
+
+  it('releases and connects only calls of its merchants; another merchant\'s call lives on', async () => {
+    expect((await api.post('/api/v1/allocate', { call_sid: 'globex-call', merchant_id: 'globex' }, all)).status).toBe(200);
+    expect((await api.post('/api/v1/allocate', { call_sid: 'acme-call', merchant_id: 'acme' }, acme)).status).toBe(200);
+    const before = await snapshotState(pool);
+    for (const path of ['/api/v1/connected', '/api/v1/release']) {
+      expect(await api.post(path, { call_sid: 'globex-call' }, acme)).toEqual({ status: 403, body: { error: expect.any(String), code: 'MERCHANT_FORBIDDEN' } });
+    }
+    expect(await snapshotState(pool)).toEqual(before);
+    expect(await api.post('/api/v1/release', { call_sid: 'never-allocated' }, acme)).toMatchObject({ status: 404, body: { code: 'CALL_NOT_FOUND' } });
+    expect((await api.post('/api/v1/connected', { call_sid: 'acme-call' }, acme)).status).toBe(200);
+    expect((await api.post('/api/v1/release', { call_sid: 'acme-call' }, acme)).status).toBe(200);
+    // The unscoped token may end any call.
+    expect((await api.post('/api/v1/release', { call_sid: 'globex-call' }, all)).status).toBe(200);
+    expect(await pool.scripts.checkInvariants()).toEqual([]);
+  });
+
+  it('configured tokens are enforced even with ALLOW_UNAUTHENTICATED: no or an unknown token is 401', async () => {
+    for (const headers of [{}, { authorization: 'Bearer nope' }] as Record<string, string>[]) {
+      for (const path of ['/api/v1/allocate', '/api/v1/release', '/api/v1/connected']) {
+        expect(await api.post(path, { call_sid: 'anon-1' }, headers)).toEqual({ status: 401, body: { error: expect.any(String), code: 'UNAUTHORIZED' } });
+      }
+    }
+  });
+
+  it('a bad API_TOKENS entry stops the app naming the variable', async () => {
+    await expect(startApi(sharedRedisUrl(), pool.keys.prefix, { API_TOKENS: 'ok,leaky-secret@' })).rejects.toThrow(/API_TOKENS entry 2/);
+    await expect(startApi(sharedRedisUrl(), pool.keys.prefix, { API_TOKENS: 'ok,leaky-secret@' })).rejects.not.toThrow(/leaky-secret/);
+  });
+});
+
+describe('allocation API agent tokens when the TokenReview API is down (SPEC 10.1)', () => {
+  it('fails closed: 503 AUTH_UNAVAILABLE, counted, never 401 and never served; static tokens still work', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sr-kube-down-'));
+    const kubeconfig = join(dir, 'kubeconfig');
+    // Nothing listens on port 1: every review fails to connect.
+    writeFileSync(kubeconfig, ['apiVersion: v1', 'kind: Config', 'clusters:', '- name: c', '  cluster:', '    server: http://127.0.0.1:1', '    insecure-skip-tls-verify: true',
+      'users:', '- name: u', '  user:', '    token: x', 'contexts:', '- name: x', '  context:', '    cluster: c', '    user: u', 'current-context: x', ''].join('\n'));
+    const pool = await createPoolFixture({ url: sharedRedisUrl() });
+    const api = await startApi(sharedRedisUrl(), pool.keys.prefix, { API_TOKENS: 'dispatch-all', AGENT_TOKEN_AUDIENCE: 'smart-router', KUBECONFIG: kubeconfig });
+    try {
+      expect((await api.post('/api/v1/allocate', { call_sid: 'review-down-1' }, { authorization: 'Bearer dispatch-all' })).status).toBe(200);
+      const before = await snapshotState(pool);
+      for (const path of ['/api/v1/release', '/api/v1/connected']) {
+        expect(await api.post(path, { call_sid: 'review-down-1' }, { authorization: 'Bearer some-agent-token' })).toEqual({ status: 503, body: { error: expect.any(String), code: 'AUTH_UNAVAILABLE' } });
+      }
+      expect(await snapshotState(pool)).toEqual(before);
+      expect(await (await fetch(`${api.base}/metrics`)).text()).toMatch(/smart_router_http_errors_total\{[^}]*code="AUTH_UNAVAILABLE"[^}]*\} 2/);
+    } finally {
+      await api.app.close();
+      await pool.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

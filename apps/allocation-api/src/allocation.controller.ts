@@ -1,22 +1,24 @@
-import { Body, Controller, Headers, Res } from '@nestjs/common';
+import { Body, Controller, Res } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import { AllocateRequest, AllocateResponse, ConnectedRequest, ConnectedResponse, MAX_METADATA_BYTES, ReleaseRequest, ReleaseResponse, allocationRoutes } from '@smart-router/api-contract';
-import { ApiError, BearerTokens, Route } from '@smart-router/http';
+import { ApiError, Caller, Callers, Route, scopeOf } from '@smart-router/http';
 import { CallAllocator, PoolMetrics, Refusal } from '@smart-router/pool-state';
 
 /**
- * The hot path: voice agents allocate and release pods over JSON (SPEC
- * section 3). Bodies arrive validated by their route schema and answers leave
- * serialized by it; refusals (503 no pod, 404 unknown call) are written
- * straight to the reply, counted, never thrown nor logged.
+ * The hot path: dispatchers allocate, voice agents connect and release over
+ * JSON (SPEC section 3). Bodies arrive validated by their route schema and
+ * answers leave serialized by it; refusals (503 no pod, 404 unknown call) are
+ * written straight to the reply, counted, never thrown nor logged. Who may
+ * call is declared per route (SPEC 10.1); the caller's scope (its merchants,
+ * an agent's own pod) is enforced by the allocator, atomically with the change.
  */
 @Controller()
 export class AllocationController {
-  constructor(private readonly allocator: CallAllocator, private readonly tokens: BearerTokens, private readonly metrics: PoolMetrics) {}
+  constructor(private readonly allocator: CallAllocator, private readonly metrics: PoolMetrics) {}
 
   @Route(allocationRoutes.allocate)
-  async allocate(@Body() body: AllocateRequest, @Headers('authorization') authorization: string | undefined, @Res() reply: FastifyReply): Promise<void> {
-    this.tokens.authorize(authorization, 'operator');
+  @Callers('dispatcher')
+  async allocate(@Body() body: AllocateRequest, @Caller() caller: Caller, @Res() reply: FastifyReply): Promise<void> {
     let metadata = '';
     if (body.metadata !== undefined && body.metadata !== null) {
       metadata = JSON.stringify(body.metadata);
@@ -29,7 +31,7 @@ export class AllocationController {
       metadata,
       refuseTombstoned: false,
       waitMs: body.wait_ms ?? 0,
-    });
+    }, scopeOf(caller));
     if (!outcome.ok) return this.refuse(reply, outcome.refusal);
     const call = outcome.value;
     const answer: AllocateResponse = {
@@ -40,9 +42,9 @@ export class AllocationController {
   }
 
   @Route(allocationRoutes.release)
-  async release(@Body() body: ReleaseRequest, @Headers('authorization') authorization: string | undefined, @Res() reply: FastifyReply): Promise<void> {
-    this.tokens.authorize(authorization, 'operator');
-    const outcome = await this.allocator.tryRelease(body.call_sid, body.reason ?? '', allocationIdOf(body.allocation_id));
+  @Callers('dispatcher', 'agent')
+  async release(@Body() body: ReleaseRequest, @Caller() caller: Caller, @Res() reply: FastifyReply): Promise<void> {
+    const outcome = await this.allocator.tryRelease(body.call_sid, body.reason ?? '', allocationIdOf(body.allocation_id), scopeOf(caller));
     if (!outcome.ok) return this.refuse(reply, outcome.refusal);
     const released = outcome.value;
     const answer: ReleaseResponse = { success: true, pod_name: released.podName, released_to_pool: released.releasedToPool, was_draining: released.wasDraining };
@@ -51,9 +53,9 @@ export class AllocationController {
 
   /** The voice agent's socket opened (SPEC 9.2): the call is connected and keeps its pod past the connect deadline. */
   @Route(allocationRoutes.connected)
-  async connected(@Body() body: ConnectedRequest, @Headers('authorization') authorization?: string): Promise<ConnectedResponse> {
-    this.tokens.authorize(authorization, 'operator');
-    const connection = await this.allocator.connect(body.call_sid, 'api', allocationIdOf(body.allocation_id));
+  @Callers('dispatcher', 'agent')
+  async connected(@Body() body: ConnectedRequest, @Caller() caller: Caller): Promise<ConnectedResponse> {
+    const connection = await this.allocator.connect(body.call_sid, 'api', allocationIdOf(body.allocation_id), scopeOf(caller));
     return {
       success: true,
       call_sid: body.call_sid,

@@ -1,5 +1,6 @@
 import { DynamicModule, Module } from '@nestjs/common';
-import { BearerTokens, HealthModule, MetricsController } from '@smart-router/http';
+import { CachedAgentTokens, CallerAuthenticator, HealthModule, MetricsController } from '@smart-router/http';
+import { TokenReviewRepository, loadKubeConfig } from '@smart-router/kube';
 import { PoolScripts, } from '@smart-router/redis-scripts';
 import { PoolStateModule, redisReadiness } from '@smart-router/pool-state';
 import { Telemetry } from '@smart-router/telemetry';
@@ -18,7 +19,17 @@ export class AppModule {
         HealthModule.forRoot({ inject: [PoolScripts], useFactory: (scripts: PoolScripts) => [redisReadiness(scripts)] } as never),
       ],
       controllers: [AllocationController, MediaAuthController, OpenApiController, MetricsController],
-      providers: [{ provide: BearerTokens, useValue: new BearerTokens(config.apiTokens) }],
+      providers: [{ provide: CallerAuthenticator, useValue: callerAuthenticator(config) }],
     };
   }
+}
+
+/** Who may call (SPEC 10.1): dispatcher tokens, and voice agents' ServiceAccount tokens when an audience is set. */
+export function callerAuthenticator(config: AllocationApiConfig): CallerAuthenticator {
+  let agents: CachedAgentTokens | null = null;
+  if (config.agentTokenAudience) {
+    const reviews = new TokenReviewRepository(loadKubeConfig(config.kubeconfig), config.agentTokenAudience);
+    agents = new CachedAgentTokens((token) => reviews.review(token), config.agentTokenCacheSeconds * 1000);
+  }
+  return new CallerAuthenticator({ dispatcherTokens: config.apiTokens, agents, allowUnauthenticated: config.allowUnauthenticated });
 }

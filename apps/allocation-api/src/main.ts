@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { runMain, startHttpApp } from '@smart-router/http';
+import { CallerAuthenticator, runMain, startHttpApp } from '@smart-router/http';
 import { JsonLogger, Telemetry } from '@smart-router/telemetry';
 import { PoolMetrics } from '@smart-router/pool-state';
 import { EnvReader, Env } from '@smart-router/config';
@@ -19,10 +19,10 @@ export async function bootstrap(env: Env = process.env) {
     exportSpans: telemetry.exportsSpans,
     trustedProxies: config.common.trustedProxies,
   });
-  logger.info('allocation-api listening', { url: `http://${config.common.host}:${config.port}`, auth: config.apiTokens.length > 0 ? 'bearer tokens required' : 'OPEN: no API_TOKENS configured' });
+  logger.info('allocation-api listening', { url: `http://${config.common.host}:${config.port}`, auth: app.get(CallerAuthenticator).describe() });
   if (config.apiTokens.length === 0 && config.allowUnauthenticated) {
-    // Reached only in open mode (SPEC 10.1): without the flag the config refused to start.
-    logger.warn('allocation-api is OPEN (ALLOW_UNAUTHENTICATED=true): POST /api/v1/allocate, /api/v1/release and /api/v1/connected accept callers without a token (API_TOKENS empty)');
+    // Open mode (SPEC 10.1): without the flag and without AGENT_TOKEN_AUDIENCE the config refused to start.
+    logger.warn('allocation-api is OPEN (ALLOW_UNAUTHENTICATED=true): POST /api/v1/allocate, /api/v1/release and /api/v1/connected accept callers without a token (API_TOKENS empty); a voice agent\'s token is still held to its pod');
   }
   // SPEC 10.1: whether ws_urls are credentials here (the value itself is never logged).
   logger.info('media URLs', { media_urls: config.common.mediaUrl.secrets.length > 0 ? `signed, expiring after ${config.common.mediaUrl.ttlSeconds} s` : 'UNSIGNED: no MEDIA_URL_SECRET configured (seed URL format)' });

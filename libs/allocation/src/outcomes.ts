@@ -21,6 +21,22 @@ export enum ScriptCode {
   TierInUse = -13,
   /** No pod free and the wait queue is full (WAIT_QUEUE_MAX, or the merchant's max_waiting): nothing queued. */
   QueueFull = -14,
+  /** A release or connect by a voice agent of a call on another pod (SPEC 10.1): nothing changed. */
+  NotYourCall = -15,
+  /** A release or connect by a scoped token of a call of a merchant outside its scope (SPEC 10.1): nothing changed. */
+  MerchantForbidden = -16,
+}
+
+/**
+ * What a caller may touch when it acts on a live call (SPEC 10.1), checked by
+ * the release and connect scripts in the same step as the change. An absent
+ * field sets no limit: the webhooks, the jobs and unscoped tokens pass `{}`.
+ */
+export interface CallScope {
+  /** Only calls on this pod: a voice agent's own pod. */
+  podName?: string;
+  /** Only calls of these merchants: a scoped dispatcher token (a call with no merchant is outside every scope). */
+  merchants?: readonly string[];
 }
 
 /** A call's life (SPEC 9.2): `pending` from allocation until its media stream starts. */

@@ -68,7 +68,9 @@ export const ConnectedResponse = Type.Object({
 export type ConnectedResponse = Static<typeof ConnectedResponse>;
 
 const badRequest = errorResponse('invalid request', 'INVALID_BODY', 'CALL_SID_REQUIRED', 'INVALID_CALL_SID', 'INVALID_MERCHANT_ID', 'INVALID_FIELD');
-const unauthorized = errorResponse('missing or invalid bearer token', 'UNAUTHORIZED');
+const unauthorized = errorResponse('missing or invalid bearer token (a dispatcher token, or a voice agent\'s ServiceAccount token when AGENT_TOKEN_AUDIENCE is set)', 'UNAUTHORIZED');
+/** SPEC 10.1: the TokenReview of an agent token could not be made (fail closed). */
+const identityUnavailable = 'AUTH_UNAVAILABLE';
 const tooLarge = errorResponse('body over 16 KiB', 'PAYLOAD_TOO_LARGE');
 const unsupported = errorResponse('body is not JSON', 'UNSUPPORTED_MEDIA_TYPE');
 
@@ -77,11 +79,22 @@ const unsupported = errorResponse('body is not JSON', 'UNSUPPORTED_MEDIA_TYPE');
 const liveCallErrors = {
   400: badRequest,
   401: unauthorized,
+  403: errorResponse('a voice agent acting on a call on another pod, or a scoped token on a call of a merchant outside its scope: nothing changed', 'NOT_YOUR_CALL', 'MERCHANT_FORBIDDEN'),
   404: errorResponse('unknown or already released', 'CALL_NOT_FOUND'),
   409: errorResponse('allocation_id is not the call\'s current allocation', 'STALE_ALLOCATION'),
   413: tooLarge,
   415: unsupported,
-  503: errorResponse('Redis unavailable or the write not replicated: retry', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED'),
+  503: errorResponse('Redis unavailable, the write not replicated, or the caller\'s token could not be reviewed: retry', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED', identityUnavailable),
+};
+
+/** SPEC 10.1: voice agents call release and connected with their pod's projected ServiceAccount token. */
+export const AGENT_TOKEN_SCHEME = 'agentToken';
+export const allocationSecuritySchemes = {
+  [AGENT_TOKEN_SCHEME]: {
+    type: 'http',
+    scheme: 'bearer',
+    description: "a voice agent's projected ServiceAccount token (audience AGENT_TOKEN_AUDIENCE, e.g. smart-router), validated by a Kubernetes TokenReview; it acts only on calls on its own pod",
+  },
 };
 
 export const allocationRoutes = {
@@ -95,11 +108,12 @@ export const allocationRoutes = {
       200: { description: 'allocated (or the existing allocation)', schema: AllocateResponse },
       400: badRequest,
       401: unauthorized,
+      403: errorResponse('a voice-agent identity (agents do not allocate), or a scoped token for a merchant outside its scope (an empty merchant_id included)', 'FORBIDDEN', 'MERCHANT_FORBIDDEN'),
       413: tooLarge,
       415: unsupported,
       429: errorResponse('the merchant holds its max_calls', 'MERCHANT_LIMIT'),
       500: errorResponse('merchant configuration is invalid', 'MERCHANT_CONFIG_INVALID', 'INTERNAL'),
-      503: errorResponse('no pod (within wait_ms), wait queue full, Redis unavailable, or state being rebuilt: retry', 'NO_POD_AVAILABLE', 'QUEUE_FULL', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED', 'STATE_REBUILDING'),
+      503: errorResponse('no pod (within wait_ms), wait queue full, Redis unavailable, state being rebuilt, or the caller\'s token could not be reviewed: retry', 'NO_POD_AVAILABLE', 'QUEUE_FULL', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED', 'STATE_REBUILDING', identityUnavailable),
     },
   },
   release: {
@@ -107,6 +121,7 @@ export const allocationRoutes = {
     path: '/api/v1/release',
     summary: 'Release a call (404 when unknown or already released: treat as success)',
     security: 'operator',
+    scheme: AGENT_TOKEN_SCHEME,
     body: ReleaseRequest,
     responses: {
       200: { description: 'released', schema: ReleaseResponse },
@@ -118,6 +133,7 @@ export const allocationRoutes = {
     path: '/api/v1/connected',
     summary: "The call's media stream reached its voice agent: pending -> connected (kept past CONNECT_TIMEOUT_SECONDS); idempotent",
     security: 'operator',
+    scheme: AGENT_TOKEN_SCHEME,
     body: ConnectedRequest,
     responses: {
       200: { description: 'connected (or already connected)', schema: ConnectedResponse },

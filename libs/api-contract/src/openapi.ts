@@ -45,7 +45,8 @@ export function openApiDocument(info: OpenApiInfo, routes: RouteContract[], secu
     const operation: Record<string, unknown> = {
       summary: route.summary,
       operationId: `${route.method.toLowerCase()}${route.path.replace(/[{}]/g, '').split(/[/_.-]/).filter(Boolean).map((part) => part[0].toUpperCase() + part.slice(1)).join('')}`,
-      security: route.security ? [{ bearer: [route.security] }] : route.scheme ? [{ [route.scheme]: [] }] : [],
+      // Alternatives: a bearer token with the role, or the route's own scheme (either one suffices).
+      security: [...(route.security ? [{ bearer: [route.security] }] : []), ...(route.scheme ? [{ [route.scheme]: [] }] : [])],
       responses,
     };
     const query = parameters('query', route.query);

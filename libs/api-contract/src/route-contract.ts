@@ -40,7 +40,7 @@ export interface RouteContract {
   summary: string;
   /** Bearer token role needed; absent = open (probes) or `scheme`. */
   security?: 'viewer' | 'operator';
-  /** Another security scheme of the document (provider signatures), by name. */
+  /** Another security scheme of the document (provider signatures, agent tokens), by name; with `security`, either one is accepted. */
   scheme?: string;
   params?: TSchema;
   query?: TSchema;

@@ -1,6 +1,7 @@
 export * from './api-error';
 export * from './exception.filter';
 export * from './bearer-auth';
+export * from './callers';
 export * from './health.module';
 export * from './metrics.controller';
 export * from './bootstrap';

@@ -1,4 +1,4 @@
-import { Allocation, Connection, Release, ScriptCode, isCallSid } from '@smart-router/allocation';
+import { Allocation, CallScope, Connection, Release, ScriptCode, isCallSid } from '@smart-router/allocation';
 import { ApiError, RedisUnavailableError } from '@smart-router/http';
 import { NotReplicatedError, PoolScripts } from '@smart-router/redis-scripts';
 import { Telemetry } from '@smart-router/telemetry';
@@ -43,7 +43,16 @@ export const REFUSALS = {
   callNotFound: refusal(404, 'CALL_NOT_FOUND', 'call not found'),
   staleAllocation: refusal(409, 'STALE_ALLOCATION', 'allocation_id is not the call\'s current allocation'),
   badCallSid: refusal(400, 'INVALID_REQUEST', 'call_sid is required (1-128 chars of A-Za-z0-9._:-)'),
+  notYourCall: refusal(403, 'NOT_YOUR_CALL', 'call is not on your pod'),
+  merchantForbidden: refusal(403, 'MERCHANT_FORBIDDEN', 'token is not scoped to this merchant'),
 } as const;
+
+/** The refusal of a release or connect outside the caller's scope (SPEC 10.1), or null. */
+function scopeRefusal(code: ScriptCode): Refusal | null {
+  if (code === ScriptCode.NotYourCall) return REFUSALS.notYourCall;
+  if (code === ScriptCode.MerchantForbidden) return REFUSALS.merchantForbidden;
+  return null;
+}
 
 export type Outcome<T> = { ok: true; value: T } | { ok: false; refusal: Refusal };
 
@@ -107,8 +116,18 @@ export class CallAllocator {
     return this.media.wsUrl({ podName: allocation.podName, callSid, allocationId: allocation.allocationId }, allocatedAtMs);
   }
 
-  async tryAllocate(request: AllocateRequest): Promise<Outcome<AllocatedCall>> {
+  /**
+   * `scope.merchants`: a scoped token allocates only for those merchants (403
+   * MERCHANT_FORBIDDEN otherwise, "no merchant" included), decided before
+   * Redis is asked anything. `scope.podName` does not apply: who may allocate
+   * at all is the route's decision.
+   */
+  async tryAllocate(request: AllocateRequest, scope: CallScope = {}): Promise<Outcome<AllocatedCall>> {
     if (!isCallSid(request.callSid)) return refuse(REFUSALS.badCallSid);
+    if (scope.merchants && !scope.merchants.includes(request.merchantId)) {
+      this.metrics.allocated('none', 'merchant_forbidden');
+      return refuse(REFUSALS.merchantForbidden);
+    }
     const waitMs = request.waitMs ?? 0;
     if (waitMs > 0) await this.wakeups.ready(Math.min(waitMs, 1000));
     // Registered before the script runs: a hand-off right after it must not be missed.
@@ -217,13 +236,17 @@ export class CallAllocator {
     });
   }
 
-  /** `allocationId`: release only that allocation of the call_sid (409 STALE_ALLOCATION otherwise). */
-  async tryRelease(callSid: string, reason: string, allocationId?: number): Promise<Outcome<Release>> {
+  /**
+   * `allocationId`: release only that allocation of the call_sid (409 STALE_ALLOCATION otherwise).
+   * `scope`: only a call on that pod (403 NOT_YOUR_CALL) and of those merchants (403
+   * MERCHANT_FORBIDDEN), checked by the script itself: a refusal changes nothing.
+   */
+  async tryRelease(callSid: string, reason: string, allocationId?: number, scope: CallScope = {}): Promise<Outcome<Release>> {
     if (!isCallSid(callSid)) return refuse(REFUSALS.badCallSid);
     let result: Awaited<ReturnType<PoolScripts['release']>>;
     try {
       result = await this.redisCall('release', 'releaseCall', callSid,
-        () => this.scripts.release(callSid, reason, 'call.released', Date.now(), undefined, { allocationId }));
+        () => this.scripts.release(callSid, reason, 'call.released', Date.now(), undefined, { allocationId, scope }));
     } catch (error) {
       const failure = storeRefusal(error);
       if (!failure) throw error;
@@ -233,6 +256,11 @@ export class CallAllocator {
     if (!result.ok && result.code === ScriptCode.StaleAllocation) {
       this.metrics.released('stale_allocation');
       return refuse(REFUSALS.staleAllocation);
+    }
+    const outOfScope = result.ok ? null : scopeRefusal(result.code);
+    if (outOfScope) {
+      this.metrics.released(outOfScope === REFUSALS.notYourCall ? 'not_your_call' : 'merchant_forbidden');
+      return refuse(outOfScope);
     }
     if (!result.ok) {
       this.metrics.released('not_found');
@@ -256,11 +284,13 @@ export class CallAllocator {
    * The call's media stream reached its voice agent (SPEC 9.2): pending ->
    * connected, which keeps it past the connect deadline. Idempotent.
    */
-  async connect(callSid: string, source: string, allocationId?: number): Promise<Connection> {
+  async connect(callSid: string, source: string, allocationId?: number, scope: CallScope = {}): Promise<Connection> {
     if (!isCallSid(callSid)) throw refusalError(REFUSALS.badCallSid);
-    const result = await this.redisCall('connect', 'connectCall', callSid, () => this.scripts.connect(callSid, source, allocationId));
+    const result = await this.redisCall('connect', 'connectCall', callSid, () => this.scripts.connect(callSid, source, allocationId, Date.now(), scope));
     if (result.ok) return result.connection;
     if (result.code === ScriptCode.StaleAllocation) throw refusalError(REFUSALS.staleAllocation);
+    const outOfScope = scopeRefusal(result.code);
+    if (outOfScope) throw refusalError(outOfScope);
     throw refusalError(REFUSALS.callNotFound);
   }
 }

@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import { PodKeyPrefixes, RedisKeys } from '@smart-router/redis-keys';
-import { Allocation, CHAIN_TIERS, CallState, Connection, Release, ScriptCode } from '@smart-router/allocation';
+import { Allocation, CHAIN_TIERS, CallScope, CallState, Connection, Release, ScriptCode } from '@smart-router/allocation';
 import { defineScripts } from './script-loader';
 
 type Reply = number | (string | number)[];
@@ -38,9 +38,24 @@ export class TierInUseError extends Error {
   }
 }
 
-export type ReleaseResult = { ok: true; release: Release } | { ok: false; code: ScriptCode.NotFound | ScriptCode.StaleAllocation | ScriptCode.NotDue };
+/** Refusals of a caller outside the call's scope (SPEC 10.1): nothing changed. */
+type ScopeCode = ScriptCode.NotYourCall | ScriptCode.MerchantForbidden;
 
-export type ConnectResult = { ok: true; connection: Connection } | { ok: false; code: ScriptCode.NotFound | ScriptCode.StaleAllocation };
+export type ReleaseResult = { ok: true; release: Release } | { ok: false; code: ScriptCode.NotFound | ScriptCode.StaleAllocation | ScriptCode.NotDue | ScopeCode };
+
+export type ConnectResult = { ok: true; connection: Connection } | { ok: false; code: ScriptCode.NotFound | ScriptCode.StaleAllocation | ScopeCode };
+
+type ReleaseRefusal = Extract<ReleaseResult, { ok: false }>['code'];
+type ConnectRefusal = Extract<ConnectResult, { ok: false }>['code'];
+const RELEASE_REFUSALS: ReadonlySet<number> = new Set([ScriptCode.StaleAllocation, ScriptCode.NotDue, ScriptCode.NotYourCall, ScriptCode.MerchantForbidden]);
+const CONNECT_REFUSALS: ReadonlySet<number> = new Set([ScriptCode.StaleAllocation, ScriptCode.NotYourCall, ScriptCode.MerchantForbidden]);
+
+/** A CallScope as the release and connect scripts take it: pod ('' = any), merchants '|'-joined ('' = any). */
+function scopeArgs(scope: CallScope = {}): [string, string] {
+  // '' would mean "any merchant": an empty scope is sent as ' ', which no merchant_id matches.
+  const merchants = scope.merchants === undefined ? '' : scope.merchants.length > 0 ? scope.merchants.join('|') : ' ';
+  return [scope.podName ?? '', merchants];
+}
 
 /** What a release is conditioned on, beyond the call_sid (SPEC 9.2). */
 export interface ReleaseFence {
@@ -48,6 +63,8 @@ export interface ReleaseFence {
   allocationId?: number;
   /** The connect-timeout job: release only a call still pending past its connect deadline. */
   connectTimeout?: boolean;
+  /** Who is asking (SPEC 10.1): only a call on this pod / of these merchants. */
+  scope?: CallScope;
 }
 
 const allocationIdOf = (text: unknown): number | null => (text === '' || text === undefined ? null : Number(text));
@@ -204,24 +221,27 @@ export class PoolScripts {
     const reply = await this.script('releaseCall')(
       k.call(callSid), k.tierConfig(), k.activeCalls(), k.callStream(), k.tombstone(callSid),
       callSid, reason, now, this.prefixes, this.limits.tombstoneTtlSeconds, this.limits.streamMaxLen, event, allocatedBefore ?? '',
-      fence.allocationId ?? '', fence.connectTimeout ? '1' : '',
+      fence.allocationId ?? '', fence.connectTimeout ? '1' : '', ...scopeArgs(fence.scope),
     );
     if (typeof reply === 'number') {
-      const code = reply === ScriptCode.StaleAllocation || reply === ScriptCode.NotDue ? reply : ScriptCode.NotFound;
+      const code = RELEASE_REFUSALS.has(reply) ? (reply as ReleaseRefusal) : ScriptCode.NotFound;
       return { ok: false, code };
     }
     const [, podName, releasedToPool, wasDraining] = reply;
     return { ok: true, release: { podName: String(podName), releasedToPool: String(releasedToPool), wasDraining: Number(wasDraining) === 1 } };
   }
 
-  /** Marks the call connected (its media stream started); `allocationId` fences it like a release. */
-  async connect(callSid: string, source: string, allocationId?: number, now = Date.now()): Promise<ConnectResult> {
+  /** Marks the call connected (its media stream started); `allocationId` fences it like a release, `scope` limits who may. */
+  async connect(callSid: string, source: string, allocationId?: number, now = Date.now(), scope: CallScope = {}): Promise<ConnectResult> {
     const k = this.keys;
     const reply = await this.script('connectCall')(
       k.call(callSid), k.pendingCalls(), k.callStream(),
-      callSid, allocationId ?? '', now, this.limits.streamMaxLen, source,
+      callSid, allocationId ?? '', now, this.limits.streamMaxLen, source, ...scopeArgs(scope),
     );
-    if (typeof reply === 'number') return { ok: false, code: reply === ScriptCode.StaleAllocation ? reply : ScriptCode.NotFound };
+    if (typeof reply === 'number') {
+      const code = CONNECT_REFUSALS.has(reply) ? (reply as ConnectRefusal) : ScriptCode.NotFound;
+      return { ok: false, code };
+    }
     const [, podName, id, connectedAt, wasConnected] = reply;
     return { ok: true, connection: { podName: String(podName), allocationId: allocationIdOf(id), connectedAt: Number(connectedAt), wasConnected: Number(wasConnected) === 1 } };
   }

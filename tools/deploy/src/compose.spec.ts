@@ -199,7 +199,7 @@ describe('docker-compose.yml', () => {
     expect(users.get('voice-agents')).toBe('sim');
   });
 
-  it('hands the simulated cluster kubeconfig to the watchers, read-only', () => {
+  it('hands the simulated cluster kubeconfig to the watchers and allocation-api, read-only', () => {
     const sim = environment(services.sim);
     const volume = mounts(services.sim).find((mount) => sim.SIM_KUBECONFIG?.startsWith(`${mount.target}/`));
     expect(volume).toMatchObject({ readOnly: false });
@@ -209,7 +209,9 @@ describe('docker-compose.yml', () => {
     expect(sim.REDIS_URL).toBe(environment(services['allocation-api']).REDIS_URL);
     expect(sim.REDIS_PREFIX).toBe(environment(services['allocation-api']).REDIS_PREFIX);
     expect(healthTest(services.sim)).toContain(`file:${sim.SIM_KUBECONFIG}`);
-    for (const app of ['pod-watcher', 'reconciler']) {
+    // allocation-api reviews the simulated agents' tokens there (SPEC 10.1), with the audience they ask for.
+    expect(environment(services['allocation-api']).AGENT_TOKEN_AUDIENCE).toBe(sim.AGENT_TOKEN_AUDIENCE);
+    for (const app of ['pod-watcher', 'reconciler', 'allocation-api']) {
       expect(environment(services[app]).KUBECONFIG).toBe(sim.SIM_KUBECONFIG);
       expect(mounts(services[app])).toContainEqual({ source: volume?.source, target: volume?.target, readOnly: true });
     }

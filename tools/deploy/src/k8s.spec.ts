@@ -1,4 +1,5 @@
 import { dirname, posix } from 'node:path';
+import { parseAllDocuments } from 'yaml';
 import { EnvReader, parseTierConfig, readCommonSettings, readRedisSettings } from '@smart-router/config';
 import { LoadedKustomization, Manifest, loadKustomization } from './kustomize';
 import {
@@ -31,6 +32,9 @@ const resources = base.resources;
 const namespace = base.namespace ?? '';
 const apps = appNames();
 const KUBE_APPS = ['pod-watcher', 'reconciler'];
+/** allocation-api only reviews voice agents' tokens (SPEC 10.1): a token, no namespace-scoped role. */
+const TOKEN_APPS = [...KUBE_APPS, 'allocation-api'];
+const CLUSTER_ROLES = new Map([['allocation-api', ['system:auth-delegator']]]);
 
 type ConfigMap = Manifest & { data?: Record<string, string> };
 type Secret = Manifest & { stringData?: Record<string, string> };
@@ -82,7 +86,7 @@ describe('k8s/base', () => {
     }
   });
 
-  it('grants Kubernetes API access only to pod-watcher and reconciler, and only what they use', () => {
+  it('grants Kubernetes API access only to pod-watcher, reconciler and (TokenReview only) allocation-api, and only what they use', () => {
     const leaseName = find<ConfigMap>(resources, 'ConfigMap', 'smart-router-config')?.data?.LEASE_NAME ?? '';
     expect(leaseName).toBe('smart-router-pod-watcher');
     const readPods: PolicyRule = { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] };
@@ -98,14 +102,14 @@ describe('k8s/base', () => {
       // The reconciler lists pods and scales the voice-agent StatefulSet (scale subresource only); it never takes a Lease.
       ['reconciler', [readPods, { apiGroups: ['apps'], resources: ['statefulsets/scale'], resourceNames: ['voice-agent'], verbs: ['get', 'patch'] }]],
     ]);
-    expect(checkRbac(resources, namespace, expected)).toEqual([]);
+    expect(checkRbac(resources, namespace, expected, CLUSTER_ROLES)).toEqual([]);
   });
 
   it.each(apps)('mounts a Kubernetes token into %s only when it calls the API', (app) => {
     const account = find<ServiceAccount>(resources, 'ServiceAccount', app);
     const pod = deployment(app).spec?.template?.spec;
     expect(account).toBeDefined();
-    const needsToken = KUBE_APPS.includes(app);
+    const needsToken = TOKEN_APPS.includes(app);
     expect(pod?.automountServiceAccountToken === false).toBe(!needsToken);
     expect(account?.automountServiceAccountToken === false).toBe(!needsToken);
   });
@@ -312,6 +316,30 @@ describe('k8s/base', () => {
     it('routes sockets to pods in the namespace it is deployed to', () => {
       expect(readRepoFile(generator?.files.get('nginx.conf') ?? '')).toContain(`.voice-agent.${namespace}.svc.cluster.local:8000`);
     });
+  });
+});
+
+describe('k8s/examples/voice-agent-statefulset.yaml (SPEC 10.1)', () => {
+  const documents = parseAllDocuments(readRepoFile('k8s', 'examples', 'voice-agent-statefulset.yaml')).map((document) => document.toJS() as Manifest & Record<string, any>);
+  const config = find<ConfigMap>(resources, 'ConfigMap', 'smart-router-config')?.data ?? {};
+
+  it('mounts a projected ServiceAccount token for the audience allocation-api accepts, and no API token', () => {
+    const set = documents.find((document) => document.kind === 'StatefulSet');
+    const pod = set?.spec?.template?.spec;
+    expect(config.AGENT_TOKEN_AUDIENCE).toBe('smart-router');
+    const projected = (pod?.volumes ?? []).flatMap((volume: any) => volume.projected?.sources ?? []).map((source: any) => source.serviceAccountToken).filter(Boolean);
+    expect(projected).toEqual([expect.objectContaining({ audience: config.AGENT_TOKEN_AUDIENCE, path: 'token' })]);
+    expect(projected[0].expirationSeconds).toBeGreaterThanOrEqual(600);
+    expect(pod?.automountServiceAccountToken).toBe(false);
+  });
+
+  it('is what the router watches and routes to: the selector label and the headless Service voice-agent', () => {
+    const set = documents.find((document) => document.kind === 'StatefulSet');
+    const [key, value] = (config.POD_LABEL_SELECTOR ?? '').split('=');
+    expect(set?.spec?.template?.metadata?.labels?.[key]).toBe(value);
+    expect(set?.spec?.serviceName).toBe('voice-agent');
+    expect(documents.find((document) => document.kind === 'Service')).toMatchObject({ metadata: { name: 'voice-agent' }, spec: { clusterIP: 'None' } });
+    for (const document of documents) expect(document.metadata?.namespace).toBe(namespace);
   });
 });
 

@@ -33,6 +33,7 @@ function deploymentIn(resources: LoadedManifest[], name: string): Deployment {
   return found;
 }
 
+const AUTH_DELEGATOR = new Map([['allocation-api', ['system:auth-delegator']]]);
 const LEAST_PRIVILEGE = new Map<string, PolicyRule[]>([
   [
     'pod-watcher',
@@ -55,7 +56,7 @@ describe('manifest checks', () => {
   it('pass on the real base', () => {
     const resources = copy();
     expect(checkAppDeployment('allocation-api', 8080, deploymentIn(resources, 'allocation-api'))).toEqual([]);
-    expect(checkRbac(resources, 'voice-system', LEAST_PRIVILEGE)).toEqual([]);
+    expect(checkRbac(resources, 'voice-system', LEAST_PRIVILEGE, AUTH_DELEGATOR)).toEqual([]);
     expect(checkNetworkPolicies(resources, 'nginx-router')).toEqual([]);
   });
 
@@ -111,7 +112,17 @@ describe('manifest checks', () => {
 
     const clusterWide = copy();
     clusterWide.push({ file: 'k8s/base/clusterrole-x.yaml', manifest: { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: 'x' } } });
-    expect(checkRbac(clusterWide, 'voice-system', LEAST_PRIVILEGE).join('\n')).toMatch(/ClusterRole x: no cluster-wide access/);
+    expect(checkRbac(clusterWide, 'voice-system', LEAST_PRIVILEGE, AUTH_DELEGATOR).join('\n')).toMatch(/ClusterRole x: no cluster-wide role of our own/);
+
+    const clusterAdmin = copy();
+    const binding = (name: string, role: string, account: string) => ({ file: `k8s/base/clusterrolebinding-${name}.yaml`, manifest: { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role }, subjects: [{ kind: 'ServiceAccount', name: account, namespace: 'voice-system' }] } });
+    clusterAdmin.push(binding('oops', 'cluster-admin', 'allocation-api'));
+    expect(checkRbac(clusterAdmin, 'voice-system', LEAST_PRIVILEGE, AUTH_DELEGATOR).join('\n')).toMatch(/ServiceAccount allocation-api must not be bound to ClusterRole cluster-admin/);
+    const delegating = copy();
+    delegating.push(binding('admin-delegator', 'system:auth-delegator', 'admin'));
+    expect(checkRbac(delegating, 'voice-system', LEAST_PRIVILEGE, AUTH_DELEGATOR).join('\n')).toMatch(/ServiceAccount admin must not be bound to ClusterRole system:auth-delegator/);
+    const unbound = copy().filter((resource) => resource.manifest.kind !== 'ClusterRoleBinding');
+    expect(checkRbac(unbound, 'voice-system', LEAST_PRIVILEGE, AUTH_DELEGATOR).join('\n')).toMatch(/ServiceAccount allocation-api is not bound to ClusterRole system:auth-delegator/);
   });
 
   it('catch an admin API open to any source, and a missing default deny', () => {

@@ -18,6 +18,7 @@ export const API_VERSIONS: Readonly<Record<string, string>> = {
   HorizontalPodAutoscaler: 'autoscaling/v2',
   Role: 'rbac.authorization.k8s.io/v1',
   RoleBinding: 'rbac.authorization.k8s.io/v1',
+  ClusterRoleBinding: 'rbac.authorization.k8s.io/v1',
   NetworkPolicy: 'networking.k8s.io/v1',
 };
 
@@ -256,15 +257,32 @@ function normalizeRule(rule: PolicyRule): string {
 
 /**
  * The ServiceAccounts bound to Roles, and each one's rules, are exactly
- * `expected` (no cluster-wide grants at all).
+ * `expected`; cluster-wide, only the built-in ClusterRoles in
+ * `expectedClusterRoles` (per ServiceAccount) are bound, and no ClusterRole is
+ * defined here.
  */
-export function checkRbac(resources: LoadedManifest[], namespace: string, expected: Map<string, PolicyRule[]>): string[] {
+export function checkRbac(resources: LoadedManifest[], namespace: string, expected: Map<string, PolicyRule[]>, expectedClusterRoles: Map<string, string[]> = new Map()): string[] {
   const problems: string[] = [];
-  for (const kind of ['ClusterRole', 'ClusterRoleBinding']) {
-    for (const manifest of ofKind(resources, kind)) problems.push(`${kind} ${nameOf(manifest)}: no cluster-wide access is needed`);
-  }
+  for (const manifest of ofKind(resources, 'ClusterRole')) problems.push(`ClusterRole ${nameOf(manifest)}: no cluster-wide role of our own is needed`);
   const granted = new Map<string, PolicyRule[]>();
   type Binding = Manifest & { roleRef?: { apiGroup?: string; kind?: string; name?: string }; subjects?: { kind?: string; name?: string; namespace?: string }[] };
+  const clusterBound = new Map<string, string[]>();
+  for (const binding of ofKind<Binding>(resources, 'ClusterRoleBinding')) {
+    const where = `ClusterRoleBinding ${nameOf(binding)}`;
+    const role = binding.roleRef?.kind === 'ClusterRole' ? binding.roleRef.name ?? '' : '';
+    for (const subject of binding.subjects ?? []) {
+      const account = subject.name ?? '';
+      if (subject.kind !== 'ServiceAccount' || !find(resources, 'ServiceAccount', account) || subject.namespace !== namespace) {
+        problems.push(`${where}: subject ${JSON.stringify(subject)} is not a ServiceAccount of ${namespace} here`);
+        continue;
+      }
+      if (!(expectedClusterRoles.get(account) ?? []).includes(role)) problems.push(`${where}: ServiceAccount ${account} must not be bound to ClusterRole ${role || JSON.stringify(binding.roleRef)}`);
+      clusterBound.set(account, [...(clusterBound.get(account) ?? []), role]);
+    }
+  }
+  for (const [account, roles] of expectedClusterRoles) {
+    for (const role of roles) if (!(clusterBound.get(account) ?? []).includes(role)) problems.push(`ServiceAccount ${account} is not bound to ClusterRole ${role}`);
+  }
   for (const binding of ofKind<Binding>(resources, 'RoleBinding')) {
     const where = `RoleBinding ${nameOf(binding)}`;
     const role = binding.roleRef?.kind === 'Role' ? find<Manifest & { rules?: PolicyRule[] }>(resources, 'Role', binding.roleRef.name ?? '') : undefined;

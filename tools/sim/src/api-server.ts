@@ -1,6 +1,6 @@
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { answerClientError, guardServer } from '@smart-router/http';
-import { ApiStatusError, ClusterState, PodEvent, SimPod, SimStatefulSet } from './cluster';
+import { ApiStatusError, ClusterState, PodEvent, SimPod, SimStatefulSet, TokenRequestSpec } from './cluster';
 import { parseFieldSelector, parseLabelSelector } from './label-selector';
 import { applyPatch, PatchError } from './patch';
 
@@ -14,15 +14,18 @@ interface OpenWatch {
 const POD_RESOURCES = [
   { name: 'pods', singularName: 'pod', namespaced: true, kind: 'Pod', verbs: ['delete', 'get', 'list', 'patch', 'watch'], shortNames: ['po'] },
   { name: 'namespaces', singularName: 'namespace', namespaced: false, kind: 'Namespace', verbs: ['get', 'list'], shortNames: ['ns'] },
+  { name: 'serviceaccounts/token', singularName: '', namespaced: true, group: 'authentication.k8s.io', version: 'v1', kind: 'TokenRequest', verbs: ['create'] },
 ];
 const APPS_RESOURCES = [
   { name: 'statefulsets', singularName: 'statefulset', namespaced: true, kind: 'StatefulSet', verbs: ['get', 'list', 'patch'], shortNames: ['sts'] },
   { name: 'statefulsets/scale', singularName: '', namespaced: true, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] },
 ];
+const AUTHENTICATION_RESOURCES = [{ name: 'tokenreviews', singularName: 'tokenreview', namespaced: false, kind: 'TokenReview', verbs: ['create'] }];
 const LEASE_RESOURCES = [{ name: 'leases', singularName: 'lease', namespaced: true, kind: 'Lease', verbs: ['create', 'delete', 'get', 'list', 'update'] }];
 const GROUPS = [
   { name: 'apps', version: 'v1' },
   { name: 'coordination.k8s.io', version: 'v1' },
+  { name: 'authentication.k8s.io', version: 'v1' },
 ];
 
 function status(code: number, reason: string, message: string) {
@@ -192,6 +195,10 @@ export class SimApiServer {
           return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: 'apps/v1', resources: APPS_RESOURCES };
         case '/apis/coordination.k8s.io/v1':
           return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: 'coordination.k8s.io/v1', resources: LEASE_RESOURCES };
+        case '/apis/authentication.k8s.io':
+          return { kind: 'APIGroup', apiVersion: 'v1', ...group('authentication.k8s.io', 'v1') };
+        case '/apis/authentication.k8s.io/v1':
+          return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: 'authentication.k8s.io/v1', resources: AUTHENTICATION_RESOURCES };
         case '/api/v1/namespaces':
           return list('NamespaceList', 'v1', rv, [this.namespaceObject()]);
         case '/api/v1/pods':
@@ -240,6 +247,38 @@ export class SimApiServer {
         return scale ? this.scaleObject(updated) : updated;
       }
       throw new ApiStatusError(405, 'MethodNotAllowed', `${method} statefulset is not supported by the simulator`);
+    }
+
+    // TokenRequest: a ServiceAccount token for an audience, bound to a pod (SPEC 10.1).
+    match = /^\/api\/v1\/namespaces\/([^/]+)\/serviceaccounts\/([^/]+)\/token$/.exec(path);
+    if (match) {
+      const [, namespace, serviceAccount] = match;
+      if (method !== 'POST') throw new ApiStatusError(405, 'MethodNotAllowed', `${method} serviceaccounts/token is not supported`);
+      if (namespace !== ns) throw new ApiStatusError(404, 'NotFound', `serviceaccounts "${serviceAccount}" not found`);
+      const body = (await this.readBody(request)) as { spec?: TokenRequestSpec };
+      const issued = this.state.requestToken(serviceAccount, body?.spec ?? {});
+      return {
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenRequest',
+        metadata: { name: serviceAccount, namespace, creationTimestamp: new Date().toISOString() },
+        spec: { ...(body?.spec ?? {}), audiences: issued.audiences },
+        status: { token: issued.token, expirationTimestamp: issued.expirationTimestamp },
+      };
+    }
+
+    // TokenReview: who a bearer token is, for the audiences asked (the token is not echoed back).
+    if (path === '/apis/authentication.k8s.io/v1/tokenreviews') {
+      if (method !== 'POST') throw new ApiStatusError(405, 'MethodNotAllowed', `${method} tokenreviews is not supported`);
+      const body = (await this.readBody(request)) as { spec?: { token?: unknown; audiences?: unknown } };
+      const token = typeof body?.spec?.token === 'string' ? body.spec.token : '';
+      const audiences = Array.isArray(body?.spec?.audiences) ? body.spec.audiences.filter((entry): entry is string => typeof entry === 'string') : [];
+      return {
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenReview',
+        metadata: { creationTimestamp: null },
+        spec: { audiences },
+        status: token ? this.state.reviewToken(token, audiences) : { authenticated: false, error: 'spec.token: Required value' },
+      };
     }
 
     match = /^\/apis\/coordination\.k8s\.io\/v1\/namespaces\/([^/]+)\/leases(?:\/([^/]+))?$/.exec(path);

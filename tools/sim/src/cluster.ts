@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 
 /** Pod annotation that flips the simulated Ready condition (SPEC section 8). */
@@ -58,6 +58,34 @@ export interface ClusterTimings {
   recreateDelayMs: number;
 }
 
+/** The audience of a token requested without one: the API server itself. */
+export const API_SERVER_AUDIENCE = 'https://kubernetes.default.svc.cluster.local';
+
+/** A ServiceAccount token minted by TokenRequest (authentication.k8s.io/v1). */
+interface SimToken {
+  namespace: string;
+  serviceAccount: string;
+  audiences: string[];
+  /** The pod it is bound to (boundObjectRef), or null for an unbound token. */
+  pod: { name: string; uid: string } | null;
+  expiresAt: number;
+}
+
+export interface TokenRequestSpec {
+  audiences?: string[];
+  expirationSeconds?: number;
+  boundObjectRef?: { kind?: string; apiVersion?: string; name?: string; uid?: string };
+}
+
+export interface TokenReviewStatus {
+  authenticated: boolean;
+  user?: { username: string; uid: string; groups: string[]; extra?: Record<string, string[]> };
+  audiences?: string[];
+  error?: string;
+}
+
+const SERVICE_ACCOUNT_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
 export const DEFAULT_TIMINGS: ClusterTimings = { readyDelayMs: 400, terminationDelayMs: 200, recreateDelayMs: 100 };
 
 export class ApiStatusError extends Error {
@@ -84,6 +112,8 @@ export class ClusterState extends EventEmitter {
   private readonly timers = new Set<NodeJS.Timeout>();
   /** UIDs of pods whose containers have started (past the ready delay). */
   private readonly started = new Set<string>();
+  /** ServiceAccount tokens by value (the sim is its own issuer: a token is valid iff it is here). */
+  private readonly tokens = new Map<string, SimToken>();
 
   constructor(
     readonly namespace: string,
@@ -360,6 +390,70 @@ export class ClusterState extends EventEmitter {
           this.deletePod(pod.metadata.name);
         }
       }
+    }
+  }
+
+  // ---- ServiceAccount tokens (TokenRequest / TokenReview) ------------------
+
+  /**
+   * TokenRequest: a token for `serviceAccount`, for `audiences` (default: the
+   * API server), optionally bound to a pod. A pod-bound token dies with its
+   * pod: once that pod is gone, or replaced by one with a new UID, reviews
+   * say not authenticated (a terminating pod's token still works, as on a
+   * real cluster, so its agent can release its calls).
+   */
+  requestToken(serviceAccount: string, spec: TokenRequestSpec = {}): { token: string; expirationTimestamp: string; audiences: string[] } {
+    if (!SERVICE_ACCOUNT_NAME.test(serviceAccount)) throw new ApiStatusError(422, 'Invalid', `serviceaccounts "${serviceAccount}" is not a valid name`);
+    const seconds = spec.expirationSeconds ?? 3600;
+    if (!Number.isInteger(seconds) || seconds < 600) throw new ApiStatusError(422, 'Invalid', 'spec.expirationSeconds: may not specify a duration less than 10 minutes');
+    const audiences = spec.audiences && spec.audiences.length > 0 ? [...spec.audiences] : [API_SERVER_AUDIENCE];
+    let pod: SimToken['pod'] = null;
+    const ref = spec.boundObjectRef;
+    if (ref) {
+      if (ref.kind !== 'Pod') throw new ApiStatusError(422, 'Invalid', `spec.boundObjectRef.kind: Unsupported value: "${String(ref.kind)}": supported values: "Pod"`);
+      const bound = ref.name ? this.pods.get(ref.name) : undefined;
+      if (!bound) throw new ApiStatusError(404, 'NotFound', `pods "${String(ref.name)}" not found`);
+      if (ref.uid && ref.uid !== bound.metadata.uid) throw new ApiStatusError(409, 'Conflict', `the UID in the bound object reference (${ref.uid}) does not match the UID in record. The object might have been deleted and then recreated`);
+      pod = { name: bound.metadata.name, uid: bound.metadata.uid };
+    }
+    this.forgetDeadTokens();
+    const token = `sim-sa.${randomBytes(32).toString('base64url')}`;
+    const expiresAt = Date.now() + Math.min(seconds, 48 * 3600) * 1000;
+    this.tokens.set(token, { namespace: this.namespace, serviceAccount, audiences, pod, expiresAt });
+    return { token, expirationTimestamp: new Date(expiresAt).toISOString(), audiences };
+  }
+
+  /** TokenReview: who `token` is, for one of `audiences` (default: the API server). */
+  reviewToken(token: string, audiences: string[] = []): TokenReviewStatus {
+    const wanted = audiences.length > 0 ? audiences : [API_SERVER_AUDIENCE];
+    const found = this.tokens.get(token);
+    if (!found || found.expiresAt <= Date.now()) return { authenticated: false, error: 'invalid bearer token, token lookup failed' };
+    const current = found.pod ? this.pods.get(found.pod.name) : undefined;
+    if (found.pod && current?.metadata.uid !== found.pod.uid) {
+      return { authenticated: false, error: `invalid bearer token, pod "${found.pod.name}" with UID ${found.pod.uid} no longer exists` };
+    }
+    const matched = wanted.filter((audience) => found.audiences.includes(audience));
+    if (matched.length === 0) return { authenticated: false, error: 'invalid bearer token, token audiences is invalid for the target audiences' };
+    const extra: Record<string, string[]> = found.pod
+      ? { 'authentication.kubernetes.io/pod-name': [found.pod.name], 'authentication.kubernetes.io/pod-uid': [found.pod.uid] }
+      : {};
+    return {
+      authenticated: true,
+      user: {
+        username: `system:serviceaccount:${found.namespace}:${found.serviceAccount}`,
+        uid: `sim-serviceaccount-${found.serviceAccount}`,
+        groups: ['system:serviceaccounts', `system:serviceaccounts:${found.namespace}`, 'system:authenticated'],
+        extra,
+      },
+      audiences: matched,
+    };
+  }
+
+  /** Tokens that can never authenticate again (expired, or their pod gone) are dropped: memory stays bounded by live pods. */
+  private forgetDeadTokens(): void {
+    const now = Date.now();
+    for (const [token, entry] of this.tokens) {
+      if (entry.expiresAt <= now || (entry.pod && this.pods.get(entry.pod.name)?.metadata.uid !== entry.pod.uid)) this.tokens.delete(token);
     }
   }
 

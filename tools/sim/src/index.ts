@@ -1,4 +1,5 @@
 export * from './cluster';
 export * from './sim-cluster';
 export * from './voice-agents';
+export * from './pod-tokens';
 export { parseLabelSelector } from './label-selector';

@@ -4,6 +4,7 @@ import { RedisKeys } from '@smart-router/redis-keys';
 import { createRedis } from '@smart-router/redis-scripts';
 import { SimCluster, writeKubeconfig } from './sim-cluster';
 import { SimulatedVoiceAgents, callOwnerInRedis } from './voice-agents';
+import { AGENT_TOKEN_AUDIENCE, PodTokenSource } from './pod-tokens';
 
 /**
  * The simulated cluster as its own process (docker-compose's `sim` service,
@@ -41,7 +42,16 @@ async function main(): Promise<void> {
     const keys = new RedisKeys(settings.prefix);
     const client = createRedis(settings, 'request', 'voice-agents');
     redis = client;
+    // Each pod's projected ServiceAccount token, asked of this very API over HTTP as a kubelet would (SPEC 10.1).
+    const listening = new URL(cluster.url);
+    const podTokens = new PodTokenSource({
+      apiUrl: listening.hostname === '0.0.0.0' ? `http://127.0.0.1:${listening.port}` : cluster.url,
+      namespace: cluster.namespace,
+      serviceAccount: cluster.statefulSetName,
+      audience: env.AGENT_TOKEN_AUDIENCE ?? AGENT_TOKEN_AUDIENCE,
+    });
     agents = new SimulatedVoiceAgents({
+      agentToken: (pod) => podTokens.tokenFor(pod),
       host: env.SIM_HOST ?? '127.0.0.1',
       port: Number(env.VOICE_AGENTS_PORT ?? 8090),
       allocationApiUrl: env.ALLOCATION_API_URL,

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { dirname } from 'node:path';
 import { SimApiServer } from './api-server';
 import { ClusterState, ClusterTimings, DEFAULT_TIMINGS, READY_ANNOTATION, SimLease, SimPod } from './cluster';
+import { AGENT_TOKEN_AUDIENCE } from './pod-tokens';
 
 export interface SimClusterOptions {
   port?: number;
@@ -97,6 +98,18 @@ export class SimCluster {
   rolloutRestart(): void {
     const set = this.state.getStatefulSet(this.statefulSetName)!;
     this.state.updateTemplateAnnotations(this.statefulSetName, { ...set.spec.template.metadata.annotations, 'kubectl.kubernetes.io/restartedAt': new Date().toISOString() });
+  }
+
+  /**
+   * A projected ServiceAccount token of `pod` (TokenRequest bound to the pod's
+   * current UID), as the kubelet mounts it for the voice agent (SPEC 10.1).
+   */
+  podToken(pod: string, options: { audience?: string; serviceAccount?: string } = {}): string {
+    const uid = this.getPod(pod)?.metadata.uid;
+    return this.state.requestToken(options.serviceAccount ?? this.statefulSetName, {
+      audiences: [options.audience ?? AGENT_TOKEN_AUDIENCE],
+      boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: pod, uid },
+    }).token;
   }
 
   /** Fault: end every open watch now. */

@@ -23,6 +23,12 @@ export interface VoiceAgentsOptions {
   podExists(podName: string): boolean;
   /** How long a closed call's release is retried (default RELEASE_RETRY). */
   releaseRetry?: Partial<ReleaseRetry>;
+  /**
+   * The pod's own bearer token (its projected ServiceAccount token, SPEC
+   * 10.1), sent on connected and release; absent = no Authorization header.
+   * Null = the pod is gone; a rejection = the API did not answer (retried like a 5xx).
+   */
+  agentToken?(podName: string): Promise<string | null>;
 }
 
 export interface ReleaseRetry {
@@ -124,7 +130,7 @@ export class SimulatedVoiceAgents {
       const key = `${pod}/${callSid}`;
       this.open.set(key, ws);
       ws.send(JSON.stringify({ event: 'connected', pod, call_sid: callSid }));
-      void this.reportConnected(callSid);
+      void this.reportConnected(pod, callSid);
       // A frame no WebSocket may send (unmasked, reserved bits) is an 'error' here: drop that client, not the process.
       ws.on('error', () => ws.terminate());
       ws.on('message', (data) => ws.send(data));
@@ -136,10 +142,10 @@ export class SimulatedVoiceAgents {
   }
 
   /** `POST /api/v1/connected`; 404 means the call already ended (nothing to keep). */
-  private async reportConnected(callSid: string): Promise<void> {
+  private async reportConnected(pod: string, callSid: string): Promise<void> {
     // A lost report costs the call at the connect deadline: retry a refused connection or a 5xx briefly.
     for (let attempt = 1; attempt <= 5 && !this.stopped; attempt += 1) {
-      const status = await this.client.connected({ call_sid: callSid }).then((answer) => answer.status, () => 0);
+      const status = await this.asPod(pod).then((headers) => this.client.connected({ call_sid: callSid }, headers)).then((answer) => answer.status, () => 0);
       if (status === 200 || status === 404) {
         this.connects += 1;
         return;
@@ -156,7 +162,7 @@ export class SimulatedVoiceAgents {
   private async release(pod: string, callSid: string): Promise<void> {
     const deadline = Date.now() + this.retry.giveUpAfterMs;
     for (let delay = this.retry.firstDelayMs; !this.stopped; delay = Math.min(delay * 2, this.retry.maxDelayMs)) {
-      const status = await this.client.release({ call_sid: callSid, reason: 'websocket_closed' }).then((answer) => answer.status, () => 0);
+      const status = await this.asPod(pod).then((headers) => this.client.release({ call_sid: callSid, reason: 'websocket_closed' }, headers)).then((answer) => answer.status, () => 0);
       if (RELEASE_SETTLED.has(status)) {
         this.releases += 1;
         return;
@@ -176,6 +182,12 @@ export class SimulatedVoiceAgents {
         this.retryTimers.add(timer);
       });
     }
+  }
+
+  /** The pod's Authorization header (none without agentToken, or once the pod is gone). */
+  private async asPod(pod: string): Promise<Record<string, string>> {
+    const token = this.options.agentToken ? await this.options.agentToken(pod) : null;
+    return token ? { authorization: `Bearer ${token}` } : {};
   }
 
   /** Is the call still allocated to this pod? Unknown (Redis down) counts as yes: keep trying. */

@@ -6,7 +6,7 @@ import Redis from 'ioredis';
 import { EnvReader } from '@smart-router/config';
 import { Gateway, readEdgeLimits } from '@smart-router/gateway';
 import { ACL_APPS, ACL_EXTRA_USERS, AclUser, RedisKeys, redisAclFile } from '@smart-router/redis-keys';
-import { ClusterTimings, SimCluster, SimulatedVoiceAgents, callOwnerInRedis } from '@smart-router/sim';
+import { AGENT_TOKEN_AUDIENCE, ClusterTimings, PodTokenSource, SimCluster, SimulatedVoiceAgents, callOwnerInRedis } from '@smart-router/sim';
 import { RedisServer, freePort, waitFor } from '@smart-router/testing';
 import { DEFAULT_RESTART_POLICY, ProcessExit, RestartPolicy, Supervisor } from './supervisor';
 
@@ -236,7 +236,10 @@ export class LocalStack {
   private async startListenersHere(): Promise<void> {
     const redis = this.redis!;
     this.sim = await SimCluster.start({ port: this.ports.sim, host: '127.0.0.1', replicas: this.options.replicas ?? 5, kubeconfigPath: this.kubeconfigPath, timings: this.options.simTimings });
+    // Each simulated pod calls connected/release with its own ServiceAccount token (SPEC 10.1).
+    const podTokens = new PodTokenSource({ apiUrl: this.sim.url, namespace: this.sim.namespace, serviceAccount: this.sim.statefulSetName });
     this.agents = new SimulatedVoiceAgents({
+      agentToken: (pod) => podTokens.tokenFor(pod),
       host: '127.0.0.1',
       port: this.ports.voiceAgents,
       allocationApiUrl: this.url('allocation-api'),
@@ -334,6 +337,8 @@ export class LocalStack {
       POD_IDENTITY: `${app}-${this.instanceCounter}`,
       LOG_LEVEL: 'info',
       ...LOCAL_ACCESS,
+      // Voice agents authenticate with their pods' tokens (SPEC 10.1).
+      ...(app === 'allocation-api' ? { AGENT_TOKEN_AUDIENCE } : {}),
       ...this.options.env,
       // Under ACLs each app connects as itself, whatever the shared environment says.
       ...(this.aclPasswords[app] ? { REDIS_URL: this.redisUrlFor(app) } : {}),

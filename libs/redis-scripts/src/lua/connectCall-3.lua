@@ -15,19 +15,31 @@
     ARGV[3] now, milliseconds since the Unix epoch
     ARGV[4] stream MAXLEN (approximate trim)
     ARGV[5] who reported it ('api', 'twilio', 'plivo')
+    ARGV[6] pod the call must be on ('' = any): a voice agent connects only its own pod's calls
+    ARGV[7] merchants the call's merchant_id must be one of, '|'-separated ('' = any): a
+            scoped dispatcher token (a call with no merchant is outside every scope)
   Output:
     {1, pod_name, allocation_id ('' for a record written before fencing), connected_at ms, was_connected (0|1)}
     -1 no such call (never allocated or already released)
     -11 ARGV[2] is not the call's current allocation_id: nothing changed
+    -15 the call is on another pod than ARGV[6]: nothing changed
+    -16 the call's merchant is not in ARGV[7]: nothing changed
   Events:
     stream:calls  type=call.connected call_sid pod allocation_id state connected_at source at
 ]]
 
 local rcall = redis.call
 local sid = ARGV[1]
-local call = rcall('HMGET', KEYS[1], 'pod_name', 'allocation_id', 'state', 'connected_at')
+local call = rcall('HMGET', KEYS[1], 'pod_name', 'allocation_id', 'state', 'connected_at', 'merchant_id')
 if not call[1] then
   return -1
+end
+-- Who may connect it (SPEC 10.1): checked on the record, in the same step as the change.
+if ARGV[6] ~= '' and ARGV[6] ~= call[1] then
+  return -15
+end
+if ARGV[7] ~= '' and not string.find('|' .. ARGV[7] .. '|', '|' .. (call[5] or '') .. '|', 1, true) then
+  return -16
 end
 if ARGV[2] ~= '' and ARGV[2] ~= call[2] then
   return -11

@@ -23,12 +23,17 @@
     ARGV[9] allocation_id the caller released ('' = whatever allocation is current)
     ARGV[10] '1' = connect-timeout release: only a call still pending whose connect
             deadline is at or before ARGV[3]; '' = any state
+    ARGV[11] pod the call must be on ('' = any): a voice agent releases only its own pod's calls
+    ARGV[12] merchants the call's merchant_id must be one of, '|'-separated ('' = any): a
+            scoped dispatcher token (a call with no merchant is outside every scope)
   Output:
     {1, pod_name, source_pool, was_draining (0|1)}
     -1 no such call (never allocated, already released, or ended with its pod), or
        allocated after the ARGV[8] cutoff
     -11 ARGV[9] is not the call's current allocation_id (a stale release): nothing changed
     -12 ARGV[10] is '1' and the call is connected or not yet due: nothing changed
+    -15 the call is on another pod than ARGV[11]: nothing changed
+    -16 the call's merchant is not in ARGV[12]: nothing changed
   Events:
     stream:calls  type=<ARGV[7]> call_sid pod tier reason at allocation_id state connected_at ('' if never connected)
     stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state connected_at  (the freed pod handed to a
@@ -53,6 +58,14 @@ if not name then
   rcall('ZREM', KEYS[3], sid)
   rcall('ZREM', P.pendingCalls, sid)
   return -1
+end
+-- Who may end it (SPEC 10.1), decided on the record this script reads, so a
+-- call re-allocated to another pod between the caller's look and now is refused.
+if ARGV[11] ~= '' and ARGV[11] ~= name then
+  return -15
+end
+if ARGV[12] ~= '' and not string.find('|' .. ARGV[12] .. '|', '|' .. (call[5] or '') .. '|', 1, true) then
+  return -16
 end
 if ARGV[8] ~= '' and tonumber(rcall('ZSCORE', KEYS[3], sid) or '0') > tonumber(ARGV[8]) then
   return -1

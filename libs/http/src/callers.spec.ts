@@ -1,0 +1,182 @@
+import { ConfigError } from '@smart-router/config';
+import { AgentTokenReview, CachedAgentTokens, CallerAuthenticator, parseApiTokens, scopeOf } from './callers';
+
+describe('API_TOKENS parsing', () => {
+  it('reads unscoped and merchant-scoped entries', () => {
+    expect(parseApiTokens(['plain', 'scoped@acme', 'multi@acme|globex.eu|a:b-c_d', 'dup@x|x'])).toEqual([
+      { secret: 'plain', merchants: null },
+      { secret: 'scoped', merchants: ['acme'] },
+      { secret: 'multi', merchants: ['acme', 'globex.eu', 'a:b-c_d'] },
+      { secret: 'dup', merchants: ['x'] },
+    ]);
+  });
+
+  it('splits at the last @, so a scoped secret may itself hold @', () => {
+    expect(parseApiTokens(['p@ss@acme'])).toEqual([{ secret: 'p@ss', merchants: ['acme'] }]);
+  });
+
+  it.each([
+    ['an empty scope', 'secret@', /entry 1 has a bad merchant scope/],
+    ['an empty merchant between bars', 'secret@acme||globex', /entry 1 has a bad merchant scope/],
+    ['a trailing bar', 'secret@acme|', /entry 1 has a bad merchant scope/],
+    ['a merchant id with a space', 'secret@ac me', /entry 1 has a bad merchant scope/],
+    ['an empty secret', '@acme', /entry 1 has an empty secret/],
+  ])('stops the app on %s, naming API_TOKENS and never the secret', (_reason, entry, message) => {
+    let error: unknown;
+    try {
+      parseApiTokens([entry]);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).variable).toBe('API_TOKENS');
+    expect((error as Error).message).toMatch(message);
+    if (entry.startsWith('secret')) expect((error as Error).message).not.toContain('secret@');
+  });
+
+  it('names the position of a bad entry among good ones', () => {
+    expect(() => parseApiTokens(['good', 'also@fine', 'bad@'])).toThrow(/entry 3/);
+  });
+});
+
+describe('caller scopes', () => {
+  it('limit an agent to its pod, a scoped token to its merchants, nothing else', () => {
+    expect(scopeOf({ kind: 'agent', podName: 'voice-agent-1', podUid: 'u', username: 'system:serviceaccount:ns:voice-agent' })).toEqual({ podName: 'voice-agent-1' });
+    expect(scopeOf({ kind: 'dispatcher', merchants: ['acme'] })).toEqual({ merchants: ['acme'] });
+    expect(scopeOf({ kind: 'dispatcher', merchants: null })).toEqual({});
+    expect(scopeOf({ kind: 'open' })).toEqual({});
+  });
+});
+
+const AGENT = { podName: 'voice-agent-0', podUid: 'uid-0', username: 'system:serviceaccount:voice-system:voice-agent' };
+
+/** A TokenReview stand-in: `agent-token` is voice-agent-0's; anything else is not authenticated. */
+function reviews(overrides: Partial<Record<string, () => Promise<unknown>>> = {}) {
+  const seen: string[] = [];
+  const review: AgentTokenReview = async (token) => {
+    seen.push(token);
+    const override = overrides[token];
+    if (override) return (await override()) as never;
+    return token === 'agent-token' ? AGENT : null;
+  };
+  return { review, seen };
+}
+
+async function status(promise: Promise<unknown>): Promise<number | string> {
+  try {
+    const caller = await promise;
+    return (caller as { kind: string }).kind;
+  } catch (error) {
+    return (error as { status?: number }).status ?? String(error);
+  }
+}
+
+describe('CallerAuthenticator', () => {
+  const tokens = parseApiTokens(['all-merchants', 'acme-only@acme']);
+
+  it('resolves static tokens to dispatchers with their scope; unknown or malformed credentials are 401', async () => {
+    const callers = new CallerAuthenticator({ dispatcherTokens: tokens, agents: null, allowUnauthenticated: true });
+    expect(await callers.authenticate('Bearer all-merchants')).toEqual({ kind: 'dispatcher', merchants: null });
+    expect(await callers.authenticate('bearer acme-only')).toEqual({ kind: 'dispatcher', merchants: ['acme'] });
+    // Configured credentials are enforced even with ALLOW_UNAUTHENTICATED.
+    for (const header of [undefined, '', 'Bearer nope', 'Basic YWxsLW1lcmNoYW50cw==', 'Bearer all-merchants extra', 'acme-only@acme', 'Bearer acme-only@acme']) {
+      expect({ header, answer: await status(callers.authenticate(header)) }).toEqual({ header, answer: 401 });
+    }
+  });
+
+  it('with agent tokens: a non-static bearer token is reviewed; unauthenticated is 401, a failed review 503', async () => {
+    const { review, seen } = reviews({ 'api-down': () => Promise.reject(new Error('connect ECONNREFUSED')) });
+    const callers = new CallerAuthenticator({ dispatcherTokens: tokens, agents: new CachedAgentTokens(review, 0), allowUnauthenticated: false });
+    expect(await callers.authenticate('Bearer agent-token')).toEqual({ kind: 'agent', ...AGENT });
+    expect(await status(callers.authenticate('Bearer someone-else'))).toBe(401);
+    expect(await status(callers.authenticate('Bearer api-down'))).toBe(503);
+    await expect(callers.authenticate('Bearer api-down')).rejects.toMatchObject({ code: 'AUTH_UNAVAILABLE' });
+    expect(await status(callers.authenticate(undefined))).toBe(401);
+    // Static tokens never reach the cluster.
+    await callers.authenticate('Bearer all-merchants');
+    expect(seen).not.toContain('all-merchants');
+  });
+
+  it('a reviewed token bound to no pod is not a voice agent: 401', async () => {
+    const { review } = reviews({ 'controller-token': async () => ({ podName: null, podUid: null, username: 'system:serviceaccount:kube-system:x' }) });
+    const callers = new CallerAuthenticator({ dispatcherTokens: [], agents: new CachedAgentTokens(review, 0), allowUnauthenticated: false });
+    expect(await status(callers.authenticate('Bearer controller-token'))).toBe(401);
+  });
+
+  it('open mode: no API_TOKENS + ALLOW_UNAUTHENTICATED serves requests without a token, but an agent token is still an agent', async () => {
+    const { review } = reviews();
+    const callers = new CallerAuthenticator({ dispatcherTokens: [], agents: new CachedAgentTokens(review, 0), allowUnauthenticated: true });
+    expect(await callers.authenticate(undefined)).toEqual({ kind: 'open' });
+    expect(await callers.authenticate('Bearer agent-token')).toEqual({ kind: 'agent', ...AGENT });
+    expect(await status(callers.authenticate('Bearer forged'))).toBe(401);
+    expect(callers.describe()).toMatch(/OPEN/);
+  });
+
+  it('agent tokens without ALLOW_UNAUTHENTICATED: no token is 401', async () => {
+    const callers = new CallerAuthenticator({ dispatcherTokens: [], agents: new CachedAgentTokens(reviews().review, 0), allowUnauthenticated: false });
+    expect(await status(callers.authenticate(undefined))).toBe(401);
+    expect(callers.describe()).not.toMatch(/OPEN/);
+  });
+
+  it('nothing configured at all (the app starts so only with ALLOW_UNAUTHENTICATED): every request is open', async () => {
+    const callers = new CallerAuthenticator({ dispatcherTokens: [], agents: null, allowUnauthenticated: true });
+    expect(await callers.authenticate(undefined)).toEqual({ kind: 'open' });
+    expect(await callers.authenticate('Bearer anything')).toEqual({ kind: 'open' });
+  });
+});
+
+describe('CachedAgentTokens', () => {
+  it('reuses a review for the TTL, then asks again (a deleted pod\'s token stops working)', async () => {
+    let now = 1000;
+    let valid = true;
+    const asked: string[] = [];
+    const cache = new CachedAgentTokens(async (token) => {
+      asked.push(token);
+      return valid ? AGENT : null;
+    }, 5000, 100, () => now);
+    expect(await cache.verify('agent-token')).toEqual(AGENT);
+    valid = false;
+    now += 4999;
+    expect(await cache.verify('agent-token')).toEqual(AGENT);
+    now += 1;
+    expect(await cache.verify('agent-token')).toBeNull();
+    expect(asked).toEqual(['agent-token', 'agent-token']);
+  });
+
+  it('shares one review between concurrent requests, and does not keep a failed one', async () => {
+    let calls = 0;
+    let fail = true;
+    const cache = new CachedAgentTokens(async () => {
+      calls += 1;
+      await new Promise((resolve) => setImmediate(resolve));
+      if (fail) throw new Error('API down');
+      return AGENT;
+    }, 60000);
+    const answers = await Promise.allSettled(Array.from({ length: 10 }, () => cache.verify('agent-token')));
+    expect(answers.every((answer) => answer.status === 'rejected')).toBe(true);
+    expect(calls).toBe(1);
+    fail = false;
+    expect(await cache.verify('agent-token')).toEqual(AGENT);
+    expect(calls).toBe(2);
+  });
+
+  it('stays within its bound, dropping the oldest entries, and keys entries by hash, not by token', async () => {
+    const cache = new CachedAgentTokens(async () => null, 60000, 3);
+    for (const token of ['t1', 't2', 't3', 't4', 't5']) await cache.verify(token);
+    expect(cache.size).toBe(3);
+    const keys = [...(cache as unknown as { entries: Map<string, unknown> }).entries.keys()];
+    expect(keys.some((key) => ['t1', 't2', 't3', 't4', 't5'].includes(key))).toBe(false);
+  });
+
+  it('with a TTL of 0 reviews every request', async () => {
+    let calls = 0;
+    const cache = new CachedAgentTokens(async () => {
+      calls += 1;
+      return AGENT;
+    }, 0);
+    await cache.verify('agent-token');
+    await cache.verify('agent-token');
+    expect(calls).toBe(2);
+    expect(cache.size).toBe(0);
+  });
+});
