@@ -1,11 +1,13 @@
 import { hostname } from 'node:os';
-import { CommonSettings, EnvReader, FleetSettings, readCommonSettings, readFleetSettings } from '@smart-router/config';
+import { CommonSettings, ConfigError, EnvReader, FleetSettings, readCommonSettings, readFleetSettings } from '@smart-router/config';
 
 export interface ReconcilerConfig {
   common: CommonSettings;
   port: number;
   namespace: string;
   labelSelector: string;
+  /** The pod label holding its agent version (SPEC 12); a pod without it has version "". */
+  versionLabel: string;
   kubeconfig?: string;
   /** Consumer name in the pod-stream group; unique per replica. */
   consumer: string;
@@ -24,6 +26,7 @@ export function readReconcilerConfig(env = new EnvReader()): ReconcilerConfig {
     port: env.port('HTTP_PORT', 8084),
     namespace: env.string('NAMESPACE', 'voice-system'),
     labelSelector: env.string('POD_LABEL_SELECTOR', 'app=voice-agent'),
+    versionLabel: readVersionLabel(env),
     kubeconfig: env.optionalString('KUBECONFIG'),
     consumer: env.string('POD_IDENTITY', `${hostname()}-${process.pid}`),
     claimIdleMs: env.int('STREAM_CLAIM_IDLE_MS', 10000, { min: 100 }),
@@ -31,4 +34,13 @@ export function readReconcilerConfig(env = new EnvReader()): ReconcilerConfig {
     otlpEndpoint: env.optionalString('OTEL_EXPORTER_OTLP_ENDPOINT'),
     fleet: readFleetSettings(env),
   };
+}
+
+/** A Kubernetes label key: an optional DNS-subdomain prefix and `/`, then a name of up to 63 characters. */
+const LABEL_KEY = /^(?:[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+
+function readVersionLabel(env: EnvReader): string {
+  const label = env.string('VERSION_LABEL', 'app.kubernetes.io/version');
+  if (!LABEL_KEY.test(label)) throw new ConfigError('VERSION_LABEL', `must be a Kubernetes label key (got ${JSON.stringify(label)})`);
+  return label;
 }

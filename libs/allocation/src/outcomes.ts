@@ -51,6 +51,8 @@ export interface Allocation {
   /** The fencing token; null only for a record written before fencing (e.g. by the Go router). */
   allocationId: number | null;
   state: CallState | null;
+  /** The serving pod's agent version (SPEC 12; '' = no version label); absent when not known (a hand-off to a waiter). */
+  agentVersion?: string;
 }
 
 export interface Release {
