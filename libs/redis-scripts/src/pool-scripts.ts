@@ -23,7 +23,7 @@ export interface AllocateInput {
 
 /** A waiting request's outcome (settleWait). */
 export type WaitOutcome =
-  | { state: 'allocated'; podName: string; tier: string; podUid: string; allocationId: number | null; callState: CallState | null }
+  | { state: 'allocated'; podName: string; tier: string; podUid: string; allocationId: number | null; callState: CallState | null; agentVersion: string }
   | { state: 'waiting'; remainingMs: number }
   | { state: 'timed_out' };
 
@@ -220,6 +220,7 @@ export class PoolScripts {
     return {
       state: 'allocated', podName: String(reply[1]), tier: String(reply[2]), podUid: String(reply[3]),
       allocationId: allocationIdOf(reply[4]), callState: reply[5] ? (String(reply[5]) as CallState) : null,
+      agentVersion: String(reply[6] ?? ''),
     };
   }
 
