@@ -1,6 +1,6 @@
 import Ajv2020 from 'ajv/dist/2020';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import { adminRoutes } from '@smart-router/api-contract';
+import { RouteContract, adminRoutes } from '@smart-router/api-contract';
 import { PoolFixture, createPoolFixture, sharedRedisUrl } from '@smart-router/testing';
 import { bootstrap } from './main';
 
@@ -21,7 +21,7 @@ describe('admin rollout API', () => {
       headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    return { status: response.status, body: (await response.json()) as Record<string, any> };
+    return { status: response.status, body: (await response.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
   };
 
   beforeEach(async () => {
@@ -43,7 +43,7 @@ describe('admin rollout API', () => {
     await pool.close();
   });
 
-  const documented = (route: typeof adminRoutes.rollout, status: number, body: unknown) => {
+  const documented = (route: RouteContract, status: number, body: unknown) => {
     const validate = ajv.compile(route.responses[status]!.schema!);
     return validate(body) ? [] : (validate.errors ?? []).map((error) => `${error.instancePath} ${error.message}`);
   };
