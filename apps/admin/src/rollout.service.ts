@@ -1,7 +1,7 @@
 import type Redis from 'ioredis';
 import { ApiError } from '@smart-router/http';
 import { PoolMetrics, guardStore } from '@smart-router/pool-state';
-import { RolloutRevision, RolloutTarget, TierDocument, parseRollout, parseStoredRollout } from '@smart-router/allocation';
+import { MAX_ROLLOUT_VERSIONS, RolloutRevision, RolloutSpec, RolloutTarget, ScriptCode, TierDocument, parseRollout, parseStoredRollout } from '@smart-router/allocation';
 import { RedisKeys } from '@smart-router/redis-keys';
 import { RolloutScripts } from '@smart-router/redis-scripts';
 
@@ -26,6 +26,11 @@ export interface RolloutView {
   guardrail: RolloutRevision['guardrail'];
   versions: Record<string, VersionFigures>;
 }
+
+/** Compare-and-set rounds before a promote gives up (503 CONFIG_CHANGING), as for the autoscaler settings. */
+const PROMOTE_ATTEMPTS = 8;
+/** A Kubernetes label value, as parseRollout checks a target's version. */
+const VERSION = /^(?:(?:[A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/;
 
 /**
  * The split between agent versions as operators see and set it (SPEC 12).
@@ -108,6 +113,47 @@ export class AdminRolloutService {
       percent, pods: pods.length, free, live_calls: liveCalls,
       allocations: Number(stats.allocations ?? 0), spills: Number(stats.spills ?? 0), connect_timeouts: Number(stats.connect_timeouts ?? 0), releases,
     };
+  }
+
+  /**
+   * Sends 100 % of new calls to `version` from the next allocation (a new
+   * revision, event rollout.promoted); the other targets stay known at 0 %.
+   * Built on the live revision with a compare-and-set, so a concurrent PUT is
+   * never overwritten unseen. Moves no replicas (not built yet; README).
+   */
+  promote(body: unknown): Promise<RolloutView> {
+    const version = (body as { version?: unknown } | null)?.version;
+    if (typeof body !== 'object' || body === null || Array.isArray(body) || Object.keys(body).some((key) => key !== 'version')) {
+      throw ApiError.badRequest('body must be {"version": "..."}', 'INVALID_BODY');
+    }
+    if (typeof version !== 'string' || !VERSION.test(version)) throw ApiError.badRequest('version must be a Kubernetes label value', 'INVALID_VERSION');
+    return this.guard(async () => {
+      for (let attempt = 1; attempt <= PROMOTE_ATTEMPTS; attempt += 1) {
+        const [raw, known] = await Promise.all([this.redis.get(this.keys.rollout()), this.redis.sismember(this.keys.versions(), version)]);
+        const live = parseStoredRollout(raw);
+        const others = (live?.targets ?? []).filter((target) => target.version !== version);
+        if (known === 0 && others.length === (live?.targets.length ?? 0)) {
+          throw new ApiError(404, 'UNKNOWN_VERSION', `no pod carries version ${JSON.stringify(version)} and no rollout target names it`);
+        }
+        const spec: RolloutSpec = {
+          targets: [{ version, percent: 100 }, ...others.slice(0, MAX_ROLLOUT_VERSIONS - 1).map((target) => ({ version: target.version, percent: 0 }))],
+          assignment: live?.assignment ?? 'random',
+          guardrail: live?.guardrail ?? null,
+        };
+        const stored = await this.scripts.setIfLive(spec, live?.revision ?? 0, 'admin: POST /api/v1/admin/rollout/promote', 'rollout.promoted');
+        if (stored !== ScriptCode.ConfigChanged) return this.view();
+      }
+      throw ApiError.unavailable('the rollout keeps changing, retry', 'CONFIG_CHANGING');
+    });
+  }
+
+  /** Returns to the previous revision's split as a new revision (event rollout.rolled_back); 409 when there is none. */
+  rollback(): Promise<RolloutView> {
+    return this.guard(async () => {
+      const stored = await this.scripts.rollback('admin: POST /api/v1/admin/rollout/rollback');
+      if (stored === ScriptCode.NoPreviousRevision) throw new ApiError(409, 'NO_PREVIOUS_REVISION', 'the live rollout has no previous revision to return to');
+      return this.view();
+    });
   }
 
   /** Every PUT is a new revision, even one equal to the live split (its event records who set it and when). */

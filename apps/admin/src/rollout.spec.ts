@@ -80,6 +80,45 @@ describe('admin rollout API', () => {
     expect(view.body.versions.v2).toMatchObject({ free: 2, live_calls: 0, releases: { completed: 1 } });
   });
 
+  it('promote sends the next allocation to the version; rollback returns to the previous split; both are revisions with events', async () => {
+    const allocateVersion = async (callSid: string) => {
+      const result = await pool.scripts.allocate({ callSid, merchantId: '', provider: '', metadata: '', refuseTombstoned: false });
+      await pool.scripts.release(callSid, 'done');
+      return result.ok ? result.allocation.agentVersion : `refused ${result.code}`;
+    };
+    const rollback = (token = 'op-token-123456') => fetch(`${base}/api/v1/admin/rollout/rollback`, { method: 'POST', headers: { authorization: `Bearer ${token}` } })
+      .then(async (response) => ({ status: response.status, body: (await response.json()) as Record<string, any> })); // eslint-disable-line @typescript-eslint/no-explicit-any
+    const promote = (body: unknown, token = 'op-token-123456') => fetch(`${base}/api/v1/admin/rollout/promote`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+      .then(async (response) => ({ status: response.status, body: (await response.json()) as Record<string, any> })); // eslint-disable-line @typescript-eslint/no-explicit-any
+
+    // Nothing to return to yet.
+    expect(await rollback()).toMatchObject({ status: 409, body: { code: 'NO_PREVIOUS_REVISION' } });
+    await call('PUT', { targets: [{ version: 'v1', percent: 100 }, { version: 'v2', percent: 0 }], assignment: 'sticky_by_caller' });
+    expect(await allocateVersion('pr-0')).toBe('v1');
+
+    const promoted = await promote({ version: 'v2' });
+    expect(promoted.status).toBe(200);
+    expect(documented(adminRoutes.promoteRollout, 200, promoted.body)).toEqual([]);
+    expect(promoted.body).toMatchObject({ revision: 2, previous: 1, assignment: 'sticky_by_caller', targets: [{ version: 'v2', percent: 100 }, { version: 'v1', percent: 0 }] });
+    for (let index = 1; index <= 5; index += 1) expect(await allocateVersion(`pr-${index}`)).toBe('v2');
+
+    const back = await rollback();
+    expect(back.status).toBe(200);
+    expect(back.body).toMatchObject({ revision: 3, previous: 2, assignment: 'sticky_by_caller', targets: [{ version: 'v1', percent: 100 }, { version: 'v2', percent: 0 }] });
+    for (let index = 6; index <= 10; index += 1) expect(await allocateVersion(`pr-${index}`)).toBe('v1');
+
+    const events = await pool.redis.xrange(pool.keys.fleetStream(), '-', '+');
+    expect(events.map(([, fields]) => fields[fields.indexOf('type') + 1])).toEqual(['rollout.updated', 'rollout.promoted', 'rollout.rolled_back']);
+
+    // Refusals change nothing.
+    expect(await promote({ version: 'v9' })).toMatchObject({ status: 404, body: { code: 'UNKNOWN_VERSION' } });
+    expect(await promote({ version: 'v2', extra: 1 })).toMatchObject({ status: 400, body: { code: 'INVALID_BODY' } });
+    expect(await promote({ version: 'not a label' })).toMatchObject({ status: 400, body: { code: 'INVALID_VERSION' } });
+    expect(await promote({ version: 'v2' }, 'view-token-123456')).toMatchObject({ status: 403 });
+    expect(await rollback('view-token-123456')).toMatchObject({ status: 403 });
+    expect(await pool.redis.hlen(pool.keys.rolloutRevisions())).toBe(3);
+  });
+
   it.each([
     ['not an object', [1, 2], 'INVALID_BODY'],
     ['an unknown field', { targets: [{ version: 'v1', percent: 100 }], split: 1 }, 'INVALID_BODY'],

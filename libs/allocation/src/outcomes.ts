@@ -25,6 +25,8 @@ export enum ScriptCode {
   NotYourCall = -15,
   /** A release or connect by a scoped token of a call of a merchant outside its scope (SPEC 10.1): nothing changed. */
   MerchantForbidden = -16,
+  /** A rollback with no previous rollout revision to return to (SPEC 12). */
+  NoPreviousRevision = -17,
 }
 
 /**

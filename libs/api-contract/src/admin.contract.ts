@@ -243,6 +243,27 @@ export const adminRoutes = {
       ...operatorErrors,
     },
   },
+  promoteRollout: {
+    method: 'POST', path: '/api/v1/admin/rollout/promote', security: 'operator',
+    summary: 'Send 100 % of new calls to {version} from the next allocation (a new revision, event rollout.promoted; the other targets stay at 0 %); moves no replicas yet',
+    body: Type.Object({ version: Type.String({ maxLength: 63 }) }, { additionalProperties: false }),
+    responses: {
+      200: { description: 'stored: the GET document of the new revision', schema: RolloutView },
+      400: errorResponse('invalid body', 'INVALID_BODY', 'INVALID_VERSION'),
+      404: errorResponse('no pod carries the version and no target names it', 'UNKNOWN_VERSION'),
+      ...operatorErrors,
+      503: errorResponse('Redis unavailable, or the rollout kept changing under concurrent updates: retry', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED', 'CONFIG_CHANGING'),
+    },
+  },
+  rollbackRollout: {
+    method: 'POST', path: '/api/v1/admin/rollout/rollback', security: 'operator',
+    summary: "Return to the previous revision's split from the next allocation (a new revision, event rollout.rolled_back); moves no replicas yet",
+    responses: {
+      200: { description: 'stored: the GET document of the new revision', schema: RolloutView },
+      409: errorResponse('the live rollout has no previous revision', 'NO_PREVIOUS_REVISION'),
+      ...operatorErrors,
+    },
+  },
   // The SREs' read side (SPEC 9.4; apps/admin/src/event-log.controller.ts validates its query itself).
   events: {
     method: 'GET', path: '/api/v1/admin/events', summary: 'Event log over the streams (calls, pods, fleet), newest first, bounded', security: 'viewer',

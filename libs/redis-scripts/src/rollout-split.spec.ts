@@ -141,6 +141,11 @@ describe('versioned fleets: the split inside allocateCall', () => {
     expect(JSON.parse((await pool.redis.hget(pool.keys.rolloutRevisions(), '1'))!).targets).toEqual([{ version: 'v1', percent: 90 }, { version: 'v2', percent: 10 }]);
     const events = await pool.redis.xrange(pool.keys.fleetStream(), '-', '+');
     expect(events.map(([, fields]) => fields[fields.indexOf('type') + 1])).toEqual(['rollout.updated', 'rollout.updated']);
-    expect(ScriptCode.NoPod).toBe(-1);
+    // A writer that built on revision 1 is refused (it did not see revision 2), and nothing is written.
+    expect(await rollouts.setIfLive({ targets: [{ version: 'v2', percent: 100 }], assignment: 'random', guardrail: null }, 1, 'test', 'rollout.promoted')).toBe(ScriptCode.ConfigChanged);
+    expect(await pool.redis.hlen(pool.keys.rolloutRevisions())).toBe(2);
+    // Rollback returns to revision 1's split as revision 3; a second one toggles back to revision 2's.
+    const back = await rollouts.rollback('test');
+    expect(back).toMatchObject({ revision: 3, previous: 2, assignment: 'random', targets: [{ version: 'v1', percent: 90 }, { version: 'v2', percent: 10 }] });
   });
 });

@@ -415,7 +415,14 @@ describe('keys the scripts actually touch (MONITOR trace)', () => {
       // Versioned fleets (SPEC 12): a version on a pod, a rollout revision, a split allocation (shared and
       // exclusive tiers) and its release counted per version.
       await scripts.upsertPod({ name: 'voice-agent-1', uid: pool.uids.get('voice-agent-1')!, ready: true, terminating: false, metadata: {}, pinnedTier: '', term: null, version: 'v2' });
-      await new RolloutScripts(redis, keys, 1000).set({ targets: [{ version: '', percent: 50 }, { version: 'v2', percent: 50 }], assignment: 'sticky_by_caller', guardrail: null }, 'trace');
+      const rollouts = new RolloutScripts(redis, keys, 1000);
+      await rollouts.rollback('trace: nothing to return to');
+      await rollouts.set({ targets: [{ version: 'v2', percent: 100 }], assignment: 'random', guardrail: null }, 'trace');
+      await rollouts.setIfLive({ targets: [{ version: '', percent: 100 }], assignment: 'random', guardrail: null }, 0, 'trace: stale', 'rollout.promoted');
+      await rollouts.rollback('trace: nothing before revision 1');
+      await rollouts.set({ targets: [{ version: '', percent: 50 }, { version: 'v2', percent: 50 }], assignment: 'sticky_by_caller', guardrail: null }, 'trace');
+      await rollouts.rollback('trace');
+      await rollouts.set({ targets: [{ version: '', percent: 50 }, { version: 'v2', percent: 50 }], assignment: 'sticky_by_caller', guardrail: null }, 'trace');
       await scripts.allocate({ callSid: 'CA-split', merchantId: '', provider: 'twilio', metadata: '{}', refuseTombstoned: false, caller: '+15550100' });
       await scripts.allocate({ callSid: 'CA-split-shop', merchantId: 'shop', provider: 'twilio', metadata: '{}', refuseTombstoned: false });
       await scripts.release('CA-split', 'hangup');
