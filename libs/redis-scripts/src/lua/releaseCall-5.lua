@@ -36,6 +36,7 @@
     -16 the call's merchant is not in ARGV[12]: nothing changed
   Events:
     stream:calls  type=<ARGV[7]> call_sid pod tier reason at allocation_id state connected_at ('' if never connected)
+                  agent_version ('' = no version label, SPEC 12)
     stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state connected_at  (the freed pod handed to a
                   waiting request, includes/wait-queue.lua; its call_sid is published on wait:wake)
   Derived keys (pod-scoped, named by the call record, built from ARGV[4]):
@@ -129,5 +130,5 @@ if tombstoneTtl > 0 then
 end
 rcall('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'type', ARGV[7], 'call_sid', sid, 'pod', name,
   'tier', call[3] or '', 'reason', ARGV[2], 'at', ARGV[3], 'allocation_id', call[6] or '', 'state', call[7] or '',
-  'connected_at', call[9] or '')
+  'connected_at', call[9] or '', 'agent_version', call[10] or '')
 return {1, name, call[4] or ('pool:' .. (call[3] or '')), wasDraining}
