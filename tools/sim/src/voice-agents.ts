@@ -58,6 +58,9 @@ interface ProviderStream {
   streamId: string;
 }
 
+/** The providers' stream messages other than media: nothing to answer. */
+const PROVIDER_CONTROL_EVENTS = new Set(['connected', 'start', 'stop', 'mark', 'dtmf', 'playedStream', 'clearedAudio']);
+
 interface StreamMessage {
   event?: unknown;
   streamSid?: unknown;
@@ -79,7 +82,7 @@ function parseStreamMessage(text: string): StreamMessage | null {
  * `start` tells which; each inbound `media` frame is answered with one frame
  * of outbound audio in that provider's shape (Twilio `media` with the
  * streamSid, Plivo `playAudio`); `connected`, `mark`, `stop`, `dtmf` need no
- * answer. Anything else (a socket that sent no provider `start`) is echoed.
+ * answer. Anything else on a socket that sent no provider `start` is echoed.
  */
 function answerMessage(ws: WebSocket, stream: ProviderStream, data: RawData, isBinary: boolean): void {
   const message = isBinary ? null : parseStreamMessage(String(data));
@@ -87,6 +90,7 @@ function answerMessage(ws: WebSocket, stream: ProviderStream, data: RawData, isB
     if (typeof message.streamSid === 'string') Object.assign(stream, { provider: 'twilio', streamId: message.streamSid });
     else if (typeof message.start?.streamId === 'string') Object.assign(stream, { provider: 'plivo', streamId: message.start.streamId });
   }
+  if (message && typeof message.event === 'string' && PROVIDER_CONTROL_EVENTS.has(message.event)) return;
   if (stream.provider === null || !message) {
     ws.send(data, { binary: isBinary });
     return;
