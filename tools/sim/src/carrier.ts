@@ -262,7 +262,7 @@ export class SimCarrier {
   }
 
   /** A signed webhook, form-encoded (GET puts the fields in the query, as both providers do). */
-  private async webhook(call: LiveCall, method: string, url: string, fields: FormFields): Promise<Response> {
+  private async webhook(call: LiveCall, method: string, url: string, fields: FormFields, idempotencyToken = randomUUID()): Promise<Response> {
     this.counters.webhooks += 1;
     const get = method.toUpperCase() === 'GET';
     let target = url;
@@ -273,7 +273,7 @@ export class SimCarrier {
     }
     // Twilio signs the URL it requests (fields in it, for GET); Plivo signs the URL and the fields by method.
     const signing = call.provider === 'twilio'
-      ? twilioRequestHeaders(this.options.twilioAuthToken, target, get ? {} : fields)
+      ? twilioRequestHeaders(this.options.twilioAuthToken, target, get ? {} : fields, idempotencyToken)
       : plivoRequestHeaders(this.options.plivoAuthToken, method, url, fields);
     const headers: Record<string, string> = { ...signing, 'user-agent': call.provider === 'twilio' ? 'TwilioProxy/1.1' : 'PlivoHTTP/1.0 (sim)' };
     if (!get) headers['content-type'] = 'application/x-www-form-urlencoded';
@@ -293,15 +293,19 @@ export class SimCarrier {
   /** Fetches a document (answer, action, redirect); Twilio retries a failed one once, Plivo up to 3 times (SPEC 5). */
   private async fetchDocument(call: LiveCall, method: string, url: string, fields: FormFields): Promise<XmlElement> {
     const attempts = call.provider === 'twilio' ? 2 : 4;
+    // A retry is the same webhook: Twilio sends the same idempotency token again.
+    const idempotencyToken = randomUUID();
     let lastError: unknown;
     for (let attempt = 1; attempt <= attempts && !call.hungUp; attempt += 1) {
       try {
-        const response = await this.webhook(call, method, url, fields);
+        const response = await this.webhook(call, method, url, fields, idempotencyToken);
         const text = await response.text();
+        // A document that does not parse is the carrier's "application error": no retry.
         if (response.status >= 200 && response.status < 300) return parseProviderXml(text);
         lastError = new CarrierError(502, 'WEBHOOK_FAILED', `${url} answered ${response.status}`);
         if (response.status < 500) break;
       } catch (error) {
+        if (error instanceof CarrierError) throw error;
         lastError = error;
       }
     }
