@@ -4,6 +4,9 @@ import { ApiStatusError, ClusterState, PodEvent, SimPod, SimStatefulSet, TokenRe
 import { parseFieldSelector, parseLabelSelector } from './label-selector';
 import { applyPatch, PatchError } from './patch';
 
+/** Serves a request and answers true, or answers false (not one of its paths). */
+export type ExtraRoutes = (request: IncomingMessage, response: ServerResponse, url: URL) => Promise<boolean>;
+
 interface OpenWatch {
   response: ServerResponse;
   /** A stalled watch stays open but delivers nothing (a hung connection). */
@@ -82,8 +85,14 @@ export class SimApiServer {
   private server: Server | null = null;
   private readonly watches = new Set<OpenWatch>();
   requestCount = 0;
+  /** Routes served beside the Kubernetes API (the simulated carrier's `/sim/carrier/…`, SPEC 11); each answers false when not its path. */
+  private readonly extraRoutes: ExtraRoutes[] = [];
 
   constructor(private readonly state: ClusterState) {}
+
+  serve(routes: ExtraRoutes): void {
+    this.extraRoutes.push(routes);
+  }
 
   async listen(port: number, host: string): Promise<number> {
     const server = createServer((request, response) => void this.handle(request, response));
@@ -152,6 +161,7 @@ export class SimApiServer {
     this.requestCount += 1;
     const url = new URL(request.url ?? '/', 'http://sim');
     try {
+      for (const routes of this.extraRoutes) if (await routes(request, response, url)) return;
       const body = await this.route(request, response, url);
       if (body !== undefined) this.send(response, request.method === 'POST' ? 201 : 200, body);
     } catch (error) {

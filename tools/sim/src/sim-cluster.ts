@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { SimApiServer } from './api-server';
+import { ExtraRoutes, SimApiServer } from './api-server';
 import { ClusterState, ClusterTimings, DEFAULT_TIMINGS, READY_ANNOTATION, SimLease, SimPod } from './cluster';
 import { AGENT_TOKEN_AUDIENCE } from './pod-tokens';
 
@@ -53,6 +53,11 @@ export class SimCluster {
     state.createStatefulSet(name, options.replicas ?? 5, { app: name });
     if (options.kubeconfigPath) writeKubeconfig(options.kubeconfigPath, cluster.url, namespace);
     return cluster;
+  }
+
+  /** Serves more routes on the API's port (the simulated carrier, SPEC 11: every `/sim/…` endpoint is here). */
+  serve(routes: ExtraRoutes): void {
+    this.api.serve(routes);
   }
 
   async stop(): Promise<void> {

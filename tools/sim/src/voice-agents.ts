@@ -1,6 +1,6 @@
 import { createServer, IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocket, WebSocketServer } from 'ws';
+import { RawData, WebSocket, WebSocketServer } from 'ws';
 import type Redis from 'ioredis';
 import { WS_PATH } from '@smart-router/allocation';
 import { SmartRouterClient } from '@smart-router/client';
@@ -51,6 +51,55 @@ export const RELEASE_RETRY: ReleaseRetry = { firstDelayMs: 250, maxDelayMs: 5000
 /** Release answers that end the retries: done (200), already released (404), conflict (409). */
 const RELEASE_SETTLED = new Set([200, 404, 409]);
 
+
+/** Which provider's stream a socket carries, learnt from its `start` message (null: a plain socket). */
+interface ProviderStream {
+  provider: 'twilio' | 'plivo' | null;
+  streamId: string;
+}
+
+/** The providers' stream messages other than media: nothing to answer. */
+const PROVIDER_CONTROL_EVENTS = new Set(['connected', 'start', 'stop', 'mark', 'dtmf', 'playedStream', 'clearedAudio']);
+
+interface StreamMessage {
+  event?: unknown;
+  streamSid?: unknown;
+  start?: { streamId?: unknown };
+  media?: { payload?: unknown };
+}
+
+function parseStreamMessage(text: string): StreamMessage | null {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as StreamMessage) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The agent's side of a provider's media stream (SPEC 11): a Twilio or Plivo
+ * `start` tells which; each inbound `media` frame is answered with one frame
+ * of outbound audio in that provider's shape (Twilio `media` with the
+ * streamSid, Plivo `playAudio`); `connected`, `mark`, `stop`, `dtmf` need no
+ * answer. Anything else on a socket that sent no provider `start` is echoed.
+ */
+function answerMessage(ws: WebSocket, stream: ProviderStream, data: RawData, isBinary: boolean): void {
+  const message = isBinary ? null : parseStreamMessage(String(data));
+  if (message?.event === 'start') {
+    if (typeof message.streamSid === 'string') Object.assign(stream, { provider: 'twilio', streamId: message.streamSid });
+    else if (typeof message.start?.streamId === 'string') Object.assign(stream, { provider: 'plivo', streamId: message.start.streamId });
+  }
+  if (message && typeof message.event === 'string' && PROVIDER_CONTROL_EVENTS.has(message.event)) return;
+  if (stream.provider === null || !message) {
+    ws.send(data, { binary: isBinary });
+    return;
+  }
+  if (message.event !== 'media') return;
+  const payload = typeof message.media?.payload === 'string' ? message.media.payload : '';
+  if (stream.provider === 'twilio') ws.send(JSON.stringify({ event: 'media', streamSid: stream.streamId, media: { payload } }));
+  else ws.send(JSON.stringify({ event: 'playAudio', media: { contentType: 'audio/x-mulaw', sampleRate: 8000, payload } }));
+}
 
 /**
  * Stands in for the voice-agent pods' WebSocket endpoint: accepts
@@ -133,7 +182,8 @@ export class SimulatedVoiceAgents {
       void this.reportConnected(pod, callSid);
       // A frame no WebSocket may send (unmasked, reserved bits) is an 'error' here: drop that client, not the process.
       ws.on('error', () => ws.terminate());
-      ws.on('message', (data) => ws.send(data));
+      const stream: ProviderStream = { provider: null, streamId: '' };
+      ws.on('message', (data, isBinary) => answerMessage(ws, stream, data, isBinary));
       ws.on('close', () => {
         this.open.delete(key);
         void this.release(pod, callSid);
