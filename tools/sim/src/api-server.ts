@@ -310,6 +310,12 @@ export class SimApiServer {
   }
 
   private deletePod(name: string, url: URL, body: unknown): SimPod {
+    // DeleteOptions.preconditions.uid, as the real API server: delete only that incarnation (409 otherwise).
+    const uid = (body as { preconditions?: { uid?: string } })?.preconditions?.uid;
+    const current = this.state.getPod(name);
+    if (uid && current && current.metadata.uid !== uid) {
+      throw new ApiStatusError(409, 'Conflict', `Precondition failed: UID in precondition: ${uid}, UID in object meta: ${current.metadata.uid}`);
+    }
     const fromBody = (body as { gracePeriodSeconds?: number })?.gracePeriodSeconds;
     const fromQuery = url.searchParams.get('gracePeriodSeconds');
     const seconds = fromQuery !== null ? Number(fromQuery) : fromBody;
