@@ -211,6 +211,19 @@ describe('liveness scripts (SPEC 11)', () => {
     expect(await pool.scripts.checkInvariants()).toEqual([]);
   });
 
+  it('judges nobody while every enrolled pod is silent at once (the router side is the likelier fault), and resumes after a heartbeat', async () => {
+    for (const pod of ['voice-agent-1', 'voice-agent-3', 'voice-agent-4']) {
+      await liveness.recordHeartbeat(pod, []);
+      await silence(pod, 7000);
+    }
+    expect(await liveness.checkLiveness(THRESHOLDS)).toMatchObject({ transitions: [], disrupted: true });
+    expect(await podLiveness('voice-agent-3')).toBe('live');
+    await liveness.recordHeartbeat('voice-agent-1', []);
+    const step = await liveness.checkLiveness(THRESHOLDS);
+    expect(step.disrupted).toBe(false);
+    expect(step.transitions.map((transition) => [transition.pod, transition.state]).sort()).toEqual([['voice-agent-3', 'dead'], ['voice-agent-4', 'dead']]);
+  });
+
   it('the invariants flag a suspect or dead pod found available', async () => {
     await liveness.recordHeartbeat('voice-agent-3', []);
     await silence('voice-agent-3', 4100);

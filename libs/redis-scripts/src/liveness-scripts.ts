@@ -75,8 +75,12 @@ export class LivenessScripts {
     return { ok: true, liveness: String(liveness) as 'live' | 'dead', unknownCalls: JSON.parse(String(unknown)) as string[], at: Number(at) };
   }
 
-  /** One liveness step: suspect and dead transitions of silent pods (and unenrolment of gone or replaced ones). */
-  async checkLiveness(thresholds: LivenessThresholds, batch = LIVENESS_BATCH): Promise<{ transitions: LivenessTransition[]; unenrolled: number; now: number }> {
+  /**
+   * One liveness step: suspect and dead transitions of silent pods (and
+   * unenrolment of gone or replaced ones). `disrupted`: every enrolled pod
+   * (two or more) was silent, so nobody was judged (checkLiveness-6.lua).
+   */
+  async checkLiveness(thresholds: LivenessThresholds, batch = LIVENESS_BATCH): Promise<{ transitions: LivenessTransition[]; unenrolled: number; now: number; disrupted: boolean }> {
     const k = this.keys;
     const reply = (await this.script('checkLiveness')(
       k.heartbeats(), k.pods(), k.tierConfig(), k.callStream(), k.activeCalls(), k.callMedia(),
@@ -84,7 +88,7 @@ export class LivenessScripts {
     )) as (string | number)[];
     const transitions = (JSON.parse(String(reply[1])) as [string, 'suspect' | 'dead', string, number][])
       .map(([pod, state, uid, callsEnded]) => ({ pod, state, uid, callsEnded: Number(callsEnded) }));
-    return { transitions, unenrolled: Number(reply[2]), now: Number(reply[3]) };
+    return { transitions, unenrolled: Number(reply[2]), now: Number(reply[3]), disrupted: Number(reply[4]) === 1 };
   }
 
   /** Ends connected calls whose media_in has not advanced for `stallMs` (0 = off: only prunes). */

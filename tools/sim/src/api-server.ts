@@ -83,6 +83,9 @@ export class SimApiServer {
   private readonly watches = new Set<OpenWatch>();
   requestCount = 0;
 
+  /** The simulated voice agents, when this process runs them: `POST /sim/agents/{pod}/freeze|thaw|crash` (SPEC 11). */
+  agents: { fault(pod: string, action: 'freeze' | 'thaw' | 'crash'): unknown } | null = null;
+
   constructor(private readonly state: ClusterState) {}
 
   async listen(port: number, host: string): Promise<number> {
@@ -206,7 +209,16 @@ export class SimApiServer {
       }
     }
 
-    let match = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(path);
+    let match = /^\/sim\/agents\/([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/(freeze|thaw|crash)$/.exec(path);
+    if (match) {
+      if (method !== 'POST') throw new ApiStatusError(405, 'MethodNotAllowed', `${method} is not supported on ${path}`);
+      if (!this.agents) throw new ApiStatusError(404, 'NotFound', 'no simulated voice agents run in this process');
+      if (!this.state.getPod(match[1])) throw new ApiStatusError(404, 'NotFound', `pods "${match[1]}" not found`);
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(this.agents.fault(match[1], match[3] as 'freeze' | 'thaw' | 'crash')));
+      return undefined;
+    }
+
+    match = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(path);
     if (match && method === 'GET') {
       if (match[1] !== ns) throw new ApiStatusError(404, 'NotFound', `namespaces "${match[1]}" not found`);
       return this.namespaceObject();

@@ -9,6 +9,12 @@
   An enrolled pod that left the pod index, or was replaced under its name
   (new UID, no heartbeat yet), is unenrolled: its successor is watched from
   its own first heartbeat. Bounded: at most ARGV[5] silent pods per run.
+  Disruption guard: when every enrolled pod (two or more) is silent at once,
+  the likelier fault is ours (allocation-api down, a network split between
+  the agents and the router), not every agent at the same moment, so nobody
+  is judged in that run (as Kubernetes' node lifecycle controller stops
+  evicting in a full disruption); the first heartbeat that gets through
+  ends it.
 
   Input:
     KEYS[1] heartbeat zset            heartbeats
@@ -23,7 +29,7 @@
     ARGV[4] stream MAXLEN (approximate trim)
     ARGV[5] most silent pods to look at in this run
   Output:
-    {1, transitions JSON [[pod, 'suspect'|'dead', uid, calls ended], ...], unenrolled count, now (Redis ms)}
+    {1, transitions JSON [[pod, 'suspect'|'dead', uid, calls ended], ...], unenrolled count, now (Redis ms), disrupted (0|1)}
   Events:
     stream:calls  type=pod.suspect pod tier silent_ms active_calls at
     stream:calls  type=pod.dead pod tier silent_ms calls at  (calls = how many were on it)
@@ -44,6 +50,10 @@ local rcall = redis.call
 local P = cjson.decode(ARGV[3])
 local now = redisNowMs()
 local suspectMs, deadMs = tonumber(ARGV[1]), tonumber(ARGV[2])
+local enrolled = rcall('ZCARD', KEYS[1])
+if enrolled >= 2 and rcall('ZCOUNT', KEYS[1], '-inf', now - suspectMs) == enrolled then
+  return {1, '[]', 0, now, 1}
+end
 local silent = rcall('ZRANGEBYSCORE', KEYS[1], '-inf', now - suspectMs, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[5]))
 local transitions = {}
 local unenrolled = 0
@@ -83,4 +93,4 @@ for i = 1, #silent, 2 do
     end
   end
 end
-return {1, encodeList(transitions), unenrolled, now}
+return {1, encodeList(transitions), unenrolled, now, 0}
