@@ -71,6 +71,8 @@ describe('liveness scripts (SPEC 11)', () => {
   it('silent for HEARTBEAT_SUSPECT_MS: suspect, out of its pool, its calls untouched; a heartbeat makes it live again', async () => {
     const busy = await allocate('CA-busy');
     const idle = ['voice-agent-1', 'voice-agent-3', 'voice-agent-4'].find((pod) => pod !== busy.podName)!;
+    // A third enrolled pod keeps heartbeating: with every enrolled pod silent nobody would be judged (disruption guard).
+    await liveness.recordHeartbeat('voice-agent-0', []);
     await liveness.recordHeartbeat(idle, []);
     await liveness.recordHeartbeat(busy.podName, [{ callSid: 'CA-busy', allocationId: busy.allocationId, mediaIn: 3, mediaOut: 3 }]);
     await silence(idle, 4100);
@@ -157,6 +159,11 @@ describe('liveness scripts (SPEC 11)', () => {
     await pool.scripts.upsertPod({ name: 'voice-agent-3', uid: randomUUID(), ready: true, terminating: false, metadata: {}, pinnedTier: '', term: null });
     expect(await podLiveness('voice-agent-3')).toBe('unknown');
     expect(await available('standard')).toEqual(expect.arrayContaining(['voice-agent-3', 'voice-agent-4']));
+    // The new incarnation's first heartbeat: live, in its pool, no pod.live (it was never dead).
+    expect(await liveness.recordHeartbeat('voice-agent-3', [])).toMatchObject({ ok: true, liveness: 'live' });
+    expect(await podLiveness('voice-agent-3')).toBe('live');
+    expect(await available('standard')).toContain('voice-agent-3');
+    expect((await events(pool)).filter((event) => event.type === 'pod.live')).toEqual([]);
     // The replaced voice-agent-4 is silent under its predecessor's heartbeat: unenrolled, never suspected.
     await silence('voice-agent-4', 4100);
     expect(await liveness.checkLiveness(THRESHOLDS)).toMatchObject({ transitions: [], unenrolled: 1 });

@@ -140,3 +140,33 @@ describe('voice-agent liveness (SPEC 11)', () => {
     expect(await scripts.checkInvariants()).toEqual([]);
   }, 30000);
 });
+
+describe('a crashed voice agent (SPEC 11)', () => {
+  it('releases nothing; its pod is dead after HEARTBEAT_DEAD_MS, its call ends (agent_dead), and a recreated pod starts unjudged', async () => {
+    sequence += 1;
+    const sid = `hb-crashed-${sequence}`;
+    const allocated = await post('/api/v1/allocate', { call_sid: sid });
+    expect(allocated.status).toBe(200);
+    const pod = allocated.body.pod_name as string;
+    const socket = await connect(allocated.body.ws_url as string);
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    const releasesBefore = stack.agents.releases;
+    const crashedAt = Date.now();
+    await fault(pod, 'crash');
+    await closed;
+    // Nobody released the call: the router learns of the crash only from the silence.
+    expect(await redis.hget(stack.keys.call(sid), 'pod_name')).toBe(pod);
+    await waitFor(async () => (await liveness(pod)) === 'dead', { timeoutMs: 10000, what: `${pod} declared dead` });
+    expect(Date.now() - crashedAt).toBeLessThan(9000);
+    expect(await redis.exists(stack.keys.call(sid))).toBe(0);
+    expect((await events('call.released')).filter((event) => event.call_sid === sid)).toEqual([expect.objectContaining({ reason: 'agent_dead' })]);
+    expect(stack.agents.releases).toBe(releasesBefore);
+
+    // The pod is replaced (what HEARTBEAT_DEAD_ACTION=delete does): the new incarnation's agent heartbeats and is live.
+    const oldUid = stack.sim.getPod(pod)?.metadata.uid;
+    stack.sim.deletePod(pod);
+    await waitFor(() => { const uid = stack.sim.getPod(pod)?.metadata.uid; return Boolean(uid && uid !== oldUid && stack.sim.isReady(pod)); }, { timeoutMs: 10000, what: `${pod} recreated` });
+    await waitFor(async () => (await redis.hget(stack.keys.pod(pod), 'heartbeat_uid')) === stack.sim.getPod(pod)?.metadata.uid, { timeoutMs: 10000, what: 'the new incarnation heartbeating' });
+    expect(await scripts.checkInvariants()).toEqual([]);
+  }, 40000);
+});

@@ -50,6 +50,8 @@ local uid = pod[1] or ''
 local state = nil
 if pod[3] == uid then
   state = pod[2]
+elseif pod[2] then
+  rcall('HDEL', P.pod .. name, 'liveness', 'liveness_since', 'dead_calls')
 end
 
 local unknown = {}
