@@ -104,6 +104,9 @@ export const KEY_ACCESS: Record<KeyBuilder, Grants> = {
   autoscalerConfig: FLEET,
   autoscalerState: FLEET,
   fleetLock: { reconciler: 'rw' },
+  // Heartbeats (SPEC 11): allocation-api records them, the reconciler's liveness job reads and prunes them (admin reads liveness from the pod hash).
+  heartbeats: { 'allocation-api': 'rw', reconciler: 'rw' },
+  callMedia: { 'allocation-api': 'rw', reconciler: 'rw' },
   // BullMQ's queue: admin enqueues a manual reconcile, the reconciler runs every job.
   bullPrefix: { admin: 'rw', reconciler: 'rw' },
 };

@@ -38,6 +38,8 @@ describe('RedisKeys', () => {
     expect(keys.waitMerchant('acme')).toBe('voice:wait:merchant:acme');
     expect(keys.waitChannel()).toBe('voice:wait:wake');
     expect(keys.merchantCalls('acme')).toBe('voice:merchant:calls:acme');
+    expect(keys.heartbeats()).toBe('voice:heartbeats');
+    expect(keys.callMedia()).toBe('voice:calls:media');
   });
 
   it('keeps a hash-tag prefix at the front of every key', () => {

@@ -45,6 +45,8 @@
  * | autoscaler:config            | STRING | autoscaler settings JSON (PUT /api/v1/admin/autoscaler)   |
  * | autoscaler:state             | HASH   | surplus_since, desired, free, waiting, last_decision JSON |
  * | stream:fleet                 | STREAM | fleet decisions and scale events                         |
+ * | heartbeats                   | ZSET   | enrolled pods (SPEC 11): pod name -> its last heartbeat, Redis-clock ms; the liveness job reads the silent ones |
+ * | calls:media                  | ZSET   | connected calls an agent reports: call_sid -> Redis ms its media_in last advanced (MEDIA_STALL_SECONDS) |
  * | bull                         | prefix | BullMQ queues (`{prefix}bull:<queue>:...`)               |
  */
 export class RedisKeys {
@@ -181,6 +183,23 @@ export class RedisKeys {
   }
   autoscalerState(): string {
     return `${this.prefix}autoscaler:state`;
+  }
+  /**
+   * Pods that have sent a heartbeat (SPEC 11), scored by its Redis-clock time
+   * (ms): the liveness job reads only the silent ones (ZRANGEBYSCORE), never
+   * every pod. A pod's liveness itself is on its `pod:{name}` hash
+   * (`liveness`, `liveness_uid`, `heartbeat_at`, `dead_calls`).
+   */
+  heartbeats(): string {
+    return `${this.prefix}heartbeats`;
+  }
+  /**
+   * Connected calls whose agent reports media counters, scored by when
+   * `media_in` last advanced (Redis-clock ms); the counters are on the call
+   * hash (`media_in`, `media_out`, `media_in_at`).
+   */
+  callMedia(): string {
+    return `${this.prefix}calls:media`;
   }
   /** BullMQ's own prefix; it appends `:<queue>:<suffix>` itself. */
   bullPrefix(): string {

@@ -3,3 +3,4 @@ export * from './redis-connection';
 export * from './pool-scripts';
 export * from './fleet-scripts';
 export * from './webhook-replay-scripts';
+export * from './liveness-scripts';

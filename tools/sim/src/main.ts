@@ -58,7 +58,12 @@ async function main(): Promise<void> {
       allocationApiUrl: env.ALLOCATION_API_URL,
       podOfCall: callOwnerInRedis(client, keys),
       podExists: (pod) => Boolean(cluster.getPod(pod)),
+      // SPEC 11: off unless set (compose sets 2000, as npm start does).
+      heartbeatIntervalMs: Number(env.HEARTBEAT_INTERVAL_MS ?? 0),
+      pods: () => cluster.listPods().filter((pod) => !pod.metadata.deletionTimestamp).map((pod) => pod.metadata.name),
+      podUid: (pod) => cluster.getPod(pod)?.metadata.uid,
     });
+    cluster.attachAgents(agents);
     await agents.start();
   }
   // The simulated carrier (SPEC 11) calls the router where providers would: PUBLIC_BASE_URL, signing with the

@@ -69,6 +69,11 @@ export class SimCluster {
     return this.state.getPod(name);
   }
 
+  /** Serve `POST /sim/agents/{pod}/freeze|thaw|crash` (SPEC 11) for these voice agents. */
+  attachAgents(agents: { fault(pod: string, action: 'freeze' | 'thaw' | 'crash'): unknown }): void {
+    this.api.agents = agents;
+  }
+
   listPods(): SimPod[] {
     return this.state.listPods(this.namespace);
   }

@@ -247,7 +247,12 @@ export class LocalStack {
       allocationApiUrl: this.url('allocation-api'),
       podOfCall: callOwnerInRedis(redis, this.keys),
       podExists: (pod) => Boolean(this.sim.getPod(pod)),
+      // SPEC 11: heartbeats on (HEARTBEAT_INTERVAL_MS, 2000 by default here; 0 turns them off).
+      heartbeatIntervalMs: heartbeatIntervalOf(this.options.env),
+      pods: () => this.sim.listPods().filter((pod) => !pod.metadata.deletionTimestamp).map((pod) => pod.metadata.name),
+      podUid: (pod) => this.sim.getPod(pod)?.metadata.uid,
     });
+    this.sim.attachAgents(this.agents);
     await this.agents.start();
     // Every in-process listener binds before the (slow) app starts: a port picked free is taken at once.
     this.gateway = new Gateway({
@@ -304,6 +309,7 @@ export class LocalStack {
       PUBLIC_BASE_URL: this.options.env?.PUBLIC_BASE_URL ?? this.url('gateway'),
       ALLOCATION_API_URL: this.url('allocation-api'),
       VOICE_AGENTS_PORT: String(this.ports.voiceAgents),
+      HEARTBEAT_INTERVAL_MS: String(heartbeatIntervalOf(this.options.env)),
       REDIS_URL: this.redisUrl,
     };
   }
@@ -485,4 +491,14 @@ export class LocalStack {
   get redisServerHandle(): RedisServer | null {
     return this.redisServer;
   }
+}
+
+/**
+ * How often the simulated voice agents heartbeat (SPEC 11): `HEARTBEAT_INTERVAL_MS` from the
+ * stack's env, else off (0). `npm start` (main.ts) turns it on at 2000 unless the shell says
+ * otherwise; tests opt in, so a test that restarts allocation-api is not also a liveness test.
+ */
+export function heartbeatIntervalOf(env: Record<string, string> | undefined): number {
+  const value = Number(env?.HEARTBEAT_INTERVAL_MS ?? 0);
+  return Number.isFinite(value) && value > 0 ? value : 0;
 }
