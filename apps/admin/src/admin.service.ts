@@ -80,6 +80,7 @@ export class AdminService {
         is_leader: watcher.leader !== null,
         pools,
         draining: await this.repository.draining(pods),
+        liveness: await this.repository.liveness(pods),
         pods: pods.length,
         subsystems,
       };

@@ -16,7 +16,7 @@ import { bootstrap } from './main';
 
 async function startAdmin(pool: PoolFixture, extra: Record<string, string> = {}) {
   const app: NestFastifyApplication = await bootstrap({
-    REDIS_URL: extra.REDIS_URL ?? sharedRedisUrl(), REDIS_PREFIX: pool.keys.prefix, HTTP_PORT: '0', LOG_LEVEL: 'error', ...extra,
+    REDIS_URL: extra.REDIS_URL ?? sharedRedisUrl(), REDIS_PREFIX: pool.keys.prefix, HTTP_PORT: '0', LOG_LEVEL: 'error', ALLOW_UNAUTHENTICATED: 'true', ...extra,
   });
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : 0;

@@ -1,5 +1,7 @@
 import type Redis from 'ioredis';
 import { RedisKeys } from '@smart-router/redis-keys';
+import { Liveness } from '@smart-router/redis-scripts';
+import { livenessFrom } from './pool-state.repository';
 
 /** Pods listed per request at most: the dashboard table, not a bulk export. */
 export const POD_LIST_LIMIT = 2000;
@@ -14,6 +16,8 @@ export interface PodRow {
   draining: boolean;
   /** Drained for removal by a fleet scale-down (SPEC 9.1). */
   pending_removal: boolean;
+  /** Voice-agent liveness by heartbeats (SPEC 11). */
+  liveness: Liveness;
   status: string;
   active_calls: number;
   /** Last change of the pod record (upsert), ms since the epoch. */
@@ -55,6 +59,7 @@ export class PodListRepository {
         terminating: info.terminating === '1',
         draining: Number(value(i * FIELDS + 2)) > 0,
         pending_removal: value(i * FIELDS + 4) === 1,
+        liveness: livenessFrom([info.liveness ?? null, info.heartbeat_uid ?? null, info.uid ?? null, info.heartbeat_at ?? null]),
         status: info.status ?? 'unknown',
         active_calls: Number(value(i * FIELDS + 3)),
         updated_at: info.updated_at ? Number(info.updated_at) : null,

@@ -3,6 +3,7 @@ import { POD_STREAM_GROUP } from '@smart-router/events';
 import { TierDocument, fromTierDocument } from '@smart-router/allocation';
 import { TierConfig } from '@smart-router/config';
 import { RedisKeys } from '@smart-router/redis-keys';
+import { Liveness, livenessOf } from '@smart-router/redis-scripts';
 
 export interface TierView {
   type: string;
@@ -77,6 +78,22 @@ export class PoolStateRepository {
     });
   }
 
+  /** SPEC 11: the pods whose voice agent is suspect or dead (pods never heartbeated are neither). */
+  async liveness(pods: string[]): Promise<{ suspect: string[]; dead: string[] }> {
+    const answer = { suspect: [] as string[], dead: [] as string[] };
+    if (pods.length === 0) return answer;
+    const pipeline = this.redis.pipeline();
+    for (const pod of pods) pipeline.hmget(this.keys.pod(pod), ...LIVENESS_FIELDS);
+    const replies = (await pipeline.exec()) ?? [];
+    pods.forEach((pod, index) => {
+      const [error, fields] = replies[index] ?? [new Error('missing pipeline answer')];
+      if (error) throw error;
+      const state = livenessFrom(fields as (string | null)[]);
+      if (state === 'suspect' || state === 'dead') answer[state].push(pod);
+    });
+    return answer;
+  }
+
   /** Allocations waiting for a pod, across every replica (SPEC 9.1). */
   async waitingCount(): Promise<number> {
     return this.redis.zcard(this.keys.waitQueue());
@@ -88,7 +105,7 @@ export class PoolStateRepository {
 
   async pod(name: string): Promise<Record<string, unknown> | null> {
     if (!(await this.redis.sismember(this.keys.pods(), name))) return null;
-    const [info, tier, held, removing, lease, calls, metadata] = await Promise.all([
+    const [info, tier, held, removing, lease, calls, metadata, [seconds, micros]] = await Promise.all([
       this.redis.hgetall(this.keys.pod(name)),
       this.redis.get(this.keys.podTier(name)),
       this.redis.exists(...this.keys.holdMarks(name)),
@@ -96,7 +113,11 @@ export class PoolStateRepository {
       this.redis.get(this.keys.lease(name)),
       this.redis.smembers(this.keys.podCalls(name)),
       this.redis.hget(this.keys.podMetadata(), name),
+      // The heartbeat's age on the clock it was recorded with (Redis's), not this host's.
+      this.redis.time(),
     ]);
+    const heartbeatAt = info.heartbeat_at ? Number(info.heartbeat_at) : null;
+    const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
     return {
       pod_name: name,
       tier,
@@ -108,6 +129,9 @@ export class PoolStateRepository {
       // removal (SPEC 9.1), which `pending_removal` shows apart.
       draining: held > 0,
       pending_removal: removing === 1,
+      liveness: livenessFrom(LIVENESS_FIELDS.map((field) => info[field] ?? null)),
+      last_heartbeat_at: heartbeatAt,
+      last_heartbeat_age_ms: heartbeatAt === null ? null : Math.max(0, now - heartbeatAt),
       allocated_call_sid: info.allocated_call_sid ?? null,
       allocated_at: info.allocated_at ? Number(info.allocated_at) : null,
       source_pool: info.source_pool ?? null,
@@ -189,4 +213,11 @@ function callView(callSid: string, record: Record<string, string>): Record<strin
     connect_deadline: record.connect_deadline ? Number(record.connect_deadline) : null,
     metadata: record.metadata ? (JSON.parse(record.metadata) as unknown) : null,
   };
+}
+
+/** The pod hash fields a pod's liveness is read from (SPEC 11; written by the liveness scripts). */
+export const LIVENESS_FIELDS = ['liveness', 'heartbeat_uid', 'uid', 'heartbeat_at'] as const;
+
+export function livenessFrom([liveness, heartbeatUid, uid, heartbeatAt]: readonly (string | null)[]): Liveness {
+  return livenessOf({ liveness, heartbeatUid, uid, heartbeatAt });
 }

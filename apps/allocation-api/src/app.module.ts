@@ -1,11 +1,15 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { CachedAgentTokens, CallerAuthenticator, HealthModule, MetricsController } from '@smart-router/http';
 import { TokenReviewRepository, loadKubeConfig } from '@smart-router/kube';
-import { PoolScripts, } from '@smart-router/redis-scripts';
-import { PoolStateModule, redisReadiness } from '@smart-router/pool-state';
+import type Redis from 'ioredis';
+import { LivenessScripts, PoolScripts } from '@smart-router/redis-scripts';
+import { RedisKeys } from '@smart-router/redis-keys';
+import { PoolMetrics, PoolStateModule, REQUEST_REDIS, redisReadiness, replicationLimits } from '@smart-router/pool-state';
 import { Telemetry } from '@smart-router/telemetry';
 import { AllocationApiConfig } from './allocation-api.config';
 import { AllocationController } from './allocation.controller';
+import { HeartbeatController } from './heartbeat.controller';
+import { HeartbeatService } from './heartbeat.service';
 import { MediaAuthController } from './media-auth.controller';
 import { OpenApiController } from './openapi.controller';
 
@@ -18,8 +22,20 @@ export class AppModule {
         PoolStateModule.forRoot(config.common, telemetry, 'allocation-api'),
         HealthModule.forRoot({ inject: [PoolScripts], useFactory: (scripts: PoolScripts) => [redisReadiness(scripts)] } as never),
       ],
-      controllers: [AllocationController, MediaAuthController, OpenApiController, MetricsController],
-      providers: [{ provide: CallerAuthenticator, useValue: callerAuthenticator(config) }],
+      controllers: [AllocationController, HeartbeatController, MediaAuthController, OpenApiController, MetricsController],
+      providers: [
+        { provide: CallerAuthenticator, useValue: callerAuthenticator(config) },
+        {
+          provide: HeartbeatService,
+          inject: [REQUEST_REDIS, RedisKeys, PoolMetrics],
+          useFactory: (redis: Redis, keys: RedisKeys, metrics: PoolMetrics) =>
+            new HeartbeatService(
+              new LivenessScripts(redis, keys, config.common.streamMaxLen, replicationLimits(config.common.redis, (script) => metrics.notReplicated.add(1, { script }))),
+              metrics,
+              telemetry,
+            ),
+        },
+      ],
     };
   }
 }

@@ -5,7 +5,7 @@ import { notReplicatedCounter, redisReadiness, replicationLimits } from '@smart-
 import { HealthModule, MetricsController, ReadinessCheck } from '@smart-router/http';
 import { loadKubeConfig } from '@smart-router/kube';
 import { RedisKeys } from '@smart-router/redis-keys';
-import { FleetScripts, PoolScripts, createRedis } from '@smart-router/redis-scripts';
+import { FleetScripts, LivenessScripts, PoolScripts, createRedis } from '@smart-router/redis-scripts';
 import { JsonLogger, Telemetry } from '@smart-router/telemetry';
 import { PodStreamConsumer } from './pod-stream.consumer';
 import { PoolReconcileService } from './pool-reconcile.service';
@@ -14,6 +14,7 @@ import { ReconcilerJobs } from './reconciler.jobs';
 import { FleetService } from './fleet.service';
 import { ReconcilerService } from './reconciler.service';
 import { PrimaryWatch } from './primary-watch';
+import { KubePodDeleter, LivenessJob } from './liveness.job';
 
 const STATE_REDIS = Symbol('STATE_REDIS');
 const STREAM_REDIS = Symbol('STREAM_REDIS');
@@ -102,10 +103,19 @@ export class AppModule {
             new FleetService(redis, keys, new FleetScripts(redis, keys, config.fleet.statefulSet, config.common.streamMaxLen, replication), kube, config.namespace, config.fleet, 10000, logger),
         },
         {
+          provide: LivenessJob,
+          inject: [STATE_REDIS, KubeConfig],
+          useFactory: (redis: Redis, kube: KubeConfig) =>
+            new LivenessJob(
+              redis, keys, new LivenessScripts(redis, keys, config.common.streamMaxLen, replication), config.liveness,
+              config.liveness.deadAction === 'delete' ? new KubePodDeleter(kube, config.namespace) : null, telemetry, logger,
+            ),
+        },
+        {
           provide: ReconcilerJobs,
-          inject: [PoolReconcileService, FleetService, PrimaryWatch],
-          useFactory: (reconcile: PoolReconcileService, fleet: FleetService, watch: PrimaryWatch) =>
-            new ReconcilerJobs(config.common.redis, keys, reconcile, fleet, config.jobIntervalScale, telemetry, logger, watch),
+          inject: [PoolReconcileService, FleetService, PrimaryWatch, LivenessJob],
+          useFactory: (reconcile: PoolReconcileService, fleet: FleetService, watch: PrimaryWatch, liveness: LivenessJob) =>
+            new ReconcilerJobs(config.common.redis, keys, reconcile, fleet, config.jobIntervalScale, telemetry, logger, watch, liveness),
         },
         {
           provide: PodStreamConsumer,

@@ -18,6 +18,34 @@ export interface ReconcilerConfig {
   otlpEndpoint?: string;
   /** The voice-agent StatefulSet and the autoscaler's defaults (AUTOSCALER_*). */
   fleet: FleetSettings;
+  /** Voice-agent liveness (SPEC 11). */
+  liveness: LivenessSettings;
+}
+
+/** What the liveness job does with a dead pod beyond ending its calls: `keep` it, or `delete` it through the Kubernetes API. */
+export type DeadAction = 'keep' | 'delete';
+
+export interface LivenessSettings {
+  /** HEARTBEAT_SUSPECT_MS: an enrolled pod silent this long gets no new call. */
+  suspectMs: number;
+  /** HEARTBEAT_DEAD_MS: silent this long, the pod is dead and its calls are recovered. */
+  deadMs: number;
+  /** HEARTBEAT_DEAD_ACTION. */
+  deadAction: DeadAction;
+  /** MEDIA_STALL_SECONDS in ms (0 = off). */
+  mediaStallMs: number;
+}
+
+export function readLivenessSettings(env: EnvReader): LivenessSettings {
+  const suspectMs = env.int('HEARTBEAT_SUSPECT_MS', 4000, { min: 100 });
+  const deadMs = env.int('HEARTBEAT_DEAD_MS', 6000, { min: 100 });
+  if (deadMs <= suspectMs) throw new ConfigError('HEARTBEAT_DEAD_MS', `must be greater than HEARTBEAT_SUSPECT_MS (${suspectMs})`);
+  return {
+    suspectMs,
+    deadMs,
+    deadAction: env.oneOf('HEARTBEAT_DEAD_ACTION', 'keep', ['keep', 'delete'] as const),
+    mediaStallMs: env.int('MEDIA_STALL_SECONDS', 0, { min: 0, max: 3600 }) * 1000,
+  };
 }
 
 export function readReconcilerConfig(env = new EnvReader()): ReconcilerConfig {
@@ -33,6 +61,7 @@ export function readReconcilerConfig(env = new EnvReader()): ReconcilerConfig {
     jobIntervalScale: Number(env.string('JOB_INTERVAL_SCALE', '1')),
     otlpEndpoint: env.optionalString('OTEL_EXPORTER_OTLP_ENDPOINT'),
     fleet: readFleetSettings(env),
+    liveness: readLivenessSettings(env),
   };
 }
 

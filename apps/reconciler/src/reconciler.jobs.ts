@@ -9,6 +9,7 @@ import type { ConnectionOptions } from 'bullmq';
 import { Telemetry, inSpan } from '@smart-router/telemetry';
 import { PoolReconcileService } from './pool-reconcile.service';
 import { FleetService } from './fleet.service';
+import { LivenessJob } from './liveness.job';
 
 type Handler = () => Promise<unknown>;
 
@@ -33,7 +34,8 @@ export class ReconcilerJobs {
     private readonly telemetry: Telemetry,
     private readonly logger: LoggerService,
     /** Failover detection rides on the data-loss check's schedule (see PrimaryWatch). */
-    primary?: { check(): Promise<boolean> },
+    primary: { check(): Promise<boolean> } | undefined,
+    liveness: LivenessJob,
   ) {
     this.handlers = {
       [JOBS.fullReconcile.name]: () => reconcile.fullReconcile('scheduled'),
@@ -42,6 +44,7 @@ export class ReconcilerJobs {
       [JOBS.staleCallReaper.name]: () => reconcile.reapStaleCalls(),
       [JOBS.fleetStep.name]: () => fleet.tick(),
       [JOBS.connectTimeout.name]: () => reconcile.releaseUnconnectedCalls(),
+      [JOBS.liveness.name]: () => liveness.run(),
     };
     // Boot fails if a scheduled job has no handler.
     for (const name of JOB_NAMES) if (!this.handlers[name]) throw new Error(`job ${name} has no handler`);

@@ -22,6 +22,11 @@ export const TierView = open({
   load: Type.Record(Type.String(), Type.Integer(), { description: 'active calls per assigned pod' }),
 });
 
+/** SPEC 11: live, suspect or dead by heartbeats; unknown = the pod's agent never heartbeated (not enrolled). */
+const LivenessState = Type.Union([Type.Literal('live'), Type.Literal('suspect'), Type.Literal('dead'), Type.Literal('unknown')], {
+  description: 'voice-agent liveness by heartbeats (SPEC 11); unknown = never heartbeated',
+});
+
 export const StatusResponse = open({
   status: Type.Literal('up'),
   active_calls: Type.Integer(),
@@ -30,6 +35,10 @@ export const StatusResponse = open({
   draining: Type.Array(Type.String()),
   pods: Type.Integer(),
   waiting: Type.Integer({ description: 'allocations waiting for a pod (wait_ms), across every replica' }),
+  liveness: Type.Object({
+    suspect: Type.Array(Type.String(), { description: 'enrolled pods silent past HEARTBEAT_SUSPECT_MS: no new calls, their calls untouched' }),
+    dead: Type.Array(Type.String(), { description: 'pods silent past HEARTBEAT_DEAD_MS: their calls recovered, out of their pools until a clean heartbeat' }),
+  }, { description: 'voice-agent liveness (SPEC 11); pods not listed are live or never heartbeated' }),
   subsystems: open({
     redis: Type.Literal('ok'),
     watcher: open({ leader: nullable(Type.String()), term: Type.Optional(Type.Number()), renewed_at: Type.Optional(Type.Number()) }),
@@ -50,6 +59,9 @@ export const PodResponse = open({
   ready: Type.Boolean(),
   terminating: Type.Boolean(),
   draining: Type.Boolean(),
+  liveness: LivenessState,
+  last_heartbeat_at: nullable(Type.Number({ description: 'last heartbeat, ms since the Unix epoch (Redis clock); null = never' })),
+  last_heartbeat_age_ms: nullable(Type.Number({ description: 'how long ago that was, ms (Redis clock)' })),
   allocated_call_sid: nullable(Type.String()),
   allocated_at: nullable(Type.Number()),
   source_pool: nullable(Type.String()),
@@ -116,6 +128,7 @@ const PodRow = open({
   pod_name: Type.String(), tier: nullable(Type.String()), uid: nullable(Type.String()), ready: Type.Boolean(), terminating: Type.Boolean(),
   draining: Type.Boolean({ description: "held out of its pool: an operator's drain or a scale-down draining it for removal" }),
   pending_removal: Type.Boolean({ description: 'drained for removal by a fleet scale-down (SPEC 9.1)' }),
+  liveness: LivenessState,
   status: Type.String(), active_calls: Type.Integer(), updated_at: nullable(Type.Number({ description: 'ms since the Unix epoch' })),
 });
 

@@ -69,6 +69,45 @@ export const ConnectedResponse = Type.Object({
 }, { additionalProperties: true });
 export type ConnectedResponse = Static<typeof ConnectedResponse>;
 
+/** SPEC 11: the counters a voice agent reports per call. */
+const MediaCounter = (what: string) => field(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: `${what} so far on the call's media socket (a counter: it only grows)` }), {
+  missing: { code: 'INVALID_FIELD', message: 'media_in and media_out are required non-negative integers' },
+  invalid: { code: 'INVALID_FIELD', message: 'media_in and media_out must be non-negative integers' },
+});
+
+/** Most calls one heartbeat may list: far above any pod's max_concurrent, and the 16 KiB body bounds it anyway. */
+export const MAX_HEARTBEAT_CALLS = 200;
+
+export const HeartbeatCall = Type.Object({
+  call_sid: callIdField(),
+  allocation_id: Type.Optional(AllocationIdField),
+  media_in: MediaCounter('frames received'),
+  media_out: MediaCounter('frames sent'),
+});
+
+export const HeartbeatRequest = Type.Object({
+  pod_name: field(Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', description: 'the pod this voice agent runs in (DNS-1123 label)' }), {
+    missing: { code: 'POD_NAME_REQUIRED', message: 'pod_name is required' },
+    invalid: { code: 'INVALID_POD_NAME', message: 'pod_name must be a DNS-1123 label' },
+  }),
+  calls: field(Type.Array(HeartbeatCall, { maxItems: MAX_HEARTBEAT_CALLS, description: 'every call the agent is serving now, with its media counters' }), {
+    missing: { code: 'INVALID_FIELD', message: 'calls is required (an empty list when idle)' },
+    invalid: { code: 'INVALID_FIELD', message: `calls must be a list of at most ${MAX_HEARTBEAT_CALLS} {call_sid, allocation_id, media_in, media_out}` },
+  }),
+});
+export type HeartbeatRequest = Static<typeof HeartbeatRequest>;
+
+export const HeartbeatResponse = Type.Object({
+  success: Type.Literal(true),
+  pod_name: Type.String(),
+  liveness: Type.Union([Type.Literal('live'), Type.Literal('dead')], {
+    description: "live; or dead: declared dead while silent, and this heartbeat still lists calls it held then, so it stays out of its pool until a heartbeat lists none of them",
+  }),
+  unknown_calls: Type.Array(Type.String(), { description: 'listed calls the router does not have on this pod at that allocation (ended, e.g. agent_dead, or moved): hang them up' }),
+  at: Type.Integer({ description: 'the heartbeat time, ms since the epoch on the router\'s (Redis) clock' }),
+}, { additionalProperties: true });
+export type HeartbeatResponse = Static<typeof HeartbeatResponse>;
+
 const badRequest = errorResponse('invalid request', 'INVALID_BODY', 'CALL_SID_REQUIRED', 'INVALID_CALL_SID', 'INVALID_MERCHANT_ID', 'INVALID_FIELD');
 const unauthorized = errorResponse('missing or invalid bearer token (a dispatcher token, or a voice agent\'s ServiceAccount token when AGENT_TOKEN_AUDIENCE is set)', 'UNAUTHORIZED');
 /** SPEC 10.1: the TokenReview of an agent token could not be made (fail closed). */
@@ -140,6 +179,24 @@ export const allocationRoutes = {
     responses: {
       200: { description: 'connected (or already connected)', schema: ConnectedResponse },
       ...liveCallErrors,
+    },
+  },
+  heartbeat: {
+    method: 'POST',
+    path: '/api/v1/heartbeat',
+    summary: 'A voice agent is alive (SPEC 11): every HEARTBEAT_INTERVAL_MS with its calls and media counters; silent pods become suspect, then dead',
+    security: 'operator',
+    scheme: AGENT_TOKEN_SCHEME,
+    body: HeartbeatRequest,
+    responses: {
+      200: { description: 'recorded', schema: HeartbeatResponse },
+      400: errorResponse('invalid request', 'INVALID_BODY', 'POD_NAME_REQUIRED', 'INVALID_POD_NAME', 'CALL_SID_REQUIRED', 'INVALID_CALL_SID', 'INVALID_FIELD'),
+      401: unauthorized,
+      403: errorResponse("a voice agent reporting for another pod than its own (NOT_YOUR_CALL), or a merchant-scoped dispatcher token (FORBIDDEN: pod liveness is not a merchant's): nothing recorded", 'NOT_YOUR_CALL', 'FORBIDDEN'),
+      404: errorResponse('the router does not know this pod (not yet seen, or deleted): nothing recorded, keep sending', 'POD_NOT_FOUND'),
+      413: tooLarge,
+      415: unsupported,
+      503: errorResponse('Redis unavailable, the write not replicated, or the caller\'s token could not be reviewed: retry', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED', identityUnavailable),
     },
   },
 } satisfies Record<string, RouteContract>;

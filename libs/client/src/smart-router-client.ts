@@ -1,4 +1,4 @@
-import { AllocateRequest, AllocateResponse, ConnectedRequest, ConnectedResponse, ErrorBody, ReleaseRequest, ReleaseResponse, allocationRoutes } from '@smart-router/api-contract';
+import { AllocateRequest, AllocateResponse, ConnectedRequest, ConnectedResponse, ErrorBody, HeartbeatRequest, HeartbeatResponse, ReleaseRequest, ReleaseResponse, allocationRoutes } from '@smart-router/api-contract';
 
 /** An answer: the success body on 200, the error body (`{error, code}`) otherwise. */
 export type Answer<T> = { ok: true; status: 200; body: T } | { ok: false; status: number; body: ErrorBody };
@@ -18,7 +18,7 @@ export interface ClientOptions {
  * the simulated voice agents, the benchmark and the end-to-end tests.
  */
 export class SmartRouterClient {
-  readonly paths = { allocate: allocationRoutes.allocate.path, release: allocationRoutes.release.path, connected: allocationRoutes.connected.path } as const;
+  readonly paths = { allocate: allocationRoutes.allocate.path, release: allocationRoutes.release.path, connected: allocationRoutes.connected.path, heartbeat: allocationRoutes.heartbeat.path } as const;
   /** Request bodies as sent (load generators send them themselves). */
   readonly encode = {
     allocate: (body: AllocateRequest): string => JSON.stringify(body),
@@ -38,6 +38,11 @@ export class SmartRouterClient {
   /** The call's media stream reached its voice agent (SPEC 9.2). */
   connected(body: ConnectedRequest, headers: Record<string, string> = {}): Promise<Answer<ConnectedResponse>> {
     return this.post(this.paths.connected, JSON.stringify(body), headers);
+  }
+
+  /** A voice agent is alive, with its calls' media counters (SPEC 11). */
+  heartbeat(body: HeartbeatRequest, headers: Record<string, string> = {}): Promise<Answer<HeartbeatResponse>> {
+    return this.post(this.paths.heartbeat, JSON.stringify(body), headers);
   }
 
   private async post<T>(path: string, body: string, headers: Record<string, string>): Promise<Answer<T>> {

@@ -13,6 +13,8 @@ export const JOBS = {
   fleetStep: { name: 'fleet-step', everyMs: 2000 },
   /** Releases calls not connected by their deadline (CONNECT_TIMEOUT_SECONDS); a no-op when none are pending. */
   connectTimeout: { name: 'connect-timeout', everyMs: 1000 },
+  /** Voice-agent liveness (SPEC 11): suspect and dead pods on the Redis clock, media stalls (apps/reconciler/src/liveness.job.ts). */
+  liveness: { name: 'liveness', everyMs: 1000 },
 } as const;
 
 export type JobName = (typeof JOBS)[keyof typeof JOBS]['name'];

@@ -112,6 +112,9 @@ export const KEY_ACCESS: Record<KeyBuilder, Grants> = {
   rolloutRevisions: FLEET,
   // Per-version counters written by the allocate and release scripts.
   rolloutStats: POOL_STATE,
+  // Heartbeats (SPEC 11): allocation-api records them, the reconciler's liveness job reads and prunes them (admin reads liveness from the pod hash).
+  heartbeats: { 'allocation-api': 'rw', reconciler: 'rw' },
+  callMedia: { 'allocation-api': 'rw', reconciler: 'rw' },
   // BullMQ's queue: admin enqueues a manual reconcile, the reconciler runs every job.
   bullPrefix: { admin: 'rw', reconciler: 'rw' },
 };

@@ -44,6 +44,8 @@ describe('RedisKeys', () => {
     expect(keys.rollout()).toBe('voice:rollout:live');
     expect(keys.rolloutRevisions()).toBe('voice:rollout:revisions');
     expect(keys.rolloutStats('v2')).toBe('voice:rollout:stats:v2');
+    expect(keys.heartbeats()).toBe('voice:heartbeats');
+    expect(keys.callMedia()).toBe('voice:calls:media');
   });
 
   it('keeps a hash-tag prefix at the front of every key', () => {

@@ -50,6 +50,8 @@
  * | rollout:live                 | STRING | the live rollout revision JSON: revision, targets, assignment, guardrail, previous, at |
  * | rollout:revisions            | HASH   | revision -> its JSON, immutable (rollback returns to one) |
  * | rollout:stats:{version}      | HASH   | per-version counters under a rollout: allocations, spills, connect_timeouts, released:{reason} |
+ * | heartbeats                   | ZSET   | enrolled pods (SPEC 11): pod name -> its last heartbeat, Redis-clock ms; the liveness job reads the silent ones |
+ * | calls:media                  | ZSET   | connected calls an agent reports: call_sid -> Redis ms its media_in last advanced (MEDIA_STALL_SECONDS) |
  * | bull                         | prefix | BullMQ queues (`{prefix}bull:<queue>:...`)               |
  */
 export class RedisKeys {
@@ -206,6 +208,23 @@ export class RedisKeys {
   /** Counters of one version while a rollout is configured (allocate and release scripts). */
   rolloutStats(version: string): string {
     return `${this.prefix}rollout:stats:${version}`;
+  }
+  /**
+   * Pods that have sent a heartbeat (SPEC 11), scored by its Redis-clock time
+   * (ms): the liveness job reads only the silent ones (ZRANGEBYSCORE), never
+   * every pod. A pod's liveness itself is on its `pod:{name}` hash
+   * (`liveness`, `liveness_uid`, `heartbeat_at`, `dead_calls`).
+   */
+  heartbeats(): string {
+    return `${this.prefix}heartbeats`;
+  }
+  /**
+   * Connected calls whose agent reports media counters, scored by when
+   * `media_in` last advanced (Redis-clock ms); the counters are on the call
+   * hash (`media_in`, `media_out`, `media_in_at`).
+   */
+  callMedia(): string {
+    return `${this.prefix}calls:media`;
   }
   /** BullMQ's own prefix; it appends `:<queue>:<suffix>` itself. */
   bullPrefix(): string {

@@ -9,6 +9,7 @@ import { LUA_DIR, defineScripts, readScripts } from './script-loader';
 import { FleetScripts } from './fleet-scripts';
 import { WebhookReplayScripts } from './webhook-replay-scripts';
 import { RolloutScripts } from './rollout-scripts';
+import { LivenessScripts } from './liveness-scripts';
 
 /**
  * The contract header of every Lua script (STYLE.md, "Lua") checked against
@@ -450,6 +451,20 @@ describe('keys the scripts actually touch (MONITOR trace)', () => {
       await replays.claim(['dd', 'cc'], 'claim-3', 60);
       await replays.record(['bb', 'cc'], 'claim-2', '{"status":200}');
       await replays.record(['aa'], 'not-the-claim', '{"status":200}');
+      // Liveness (SPEC 11): heartbeats, suspect, dead (its calls ended), a stale and a clean rejoin, media stalls.
+      const liveness = new LivenessScripts(redis, keys, 1000);
+      const held = await allocate('CA-held');
+      await scripts.connect('CA-held', 'api');
+      const heldPod = held.ok ? held.allocation.podName : 'voice-agent-0';
+      await liveness.recordHeartbeat(heldPod, [{ callSid: 'CA-held', allocationId: null, mediaIn: 1, mediaOut: 1 }, { callSid: 'CA-none', allocationId: 3, mediaIn: 1, mediaOut: 1 }]);
+      await liveness.recordHeartbeat('no-such-pod', []);
+      await liveness.endStalledCalls(0);
+      await liveness.endStalledCalls(1);
+      await redis.zadd(keys.heartbeats(), 0, heldPod);
+      await liveness.checkLiveness({ suspectMs: 1, deadMs: 1 });
+      await liveness.recordHeartbeat(heldPod, [{ callSid: 'CA-held', allocationId: null, mediaIn: 1, mediaOut: 1 }]);
+      await liveness.recordHeartbeat(heldPod, []);
+      await liveness.checkLiveness({ suspectMs: 0, deadMs: 60000 });
       await scripts.ping();
       await scripts.checkInvariants();
       await scripts.primaryId();

@@ -99,8 +99,9 @@ describe('k8s/base', () => {
           { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: [leaseName], verbs: ['get', 'update'] },
         ],
       ],
-      // The reconciler lists pods and scales the voice-agent StatefulSet (scale subresource only); it never takes a Lease.
-      ['reconciler', [readPods, { apiGroups: ['apps'], resources: ['statefulsets/scale'], resourceNames: ['voice-agent'], verbs: ['get', 'patch'] }]],
+      // The reconciler lists pods, deletes a dead voice agent's pod (HEARTBEAT_DEAD_ACTION=delete, SPEC 11) and scales
+      // the voice-agent StatefulSet (scale subresource only); it never takes a Lease.
+      ['reconciler', [readPods, { apiGroups: [''], resources: ['pods'], verbs: ['delete'] }, { apiGroups: ['apps'], resources: ['statefulsets/scale'], resourceNames: ['voice-agent'], verbs: ['get', 'patch'] }]],
     ]);
     expect(checkRbac(resources, namespace, expected, CLUSTER_ROLES)).toEqual([]);
   });

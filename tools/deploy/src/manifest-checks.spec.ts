@@ -47,6 +47,8 @@ const LEAST_PRIVILEGE = new Map<string, PolicyRule[]>([
     'reconciler',
     [
       { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
+      // HEARTBEAT_DEAD_ACTION=delete (SPEC 11).
+      { apiGroups: [''], resources: ['pods'], verbs: ['delete'] },
       { apiGroups: ['apps'], resources: ['statefulsets/scale'], resourceNames: ['voice-agent'], verbs: ['get', 'patch'] },
     ],
   ],
@@ -108,7 +110,7 @@ describe('manifest checks', () => {
 
     const bound = copy();
     bound.push({ file: 'k8s/base/rolebinding-admin.yaml', manifest: { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'admin' }, roleRef: { kind: 'Role', name: 'reconciler' }, subjects: [{ kind: 'ServiceAccount', name: 'admin', namespace: 'voice-system' }] } });
-    expect(checkRbac(bound, 'voice-system', LEAST_PRIVILEGE).join('\n')).toMatch(/ServiceAccount admin is granted 2 rules but needs no Kubernetes API access/);
+    expect(checkRbac(bound, 'voice-system', LEAST_PRIVILEGE).join('\n')).toMatch(/ServiceAccount admin is granted 3 rules but needs no Kubernetes API access/);
 
     const clusterWide = copy();
     clusterWide.push({ file: 'k8s/base/clusterrole-x.yaml', manifest: { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: 'x' } } });

@@ -4,6 +4,9 @@ import { ApiStatusError, ClusterState, PodEvent, SimPod, SimStatefulSet, TokenRe
 import { parseFieldSelector, parseLabelSelector } from './label-selector';
 import { applyPatch, PatchError } from './patch';
 
+/** Serves a request and answers true, or answers false (not one of its paths). */
+export type ExtraRoutes = (request: IncomingMessage, response: ServerResponse, url: URL) => Promise<boolean>;
+
 interface OpenWatch {
   response: ServerResponse;
   /** A stalled watch stays open but delivers nothing (a hung connection). */
@@ -82,8 +85,17 @@ export class SimApiServer {
   private server: Server | null = null;
   private readonly watches = new Set<OpenWatch>();
   requestCount = 0;
+  /** Routes served beside the Kubernetes API (the simulated carrier's `/sim/carrier/…`, SPEC 11); each answers false when not its path. */
+  private readonly extraRoutes: ExtraRoutes[] = [];
+
+  /** The simulated voice agents, when this process runs them: `POST /sim/agents/{pod}/freeze|thaw|crash` (SPEC 11). */
+  agents: { fault(pod: string, action: 'freeze' | 'thaw' | 'crash'): unknown } | null = null;
 
   constructor(private readonly state: ClusterState) {}
+
+  serve(routes: ExtraRoutes): void {
+    this.extraRoutes.push(routes);
+  }
 
   async listen(port: number, host: string): Promise<number> {
     const server = createServer((request, response) => void this.handle(request, response));
@@ -152,6 +164,7 @@ export class SimApiServer {
     this.requestCount += 1;
     const url = new URL(request.url ?? '/', 'http://sim');
     try {
+      for (const routes of this.extraRoutes) if (await routes(request, response, url)) return;
       const body = await this.route(request, response, url);
       if (body !== undefined) this.send(response, request.method === 'POST' ? 201 : 200, body);
     } catch (error) {
@@ -213,7 +226,16 @@ export class SimApiServer {
       }
     }
 
-    let match = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(path);
+    let match = /^\/sim\/agents\/([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/(freeze|thaw|crash)$/.exec(path);
+    if (match) {
+      if (method !== 'POST') throw new ApiStatusError(405, 'MethodNotAllowed', `${method} is not supported on ${path}`);
+      if (!this.agents) throw new ApiStatusError(404, 'NotFound', 'no simulated voice agents run in this process');
+      if (!this.state.getPod(match[1])) throw new ApiStatusError(404, 'NotFound', `pods "${match[1]}" not found`);
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(this.agents.fault(match[1], match[3] as 'freeze' | 'thaw' | 'crash')));
+      return undefined;
+    }
+
+    match = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(path);
     if (match && method === 'GET') {
       if (match[1] !== ns) throw new ApiStatusError(404, 'NotFound', `namespaces "${match[1]}" not found`);
       return this.namespaceObject();
@@ -343,6 +365,12 @@ export class SimApiServer {
   }
 
   private deletePod(name: string, url: URL, body: unknown): SimPod {
+    // DeleteOptions.preconditions.uid, as the real API server: delete only that incarnation (409 otherwise).
+    const uid = (body as { preconditions?: { uid?: string } })?.preconditions?.uid;
+    const current = this.state.getPod(name);
+    if (uid && current && current.metadata.uid !== uid) {
+      throw new ApiStatusError(409, 'Conflict', `Precondition failed: UID in precondition: ${uid}, UID in object meta: ${current.metadata.uid}`);
+    }
     const fromBody = (body as { gracePeriodSeconds?: number })?.gracePeriodSeconds;
     const fromQuery = url.searchParams.get('gracePeriodSeconds');
     const seconds = fromQuery !== null ? Number(fromQuery) : fromBody;

@@ -214,6 +214,12 @@ export class ClusterState extends EventEmitter {
       spec: { ...structuredClone(set.spec.template.spec), hostname: name, subdomain: set.spec.serviceName },
       status: { phase: 'Running', podIP: '127.0.0.1', conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: now }] },
     };
+    this.admit(pod);
+  }
+
+  /** A new pod: listed and watched at once, Ready after the ready delay unless replaced meanwhile. */
+  private admit(pod: SimPod): void {
+    const name = pod.metadata.name;
     this.pods.set(name, pod);
     this.record('ADDED', pod);
     const uid = pod.metadata.uid;
@@ -240,15 +246,7 @@ export class ClusterState extends EventEmitter {
       spec: { containers: [{ name: 'voice-agent', image: 'smart-router/sim-voice-agent:local', ports: [{ containerPort: 8000, name: 'ws' }] }] },
       status: { phase: 'Running', podIP: '127.0.0.1', conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: now }] },
     };
-    this.pods.set(name, pod);
-    this.record('ADDED', pod);
-    const uid = pod.metadata.uid;
-    this.later(this.timings.readyDelayMs, () => {
-      const current = this.pods.get(name);
-      if (current?.metadata.uid !== uid) return;
-      this.started.add(uid);
-      this.refreshReady(current);
-    });
+    this.admit(pod);
     return structuredClone(pod);
   }
 

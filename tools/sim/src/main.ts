@@ -5,6 +5,7 @@ import { createRedis } from '@smart-router/redis-scripts';
 import { SimCluster, writeKubeconfig } from './sim-cluster';
 import { SimulatedVoiceAgents, callOwnerInRedis } from './voice-agents';
 import { AGENT_TOKEN_AUDIENCE, PodTokenSource } from './pod-tokens';
+import { SimCarrier, carrierOptions } from './carrier';
 
 /**
  * The simulated cluster as its own process (docker-compose's `sim` service,
@@ -57,12 +58,21 @@ async function main(): Promise<void> {
       allocationApiUrl: env.ALLOCATION_API_URL,
       podOfCall: callOwnerInRedis(client, keys),
       podExists: (pod) => Boolean(cluster.getPod(pod)),
+      // SPEC 11: off unless set (compose sets 2000, as npm start does).
+      heartbeatIntervalMs: Number(env.HEARTBEAT_INTERVAL_MS ?? 0),
+      pods: () => cluster.listPods().filter((pod) => !pod.metadata.deletionTimestamp).map((pod) => pod.metadata.name),
+      podUid: (pod) => cluster.getPod(pod)?.metadata.uid,
     });
+    cluster.attachAgents(agents);
     await agents.start();
   }
-  process.stdout.write(`${JSON.stringify({ level: 'info', service: 'sim', message: 'simulated Kubernetes API listening', url: cluster.url, voiceAgents: Boolean(agents) })}\n`);
+  // The simulated carrier (SPEC 11) calls the router where providers would: PUBLIC_BASE_URL, signing with the
+  // first of each provider's tokens when they are set (the webhooks app checks them), unsigned otherwise.
+  const carrier = env.PUBLIC_BASE_URL ? new SimCarrier(carrierOptions(env, env.PUBLIC_BASE_URL)) : null;
+  if (carrier) cluster.serve((request, response, url) => carrier.handle(request, response, url));
+  process.stdout.write(`${JSON.stringify({ level: 'info', service: 'sim', message: 'simulated Kubernetes API listening', url: cluster.url, voiceAgents: Boolean(agents), carrier: Boolean(carrier) })}\n`);
   const stop = () => {
-    void Promise.all([cluster.stop(), agents?.stop(), redis?.quit().catch(() => undefined)]).finally(() => process.exit(0));
+    void Promise.all([carrier?.stop(), cluster.stop(), agents?.stop(), redis?.quit().catch(() => undefined)]).finally(() => process.exit(0));
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { SimApiServer } from './api-server';
+import { ExtraRoutes, SimApiServer } from './api-server';
 import { ClusterState, ClusterTimings, DEFAULT_TIMINGS, READY_ANNOTATION, SimLease, SimPod } from './cluster';
 import { AGENT_TOKEN_AUDIENCE } from './pod-tokens';
 
@@ -55,6 +55,11 @@ export class SimCluster {
     return cluster;
   }
 
+  /** Serves more routes on the API's port (the simulated carrier, SPEC 11: every `/sim/…` endpoint is here). */
+  serve(routes: ExtraRoutes): void {
+    this.api.serve(routes);
+  }
+
   async stop(): Promise<void> {
     this.state.dispose();
     await this.api.close();
@@ -62,6 +67,11 @@ export class SimCluster {
 
   getPod(name: string): SimPod | undefined {
     return this.state.getPod(name);
+  }
+
+  /** Serve `POST /sim/agents/{pod}/freeze|thaw|crash` (SPEC 11) for these voice agents. */
+  attachAgents(agents: { fault(pod: string, action: 'freeze' | 'thaw' | 'crash'): unknown }): void {
+    this.api.agents = agents;
   }
 
   listPods(): SimPod[] {

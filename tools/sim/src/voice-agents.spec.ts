@@ -48,6 +48,33 @@ describe('simulated voice agents', () => {
     }
   });
 
+  it("answer a provider's stream in its own shape (SPEC 11): Twilio media with the streamSid, Plivo playAudio; a plain socket is echoed", async () => {
+    const server = agents({ podExists: () => true, podOfCall: async () => 'voice-agent-0', releaseRetry: { giveUpAfterMs: 0 } });
+    const port = await server.start();
+    /** Opens a socket, sends `messages` after the greeting, resolves with the first answer to the last one. */
+    const exchange = (callSid: string, messages: unknown[]) => new Promise<unknown>((resolve, reject) => {
+      const socket = new WebSocket(`ws://127.0.0.1:${port}/ws/pod/voice-agent-0/${callSid}`);
+      socket.once('message', () => {
+        socket.once('message', (data) => {
+          socket.terminate();
+          resolve(JSON.parse(String(data)));
+        });
+        for (const message of messages) socket.send(JSON.stringify(message));
+      });
+      socket.once('error', reject);
+    });
+    const media = { event: 'media', media: { track: 'inbound', payload: '//8=' } };
+    try {
+      expect(await exchange('CA1', [{ event: 'connected', protocol: 'Call' }, { event: 'start', streamSid: 'MZ1', start: { callSid: 'CA1' } }, { ...media, streamSid: 'MZ1' }]))
+        .toEqual({ event: 'media', streamSid: 'MZ1', media: { payload: '//8=' } });
+      expect(await exchange('plivo-1', [{ event: 'start', start: { callId: 'plivo-1', streamId: 'S1' } }, { ...media, streamId: 'S1' }]))
+        .toEqual({ event: 'playAudio', media: { contentType: 'audio/x-mulaw', sampleRate: 8000, payload: '//8=' } });
+      expect(await exchange('plain-1', [{ event: 'media' }])).toEqual({ event: 'media' });
+    } finally {
+      await server.stop();
+    }
+  });
+
   describe('release after the socket closes', () => {
     let api: Server | null;
     let owner: string | null;

@@ -1,6 +1,6 @@
 import { createServer, IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocket, WebSocketServer } from 'ws';
+import { RawData, WebSocket, WebSocketServer } from 'ws';
 import type Redis from 'ioredis';
 import { WS_PATH } from '@smart-router/allocation';
 import { SmartRouterClient } from '@smart-router/client';
@@ -29,7 +29,30 @@ export interface VoiceAgentsOptions {
    * Null = the pod is gone; a rejection = the API did not answer (retried like a 5xx).
    */
   agentToken?(podName: string): Promise<string | null>;
+  /**
+   * SPEC 11: every pod's agent posts `POST /api/v1/heartbeat` this often (ms)
+   * with its calls' frame counters; 0 or absent = no heartbeats (the pods are
+   * never enrolled, so the router never judges their liveness).
+   */
+  heartbeatIntervalMs?: number;
+  /** The running pods to heartbeat for (required with heartbeatIntervalMs). */
+  pods?(): string[];
+  /** The pod's UID now (undefined = gone): a crashed agent comes back with its pod's new incarnation. */
+  podUid?(podName: string): string | undefined;
 }
+
+/** One open media socket's frame counters (what a real agent's main loop bumps). */
+interface MediaSocket {
+  ws: WebSocket;
+  pod: string;
+  callSid: string;
+  allocationId: number | null;
+  framesIn: number;
+  framesOut: number;
+}
+
+/** What `POST /sim/agents/{pod}/{action}` may do to a pod's agent (SPEC 11). */
+export type AgentFault = 'freeze' | 'thaw' | 'crash';
 
 export interface ReleaseRetry {
   firstDelayMs: number;
@@ -52,6 +75,57 @@ export const RELEASE_RETRY: ReleaseRetry = { firstDelayMs: 250, maxDelayMs: 5000
 const RELEASE_SETTLED = new Set([200, 404, 409]);
 
 
+/** Which provider's stream a socket carries, learnt from its `start` message (null: a plain socket). */
+interface ProviderStream {
+  provider: 'twilio' | 'plivo' | null;
+  streamId: string;
+}
+
+/** The providers' stream messages other than media: nothing to answer. */
+const PROVIDER_CONTROL_EVENTS = new Set(['connected', 'start', 'stop', 'mark', 'dtmf', 'playedStream', 'clearedAudio']);
+
+interface StreamMessage {
+  event?: unknown;
+  streamSid?: unknown;
+  start?: { streamId?: unknown };
+  media?: { payload?: unknown };
+}
+
+function parseStreamMessage(text: string): StreamMessage | null {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as StreamMessage) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The agent's side of a provider's media stream (SPEC 11): a Twilio or Plivo
+ * `start` tells which; each inbound `media` frame is answered with one frame
+ * of outbound audio in that provider's shape (Twilio `media` with the
+ * streamSid, Plivo `playAudio`); `connected`, `mark`, `stop`, `dtmf` need no
+ * answer. Anything else on a socket that sent no provider `start` is echoed.
+ * True when it sent a frame (the outbound media counter).
+ */
+function answerMessage(ws: WebSocket, stream: ProviderStream, data: RawData, isBinary: boolean): boolean {
+  const message = isBinary ? null : parseStreamMessage(String(data));
+  if (message?.event === 'start') {
+    if (typeof message.streamSid === 'string') Object.assign(stream, { provider: 'twilio', streamId: message.streamSid });
+    else if (typeof message.start?.streamId === 'string') Object.assign(stream, { provider: 'plivo', streamId: message.start.streamId });
+  }
+  if (message && typeof message.event === 'string' && PROVIDER_CONTROL_EVENTS.has(message.event)) return false;
+  if (stream.provider === null || !message) {
+    ws.send(data, { binary: isBinary });
+    return true;
+  }
+  if (message.event !== 'media') return false;
+  const payload = typeof message.media?.payload === 'string' ? message.media.payload : '';
+  if (stream.provider === 'twilio') ws.send(JSON.stringify({ event: 'media', streamSid: stream.streamId, media: { payload } }));
+  else ws.send(JSON.stringify({ event: 'playAudio', media: { contentType: 'audio/x-mulaw', sampleRate: 8000, payload } }));
+  return true;
+}
+
 /**
  * Stands in for the voice-agent pods' WebSocket endpoint: accepts
  * `/ws/pod/{pod}/{call_sid}`, or its signed form (SPEC 10.1:
@@ -65,6 +139,14 @@ export class SimulatedVoiceAgents {
   private server: Server | null = null;
   private readonly wss = new WebSocketServer({ noServer: true });
   readonly open = new Map<string, WebSocket>();
+  private readonly media = new Map<string, MediaSocket>();
+  /** Frozen agents (SPEC 11): the loop answers nothing; each entry resolves its waiters at thaw. */
+  private readonly frozen = new Map<string, { thawed: Promise<void>; thaw: () => void }>();
+  /** Crashed agents: the UID of the incarnation that crashed; a new UID (pod recreated) runs a fresh agent. */
+  private readonly crashed = new Map<string, string | undefined>();
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  heartbeats = 0;
+  heartbeatFailures = 0;
   /** Upgrade requests that reached the agents at all, accepted or not (what the edge let through). */
   upgrades = 0;
   releases = 0;
@@ -94,11 +176,95 @@ export class SimulatedVoiceAgents {
     this.server = server;
     await new Promise<void>((resolve) => server.listen(this.options.port, this.options.host, resolve));
     const address = server.address();
+    if ((this.options.heartbeatIntervalMs ?? 0) > 0) this.scheduleHeartbeats();
     return typeof address === 'object' && address ? address.port : this.options.port;
+  }
+
+  /**
+   * Freeze: the pod's agent answers nothing (no heartbeat, no echo, no
+   * connected/release until thawed; sockets stay open). Thaw: it resumes, and
+   * whatever it held back (a release of a call that closed meanwhile) goes out
+   * late. Crash: its sockets are destroyed, nothing is released, and it stays
+   * silent until its pod is recreated (new UID) or it is thawed.
+   */
+  fault(pod: string, action: AgentFault): { pod: string; state: 'frozen' | 'running' | 'crashed'; sockets: number } {
+    const sockets = [...this.media.values()].filter((socket) => socket.pod === pod);
+    if (action === 'freeze') {
+      if (!this.frozen.has(pod)) {
+        let thaw: () => void = () => undefined;
+        const thawed = new Promise<void>((resolve) => (thaw = resolve));
+        this.frozen.set(pod, { thawed, thaw });
+      }
+      return { pod, state: 'frozen', sockets: sockets.length };
+    }
+    if (action === 'thaw') {
+      this.frozen.get(pod)?.thaw();
+      this.frozen.delete(pod);
+      this.crashed.delete(pod);
+      // A loop that unblocks runs its overdue heartbeat at once, as a real agent's late timer fires.
+      if ((this.options.heartbeatIntervalMs ?? 0) > 0 && !this.stopped) void this.heartbeat(pod);
+      return { pod, state: 'running', sockets: sockets.length };
+    }
+    this.crashed.set(pod, this.options.podUid?.(pod));
+    for (const socket of sockets) socket.ws.terminate();
+    return { pod, state: 'crashed', sockets: sockets.length };
+  }
+
+  /** Frozen or crashed: this pod's agent does nothing now. */
+  private silent(pod: string): boolean {
+    if (this.frozen.has(pod)) return true;
+    if (!this.crashed.has(pod)) return false;
+    const crashedUid = this.crashed.get(pod);
+    const uid = this.options.podUid?.(pod);
+    if (uid !== undefined && uid !== crashedUid) {
+      // The pod was recreated: a fresh agent runs in it.
+      this.crashed.delete(pod);
+      return false;
+    }
+    return true;
+  }
+
+  /** Resolves when the pod's agent is not frozen (at once when it is not). */
+  private whenThawed(pod: string): Promise<void> {
+    return this.frozen.get(pod)?.thawed ?? Promise.resolve();
+  }
+
+  private scheduleHeartbeats(): void {
+    const interval = this.options.heartbeatIntervalMs ?? 0;
+    this.heartbeatTimer = setTimeout(() => {
+      void this.heartbeatAll().finally(() => {
+        if (!this.stopped) this.scheduleHeartbeats();
+      });
+    }, interval);
+    this.heartbeatTimer.unref?.();
+  }
+
+  /** One heartbeat per running pod, each with its own token and its calls' counters. */
+  private async heartbeatAll(): Promise<void> {
+    const pods = (this.options.pods?.() ?? []).filter((pod) => !this.silent(pod));
+    await Promise.all(pods.map((pod) => this.heartbeat(pod)));
+  }
+
+  private async heartbeat(pod: string): Promise<void> {
+    const calls = [...this.media.values()].filter((socket) => socket.pod === pod).map((socket) => ({
+      call_sid: socket.callSid,
+      ...(socket.allocationId === null ? {} : { allocation_id: socket.allocationId }),
+      media_in: socket.framesIn,
+      media_out: socket.framesOut,
+    }));
+    try {
+      const answer = await this.client.heartbeat({ pod_name: pod, calls }, await this.asPod(pod));
+      if (answer.status === 200) this.heartbeats += 1;
+      else this.heartbeatFailures += 1;
+    } catch {
+      this.heartbeatFailures += 1;
+    }
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
+    for (const { thaw } of this.frozen.values()) thaw();
     for (const timer of this.retryTimers) clearTimeout(timer);
     for (const socket of this.open.values()) socket.terminate();
     const server = this.server;
@@ -118,7 +284,11 @@ export class SimulatedVoiceAgents {
     const match = WS_PATH.exec(new URL(request.url ?? '/', 'http://agents').pathname);
     if (!match) return this.refuse(socket, 404, 'NOT_FOUND', 'route not found');
     const [, pod, , callSid] = match;
+    const allocationId = signedAllocationId(new URL(request.url ?? '/', 'http://agents').pathname, callSid);
     if (!this.options.podExists(pod)) return this.refuse(socket, 404, 'POD_NOT_FOUND', 'pod not found');
+    // A frozen agent answers nothing (the upgrade waits for the thaw); a crashed one has no listener.
+    await this.whenThawed(pod);
+    if (this.silent(pod)) return void socket.destroy();
     let owner: string | null;
     try {
       owner = await this.options.podOfCall(callSid);
@@ -129,13 +299,24 @@ export class SimulatedVoiceAgents {
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       const key = `${pod}/${callSid}`;
       this.open.set(key, ws);
+      const media: MediaSocket = { ws, pod, callSid, allocationId, framesIn: 0, framesOut: 0 };
+      this.media.set(key, media);
       ws.send(JSON.stringify({ event: 'connected', pod, call_sid: callSid }));
       void this.reportConnected(pod, callSid);
       // A frame no WebSocket may send (unmasked, reserved bits) is an 'error' here: drop that client, not the process.
       ws.on('error', () => ws.terminate());
-      ws.on('message', (data) => ws.send(data));
+      const stream: ProviderStream = { provider: null, streamId: '' };
+      ws.on('message', (data, isBinary) => {
+        // A frozen or crashed agent's loop neither reads nor answers: its counters stand still.
+        if (this.silent(pod)) return;
+        media.framesIn += 1;
+        if (answerMessage(ws, stream, data, isBinary)) media.framesOut += 1;
+      });
       ws.on('close', () => {
-        this.open.delete(key);
+        if (this.open.get(key) === ws) this.open.delete(key);
+        if (this.media.get(key) === media) this.media.delete(key);
+        // A crashed agent releases nothing: the router finds out by its silence (SPEC 11).
+        if (this.crashed.has(pod) && this.silent(pod)) return;
         void this.release(pod, callSid);
       });
     });
@@ -144,6 +325,7 @@ export class SimulatedVoiceAgents {
   /** `POST /api/v1/connected`; 404 means the call already ended (nothing to keep). */
   private async reportConnected(pod: string, callSid: string): Promise<void> {
     // A lost report costs the call at the connect deadline: retry a refused connection or a 5xx briefly.
+    await this.whenThawed(pod);
     for (let attempt = 1; attempt <= 5 && !this.stopped; attempt += 1) {
       const status = await this.asPod(pod).then((headers) => this.client.connected({ call_sid: callSid }, headers)).then((answer) => answer.status, () => 0);
       if (status === 200 || status === 404) {
@@ -160,6 +342,8 @@ export class SimulatedVoiceAgents {
    * or a 5xx (RELEASE_RETRY) until it is settled or the call is no longer ours.
    */
   private async release(pod: string, callSid: string): Promise<void> {
+    // A frozen agent's `finally` block runs when its loop does: after the thaw (the late release of SPEC 11).
+    await this.whenThawed(pod);
     const deadline = Date.now() + this.retry.giveUpAfterMs;
     for (let delay = this.retry.firstDelayMs; !this.stopped; delay = Math.min(delay * 2, this.retry.maxDelayMs)) {
       const status = await this.asPod(pod).then((headers) => this.client.release({ call_sid: callSid, reason: 'websocket_closed' }, headers)).then((answer) => answer.status, () => 0);
@@ -198,4 +382,12 @@ export class SimulatedVoiceAgents {
       return true;
     }
   }
+}
+
+/** The allocation_id of a signed media URL (`/ws/pod/{pod}/{call_sid}/{allocation_id}/{expiry}/{signature}`), else null. */
+function signedAllocationId(path: string, callSid: string): number | null {
+  const parts = path.split('/');
+  const index = parts.indexOf(callSid);
+  const id = index >= 0 ? Number(parts[index + 1]) : NaN;
+  return Number.isSafeInteger(id) && id > 0 ? id : null;
 }

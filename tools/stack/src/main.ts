@@ -24,6 +24,13 @@ const START_CONNECT_TIMEOUT_SECONDS = '20';
  */
 const startMediaUrlSecret = () => randomBytes(32).toString('base64url');
 
+/**
+ * The simulated voice agents heartbeat every 2 s under `npm start` (SPEC 11),
+ * so the reconciler's liveness job watches them; a value in the shell wins
+ * (0 turns heartbeats off). The stack run by tests leaves them off unless asked.
+ */
+const START_HEARTBEAT_INTERVAL_MS = '2000';
+
 async function main(): Promise<void> {
   // A closed terminal or pipe (EPIPE) must not end the supervisor and leave its children unsupervised.
   for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
@@ -41,7 +48,7 @@ async function main(): Promise<void> {
     // New pods of a scale-up become Ready after SIM_READY_DELAY_MS (the sim's default otherwise).
     simTimings: process.env.SIM_READY_DELAY_MS ? { readyDelayMs: Number(process.env.SIM_READY_DELAY_MS) } : undefined,
     // npm start's own default first; any value from the shell wins (SPEC section 8).
-    env: { CONNECT_TIMEOUT_SECONDS: connectTimeout, MEDIA_URL_SECRET: startMediaUrlSecret(), ...shellOverrides(process.env) },
+    env: { CONNECT_TIMEOUT_SECONDS: connectTimeout, MEDIA_URL_SECRET: startMediaUrlSecret(), HEARTBEAT_INTERVAL_MS: START_HEARTBEAT_INTERVAL_MS, ...shellOverrides(process.env) },
     ownProcessGroups: true,
     // SPEC 10.2: the simulated cluster and the gateway run as supervised children too; this process listens on nothing.
     listenersApart: true,
@@ -78,6 +85,10 @@ async function main(): Promise<void> {
       `  curl -s -X POST ${base}/api/v1/connected -H 'Content-Type: application/json' -d '{"call_sid":"test-001"}'`,
       `  curl -s ${base}/api/v1/status`,
       `  curl -s -X POST ${base}/api/v1/release -H 'Content-Type: application/json' -d '{"call_sid":"test-001"}'`,
+      '',
+      'A phone call through the simulated carrier (Twilio or Plivo, signed when their tokens are set; README "The simulated carrier"):',
+      `  curl -s -X POST http://127.0.0.1:${stack.ports.sim}/sim/carrier/calls -H 'Content-Type: application/json' -d '{"provider":"twilio"}'`,
+      `  curl -s http://127.0.0.1:${stack.ports.sim}/sim/carrier/calls/{call_sid}      # DELETE hangs up`,
       '',
       'The fleet autoscaler is disabled; to enable it (keep 2 free pods, 3 to 10 replicas):',
       `  curl -s -X PUT ${base}/api/v1/admin/autoscaler -H 'Content-Type: application/json' -d '{"enabled":true,"min_replicas":3,"max_replicas":10,"buffer":2,"scale_down_delay_seconds":60}'`,

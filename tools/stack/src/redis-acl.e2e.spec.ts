@@ -139,9 +139,9 @@ describe('every app under its own Redis ACL user', () => {
     expect((await admin('POST', '/api/v1/admin/reconcile')).status).toBeLessThan(300);
     // Fleet: up to 3 pods and back to 2, through the reconciler's fleet step.
     expect((await admin('POST', '/api/v1/admin/fleet/scale', { replicas: 3 })).status).toBe(202);
-    await waitFor(async () => (await freePods()).length === 3, { timeoutMs: 20000, what: 'a third pod in its pool' });
+    await waitFor(async () => (await freePods()).length === 3, { timeoutMs: 40000, what: 'a third pod in its pool' });
     expect((await admin('POST', '/api/v1/admin/fleet/scale', { replicas: 2 })).status).toBe(202);
-    await waitFor(async () => stack.sim.listPods().length === 2 && (await freePods()).length === 2, { timeoutMs: 20000, what: 'the fleet back at 2 pods' });
+    await waitFor(async () => stack.sim.listPods().length === 2 && (await freePods()).length === 2, { timeoutMs: 40000, what: 'the fleet back at 2 pods' });
     const reconciled = await waitFor(async () => (await ops.hget(stack.keys.lastReconcile(), 'reason')) ?? null, { timeoutMs: 10000, what: 'a full reconcile recorded' });
     expect(reconciled).toBeTruthy();
 

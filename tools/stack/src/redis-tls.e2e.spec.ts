@@ -112,7 +112,7 @@ describe('rediss:// with a CA (REDIS_TLS_CA_FILE)', () => {
         },
       });
       cleanup.push(() => child.kill('SIGKILL'));
-      await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status === 200, { timeoutMs: 20000, what: 'allocation-api to listen' });
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status === 200, { timeoutMs: 40000, what: 'allocation-api to listen' });
       return { child, port };
     };
     writeFileSync(join(dir, 'allocation-api.password'), `${PASSWORD}\n`);

@@ -6,7 +6,7 @@ import Redis from 'ioredis';
 import { EnvReader } from '@smart-router/config';
 import { Gateway, readEdgeLimits } from '@smart-router/gateway';
 import { ACL_APPS, ACL_EXTRA_USERS, AclUser, RedisKeys, redisAclFile } from '@smart-router/redis-keys';
-import { AGENT_TOKEN_AUDIENCE, ClusterTimings, PodTokenSource, SimCluster, SimulatedVoiceAgents, callOwnerInRedis } from '@smart-router/sim';
+import { AGENT_TOKEN_AUDIENCE, ClusterTimings, PodTokenSource, SimCarrier, SimCluster, SimulatedVoiceAgents, callOwnerInRedis, carrierOptions } from '@smart-router/sim';
 import { RedisServer, freePort, waitFor } from '@smart-router/testing';
 import { DEFAULT_RESTART_POLICY, ProcessExit, RestartPolicy, Supervisor } from './supervisor';
 
@@ -149,6 +149,8 @@ export class LocalStack {
   agents!: SimulatedVoiceAgents;
   /** In this process only without `listenersApart`. */
   gateway!: Gateway;
+  /** The simulated carrier (in-process stacks): places Twilio and Plivo calls through the gateway (SPEC 11). */
+  carrier!: SimCarrier;
   ports!: StackPorts;
   redisUrl!: string;
   keys!: RedisKeys;
@@ -245,7 +247,12 @@ export class LocalStack {
       allocationApiUrl: this.url('allocation-api'),
       podOfCall: callOwnerInRedis(redis, this.keys),
       podExists: (pod) => Boolean(this.sim.getPod(pod)),
+      // SPEC 11: heartbeats on (HEARTBEAT_INTERVAL_MS, 2000 by default here; 0 turns them off).
+      heartbeatIntervalMs: heartbeatIntervalOf(this.options.env),
+      pods: () => this.sim.listPods().filter((pod) => !pod.metadata.deletionTimestamp).map((pod) => pod.metadata.name),
+      podUid: (pod) => this.sim.getPod(pod)?.metadata.uid,
     });
+    this.sim.attachAgents(this.agents);
     await this.agents.start();
     // Every in-process listener binds before the (slow) app starts: a port picked free is taken at once.
     this.gateway = new Gateway({
@@ -263,6 +270,10 @@ export class LocalStack {
       mediaAuth: Boolean(this.options.env?.MEDIA_URL_SECRET),
     });
     await this.gateway.start();
+    // The simulated carrier (SPEC 11) on the simulated cluster's port, signing with the stack's provider secrets.
+    this.carrier = new SimCarrier(carrierOptions(this.options.env ?? {}, this.options.env?.PUBLIC_BASE_URL ?? this.url('gateway')));
+    const carrier = this.carrier;
+    this.sim.serve((request, response, url) => carrier.handle(request, response, url));
   }
 
   /** Where the simulated cluster keeps its Leases across its own restarts (`listenersApart`). */
@@ -294,8 +305,11 @@ export class LocalStack {
       SIM_KUBECONFIG: this.kubeconfigPath,
       SIM_LEASE_FILE: this.simLeaseFile,
       ...(readyDelayMs !== undefined ? { SIM_READY_DELAY_MS: String(readyDelayMs) } : {}),
+      // The simulated carrier posts provider webhooks where the apps think providers call (SPEC 11).
+      PUBLIC_BASE_URL: this.options.env?.PUBLIC_BASE_URL ?? this.url('gateway'),
       ALLOCATION_API_URL: this.url('allocation-api'),
       VOICE_AGENTS_PORT: String(this.ports.voiceAgents),
+      HEARTBEAT_INTERVAL_MS: String(heartbeatIntervalOf(this.options.env)),
       REDIS_URL: this.redisUrl,
     };
   }
@@ -333,6 +347,9 @@ export class LocalStack {
       NAMESPACE: 'voice-system',
       POD_LABEL_SELECTOR: 'app=voice-agent',
       VOICE_AGENT_BASE_URL: `ws://127.0.0.1:${this.ports.gateway}`,
+      // SPEC 11: the providers' REST APIs (live-call redirects) are the simulated carrier's.
+      TWILIO_API_BASE_URL: `http://127.0.0.1:${this.ports.sim}`,
+      PLIVO_API_BASE_URL: `http://127.0.0.1:${this.ports.sim}`,
       PUBLIC_BASE_URL: `http://127.0.0.1:${this.ports.gateway}`,
       POD_IDENTITY: `${app}-${this.instanceCounter}`,
       LOG_LEVEL: 'info',
@@ -457,6 +474,7 @@ export class LocalStack {
     await Promise.all([...this.running.entries()].filter(([, running]) => running.app !== 'sim').map(([instance]) => this.stopApp(instance)));
     // The simulated cluster after the apps: the pod-watcher never sees the cluster vanish under it.
     await this.stopApp('sim');
+    await this.carrier?.stop().catch(() => undefined);
     await this.agents?.stop().catch(() => undefined);
     await this.sim?.stop().catch(() => undefined);
     await this.redis?.quit().catch(() => undefined);
@@ -473,4 +491,14 @@ export class LocalStack {
   get redisServerHandle(): RedisServer | null {
     return this.redisServer;
   }
+}
+
+/**
+ * How often the simulated voice agents heartbeat (SPEC 11): `HEARTBEAT_INTERVAL_MS` from the
+ * stack's env, else off (0). `npm start` (main.ts) turns it on at 2000 unless the shell says
+ * otherwise; tests opt in, so a test that restarts allocation-api is not also a liveness test.
+ */
+export function heartbeatIntervalOf(env: Record<string, string> | undefined): number {
+  const value = Number(env?.HEARTBEAT_INTERVAL_MS ?? 0);
+  return Number.isFinite(value) && value > 0 ? value : 0;
 }

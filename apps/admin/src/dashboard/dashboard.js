@@ -65,6 +65,9 @@ function age(ms) {
 function podState(pod, tier) {
   if (pod.terminating) return 'terminating';
   if (!pod.ready) return 'not-ready';
+  // SPEC 11: a voice agent that stopped heartbeating gets no new calls.
+  if (pod.liveness === 'dead') return 'dead';
+  if (pod.liveness === 'suspect') return 'suspect';
   if (pod.pending_removal) return 'removing';
   if (pod.draining) return 'draining';
   if (tier && tier.available.includes(pod.pod_name)) return 'available';
@@ -113,6 +116,12 @@ function card(label, value, tone, id) {
   return el('div', { class: `card ${tone || ''}`, 'data-card': id }, el('div', { class: 'label' }, label), el('div', { class: `value ${text ? 'text' : ''}` }, value));
 }
 
+function livenessSummary(liveness) {
+  if (!liveness) return el('span', { class: 'na' }, 'not available');
+  const named = [...liveness.suspect.map((pod) => `${pod} (suspect)`), ...liveness.dead.map((pod) => `${pod} (dead)`)];
+  return named.length ? `${named.length}: ${named.join(', ')}` : 0;
+}
+
 function renderSummary(status, invariants) {
   const stream = (status.subsystems && status.subsystems.pod_stream) || {};
   const leader = status.subsystems && status.subsystems.watcher && status.subsystems.watcher.leader;
@@ -121,6 +130,7 @@ function renderSummary(status, invariants) {
     card('active calls', status.active_calls, '', 'active-calls'),
     card('pods', status.pods, '', 'pods'),
     card('draining', status.draining.length ? `${status.draining.length}: ${status.draining.join(', ')}` : 0, '', 'draining'),
+    card('suspect / dead agents', livenessSummary(status.liveness), status.liveness && (status.liveness.suspect.length || status.liveness.dead.length) ? 'bad' : '', 'liveness'),
     card('waiting requests', waiting, status.waiting > 0 ? 'bad' : '', 'waiting'),
     card('invariants', invariants ? (invariants.ok ? 'ok' : `${invariants.violations.length} violated`) : '?', invariants && !invariants.ok ? 'bad' : 'good', 'invariants'),
     card('watcher leader', leader || 'none', leader ? '' : 'bad', 'leader'),

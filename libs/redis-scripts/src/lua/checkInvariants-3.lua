@@ -59,6 +59,10 @@ for tier, spec in pairs(tiers.tiers) do
     if isHeld(P, name) then
       violation('draining_not_available', 'pod', name, 'draining (or marked for removal) but available in ' .. tier)
     end
+    -- SPEC 11: a suspect or dead agent is held out like a drained pod.
+    if isUnresponsive(P, name) then
+      violation('unresponsive_not_available', 'pod', name, 'suspect or dead (no heartbeat) but available in ' .. tier)
+    end
     if state[1] ~= '1' or state[2] == '1' then
       violation('not_ready_not_available', 'pod', name, 'not ready or terminating but available in ' .. tier)
     end

@@ -30,8 +30,18 @@ local function isHeld(P, name)
   return redis.call('EXISTS', P.draining .. name, P.removing .. name) > 0
 end
 
+-- SPEC 11: a voice agent that stopped heartbeating (suspect) or was declared
+-- dead gets no new call, like a drained pod. The mark belongs to the
+-- incarnation that heartbeated (heartbeat_uid): a pod replaced under the same
+-- name (new UID) starts unmarked, whatever its predecessor's liveness.
+local function isUnresponsive(P, name)
+  local mark = redis.call('HMGET', P.pod .. name, 'liveness', 'heartbeat_uid', 'uid')
+  return (mark[1] == 'suspect' or mark[1] == 'dead') and mark[2] == mark[3]
+end
+
 -- The one definition of "allocatable": assigned to a tier, Ready, not
--- terminating, not drained (nor marked for removal), and (exclusive) idle. Puts the pod into or out of
+-- terminating, not drained (nor marked for removal), not suspect or dead
+-- (isUnresponsive), and (exclusive) idle. Puts the pod into or out of
 -- its tier's available pool accordingly; a shared pod's score is set to the
 -- real number of calls on it, never incremented blindly. A pod that is
 -- allocatable is first offered to the waiting requests (wait-queue.lua).
@@ -46,7 +56,7 @@ local function refreshAvailability(P, tiers, name)
     return
   end
   local state = redis.call('HMGET', P.pod .. name, 'ready', 'terminating')
-  local allocatable = state[1] == '1' and state[2] ~= '1' and not isHeld(P, name)
+  local allocatable = state[1] == '1' and state[2] ~= '1' and not isHeld(P, name) and not isUnresponsive(P, name)
   local calls = redis.call('SCARD', P.calls .. name)
   local key = availableKey(P, tier)
   if spec.type == 'shared' then

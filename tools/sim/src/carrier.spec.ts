@@ -1,0 +1,165 @@
+import { createServer, IncomingMessage, Server } from 'node:http';
+import { WebSocket, WebSocketServer } from 'ws';
+import { isValidPlivoV3Signature, isValidTwilioSignature, parseParams } from '@smart-router/providers';
+import { waitFor } from '@smart-router/testing';
+import { SimCarrier } from './carrier';
+
+/**
+ * The carrier's document following, against a small router of this test's
+ * own (real HTTP and WebSocket servers): which requests it makes, in which
+ * order, signed, and what it does when a stream ends (`<Connect action>`,
+ * Plivo's `<Redirect>` after a keepCallAlive stream), on `<Hangup/>`, and
+ * within its bounds.
+ */
+
+interface Seen {
+  path: string;
+  fields: Record<string, string>;
+  signed: boolean;
+}
+
+const TWILIO_TOKEN = 'spec-twilio';
+const PLIVO_TOKEN = 'spec-plivo';
+
+let server: Server;
+let wss: WebSocketServer;
+let base: string;
+let seen: Seen[];
+/** The document each path answers (a function of how often it was asked). */
+let documents: Record<string, (count: number) => string>;
+/** The agent side: what each socket received; close one to end its stream from the far end. */
+let sockets: { path: string; socket: WebSocket; received: Record<string, unknown>[] }[];
+
+function verify(request: IncomingMessage, url: string, body: string): boolean {
+  const params = parseParams(body);
+  if (request.headers['x-twilio-signature']) return isValidTwilioSignature([TWILIO_TOKEN], String(request.headers['x-twilio-signature']), url, params);
+  if (request.headers['x-plivo-signature-v3']) {
+    return isValidPlivoV3Signature([PLIVO_TOKEN], String(request.headers['x-plivo-signature-v3']), request.method ?? 'POST', url, String(request.headers['x-plivo-signature-v3-nonce']), params);
+  }
+  return false;
+}
+
+beforeAll(async () => {
+  server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      const path = new URL(request.url!, base).pathname;
+      seen.push({ path, fields: Object.fromEntries(new URLSearchParams(body)), signed: verify(request, `${base}${request.url}`, body) });
+      const count = seen.filter((entry) => entry.path === path).length;
+      const document = documents[path];
+      if (document) response.writeHead(200, { 'content-type': 'text/xml' }).end(document(count));
+      else response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  wss = new WebSocketServer({ server });
+  wss.on('connection', (socket, request) => {
+    const entry = { path: request.url!, socket, received: [] as Record<string, unknown>[] };
+    sockets.push(entry);
+    socket.on('message', (data) => {
+      const message = JSON.parse(String(data)) as Record<string, unknown>;
+      entry.received.push(message);
+      if (message.event === 'media') socket.send(JSON.stringify(entry.path.includes('plivo') ? { event: 'playAudio', media: { payload: 'AA==' } } : { event: 'media', streamSid: message.streamSid, media: { payload: 'AA==' } }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+});
+
+afterAll(async () => {
+  for (const client of wss.clients) client.terminate();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+beforeEach(() => {
+  seen = [];
+  sockets = [];
+  documents = {};
+});
+
+const ws = () => base.replace('http', 'ws');
+
+describe('SimCarrier', () => {
+  it('Twilio: <Connect action> is requested when the agent ends the stream; the next document is followed; <Hangup/> posts completed', async () => {
+    const carrier = new SimCarrier({ baseUrl: base, twilioAuthToken: TWILIO_TOKEN, mediaIntervalMs: 5 });
+    documents['/api/v1/twilio/answer'] = () =>
+      `<Response><Connect action="${base}/api/v1/twilio/stream-ended?allocation_id=7"><Stream url="${ws()}/ws/pod/voice-agent-1/x" statusCallback="${base}/api/v1/twilio/stream-status" statusCallbackMethod="POST"><Parameter name="rehome_from" value="voice-agent-0"/></Stream></Connect></Response>`;
+    documents['/api/v1/twilio/stream-ended'] = (count) =>
+      count === 1 ? `<Response><Connect action="${base}/api/v1/twilio/stream-ended"><Stream url="${ws()}/ws/pod/voice-agent-2/x"/></Connect></Response>` : '<Response><Hangup/></Response>';
+    const sid = carrier.placeCall({ provider: 'twilio', merchantId: 'm1' });
+    await waitFor(() => carrier.view(sid)?.streams[0]?.first_media_at, { what: 'media on the first stream' });
+    const first = sockets[0];
+    expect(first.received.slice(0, 2).map((message) => message.event)).toEqual(['connected', 'start']);
+    expect(first.received[1]).toMatchObject({ streamSid: expect.stringMatching(/^MZ/), start: { callSid: sid, customParameters: { rehome_from: 'voice-agent-0' }, mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000 } } });
+    first.socket.close(1000);
+    await waitFor(() => carrier.view(sid)?.streams[1]?.first_media_at, { what: 'media on the stream the action document opened' });
+    sockets[1].socket.close(1000);
+    await waitFor(() => carrier.view(sid)?.state === 'completed', { what: 'the call to end on <Hangup/>' });
+    expect(carrier.view(sid)!.streams.map((stream) => stream.pod)).toEqual(['voice-agent-1', 'voice-agent-2']);
+    expect(seen.map((entry) => `${entry.path} ${entry.fields.StreamEvent ?? entry.fields.CallStatus}`)).toEqual([
+      '/api/v1/twilio/answer ringing',
+      '/api/v1/twilio/stream-status stream-started',
+      '/api/v1/twilio/stream-status stream-stopped',
+      '/api/v1/twilio/stream-ended in-progress',
+      '/api/v1/twilio/stream-ended in-progress',
+      '/api/v1/twilio/status completed',
+    ]);
+    expect(seen.every((entry) => entry.signed)).toBe(true);
+    expect(seen[0].fields).toMatchObject({ CallSid: sid, AccountSid: expect.stringMatching(/^AC/), From: expect.any(String), To: expect.any(String), Direction: 'inbound' });
+  });
+
+  it('Plivo: the <Redirect> after a keepCallAlive stream runs when the stream ends; DELETE hangs up with the stop callback first', async () => {
+    const carrier = new SimCarrier({ baseUrl: base, plivoAuthToken: PLIVO_TOKEN, mediaIntervalMs: 5 });
+    documents['/api/v1/plivo/answer'] = () =>
+      `<Response><Stream keepCallAlive="true" bidirectional="true" statusCallbackUrl="${base}/api/v1/plivo/stream-status" extraHeaders="rehome_from=voice-agent-3">${ws()}/ws/pod/voice-agent-1/plivo</Stream><Redirect>${base}/api/v1/plivo/stream-ended?allocation_id=3</Redirect></Response>`;
+    documents['/api/v1/plivo/stream-ended'] = () => `<Response><Stream keepCallAlive="true" statusCallbackUrl="${base}/api/v1/plivo/stream-status">${ws()}/ws/pod/voice-agent-4/plivo</Stream></Response>`;
+    const sid = carrier.placeCall({ provider: 'plivo' });
+    await waitFor(() => carrier.view(sid)?.streams[0]?.first_media_at, { what: 'playAudio on the first stream' });
+    expect(sockets[0].received[0]).toMatchObject({ event: 'start', start: { callId: sid, streamId: expect.any(String) }, extra_headers: 'rehome_from=voice-agent-3' });
+    sockets[0].socket.close(1000);
+    await waitFor(() => carrier.view(sid)?.streams[1]?.first_media_at, { what: 'the redirected document streaming' });
+    expect(await carrier.hangUp(sid)).toBe(true);
+    expect(carrier.view(sid)!.state).toBe('completed');
+    expect(seen.map((entry) => `${entry.path} ${entry.fields.Event}`)).toEqual([
+      '/api/v1/plivo/answer StartApp',
+      '/api/v1/plivo/stream-status StartStream',
+      '/api/v1/plivo/stream-status StopStream',
+      '/api/v1/plivo/stream-ended StartApp',
+      '/api/v1/plivo/stream-status StartStream',
+      '/api/v1/plivo/stream-status StopStream',
+      '/api/v1/plivo/hangup Hangup',
+    ]);
+    expect(seen.every((entry) => entry.signed)).toBe(true);
+  });
+
+  it('a stream that cannot open is a stream-error callback; the failure document <Say><Hangup/> ends the call; unsigned without tokens', async () => {
+    const carrier = new SimCarrier({ baseUrl: base });
+    documents['/api/v1/twilio/answer'] = (count) =>
+      count === 1 ? `<Response><Connect action="${base}/api/v1/twilio/answer"><Stream url="ws://127.0.0.1:1/ws/pod/p/x" statusCallback="${base}/api/v1/twilio/stream-status"/></Connect></Response>` : '<Response><Say>sorry</Say><Hangup/></Response>';
+    const sid = carrier.placeCall({ provider: 'twilio' });
+    await waitFor(() => carrier.view(sid)?.state === 'completed', { what: 'the call to end' });
+    expect(seen.map((entry) => `${entry.path} ${entry.fields.StreamEvent ?? entry.fields.CallStatus}`)).toEqual([
+      '/api/v1/twilio/answer ringing',
+      '/api/v1/twilio/stream-status stream-error',
+      '/api/v1/twilio/answer in-progress',
+      '/api/v1/twilio/status completed',
+    ]);
+    expect(carrier.view(sid)!.streams[0]).toMatchObject({ opened_at: null, first_media_at: null, closed_at: expect.any(Number) });
+    expect(seen.some((entry) => entry.signed)).toBe(false);
+  });
+
+  it('is bounded: live calls are capped (429 TOO_MANY_CALLS) and only the latest completed calls are remembered', async () => {
+    const carrier = new SimCarrier({ baseUrl: base, maxLiveCalls: 2, maxCompletedCalls: 2 });
+    documents['/api/v1/twilio/answer'] = () => `<Response><Connect><Stream url="${ws()}/ws/pod/p/x"/></Connect></Response>`;
+    const calls = [carrier.placeCall({ provider: 'twilio' }), carrier.placeCall({ provider: 'twilio' })];
+    expect(() => carrier.placeCall({ provider: 'twilio' })).toThrow(expect.objectContaining({ status: 429, code: 'TOO_MANY_CALLS' }));
+    for (const sid of calls) await carrier.hangUp(sid);
+    const more = [carrier.placeCall({ provider: 'twilio' }), carrier.placeCall({ provider: 'twilio' })];
+    for (const sid of more) await carrier.hangUp(sid);
+    expect(carrier.liveCalls).toBe(0);
+    expect(calls.map((sid) => carrier.view(sid))).toEqual([undefined, undefined]);
+    expect(more.map((sid) => carrier.view(sid)?.state)).toEqual(['completed', 'completed']);
+  });
+});
