@@ -77,14 +77,16 @@ describe('liveness job (SPEC 11)', () => {
     if (!call.ok) throw new Error('no pod');
     await pool.scripts.connect('job-stall', 'api');
     await scripts.recordHeartbeat(call.allocation.podName, [{ callSid: 'job-stall', allocationId: null, mediaIn: 5, mediaOut: 5 }]);
-    await scripts.recordHeartbeat('voice-agent-4', []);
-    await silence('voice-agent-4', 4100);
+    // The silent pod is never the one the allocation picked (a random pool member).
+    const silent = call.allocation.podName === 'voice-agent-4' ? 'voice-agent-3' : 'voice-agent-4';
+    await scripts.recordHeartbeat(silent, []);
+    await silence(silent, 4100);
     const past = Date.now() - 10000;
     await pool.redis.hset(pool.keys.call('job-stall'), 'media_in_at', past, 'connected_at', past);
     await pool.redis.zadd(pool.keys.callMedia(), past, 'job-stall');
     const report = await job.run();
     expect(report.stalled).toEqual(['job-stall']);
-    expect(report.transitions).toEqual([expect.objectContaining({ pod: 'voice-agent-4', state: 'suspect' })]);
+    expect(report.transitions).toEqual([expect.objectContaining({ pod: silent, state: 'suspect' })]);
     const metrics = await telemetry.prometheusText();
     expect(metrics).toMatch(/smart_router_pod_liveness\{[^}]*state="suspect"[^}]*\} 1/);
     expect(metrics).toMatch(/smart_router_pod_liveness\{[^}]*state="live"[^}]*\} 1/);

@@ -97,6 +97,8 @@ describe('SimCarrier', () => {
     await waitFor(() => carrier.view(sid)?.streams[1]?.first_media_at, { what: 'media on the stream the action document opened' });
     sockets[1].socket.close(1000);
     await waitFor(() => carrier.view(sid)?.state === 'completed', { what: 'the call to end on <Hangup/>' });
+    // The carrier posts the final status callback after the call has ended, as Twilio does.
+    await waitFor(() => seen.some((entry) => entry.path === '/api/v1/twilio/status'), { what: 'the final status callback' });
     expect(carrier.view(sid)!.streams.map((stream) => stream.pod)).toEqual(['voice-agent-1', 'voice-agent-2']);
     expect(seen.map((entry) => `${entry.path} ${entry.fields.StreamEvent ?? entry.fields.CallStatus}`)).toEqual([
       '/api/v1/twilio/answer ringing',
@@ -140,6 +142,7 @@ describe('SimCarrier', () => {
       count === 1 ? `<Response><Connect action="${base}/api/v1/twilio/answer"><Stream url="ws://127.0.0.1:1/ws/pod/p/x" statusCallback="${base}/api/v1/twilio/stream-status"/></Connect></Response>` : '<Response><Say>sorry</Say><Hangup/></Response>';
     const sid = carrier.placeCall({ provider: 'twilio' });
     await waitFor(() => carrier.view(sid)?.state === 'completed', { what: 'the call to end' });
+    await waitFor(() => seen.some((entry) => entry.path === '/api/v1/twilio/status'), { what: 'the final status callback' });
     expect(seen.map((entry) => `${entry.path} ${entry.fields.StreamEvent ?? entry.fields.CallStatus}`)).toEqual([
       '/api/v1/twilio/answer ringing',
       '/api/v1/twilio/stream-status stream-error',
