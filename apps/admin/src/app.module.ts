@@ -3,7 +3,7 @@ import type Redis from 'ioredis';
 import { BearerTokens, HealthModule, MetricsController } from '@smart-router/http';
 import { PoolMetrics, PoolStateModule, REQUEST_REDIS, redisReadiness, replicationLimits } from '@smart-router/pool-state';
 import { RedisKeys } from '@smart-router/redis-keys';
-import { FleetScripts, PoolScripts, createRedis } from '@smart-router/redis-scripts';
+import { FleetScripts, PoolScripts, RolloutScripts, createRedis } from '@smart-router/redis-scripts';
 import { Telemetry } from '@smart-router/telemetry';
 import { AdminConfig } from './admin.config';
 import { AdminController } from './admin.controller';
@@ -18,6 +18,8 @@ import { PodListRepository } from './pod-list.repository';
 import { ReconcileQueue } from './reconcile-queue';
 import { FleetController } from './fleet.controller';
 import { AdminFleetService } from './fleet.service';
+import { RolloutController } from './rollout.controller';
+import { AdminRolloutService } from './rollout.service';
 
 @Injectable()
 class QueueCloser implements OnApplicationShutdown {
@@ -36,7 +38,7 @@ export class AppModule {
         PoolStateModule.forRoot(config.common, telemetry, 'admin'),
         HealthModule.forRoot({ inject: [PoolScripts], useFactory: (scripts: PoolScripts) => [redisReadiness(scripts)] } as never),
       ],
-      controllers: [AdminController, FleetController, EventLogController, DashboardController, OpenApiController, MetricsController],
+      controllers: [AdminController, FleetController, RolloutController, EventLogController, DashboardController, OpenApiController, MetricsController],
       providers: [
         { provide: BearerTokens, useValue: new BearerTokens(config.operatorTokens, config.viewerTokens) },
         { provide: ReconcileQueue, inject: [RedisKeys], useFactory: (keys: RedisKeys) => new ReconcileQueue(config.common.redis, keys.bullPrefix()) },
@@ -52,6 +54,15 @@ export class AppModule {
           useFactory: (redis: Redis, keys: RedisKeys, metrics: PoolMetrics) => {
             const replication = replicationLimits(config.common.redis, (script) => metrics.notReplicated.add(1, { script }));
             return new AdminFleetService(redis, keys, new FleetScripts(redis, keys, config.fleet.statefulSet, config.common.streamMaxLen, replication), config.fleet, metrics);
+          },
+        },
+        {
+          // SPEC 12: the split between agent versions.
+          provide: AdminRolloutService,
+          inject: [REQUEST_REDIS, RedisKeys, PoolMetrics],
+          useFactory: (redis: Redis, keys: RedisKeys, metrics: PoolMetrics) => {
+            const replication = replicationLimits(config.common.redis, (script) => metrics.notReplicated.add(1, { script }));
+            return new AdminRolloutService(redis, keys, new RolloutScripts(redis, keys, config.common.streamMaxLen, replication), metrics);
           },
         },
         QueueCloser,

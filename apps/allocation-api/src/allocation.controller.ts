@@ -31,12 +31,13 @@ export class AllocationController {
       metadata,
       refuseTombstoned: false,
       waitMs: body.wait_ms ?? 0,
+      caller: body.caller ?? '',
     }, scopeOf(caller));
     if (!outcome.ok) return this.refuse(reply, outcome.refusal);
     const call = outcome.value;
     const answer: AllocateResponse = {
       success: true, pod_name: call.podName, ws_url: call.wsUrl, source_pool: call.sourcePool, was_existing: call.wasExisting,
-      allocation_id: call.allocationId, state: call.state,
+      allocation_id: call.allocationId, state: call.state, agent_version: call.agentVersion ?? '',
     };
     void reply.send(answer);
   }

@@ -94,7 +94,7 @@ export class AppModule {
           provide: PoolReconcileService,
           inject: [STATE_REDIS, PoolScripts, KubeConfig],
           useFactory: (redis: Redis, scripts: PoolScripts, kube: KubeConfig) =>
-            new PoolReconcileService(redis, keys, scripts, kube, config.common, { namespace: config.namespace, labelSelector: config.labelSelector }, telemetry, logger),
+            new PoolReconcileService(redis, keys, scripts, kube, config.common, { namespace: config.namespace, labelSelector: config.labelSelector, versionLabel: config.versionLabel }, telemetry, logger),
         },
         {
           provide: FleetService,

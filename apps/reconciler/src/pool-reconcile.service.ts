@@ -24,6 +24,9 @@ export interface ReconcileReport {
  * it; each write is one idempotent Lua script, so replaying an event, running
  * a job twice (BullMQ is at-least-once) or two replicas racing all converge.
  */
+/** VERSION_LABEL's default (the reconciler's config reads the variable). */
+const DEFAULT_VERSION_LABEL = 'app.kubernetes.io/version';
+
 export class PoolReconcileService {
   private readonly applied: Counter;
   private readonly orphaned: Counter;
@@ -41,7 +44,7 @@ export class PoolReconcileService {
     private readonly scripts: PoolScripts,
     private readonly kube: KubeConfig,
     private readonly settings: CommonSettings,
-    private readonly target: { namespace: string; labelSelector: string },
+    private readonly target: { namespace: string; labelSelector: string; versionLabel?: string },
     private readonly telemetry: Telemetry,
     private readonly logger: LoggerService,
   ) {
@@ -66,7 +69,7 @@ export class PoolReconcileService {
         const result = await this.scripts.upsertPod({
           name: event.name, uid: event.uid, ready: event.ready, terminating: event.terminating,
           metadata: { labels: event.labels, resourceVersion: event.resourceVersion },
-          pinnedTier: this.pinnedTier(event.labels), term: event.term,
+          pinnedTier: this.pinnedTier(event.labels), term: event.term, version: this.version(event.labels),
         });
         return this.record(event, result);
       }, { 'pod.name': event.name, 'event.type': event.type }),
@@ -113,6 +116,11 @@ export class PoolReconcileService {
     return labels[TIER_LABEL] ?? '';
   }
 
+  /** The pod's agent version (SPEC 12): its VERSION_LABEL, '' without one. */
+  private version(labels: Record<string, string>): string {
+    return labels[this.target.versionLabel ?? DEFAULT_VERSION_LABEL] ?? '';
+  }
+
   /** Full reconcile against a fresh LIST; concurrent callers share one run. */
   fullReconcile(reason: string): Promise<ReconcileReport> {
     this.rebuilding ??= this.runFullReconcile(reason).finally(() => {
@@ -137,7 +145,7 @@ export class PoolReconcileService {
         const result = await this.scripts.upsertPod({
           name: pod.name, uid: pod.uid, ready: pod.ready, terminating: pod.terminating,
           metadata: { labels: pod.labels, resourceVersion: pod.resourceVersion },
-          pinnedTier: this.pinnedTier(pod.labels), term: null, snapshotAt,
+          pinnedTier: this.pinnedTier(pod.labels), term: null, snapshotAt, version: this.version(pod.labels),
         });
         if (result === ScriptCode.StateMissing) throw new StateMissingError('fullReconcile');
         if (typeof result === 'object') orphaned += result.orphaned;

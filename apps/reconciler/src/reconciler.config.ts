@@ -6,6 +6,8 @@ export interface ReconcilerConfig {
   port: number;
   namespace: string;
   labelSelector: string;
+  /** The pod label holding its agent version (SPEC 12); a pod without it has version "". */
+  versionLabel: string;
   kubeconfig?: string;
   /** Consumer name in the pod-stream group; unique per replica. */
   consumer: string;
@@ -52,6 +54,7 @@ export function readReconcilerConfig(env = new EnvReader()): ReconcilerConfig {
     port: env.port('HTTP_PORT', 8084),
     namespace: env.string('NAMESPACE', 'voice-system'),
     labelSelector: env.string('POD_LABEL_SELECTOR', 'app=voice-agent'),
+    versionLabel: readVersionLabel(env),
     kubeconfig: env.optionalString('KUBECONFIG'),
     consumer: env.string('POD_IDENTITY', `${hostname()}-${process.pid}`),
     claimIdleMs: env.int('STREAM_CLAIM_IDLE_MS', 10000, { min: 100 }),
@@ -60,4 +63,13 @@ export function readReconcilerConfig(env = new EnvReader()): ReconcilerConfig {
     fleet: readFleetSettings(env),
     liveness: readLivenessSettings(env),
   };
+}
+
+/** A Kubernetes label key: an optional DNS-subdomain prefix and `/`, then a name of up to 63 characters. */
+const LABEL_KEY = /^(?:[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+
+function readVersionLabel(env: EnvReader): string {
+  const label = env.string('VERSION_LABEL', 'app.kubernetes.io/version');
+  if (!LABEL_KEY.test(label)) throw new ConfigError('VERSION_LABEL', `must be a Kubernetes label key (got ${JSON.stringify(label)})`);
+  return label;
 }

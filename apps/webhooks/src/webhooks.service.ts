@@ -100,6 +100,7 @@ export class WebhooksService {
         metadata: template ? JSON.stringify({ template: template.slice(0, MAX_TEMPLATE_LENGTH) }) : '',
         refuseTombstoned: true,
         waitMs: this.waitMs,
+        caller: fields.caller,
       });
       this.metrics.answers.add(1, { provider: adapter.name, result: call.wasExisting ? 'existing' : 'allocated' });
       return adapter.answerDocument(call.wsUrl, baseUrl === undefined ? undefined : this.streamStatusUrl(adapter, baseUrl, call.allocationId));

@@ -5,3 +5,4 @@ export * from './outcomes';
 export * from './merchant-config';
 export * from './tier-plan';
 export * from './media-url';
+export * from './rollout';

@@ -25,6 +25,8 @@ export enum ScriptCode {
   NotYourCall = -15,
   /** A release or connect by a scoped token of a call of a merchant outside its scope (SPEC 10.1): nothing changed. */
   MerchantForbidden = -16,
+  /** A rollback with no previous rollout revision to return to (SPEC 12). */
+  NoPreviousRevision = -17,
 }
 
 /**
@@ -51,6 +53,8 @@ export interface Allocation {
   /** The fencing token; null only for a record written before fencing (e.g. by the Go router). */
   allocationId: number | null;
   state: CallState | null;
+  /** The serving pod's agent version (SPEC 12; '' = no version label); absent when not known (a hand-off to a waiter). */
+  agentVersion?: string;
 }
 
 export interface Release {

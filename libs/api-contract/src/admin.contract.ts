@@ -101,6 +101,26 @@ const AutoscalerView = open({
   free: Type.Integer({ description: 'free exclusive pods in the EXTRA_PODS_TIER now (what the autoscaler keeps at buffer)' }), waiting: Type.Integer({ description: 'requests waiting for a pod now' }),
   last_decision: Type.Optional(Type.Union([open({ at: Type.Number(), from: Type.Integer(), to: Type.Integer(), reason: Type.String() }), Type.Null()])),
 });
+const RolloutTargetSchema = Type.Object({ version: Type.String({ maxLength: 63, description: "an agent version (the pods' VERSION_LABEL; '' = pods without it)" }), percent: Type.Integer({ minimum: 0, maximum: 100 }) }, { additionalProperties: false });
+const RolloutGuardrailSchema = Type.Object({
+  max_excess_pp: Type.Number({ minimum: 0, maximum: 100, description: "points by which the canary's connect-failure rate may exceed the stable version's" }),
+  min_calls: Type.Integer({ minimum: 1, maximum: 1000000, description: 'canary calls with a known outcome before the guardrail judges' }),
+}, { additionalProperties: false });
+const RolloutAssignmentSchema = Type.Union([Type.Literal('random'), Type.Literal('sticky_by_caller')]);
+const VersionFigures = open({
+  percent: nullable(Type.Integer({ description: 'its share in the live revision; null = not a target' })),
+  pods: Type.Integer(), free: Type.Integer({ description: 'pods of the version that can take a call now' }),
+  live_calls: Type.Integer(), allocations: Type.Integer({ description: 'allocations under rollouts, spills included' }),
+  spills: Type.Integer({ description: 'calls this version served because the drawn version had no free pod in the tier' }),
+  connect_timeouts: Type.Integer({ description: 'calls allocated under a rollout released because their media never connected' }),
+  releases: Type.Record(Type.String(), Type.Integer(), { description: 'releases of calls allocated under a rollout, by reason' }),
+});
+const RolloutView = open({
+  revision: nullable(Type.Integer({ description: 'the live revision; null = no rollout (allocation ignores versions)' })),
+  previous: nullable(Type.Integer()), at: nullable(Type.Number({ description: 'ms since the Unix epoch' })),
+  targets: Type.Array(RolloutTargetSchema), assignment: nullable(RolloutAssignmentSchema), guardrail: nullable(RolloutGuardrailSchema),
+  versions: Type.Record(Type.String(), VersionFigures, { description: 'every target version and every version a known pod carries' }),
+});
 const Violation = open({ rule: Type.String(), pod: Type.Optional(Type.String()), call_sid: Type.Optional(Type.String()), detail: Type.String() });
 
 const LoggedEvent = open({ id: Type.String({ description: 'stream entry id' }), stream: Type.String({ description: 'calls, pods or fleet' }), type: Type.String(), at: Type.Number({ description: 'ms since the Unix epoch' }) });
@@ -219,6 +239,42 @@ export const adminRoutes = {
       400: errorResponse('invalid settings', 'INVALID_AUTOSCALER_CONFIG', 'INVALID_REPLICA_RANGE', 'INVALID_BODY'),
       ...operatorErrors,
       503: errorResponse('Redis unavailable, or the settings kept changing under concurrent updates: retry', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED', 'CONFIG_CHANGING'),
+    },
+  },
+  // Versioned agent fleets (SPEC 12; apps/admin/src/rollout.controller.ts validates the body itself, libs/allocation parseRollout).
+  rollout: {
+    method: 'GET', path: '/api/v1/admin/rollout', summary: 'The split between agent versions (live revision) and per-version pods, free pods, live calls, allocations, spills, connect timeouts, releases by reason', security: 'viewer',
+    responses: { 200: { description: 'the rollout', schema: RolloutView }, ...viewerErrors },
+  },
+  putRollout: {
+    method: 'PUT', path: '/api/v1/admin/rollout', security: 'operator',
+    summary: 'Set the split as a new immutable revision (percents are integers summing to 100, 1 to 5 versions, 0 allowed); moves no replicas; allocations use it from the next one',
+    body: Type.Object({ targets: Type.Array(RolloutTargetSchema, { minItems: 1, maxItems: 5 }), assignment: Type.Optional(RolloutAssignmentSchema), guardrail: Type.Optional(nullable(RolloutGuardrailSchema)) }, { additionalProperties: false }),
+    responses: {
+      200: { description: 'stored: the GET document of the new revision', schema: RolloutView },
+      400: errorResponse('invalid rollout', 'INVALID_BODY', 'INVALID_TARGETS', 'INVALID_VERSION', 'DUPLICATE_VERSION', 'INVALID_PERCENT', 'PERCENT_SUM', 'INVALID_ASSIGNMENT', 'INVALID_GUARDRAIL'),
+      ...operatorErrors,
+    },
+  },
+  promoteRollout: {
+    method: 'POST', path: '/api/v1/admin/rollout/promote', security: 'operator',
+    summary: 'Send 100 % of new calls to {version} from the next allocation (a new revision, event rollout.promoted; the other targets stay at 0 %); moves no replicas yet',
+    body: Type.Object({ version: Type.String({ maxLength: 63 }) }, { additionalProperties: false }),
+    responses: {
+      200: { description: 'stored: the GET document of the new revision', schema: RolloutView },
+      400: errorResponse('invalid body', 'INVALID_BODY', 'INVALID_VERSION'),
+      404: errorResponse('no pod carries the version and no target names it', 'UNKNOWN_VERSION'),
+      ...operatorErrors,
+      503: errorResponse('Redis unavailable, or the rollout kept changing under concurrent updates: retry', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED', 'CONFIG_CHANGING'),
+    },
+  },
+  rollbackRollout: {
+    method: 'POST', path: '/api/v1/admin/rollout/rollback', security: 'operator',
+    summary: "Return to the previous revision's split from the next allocation (a new revision, event rollout.rolled_back); moves no replicas yet",
+    responses: {
+      200: { description: 'stored: the GET document of the new revision', schema: RolloutView },
+      409: errorResponse('the live rollout has no previous revision', 'NO_PREVIOUS_REVISION'),
+      ...operatorErrors,
     },
   },
   // The SREs' read side (SPEC 9.4; apps/admin/src/event-log.controller.ts validates its query itself).

@@ -21,6 +21,7 @@ export const AllocateRequest = Type.Object({
   reseller_id: Type.Optional({ ...OptionalMerchantId, description: 'alias of merchant_id (the Python client sends it)' }),
   provider: Type.Optional(optionalText('provider', 64, 'telephony provider, recorded on the call')),
   metadata: Type.Optional(Type.Unknown({ description: `any JSON, recorded on the call (at most ${MAX_METADATA_BYTES} bytes as JSON)` })),
+  caller: Type.Optional(optionalText('caller', 256, 'who is calling (e.g. the From number): a sticky_by_caller rollout gives the same caller the same agent version (SPEC 12)')),
   wait_ms: Type.Optional(field(Type.Integer({ minimum: 0, maximum: MAX_WAIT_MS, description: 'wait up to this long for a pod when none is free (SPEC 9.1); 0 or absent = answer 503 at once' }), {
     invalid: { code: 'INVALID_FIELD', message: `wait_ms must be an integer from 0 to ${MAX_WAIT_MS}` },
   })),
@@ -35,6 +36,7 @@ export const AllocateResponse = Type.Object({
   was_existing: Type.Boolean({ description: 'true when this call_sid already had a pod (idempotent retry)' }),
   allocation_id: Type.Union([Type.Integer(), Type.Null()], { description: 'fencing token, strictly increasing; the same for a repeated allocate' }),
   state: CallState,
+  agent_version: Type.String({ description: "the serving pod's agent version (its VERSION_LABEL; '' = no label, SPEC 12)" }),
 }, { additionalProperties: true });
 export type AllocateResponse = Static<typeof AllocateResponse>;
 

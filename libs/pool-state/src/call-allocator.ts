@@ -14,6 +14,8 @@ export interface AllocateRequest {
   refuseTombstoned: boolean;
   /** Wait this long (ms) for a pod when none is free (SPEC 9.1); 0 = answer 503 at once. */
   waitMs?: number;
+  /** Who is calling: a sticky_by_caller rollout keys its split on it (SPEC 12). */
+  caller?: string;
 }
 
 /** Past its deadline, a waiting request gets its answer within this (settleWait decides). */
@@ -161,7 +163,7 @@ export class CallAllocator {
     this.metrics.allocationSeconds.record(Number(process.hrtime.bigint() - started) / 1e9);
     if (result.ok) {
       const { allocation } = result;
-      this.metrics.allocated(allocation.tier, allocation.wasExisting ? 'existing' : 'allocated');
+      this.metrics.allocated(allocation.tier, allocation.wasExisting ? 'existing' : 'allocated', allocation.agentVersion);
       return { ok: true, value: { ...allocation, wsUrl: await this.wsUrl(allocation, request.callSid, allocation.wasExisting ? null : now) } };
     }
     if (result.code === ScriptCode.Queued || result.code === ScriptCode.AlreadyWaiting) {
@@ -210,8 +212,8 @@ export class CallAllocator {
       const outcome = await this.redisCall('settle_wait', 'settleWait', callSid, () => this.scripts.settleWait(callSid));
       if (outcome.state === 'allocated') {
         observe('allocated');
-        this.metrics.allocated(outcome.tier, duplicate ? 'existing' : 'waited');
-        return { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: duplicate, allocationId: outcome.allocationId, state: outcome.callState };
+        this.metrics.allocated(outcome.tier, duplicate ? 'existing' : 'waited', outcome.agentVersion);
+        return { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: duplicate, allocationId: outcome.allocationId, state: outcome.callState, agentVersion: outcome.agentVersion };
       }
       if (outcome.state === 'timed_out') {
         observe('timed_out');

@@ -51,8 +51,10 @@ export class PoolMetrics {
     this.httpErrors = new Tally(meter.createObservableCounter('smart_router_http_errors_total', { description: 'HTTP error answers by status and code' }));
   }
 
-  allocated(pool: string, result: string): void {
-    this.allocations.add(`${pool}\n${result}`, () => ({ pool, result }));
+  /** `version`: the serving pod's agent version (SPEC 12), a label only on allocations that found a pod. */
+  allocated(pool: string, result: string, version?: string): void {
+    if (version === undefined) this.allocations.add(`${pool}\n${result}`, () => ({ pool, result }));
+    else this.allocations.add(`${pool}\n${result}\n${version}`, () => ({ pool, result, version }));
   }
 
   released(result: string): void {

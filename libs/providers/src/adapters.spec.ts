@@ -67,20 +67,26 @@ describe('provider documents', () => {
 
 describe('answer fields', () => {
   it('Twilio: CallSid from the form, merchant_id from the query', () => {
-    expect(twilio.parseAnswer(form('CallSid=CA1&AccountSid=AC1&From=%2B1234', '?merchant_id=m.1'))).toEqual({ callSid: 'CA1', merchantId: 'm.1' });
-    expect(twilio.parseAnswer(form('CallSid=CA1&merchant_id=ignored'))).toEqual({ callSid: 'CA1', merchantId: '' });
-    expect(twilio.parseAnswer(form('CallSid=CA1', '?merchant_id='))).toEqual({ callSid: 'CA1', merchantId: '' });
+    expect(twilio.parseAnswer(form('CallSid=CA1&AccountSid=AC1&From=%2B1234', '?merchant_id=m.1'))).toEqual({ callSid: 'CA1', merchantId: 'm.1', caller: '+1234' });
+    expect(twilio.parseAnswer(form('CallSid=CA1&merchant_id=ignored'))).toEqual({ callSid: 'CA1', merchantId: '', caller: '' });
+    expect(twilio.parseAnswer(form('CallSid=CA1', '?merchant_id='))).toEqual({ callSid: 'CA1', merchantId: '', caller: '' });
+    // The caller is only hashed for a sticky rollout (SPEC 12): bounded, never validated as a number.
+    expect(twilio.parseAnswer(form(`CallSid=CA1&From=${'9'.repeat(300)}`)).caller).toHaveLength(256);
   });
 
   it('Plivo: CallUUID from the form', () => {
-    expect(plivo.parseAnswer(form('CallUUID=97ceeb52-58b6-11e1-86da-77300b68f8bb', '?merchant_id=acme'))).toEqual({ callSid: '97ceeb52-58b6-11e1-86da-77300b68f8bb', merchantId: 'acme' });
+    expect(plivo.parseAnswer(form('CallUUID=97ceeb52-58b6-11e1-86da-77300b68f8bb', '?merchant_id=acme'))).toEqual({ callSid: '97ceeb52-58b6-11e1-86da-77300b68f8bb', merchantId: 'acme', caller: '' });
+    expect(plivo.parseAnswer(form('CallUUID=97ceeb52-58b6-11e1-86da-77300b68f8bb&From=14155550100')).caller).toBe('14155550100');
   });
 
   it('Exotel: JSON or form body, falling back to the query', () => {
-    expect(exotel.parseAnswer(json('{"CallSid":"80bfbec2d78bbbf10fb851f4fa165211","merchant_id":"acme"}'))).toEqual({ callSid: '80bfbec2d78bbbf10fb851f4fa165211', merchantId: 'acme' });
-    expect(exotel.parseAnswer(json('{"CallSid":"e1"}', '?merchant_id=q1'))).toEqual({ callSid: 'e1', merchantId: 'q1' });
-    expect(exotel.parseAnswer(json('{"CallSid":"e1","merchant_id":"b1"}', '?merchant_id=q1'))).toEqual({ callSid: 'e1', merchantId: 'b1' });
-    expect(exotel.parseAnswer(form('CallSid=e2', '?merchant_id=q2'))).toEqual({ callSid: 'e2', merchantId: 'q2' });
+    expect(exotel.parseAnswer(json('{"CallSid":"80bfbec2d78bbbf10fb851f4fa165211","merchant_id":"acme"}'))).toEqual({ callSid: '80bfbec2d78bbbf10fb851f4fa165211', merchantId: 'acme', caller: '' });
+    expect(exotel.parseAnswer(json('{"CallSid":"e1"}', '?merchant_id=q1'))).toEqual({ callSid: 'e1', merchantId: 'q1', caller: '' });
+    expect(exotel.parseAnswer(json('{"CallSid":"e1","merchant_id":"b1"}', '?merchant_id=q1'))).toEqual({ callSid: 'e1', merchantId: 'b1', caller: '' });
+    expect(exotel.parseAnswer(form('CallSid=e2', '?merchant_id=q2'))).toEqual({ callSid: 'e2', merchantId: 'q2', caller: '' });
+    expect(exotel.parseAnswer(json('{"CallSid":"e3","From":"09876543210"}')).caller).toBe('09876543210');
+    expect(exotel.parseAnswer(form('CallSid=e4&from=0111')).caller).toBe('0111');
+    expect(exotel.parseAnswer(json('{"CallSid":"e5","From":42}')).caller).toBe('');
   });
 
   it.each([

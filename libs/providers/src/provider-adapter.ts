@@ -15,6 +15,8 @@ export interface ProviderDocument {
 export interface AnswerFields {
   callSid: string;
   merchantId: string;
+  /** Who is calling (the provider's From; '' when absent): a sticky_by_caller rollout keys its split on it (SPEC 12). */
+  caller: string;
 }
 
 /** A status callback, validated. `final` = the call is over and its pod can go back. */

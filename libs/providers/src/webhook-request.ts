@@ -106,6 +106,14 @@ export function formField(request: WebhookRequest, name: string): string | undef
   return request.body.kind === 'form' ? request.body.params.get(name)?.[0] : undefined;
 }
 
+/** The longest caller identity kept (a phone number or SIP URI; SPEC 12 only hashes it). */
+const MAX_CALLER_LENGTH = 256;
+
+/** The caller for a sticky rollout: any string the provider sent, bounded; '' when absent or not text. */
+export function callerOf(value: unknown): string {
+  return typeof value === 'string' ? value.slice(0, MAX_CALLER_LENGTH) : '';
+}
+
 export function queryField(request: WebhookRequest, name: string): string | undefined {
   return request.query.get(name)?.[0];
 }

@@ -104,6 +104,14 @@ export const KEY_ACCESS: Record<KeyBuilder, Grants> = {
   autoscalerConfig: FLEET,
   autoscalerState: FLEET,
   fleetLock: { reconciler: 'rw' },
+  // Agent versions (SPEC 12): the reconciler's upsert/remove keep them, allocation reads them, admin shows them.
+  versions: POOL_STATE,
+  versionPods: POOL_STATE,
+  // The split: admin writes revisions (setRollout), the reconciler's guardrail rolls back; allocation only reads it.
+  rollout: { ...FLEET, 'allocation-api': 'read', webhooks: 'read' },
+  rolloutRevisions: FLEET,
+  // Per-version counters written by the allocate and release scripts.
+  rolloutStats: POOL_STATE,
   // Heartbeats (SPEC 11): allocation-api records them, the reconciler's liveness job reads and prunes them (admin reads liveness from the pod hash).
   heartbeats: { 'allocation-api': 'rw', reconciler: 'rw' },
   callMedia: { 'allocation-api': 'rw', reconciler: 'rw' },

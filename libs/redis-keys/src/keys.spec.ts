@@ -38,6 +38,12 @@ describe('RedisKeys', () => {
     expect(keys.waitMerchant('acme')).toBe('voice:wait:merchant:acme');
     expect(keys.waitChannel()).toBe('voice:wait:wake');
     expect(keys.merchantCalls('acme')).toBe('voice:merchant:calls:acme');
+    expect(keys.versions()).toBe('voice:version:all');
+    expect(keys.versionPods('v2')).toBe('voice:version:pods:v2');
+    expect(keys.versionPods('')).toBe('voice:version:pods:');
+    expect(keys.rollout()).toBe('voice:rollout:live');
+    expect(keys.rolloutRevisions()).toBe('voice:rollout:revisions');
+    expect(keys.rolloutStats('v2')).toBe('voice:rollout:stats:v2');
     expect(keys.heartbeats()).toBe('voice:heartbeats');
     expect(keys.callMedia()).toBe('voice:calls:media');
   });
@@ -64,6 +70,9 @@ describe('RedisKeys', () => {
     expect([prefixes.waitQueue, prefixes.waitChannel, prefixes.activeCalls, prefixes.callStream])
       .toEqual([keys.waitQueue(), keys.waitChannel(), keys.activeCalls(), keys.callStream()]);
     expect([prefixes.allocationSequence, prefixes.pendingCalls]).toEqual([keys.allocationSequence(), keys.pendingCalls()]);
+    expect(prefixes.versionPods + 'v2').toBe(keys.versionPods('v2'));
+    expect(prefixes.rolloutStats + 'v2').toBe(keys.rolloutStats('v2'));
+    expect([prefixes.versions, prefixes.rollout]).toEqual([keys.versions(), keys.rollout()]);
   });
 
   it('reserves the pod names whose pod key is another key (pod:metadata)', () => {

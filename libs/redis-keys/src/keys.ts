@@ -44,7 +44,12 @@
  * | fleet:lock                   | STRING | token of the reconciler running the fleet step (one decision at a time) |
  * | autoscaler:config            | STRING | autoscaler settings JSON (PUT /api/v1/admin/autoscaler)   |
  * | autoscaler:state             | HASH   | surplus_since, desired, free, waiting, last_decision JSON |
- * | stream:fleet                 | STREAM | fleet decisions and scale events                         |
+ * | stream:fleet                 | STREAM | fleet decisions and scale events (and rollout.* events, SPEC 12) |
+ * | version:all                  | SET    | every agent version a known pod carries (VERSION_LABEL; "" = no label) |
+ * | version:pods:{version}       | SET    | the pods of one agent version (SPEC 12)                  |
+ * | rollout:live                 | STRING | the live rollout revision JSON: revision, targets, assignment, guardrail, previous, at |
+ * | rollout:revisions            | HASH   | revision -> its JSON, immutable (rollback returns to one) |
+ * | rollout:stats:{version}      | HASH   | per-version counters under a rollout: allocations, spills, connect_timeouts, released:{reason} |
  * | heartbeats                   | ZSET   | enrolled pods (SPEC 11): pod name -> its last heartbeat, Redis-clock ms; the liveness job reads the silent ones |
  * | calls:media                  | ZSET   | connected calls an agent reports: call_sid -> Redis ms its media_in last advanced (MEDIA_STALL_SECONDS) |
  * | bull                         | prefix | BullMQ queues (`{prefix}bull:<queue>:...`)               |
@@ -184,6 +189,26 @@ export class RedisKeys {
   autoscalerState(): string {
     return `${this.prefix}autoscaler:state`;
   }
+  /** Agent versions of the known pods (SPEC 12): the index the rollout view reads, never SCAN. */
+  versions(): string {
+    return `${this.prefix}version:all`;
+  }
+  /** The pods of one agent version (`""` = pods without the VERSION_LABEL). */
+  versionPods(version: string): string {
+    return `${this.prefix}version:pods:${version}`;
+  }
+  /** The live rollout revision (SPEC 12); absent = no split, today's allocation. */
+  rollout(): string {
+    return `${this.prefix}rollout:live`;
+  }
+  /** Every rollout revision ever written, immutable, by number. */
+  rolloutRevisions(): string {
+    return `${this.prefix}rollout:revisions`;
+  }
+  /** Counters of one version while a rollout is configured (allocate and release scripts). */
+  rolloutStats(version: string): string {
+    return `${this.prefix}rollout:stats:${version}`;
+  }
   /**
    * Pods that have sent a heartbeat (SPEC 11), scored by its Redis-clock time
    * (ms): the liveness job reads only the silent ones (ZRANGEBYSCORE), never
@@ -240,6 +265,14 @@ export class RedisKeys {
       // new allocation (a hand-off too) its allocation_id and connect deadline.
       allocationSequence: this.allocationSequence(),
       pendingCalls: this.pendingCalls(),
+      // Agent versions (SPEC 12): upsert/remove keep the membership, allocate
+      // draws among versions, release counts per version. The rollout is a
+      // whole key here for the same reason as the wait queue: it is read by
+      // the allocation step without renumbering the script (and every caller).
+      versions: this.versions(),
+      versionPods: strip(this.versionPods(marker)),
+      rolloutStats: strip(this.rolloutStats(marker)),
+      rollout: this.rollout(),
     };
   }
 }
@@ -265,6 +298,10 @@ export interface PodKeyPrefixes {
   waitChannel: string;
   activeCalls: string;
   callStream: string;
+  versions: string;
+  versionPods: string;
+  rolloutStats: string;
+  rollout: string;
 }
 
 /**

@@ -24,6 +24,25 @@ describe('fleet scripts', () => {
   const allocate = async (callSid: string, waitMs = 0) => pool.scripts.allocate({ callSid, merchantId: '', provider: '', metadata: '', refuseTombstoned: false, waitMs });
   const invariants = () => pool.scripts.checkInvariants();
 
+  it('a second StatefulSet under the same selector (SPEC 12, voice-agent-v2-N) is never marked nor waited for by voice-agent\'s scale-down', async () => {
+    const mixed = await createPoolFixture({ url: sharedRedisUrl(), pods: [...PODS, 'voice-agent-v2-0', 'voice-agent-v2-1'], tierConfig: JSON.stringify({ standard: { type: 'exclusive', target: 6 } }) });
+    try {
+      const steps = new FleetScripts(mixed.redis, mixed.keys, 'voice-agent', 1000);
+      await steps.step(4, 'a', 5000);
+      // Busy v2 pods must not hold the v1 scale-down back.
+      for (const sid of ['m0', 'm1', 'm2', 'm3', 'm4', 'm5']) await mixed.scripts.allocate({ callSid: sid, merchantId: '', provider: '', metadata: '', refuseTombstoned: false });
+      for (const sid of ['m0', 'm1', 'm2', 'm3', 'm4', 'm5']) {
+        const pod = await mixed.redis.hget(mixed.keys.call(sid), 'pod_name');
+        if (pod && !pod.startsWith('voice-agent-v2-')) await mixed.scripts.release(sid, 'done');
+      }
+      expect(await steps.plan(2, 'test')).toMatchObject({ marked: 2 });
+      expect((await mixed.redis.smembers(mixed.keys.fleetRemoving())).sort()).toEqual(['voice-agent-2', 'voice-agent-3']);
+      expect(await steps.step(4, 'a', 5000)).toEqual({ action: 'scale_down', target: 2 });
+    } finally {
+      await mixed.close();
+    }
+  });
+
   it('plans nothing before the StatefulSet size was observed; a first step adopts the cluster size', async () => {
     expect(await fleet.plan(2, 'test')).toBeNull();
     expect(await fleet.step(4, 'a', 5000)).toEqual({ action: 'steady', target: 4 });

@@ -307,7 +307,7 @@ describe('pool scripts keep every invariant under random operation sequences', (
           const live = model.calls.get(sid);
           if (live) {
             // Idempotent: the same pod, whatever the merchant says this time.
-            expect(result).toEqual({ ok: true, allocation: { podName: live.pod, podUid: live.uid, tier: live.tier, sourcePool: `pool:${live.tier}`, wasExisting: true, allocationId: live.allocationId, state: 'pending' } });
+            expect(result).toEqual({ ok: true, allocation: { podName: live.pod, podUid: live.uid, tier: live.tier, sourcePool: `pool:${live.tier}`, wasExisting: true, allocationId: live.allocationId, state: 'pending', agentVersion: '' } });
           } else if (refuseTombstoned && model.tombstoned.has(sid)) {
             expect(result).toEqual({ ok: false, code: ScriptCode.Tombstoned });
           } else {

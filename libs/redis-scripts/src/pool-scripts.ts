@@ -15,11 +15,15 @@ export interface AllocateInput {
   refuseTombstoned: boolean;
   /** How long to wait in the queue when no pod is free, ms (0 = answer NoPod at once). */
   waitMs?: number;
+  /** Who is calling (allocate's "caller", a provider's From): a sticky_by_caller rollout keys its split on it (SPEC 12). */
+  caller?: string;
+  /** The split's random draw in [0, 1) (default Math.random()); tests pass one to pick the drawn version. */
+  draw?: number;
 }
 
 /** A waiting request's outcome (settleWait). */
 export type WaitOutcome =
-  | { state: 'allocated'; podName: string; tier: string; podUid: string; allocationId: number | null; callState: CallState | null }
+  | { state: 'allocated'; podName: string; tier: string; podUid: string; allocationId: number | null; callState: CallState | null; agentVersion: string }
   | { state: 'waiting'; remainingMs: number }
   | { state: 'timed_out' };
 
@@ -77,6 +81,8 @@ export interface PodObservation {
   metadata: Record<string, unknown>;
   /** The pod's `smart-router.io/tier` label ('' = none); otherwise its tier follows its ordinal. */
   pinnedTier: string;
+  /** The pod's agent version, its VERSION_LABEL ('' or absent = no label; SPEC 12). */
+  version?: string;
   /** Leader term of the watcher that saw it; null for a full LIST by the reconciler. */
   term: number | null;
   /** For a full LIST: when the LIST started; a pod record updated later is left alone. */
@@ -187,15 +193,17 @@ export class PoolScripts {
       input.callSid, input.merchantId, now, input.provider, input.metadata,
       this.limits.callTtlSeconds, this.prefixes, this.limits.streamMaxLen, input.refuseTombstoned ? '1' : '0',
       input.waitMs ?? 0, this.limits.connectTimeoutMs ?? 0, this.limits.waitQueueMax ?? DEFAULT_WAIT_QUEUE_MAX,
+      input.draw ?? Math.random(), input.caller ?? '',
     );
     if (typeof reply === 'number') return { ok: false, code: reply as ScriptCode };
-    const [, podName, tier, wasExisting, podUid, allocationId, state] = reply;
+    const [, podName, tier, wasExisting, podUid, allocationId, state, agentVersion] = reply;
     return {
       ok: true,
       allocation: {
         podName: String(podName), tier: String(tier), sourcePool: `pool:${tier}`,
         wasExisting: Number(wasExisting) === 1, podUid: String(podUid),
         allocationId: allocationIdOf(allocationId), state: state === '' ? null : (String(state) as CallState),
+        agentVersion: String(agentVersion ?? ''),
       },
     };
   }
@@ -212,6 +220,7 @@ export class PoolScripts {
     return {
       state: 'allocated', podName: String(reply[1]), tier: String(reply[2]), podUid: String(reply[3]),
       allocationId: allocationIdOf(reply[4]), callState: reply[5] ? (String(reply[5]) as CallState) : null,
+      agentVersion: String(reply[6] ?? ''),
     };
   }
 
@@ -253,7 +262,7 @@ export class PoolScripts {
       k.pods(), k.tierConfig(), k.podMetadata(), k.callStream(), k.activeCalls(), k.watcherTerm(),
       pod.name, pod.uid, pod.ready ? '1' : '0', pod.terminating ? '1' : '0', JSON.stringify(pod.metadata),
       pod.pinnedTier, this.prefixes, now, this.limits.streamMaxLen, pod.term === null ? '' : pod.term,
-      pod.snapshotAt ?? '',
+      pod.snapshotAt ?? '', pod.version ?? '',
     );
     if (typeof reply === 'number') return reply as ScriptCode;
     return { tier: String(reply[1]), orphaned: Number(reply[2]) };

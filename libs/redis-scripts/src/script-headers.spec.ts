@@ -8,6 +8,7 @@ import { RedisServer, createPoolFixture, sharedRedisUrl, uniquePrefix, waitFor }
 import { LUA_DIR, defineScripts, readScripts } from './script-loader';
 import { FleetScripts } from './fleet-scripts';
 import { WebhookReplayScripts } from './webhook-replay-scripts';
+import { RolloutScripts } from './rollout-scripts';
 import { LivenessScripts } from './liveness-scripts';
 
 /**
@@ -412,6 +413,21 @@ describe('keys the scripts actually touch (MONITOR trace)', () => {
         }
       }
       await scripts.settleWait('CA-never-waited');
+      // Versioned fleets (SPEC 12): a version on a pod, a rollout revision, a split allocation (shared and
+      // exclusive tiers) and its release counted per version.
+      await scripts.upsertPod({ name: 'voice-agent-1', uid: pool.uids.get('voice-agent-1')!, ready: true, terminating: false, metadata: {}, pinnedTier: '', term: null, version: 'v2' });
+      const rollouts = new RolloutScripts(redis, keys, 1000);
+      await rollouts.rollback('trace: nothing to return to');
+      await rollouts.set({ targets: [{ version: 'v2', percent: 100 }], assignment: 'random', guardrail: null }, 'trace');
+      await rollouts.setIfLive({ targets: [{ version: '', percent: 100 }], assignment: 'random', guardrail: null }, 0, 'trace: stale', 'rollout.promoted');
+      await rollouts.rollback('trace: nothing before revision 1');
+      await rollouts.set({ targets: [{ version: '', percent: 50 }, { version: 'v2', percent: 50 }], assignment: 'sticky_by_caller', guardrail: null }, 'trace');
+      await rollouts.rollback('trace');
+      await rollouts.set({ targets: [{ version: '', percent: 50 }, { version: 'v2', percent: 50 }], assignment: 'sticky_by_caller', guardrail: null }, 'trace');
+      await scripts.allocate({ callSid: 'CA-split', merchantId: '', provider: 'twilio', metadata: '{}', refuseTombstoned: false, caller: '+15550100' });
+      await scripts.allocate({ callSid: 'CA-split-shop', merchantId: 'shop', provider: 'twilio', metadata: '{}', refuseTombstoned: false });
+      await scripts.release('CA-split', 'hangup');
+      await scripts.release('CA-split-shop', 'hangup');
       // Fleet: unknown size, observe, plan a scale-down (marks), step (busy or commit), cancel, unlock.
       const fleet = new FleetScripts(redis, keys, 'voice-agent', 1000);
       await fleet.plan(3, 'trace');
@@ -462,7 +478,8 @@ describe('keys the scripts actually touch (MONITOR trace)', () => {
 
     const headerOf = new Map(headers.map((header) => [header.name, header]));
     const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    const patternOf = (template: string) => new RegExp(`^${escape(prefix)}${escape(normalise(template)).replace(/\\\{x\\\}/g, '[^:]+')}$`);
+    // `[^:]*`: a segment may be empty (the agent version of a pod without the VERSION_LABEL is '', SPEC 12).
+    const patternOf = (template: string) => new RegExp(`^${escape(prefix)}${escape(normalise(template)).replace(/\\\{x\\\}/g, '[^:]*')}$`);
     const resolver = new Redis(server.url, { maxRetriesPerRequest: 1 });
     const strays: string[] = [];
     try {

@@ -53,7 +53,7 @@ describe('wait queue and merchant caps (scripts)', () => {
     expect(await pool.scripts.settleWait('w1')).toEqual({ state: 'waiting', remainingMs: expect.any(Number) });
 
     await pool.scripts.release(holders['voice-agent-1'], 'done');
-    expect(await pool.scripts.settleWait('w1')).toEqual({ state: 'allocated', podName: 'voice-agent-1', tier: 'standard', podUid: pool.uids.get('voice-agent-1'), allocationId: expect.any(Number), callState: 'pending' });
+    expect(await pool.scripts.settleWait('w1')).toEqual({ state: 'allocated', podName: 'voice-agent-1', tier: 'standard', podUid: pool.uids.get('voice-agent-1'), allocationId: expect.any(Number), callState: 'pending', agentVersion: '' });
     expect(await pool.redis.get(pool.keys.lease('voice-agent-1'))).toBe('w1');
     expect(await pool.redis.sismember(pool.keys.poolAvailable('standard'), 'voice-agent-1')).toBe(0);
     expect(await pool.redis.zcard(pool.keys.waitQueue())).toBe(0);

@@ -20,7 +20,7 @@ const POD_RESOURCES = [
   { name: 'serviceaccounts/token', singularName: '', namespaced: true, group: 'authentication.k8s.io', version: 'v1', kind: 'TokenRequest', verbs: ['create'] },
 ];
 const APPS_RESOURCES = [
-  { name: 'statefulsets', singularName: 'statefulset', namespaced: true, kind: 'StatefulSet', verbs: ['get', 'list', 'patch'], shortNames: ['sts'] },
+  { name: 'statefulsets', singularName: 'statefulset', namespaced: true, kind: 'StatefulSet', verbs: ['create', 'delete', 'get', 'list', 'patch'], shortNames: ['sts'] },
   { name: 'statefulsets/scale', singularName: '', namespaced: true, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] },
 ];
 const AUTHENTICATION_RESOURCES = [{ name: 'tokenreviews', singularName: 'tokenreview', namespaced: false, kind: 'TokenReview', verbs: ['create'] }];
@@ -216,6 +216,13 @@ export class SimApiServer {
           return list('NamespaceList', 'v1', rv, [this.namespaceObject()]);
         case '/api/v1/pods':
           return this.pods(request, response, url, undefined);
+        // Just enough OpenAPI v3 for `kubectl apply` (SPEC 12: a second StatefulSet): it tells
+        // kubectl that PATCH of a StatefulSet takes `fieldValidation`, so kubectl leaves
+        // validation to the server instead of downloading every schema.
+        case '/openapi/v3':
+          return { paths: { 'apis/apps/v1': { serverRelativeURL: '/openapi/v3/apis/apps/v1?hash=sim' } } };
+        case '/openapi/v3/apis/apps/v1':
+          return APPS_OPENAPI;
       }
     }
 
@@ -254,7 +261,12 @@ export class SimApiServer {
     match = /^\/apis\/apps\/v1\/namespaces\/([^/]+)\/statefulsets(?:\/([^/]+)(\/scale)?)?$/.exec(path);
     if (match) {
       const [, namespace, name, scale] = match;
+      if (!name && method === 'POST') {
+        if (namespace !== ns) throw new ApiStatusError(404, 'NotFound', `namespaces "${namespace}" not found`);
+        return this.createStatefulSet((await this.readBody(request)) as StatefulSetManifest);
+      }
       if (!name) return list('StatefulSetList', 'apps/v1', rv, namespace === ns ? this.state.listStatefulSets() : []);
+      if (method === 'DELETE' && !scale && namespace === ns) return this.state.deleteStatefulSet(name);
       const set = namespace === ns ? this.state.getStatefulSet(name) : undefined;
       if (!set) throw new ApiStatusError(404, 'NotFound', `statefulsets.apps "${name}" not found`);
       if (method === 'GET') return scale ? this.scaleObject(set) : set;
@@ -329,6 +341,27 @@ export class SimApiServer {
     const pod = this.state.getPod(name);
     if (!pod) throw new ApiStatusError(404, 'NotFound', `pods "${name}" not found`);
     return pod;
+  }
+
+  /**
+   * POST of a StatefulSet manifest (SPEC 12: a second agent version next to
+   * the first, e.g. `kubectl apply -f k8s/examples/voice-agent-v2.yaml`): its
+   * name, replicas, selector and template labels (and annotations) are kept;
+   * the container spec is the simulator's own voice agent.
+   */
+  private createStatefulSet(manifest: StatefulSetManifest): SimStatefulSet {
+    const name = manifest?.metadata?.name;
+    if (typeof name !== 'string' || !/^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$/.test(name)) {
+      throw new ApiStatusError(422, 'Invalid', 'metadata.name: Invalid value: must be a DNS-1123 label of at most 52 characters');
+    }
+    const replicas = manifest.spec?.replicas ?? 1;
+    if (!Number.isInteger(replicas) || replicas < 0) throw new ApiStatusError(422, 'Invalid', 'spec.replicas: Invalid value: must be a non-negative integer');
+    const selector = manifest.spec?.selector?.matchLabels ?? {};
+    const labels = manifest.spec?.template?.metadata?.labels ?? {};
+    if (Object.keys(selector).length === 0 || Object.entries(selector).some(([key, value]) => labels[key] !== value)) {
+      throw new ApiStatusError(422, 'Invalid', 'spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`');
+    }
+    return this.state.createStatefulSet(name, replicas, manifest.metadata?.labels ?? {}, { labels, selector, annotations: manifest.spec?.template?.metadata?.annotations });
   }
 
   private deletePod(name: string, url: URL, body: unknown): SimPod {
@@ -410,3 +443,27 @@ export class SimApiServer {
     if (seconds > 0) timeout = setTimeout(() => entry.close(), seconds * 1000);
   }
 }
+
+/** The fields of a POSTed StatefulSet the simulator uses. */
+interface StatefulSetManifest {
+  metadata?: { name?: unknown; labels?: Record<string, string> };
+  spec?: {
+    replicas?: number;
+    selector?: { matchLabels?: Record<string, string> };
+    template?: { metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> } };
+  };
+}
+
+/** The OpenAPI v3 document of apps/v1 as far as kubectl's query-parameter check reads it. */
+const APPS_OPENAPI = {
+  openapi: '3.0.0',
+  info: { title: 'Kubernetes (smart-router simulator)', version: 'v1.30.0' },
+  paths: {
+    '/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}': {
+      patch: {
+        'x-kubernetes-group-version-kind': { group: 'apps', version: 'v1', kind: 'StatefulSet' },
+        parameters: [{ name: 'fieldValidation', in: 'query', schema: { type: 'string' } }],
+      },
+    },
+  },
+};

@@ -302,7 +302,15 @@ export class ClusterState extends EventEmitter {
 
   // ---- statefulsets ------------------------------------------------------
 
-  createStatefulSet(name: string, replicas: number, labels: Record<string, string>): SimStatefulSet {
+  /**
+   * A StatefulSet whose selector and template labels are `labels`, or (a
+   * manifest's, SPEC 12: `kubectl apply` of a second version) `template`'s
+   * labels under `selector`. Its pods are `{name}-{ordinal}` with the template's labels.
+   */
+  createStatefulSet(name: string, replicas: number, labels: Record<string, string>, template: { labels?: Record<string, string>; selector?: Record<string, string>; annotations?: Record<string, string> } = {}): SimStatefulSet {
+    if (this.statefulSets.has(name)) throw new ApiStatusError(409, 'AlreadyExists', `statefulsets.apps "${name}" already exists`);
+    const templateLabels = template.labels ?? labels;
+    const selector = template.selector ?? labels;
     const set: SimStatefulSet = {
       apiVersion: 'apps/v1',
       kind: 'StatefulSet',
@@ -310,14 +318,29 @@ export class ClusterState extends EventEmitter {
       spec: {
         replicas,
         serviceName: name,
-        selector: { matchLabels: { ...labels } },
-        template: { metadata: { labels: { ...labels } }, spec: { containers: [{ name: 'voice-agent', image: 'smart-router/sim-voice-agent:local', ports: [{ containerPort: 8000, name: 'ws' }] }] } },
+        selector: { matchLabels: { ...selector } },
+        template: { metadata: { labels: { ...templateLabels }, ...(template.annotations ? { annotations: { ...template.annotations } } : {}) }, spec: { containers: [{ name: 'voice-agent', image: 'smart-router/sim-voice-agent:local', ports: [{ containerPort: 8000, name: 'ws' }] }] } },
       },
       status: { replicas: 0, readyReplicas: 0 },
     };
     this.statefulSets.set(name, set);
     this.reconcileStatefulSets();
     return this.getStatefulSet(name)!;
+  }
+
+  /**
+   * Deletes a StatefulSet and (background cascade) its pods, each through the
+   * pod's graceful termination as a scale-down would.
+   */
+  deleteStatefulSet(name: string): SimStatefulSet {
+    const set = this.statefulSets.get(name);
+    if (!set) throw new ApiStatusError(404, 'NotFound', `statefulsets.apps "${name}" not found`);
+    const gone = this.getStatefulSet(name)!;
+    this.statefulSets.delete(name);
+    for (const pod of [...this.pods.values()]) {
+      if (pod.metadata.ownerReferences?.[0]?.uid === set.metadata.uid && !pod.metadata.deletionTimestamp) this.deletePod(pod.metadata.name);
+    }
+    return gone;
   }
 
   getStatefulSet(name: string): SimStatefulSet | undefined {

@@ -127,6 +127,14 @@ describe('every app under its own Redis ACL user', () => {
     expect((await api('/api/v1/release', { call_sid: 'acl-3' })).status).toBe(200);
     await waitFor(async () => (await freePods()).length === 2, { timeoutMs: 15000, what: 'both pods free again' });
 
+    // Versioned fleets (SPEC 12): admin writes rollout revisions; allocate and release count per version under them.
+    expect((await admin('PUT', '/api/v1/admin/rollout', { targets: [{ version: '', percent: 100 }] })).status).toBe(200);
+    expect((await api('/api/v1/allocate', { call_sid: 'acl-4', caller: '+15550100' })).status).toBe(200);
+    expect((await api('/api/v1/release', { call_sid: 'acl-4' })).status).toBe(200);
+    expect((await admin('POST', '/api/v1/admin/rollout/promote', { version: '' })).status).toBe(200);
+    expect((await admin('POST', '/api/v1/admin/rollout/rollback')).status).toBe(200);
+    expect((await admin('GET', '/api/v1/admin/rollout')).body).toMatchObject({ revision: 3, versions: { '': { allocations: 1 } } });
+
     // A manual reconcile is a BullMQ job admin enqueues and the reconciler runs.
     expect((await admin('POST', '/api/v1/admin/reconcile')).status).toBeLessThan(300);
     // Fleet: up to 3 pods and back to 2, through the reconciler's fleet step.

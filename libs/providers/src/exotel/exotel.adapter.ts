@@ -3,7 +3,7 @@ import {
   AnswerFields, ProviderAdapter, ProviderDocument, StatusFields,
   optionalMerchantId, requireCallId, statusValue,
 } from '../provider-adapter';
-import { WebhookRequest, bodyField, queryField } from '../webhook-request';
+import { WebhookRequest, bodyField, callerOf, queryField } from '../webhook-request';
 import { ExotelCredentials } from './exotel-credentials';
 
 const JSON_TYPE = 'application/json; charset=utf-8';
@@ -35,7 +35,10 @@ export class ExotelAdapter implements ProviderAdapter {
   }
 
   parseAnswer(request: WebhookRequest): AnswerFields {
-    return { callSid: requireCallId(field(request, 'CallSid'), 'CallSid'), merchantId: optionalMerchantId(field(request, 'merchant_id')) };
+    return {
+      callSid: requireCallId(field(request, 'CallSid'), 'CallSid'), merchantId: optionalMerchantId(field(request, 'merchant_id')),
+      caller: callerOf(field(request, 'From') ?? field(request, 'from')),
+    };
   }
 
   answerDocument(wsUrl: string): ProviderDocument {

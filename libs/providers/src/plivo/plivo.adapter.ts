@@ -3,7 +3,7 @@ import {
   AnswerFields, DEFAULT_FAILURE_MESSAGE, ProviderAdapter, ProviderDocument, StatusFields, StreamEventKind, StreamStatusFields,
   eventValue, optionalMerchantId, requireCallId, statusValue,
 } from '../provider-adapter';
-import { WebhookRequest, formField, headerOf, queryField } from '../webhook-request';
+import { WebhookRequest, callerOf, formField, headerOf, queryField } from '../webhook-request';
 import { escapeXml } from '../xml';
 import { PLIVO_NONCE_HEADER, PlivoSignature } from './plivo-signature';
 
@@ -59,6 +59,7 @@ export class PlivoAdapter implements ProviderAdapter {
     return {
       callSid: requireCallId(formField(request, 'CallUUID'), 'CallUUID'),
       merchantId: optionalMerchantId(queryField(request, 'merchant_id')),
+      caller: callerOf(formField(request, 'From')),
     };
   }
 

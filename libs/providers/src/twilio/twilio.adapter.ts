@@ -3,7 +3,7 @@ import {
   AnswerFields, DEFAULT_FAILURE_MESSAGE, ProviderAdapter, ProviderDocument, StatusFields, StreamEventKind, StreamStatusFields,
   eventValue, optionalMerchantId, requireCallId, statusValue,
 } from '../provider-adapter';
-import { WebhookRequest, formField, headerOf, queryField } from '../webhook-request';
+import { WebhookRequest, callerOf, formField, headerOf, queryField } from '../webhook-request';
 import { escapeXml } from '../xml';
 import { TWILIO_SIGNATURE_HEADER, TwilioSignature } from './twilio-signature';
 
@@ -55,6 +55,7 @@ export class TwilioAdapter implements ProviderAdapter {
     return {
       callSid: requireCallId(formField(request, 'CallSid'), 'CallSid'),
       merchantId: optionalMerchantId(queryField(request, 'merchant_id')),
+      caller: callerOf(formField(request, 'From')),
     };
   }
 

@@ -25,11 +25,14 @@
     ARGV[11] connect deadline, ms after allocation (0 = none; SPEC 9.2, includes/wait-queue.lua bindCall)
     ARGV[12] most requests waiting in all (WAIT_QUEUE_MAX; SPEC 10.2): a request that would wait beyond it,
              or beyond its merchant config's max_waiting, answers -14 and is not queued
+  ARGV[13] a random number in [0, 1): the split's draw when a rollout is configured (SPEC 12)
+  ARGV[14] the caller (allocate's "caller", a provider's From; '' = none): with a sticky_by_caller
+           rollout, a hash of it and the revision draws the version instead of ARGV[13]
   The chain rules come from the tier config document (its "chains":
   {"byTier":{"<tier>":["<tier>",...]},"default":["<tier>",...]}), written with the tiers.
   Output:
     {1, pod_name, tier, was_existing (0|1), pod_uid, allocation_id ('' for a record written
-       before fencing), state ('pending'|'connected'|'' likewise)}
+       before fencing), state ('pending'|'connected'|'' likewise), agent_version ('' = no version label)}
     -1 no pod available anywhere in the chain
     -2 state missing (epoch or tier config gone after a flush, or a document without chains): rebuild pending
     -3 call_sid released recently (tombstone) and ARGV[9] is '1'
@@ -42,20 +45,22 @@
         nothing queued
   Events:
     stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state connected_at
+                  agent_version rollout_revision
   Derived keys (pod-scoped, named by a pool member, built from ARGV[7]):
     pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name}, pod:removing:{name},
     pod:calls:{name}, lease:{name}, call:{sid}, merchant:calls:{merchant_id},
     waiter:{call_sid}, wait:queue, wait:tier:{tier}, wait:merchant:{merchant_id}, wait:seq, wait:wake, calls:active, stream:calls,
-    allocation:seq, calls:pending (the call lifecycle, SPEC 9.2)
+    allocation:seq, calls:pending (the call lifecycle, SPEC 9.2),
+    rollout:live, version:pods:{version}, rollout:stats:{version} (versioned fleets, SPEC 12)
 ]]
 --- @include "pod-state"
 
 local rcall = redis.call
 local callKey = KEYS[1]
 
-local existing = rcall('HMGET', callKey, 'pod_name', 'tier', 'pod_uid', 'allocation_id', 'state')
+local existing = rcall('HMGET', callKey, 'pod_name', 'tier', 'pod_uid', 'allocation_id', 'state', 'agent_version')
 if existing[1] then
-  return {1, existing[1], existing[2] or '', 1, existing[3] or '', existing[4] or '', existing[5] or ''}
+  return {1, existing[1], existing[2] or '', 1, existing[3] or '', existing[4] or '', existing[5] or '', existing[6] or ''}
 end
 
 if rcall('EXISTS', KEYS[4]) == 0 then
@@ -143,23 +148,119 @@ end
 -- <<< wait queue and merchant cap <<<
 
 local chosen, chosenTier, spec
+
+-- Takes one pod of the tier from `names` (exclusive: each name tried leaves the
+-- available pool, as SPOP would); nil when none of them can take the call.
+local function takeShared(key, tier, candidates)
+  for _, name in ipairs(candidates) do
+    if usable(name) then
+      takenByWaiter(name, tier, spec)
+      if rcall('SCARD', P.calls .. name) < spec.max_concurrent then
+        return name
+      end
+    else
+      rcall('ZREM', key, name)
+    end
+  end
+  return nil
+end
+local function takeExclusive(key, tier, names)
+  for _, name in ipairs(names) do
+    if rcall('SREM', key, name) == 1 and usable(name) and rcall('SCARD', P.calls .. name) == 0
+      and rcall('EXISTS', P.lease .. name) == 0 and not takenByWaiter(name, tier, spec) then
+      return name
+    end
+  end
+  return nil
+end
+
+-- >>> versioned fleets (SPEC 12) >>>
+-- No rollout key = exactly the walk below as before (one GET more). With one,
+-- the split point is drawn once per allocation: random (ARGV[13]), or sticky
+-- (a hash of the caller and the revision, so a caller keeps its version while
+-- the split is unchanged); each tier tried serves the drawn version when it has
+-- a free pod of it, else spills to another target version with one (a canary
+-- never costs a call). Versions with percent 0 and versions outside the
+-- targets get no new calls while a rollout is configured.
+local rollout
+local rawRollout = rcall('GET', P.rollout)
+if rawRollout then
+  local ok, decoded = pcall(cjson.decode, rawRollout)
+  if ok and type(decoded) == 'table' and type(decoded.targets) == 'table' and #decoded.targets > 0 then
+    rollout = decoded
+  end
+end
+local drawn, revision
+local order = {}
+if rollout then
+  revision = tostring(rollout.revision or '')
+  local point
+  if rollout.assignment == 'sticky_by_caller' and ARGV[14] and ARGV[14] ~= '' then
+    point = (tonumber(string.sub(redis.sha1hex(ARGV[14] .. '\n' .. revision), 1, 8), 16) % 10000) / 100
+  else
+    point = (tonumber(ARGV[13]) or 0) * 100
+  end
+  local upto = 0
+  for _, target in ipairs(rollout.targets) do
+    local percent = tonumber(target.percent) or 0
+    if percent > 0 then
+      order[#order + 1] = { version = tostring(target.version), percent = percent }
+      upto = upto + percent
+      if not drawn and point < upto then
+        drawn = tostring(target.version)
+      end
+    end
+  end
+  drawn = drawn or (order[#order] and order[#order].version)
+  -- The spill order: the drawn version first, then the others by share.
+  table.sort(order, function(a, b)
+    if (a.version == drawn) ~= (b.version == drawn) then
+      return a.version == drawn
+    end
+    if a.percent ~= b.percent then
+      return a.percent > b.percent
+    end
+    return a.version < b.version
+  end)
+end
+local servedVersion
+
+-- One version's free pods in the tier. Exclusive: the intersection of the
+-- pool with the version's pods (Redis walks the smaller set). Shared: the
+-- least-loaded candidates (as without a rollout, a bounded sample of 64) of
+-- that version.
+local function takeVersion(key, tier, version)
+  if spec.type == 'shared' then
+    local candidates = rcall('ZRANGEBYSCORE', key, '-inf', '(' .. spec.max_concurrent, 'LIMIT', 0, 64)
+    local mine = {}
+    for _, name in ipairs(candidates) do
+      if (rcall('HGET', P.pod .. name, 'version') or '') == version then
+        mine[#mine + 1] = name
+      end
+    end
+    return takeShared(key, tier, mine)
+  end
+  if rcall('SINTERCARD', 2, key, P.versionPods .. version, 'LIMIT', 1) == 0 then
+    return nil
+  end
+  return takeExclusive(key, tier, rcall('SINTER', key, P.versionPods .. version))
+end
+-- <<< versioned fleets <<<
+
 for _, tier in ipairs(chain) do
   spec = tiers.tiers[tier]
   if spec then
     local key = availableKey(P, tier)
-    if spec.type == 'shared' then
-      local candidates = rcall('ZRANGEBYSCORE', key, '-inf', '(' .. spec.max_concurrent, 'LIMIT', 0, 32)
-      for _, name in ipairs(candidates) do
-        if usable(name) then
-          takenByWaiter(name, tier, spec)
-          if rcall('SCARD', P.calls .. name) < spec.max_concurrent then
-            chosen = name
-            break
-          end
-        else
-          rcall('ZREM', key, name)
+    if rollout then
+      for _, target in ipairs(order) do
+        chosen = takeVersion(key, tier, target.version)
+        if chosen then
+          servedVersion = target.version
+          break
         end
       end
+    elseif spec.type == 'shared' then
+      chosen = takeShared(key, tier, rcall('ZRANGEBYSCORE', key, '-inf', '(' .. spec.max_concurrent, 'LIMIT', 0, 32))
     else
       while true do
         local name = rcall('SPOP', key)
@@ -214,7 +315,14 @@ if not chosen then
   -- <<< join the wait queue <<<
 end
 
-local uid, allocationId = bindCall(P, KEYS[5], KEYS[6], { sid = sid, merchant = merchant, provider = ARGV[4],
-  metadata = ARGV[5], ttl = tonumber(ARGV[6]), maxlen = ARGV[8], connectMs = tonumber(ARGV[11]) }, chosen, chosenTier,
-  spec, now)
-return {1, chosen, chosenTier, 0, uid, tostring(allocationId), 'pending'}
+if rollout then
+  local stats = P.rolloutStats .. servedVersion
+  rcall('HINCRBY', stats, 'allocations', 1)
+  if servedVersion ~= drawn then
+    rcall('HINCRBY', stats, 'spills', 1)
+  end
+end
+local uid, allocationId, agentVersion = bindCall(P, KEYS[5], KEYS[6], { sid = sid, merchant = merchant, provider = ARGV[4],
+  metadata = ARGV[5], ttl = tonumber(ARGV[6]), maxlen = ARGV[8], connectMs = tonumber(ARGV[11]), revision = revision },
+  chosen, chosenTier, spec, now)
+return {1, chosen, chosenTier, 0, uid, tostring(allocationId), 'pending', agentVersion}

@@ -36,11 +36,13 @@
     -16 the call's merchant is not in ARGV[12]: nothing changed
   Events:
     stream:calls  type=<ARGV[7]> call_sid pod tier reason at allocation_id state connected_at ('' if never connected)
+                  agent_version ('' = no version label, SPEC 12)
     stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state connected_at  (the freed pod handed to a
                   waiting request, includes/wait-queue.lua; its call_sid is published on wait:wake)
   Derived keys (pod-scoped, named by the call record, built from ARGV[4]):
     pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name}, pod:removing:{name},
-    pod:calls:{name}, lease:{name}, calls:pending (the call lifecycle, SPEC 9.2)
+    pod:calls:{name}, lease:{name}, calls:pending (the call lifecycle, SPEC 9.2),
+    rollout:stats:{version} (a call allocated under a rollout, SPEC 12)
     Hand-off to waiters (includes/wait-queue.lua): wait:queue, wait:tier:{tier},
     wait:merchant:{merchant_id}, waiter:{call_sid}, wait:wake,
     calls:active, stream:calls, call:{sid}, lease:{name}, merchant:calls:{merchant_id},
@@ -51,7 +53,7 @@
 local rcall = redis.call
 local sid = ARGV[1]
 local call = rcall('HMGET', KEYS[1], 'pod_name', 'pod_uid', 'tier', 'source_pool', 'merchant_id', 'allocation_id',
-  'state', 'connect_deadline', 'connected_at')
+  'state', 'connect_deadline', 'connected_at', 'agent_version', 'rollout_revision')
 local name = call[1]
 local P = cjson.decode(ARGV[4])
 if not name then
@@ -111,11 +113,22 @@ if pod[1] == (call[2] or '') then
   refreshAvailability(P, tiers, name)
 end
 
+-- >>> versioned fleets (SPEC 12): a call allocated under a rollout is counted
+-- on its version (releases by reason, connect timeouts for the guardrail).
+if call[11] then
+  local stats = P.rolloutStats .. (call[10] or '')
+  rcall('HINCRBY', stats, 'released:' .. (ARGV[2] ~= '' and ARGV[2] or 'unspecified'), 1)
+  if ARGV[10] == '1' then
+    rcall('HINCRBY', stats, 'connect_timeouts', 1)
+  end
+end
+-- <<< versioned fleets
+
 local tombstoneTtl = tonumber(ARGV[5])
 if tombstoneTtl > 0 then
   rcall('SET', KEYS[5], ARGV[2] ~= '' and ARGV[2] or 'released', 'EX', tombstoneTtl)
 end
 rcall('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'type', ARGV[7], 'call_sid', sid, 'pod', name,
   'tier', call[3] or '', 'reason', ARGV[2], 'at', ARGV[3], 'allocation_id', call[6] or '', 'state', call[7] or '',
-  'connected_at', call[9] or '')
+  'connected_at', call[9] or '', 'agent_version', call[10] or '')
 return {1, name, call[4] or ('pool:' .. (call[3] or '')), wasDraining}

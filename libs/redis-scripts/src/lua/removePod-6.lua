@@ -29,7 +29,7 @@
     stream:calls  type=call.orphaned call_sid pod tier reason=pod_deleted at allocation_id state connected_at  (one per call)
   Derived keys (pod-scoped, built from ARGV[3]): pod:{name}, pod:tier:{name},
     pod:draining:{name}, pod:removing:{name}, pod:calls:{name}, pod:deleted:{name}, lease:{name}, pool:{tier}:*, call:{sid},
-    merchant:calls:{merchant_id}, calls:pending
+    merchant:calls:{merchant_id}, calls:pending, version:all, version:pods:{version}
 ]]
 --- @include "pod-state"
 
@@ -64,6 +64,10 @@ local orphaned = orphanCalls(P, name, KEYS[5], KEYS[4], ARGV[5], ARGV[4], 'pod_d
 if tier then
   removeFromAvailable(P, tier, name)
   rcall('SREM', assignedKey(P, tier), name)
+end
+local version = rcall('HGET', P.pod .. name, 'version')
+if version then
+  forgetVersionMember(P, version, name)
 end
 rcall('DEL', P.pod .. name, P.tier .. name, P.draining .. name, P.lease .. name, P.calls .. name)
 -- Outlives any full reconcile that could have listed the pod before it went.

@@ -16,7 +16,7 @@
             Redis error), else '0'
     ARGV[4] pod key prefixes JSON (RedisKeys.podKeyPrefixes)
   Output:
-    {1, pod_name, tier, pod_uid, allocation_id, state}   the call holds a pod (handed off, or
+    {1, pod_name, tier, pod_uid, allocation_id, state, agent_version}   the call holds a pod (handed off, or
        allocated meanwhile); allocation_id and state '' for a record written before fencing
     {2, remaining_ms}              still waiting; run again after a wake-up or the remaining time
     -1 not waiting and no call: timed out now or before (503 NO_POD_AVAILABLE)
@@ -28,9 +28,9 @@
 --- @include "waiters"
 
 local rcall = redis.call
-local call = rcall('HMGET', KEYS[1], 'pod_name', 'tier', 'pod_uid', 'allocation_id', 'state')
+local call = rcall('HMGET', KEYS[1], 'pod_name', 'tier', 'pod_uid', 'allocation_id', 'state', 'agent_version')
 if call[1] then
-  return {1, call[1], call[2] or '', call[3] or '', call[4] or '', call[5] or ''}
+  return {1, call[1], call[2] or '', call[3] or '', call[4] or '', call[5] or '', call[6] or ''}
 end
 local P = cjson.decode(ARGV[4])
 local waiter = rcall('HMGET', KEYS[2], 'deadline', 'chain', 'merchant')

@@ -25,6 +25,7 @@
     ARGV[11] snapshot time, ms: skip if the pod record changed after it ('' = apply unconditionally);
              a full LIST must never undo a newer watch event it raced with, including a
              delete (removePod leaves the marker pod:deleted:{name})
+    ARGV[12] agent version (the pod's VERSION_LABEL; '' = no label, SPEC 12)
   Output:
     {1, tier, orphaned_calls}
     -2 tier config missing (flush): rebuild pending
@@ -40,6 +41,7 @@
     wait:merchant:{merchant_id}, waiter:{call_sid}, wait:wake,
     calls:active, stream:calls, call:{sid}, lease:{name}, merchant:calls:{merchant_id},
     allocation:seq, calls:pending
+    Agent versions (SPEC 12): version:all, version:pods:{version}
 ]]
 --- @include "pod-state"
 
@@ -85,7 +87,19 @@ if not tier then
   rcall('SADD', assignedKey(P, tier), name)
 end
 
-rcall('HSET', P.pod .. name, 'uid', uid, 'ready', ARGV[3], 'terminating', ARGV[4], 'tier', tier, 'pinned', ARGV[6], 'updated_at', ARGV[8])
+-- >>> agent versions (SPEC 12): a pod replaced by a new template may change version.
+local version = ARGV[12] or ''
+local known = rcall('HGET', P.pod .. name, 'version')
+if known ~= version then
+  if known then
+    forgetVersionMember(P, known, name)
+  end
+  rcall('SADD', P.versionPods .. version, name)
+  rcall('SADD', P.versions, version)
+end
+-- <<< agent versions
+rcall('HSET', P.pod .. name, 'uid', uid, 'ready', ARGV[3], 'terminating', ARGV[4], 'tier', tier, 'pinned', ARGV[6], 'updated_at', ARGV[8],
+  'version', version)
 -- A pod seen again after removePod: its deletion marker goes.
 rcall('DEL', P.deleted .. name)
 rcall('HSETNX', P.pod .. name, 'status', 'available')

@@ -117,6 +117,15 @@ local function tierWithRoom(P, tiers)
   return tiers.extra
 end
 
+-- A pod leaves its version's membership (SPEC 12); a version with no pod left
+-- leaves the index of versions.
+local function forgetVersionMember(P, version, name)
+  redis.call('SREM', P.versionPods .. version, name)
+  if redis.call('SCARD', P.versionPods .. version) == 0 then
+    redis.call('SREM', P.versions, version)
+  end
+end
+
 local function loadTiers(key)
   local raw = redis.call('GET', key)
   if not raw then

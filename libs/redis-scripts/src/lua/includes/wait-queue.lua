@@ -31,7 +31,10 @@ end
 -- Returns the pod's UID and the call's allocation_id.
 local function bindCall(P, activeKey, streamKey, call, name, tier, spec, now)
   local sid, merchant = call.sid, call.merchant
-  local uid = redis.call('HGET', P.pod .. name, 'uid') or ''
+  -- The version is the pod's (SPEC 12), recorded whether or not a rollout is
+  -- configured: the same HMGET as the uid alone cost before.
+  local pod = redis.call('HMGET', P.pod .. name, 'uid', 'version')
+  local uid, version = pod[1] or '', pod[2] or ''
   local sourcePool = 'pool:' .. tier
   -- >>> call lifecycle (SPEC 9.2): the fencing token and the connect deadline.
   -- One INCR per new allocation: ids are strictly increasing across every
@@ -42,7 +45,11 @@ local function bindCall(P, activeKey, streamKey, call, name, tier, spec, now)
   -- The whole call record in one HSET (one command on the hot path, not three).
   local record = { 'pod_name', name, 'pod_uid', uid, 'source_pool', sourcePool, 'tier', tier,
     'merchant_id', merchant, 'allocated_at', now, 'provider', call.provider, 'metadata', call.metadata,
-    'allocation_id', allocationId, 'state', 'pending' }
+    'allocation_id', allocationId, 'state', 'pending', 'agent_version', version }
+  if call.revision then
+    record[#record + 1] = 'rollout_revision'
+    record[#record + 1] = call.revision
+  end
   if deadline then
     record[#record + 1] = 'connect_deadline'
     record[#record + 1] = deadline
@@ -68,8 +75,9 @@ local function bindCall(P, activeKey, streamKey, call, name, tier, spec, now)
   end
   redis.call('XADD', streamKey, 'MAXLEN', '~', call.maxlen, '*', 'type', 'call.allocated', 'call_sid', sid,
     'pod', name, 'tier', tier, 'merchant_id', merchant, 'provider', call.provider, 'at', now,
-    'allocation_id', allocationId, 'state', 'pending', 'connected_at', '')
-  return uid, allocationId
+    'allocation_id', allocationId, 'state', 'pending', 'connected_at', '', 'agent_version', version,
+    'rollout_revision', call.revision or '')
+  return uid, allocationId, version
 end
 
 -- True when the merchant already has max_calls live calls. Members whose call

@@ -1,0 +1,66 @@
+--[[
+  Makes a rollout (SPEC 12) the live one as a new, immutable revision, and
+  writes its event in the same step: the split every allocation draws from
+  from the next allocation on. Revisions are numbered 1, 2, ... and never
+  rewritten, so a rollback returns to an exact earlier split. Validation
+  stays in TypeScript (parseRollout); this script only numbers and stores.
+  Compare-and-set on the live revision (ARGV[6]) so promote, which builds
+  on the live split, never overwrites a PUT it did not see. A rollback
+  (ARGV[7]) stores the previous revision's split again, decided here on the
+  live document. Moves no replicas (moving them call-safely between
+  StatefulSets is not built yet; README).
+
+  Input:
+    KEYS[1] live rollout document     rollout:live
+    KEYS[2] revisions hash            rollout:revisions
+    KEYS[3] fleet event stream        stream:fleet
+    ARGV[1] rollout JSON object, validated (parseRollout): {"targets":[{"version","percent"}...],"assignment","guardrail"}
+    ARGV[2] now, milliseconds since the Unix epoch
+    ARGV[3] stream MAXLEN (approximate trim)
+    ARGV[4] why (e.g. 'admin: PUT /api/v1/admin/rollout')
+    ARGV[5] event type: 'rollout.updated' (a PUT), 'rollout.promoted', 'rollout.rolled_back'
+    ARGV[6] the live revision the caller built on ('' = whatever is live, '0' = none is live)
+    ARGV[7] '1' = roll back: store the live revision's previous one again (ARGV[1] is ignored)
+  Output:
+    {1, revision, previous revision ('' = none), stored document JSON}
+    -7 the live revision is not ARGV[6] (changed meanwhile): read again and retry
+    -17 ARGV[7] is '1' and the live revision has no previous one (or none is live)
+  Events:
+    stream:fleet  type=<ARGV[5]> revision previous rollout (the stored split) reason at
+]]
+
+local rcall = redis.call
+local previous = ''
+local current
+local live = rcall('GET', KEYS[1])
+if live then
+  local ok, decoded = pcall(cjson.decode, live)
+  if ok and type(decoded) == 'table' and decoded.revision then
+    current = decoded
+    previous = tostring(decoded.revision)
+  end
+end
+if ARGV[6] ~= '' and ARGV[6] ~= (previous ~= '' and previous or '0') then
+  return -7
+end
+local rollout = ARGV[1]
+if ARGV[7] == '1' then
+  local back = current and current.previous ~= cjson.null and current.previous and
+    rcall('HGET', KEYS[2], tostring(current.previous))
+  if not back then
+    return -17
+  end
+  local old = cjson.decode(back)
+  rollout = cjson.encode({ targets = old.targets, assignment = old.assignment, guardrail = old.guardrail })
+end
+local revision = rcall('HLEN', KEYS[2]) + 1
+-- The stored document is the validated JSON object with the revision's own
+-- fields put first (it starts with '{'): a PUT's is not decoded and
+-- re-encoded, so what TypeScript validated is byte for byte what allocations read.
+local document = '{"revision":' .. revision .. ',"previous":' .. (previous ~= '' and previous or 'null') ..
+  ',"at":' .. tonumber(ARGV[2]) .. ',"reason":' .. cjson.encode(ARGV[4]) .. ',' .. string.sub(rollout, 2)
+rcall('HSET', KEYS[2], revision, document)
+rcall('SET', KEYS[1], document)
+rcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'type', ARGV[5], 'revision', revision, 'previous', previous,
+  'rollout', rollout, 'reason', ARGV[4], 'at', ARGV[2])
+return {1, revision, previous, document}

@@ -1,0 +1,41 @@
+import type Redis from 'ioredis';
+import { RedisKeys } from '@smart-router/redis-keys';
+import { RolloutRevision, RolloutSpec, ScriptCode } from '@smart-router/allocation';
+import { ReplicationLimits, replicatedScript } from './pool-scripts';
+import { defineScripts } from './script-loader';
+
+/** The typed entry point to the rollout script (SPEC 12); Redis errors propagate. */
+export class RolloutScripts {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    private readonly streamMaxLen: number,
+    private readonly replication: ReplicationLimits = {},
+  ) {
+    defineScripts(redis);
+  }
+
+  /** Stores `rollout` (validated by parseRollout) as the next revision, with its event. */
+  async set(rollout: RolloutSpec, reason: string, event = 'rollout.updated', now = Date.now()): Promise<RolloutRevision> {
+    return (await this.write(JSON.stringify(rollout), reason, event, '', false, now)) as RolloutRevision;
+  }
+
+  /** Like set, only if `basedOn` is still the live revision (0 = none): ConfigChanged otherwise. */
+  async setIfLive(rollout: RolloutSpec, basedOn: number, reason: string, event: string, now = Date.now()): Promise<RolloutRevision | ScriptCode> {
+    return this.write(JSON.stringify(rollout), reason, event, String(basedOn), false, now);
+  }
+
+  /** Stores the live revision's previous split again as a new revision: NoPreviousRevision when there is none. */
+  async rollback(reason: string, now = Date.now()): Promise<RolloutRevision | ScriptCode> {
+    return this.write('', reason, 'rollout.rolled_back', '', true, now);
+  }
+
+  private async write(rollout: string, reason: string, event: string, basedOn: string, rollback: boolean, now: number): Promise<RolloutRevision | ScriptCode> {
+    const k = this.keys;
+    const reply = await replicatedScript(this.redis, 'setRollout', this.replication)(
+      k.rollout(), k.rolloutRevisions(), k.fleetStream(), rollout, now, this.streamMaxLen, reason, event, basedOn, rollback ? '1' : '',
+    );
+    if (typeof reply === 'number') return reply as ScriptCode;
+    return JSON.parse(String((reply as (string | number)[])[3])) as RolloutRevision;
+  }
+}
