@@ -70,6 +70,12 @@ describe('rehomeCall (SPEC 11 re-home)', () => {
       const snapshot = await snapshotState(pool);
       expect(await pool.scripts.release('CA-move', 'agent', 'call.released', Date.now(), undefined, { allocationId: first.allocationId! })).toEqual({ ok: false, code: ScriptCode.StaleAllocation });
       expect(await pool.scripts.release('CA-move', 'agent', 'call.released', Date.now(), undefined, { scope: { podName: first.podName } })).toEqual({ ok: false, code: ScriptCode.NotYourCall });
+      // As a voice agent (its own pod's scope) naming its old allocation: stale (409), not someone else's call (403).
+      expect(await pool.scripts.release('CA-move', 'agent', 'call.released', Date.now(), undefined, { allocationId: first.allocationId!, scope: { podName: first.podName } })).toEqual({ ok: false, code: ScriptCode.StaleAllocation });
+      expect(await pool.scripts.connect('CA-move', 'api', first.allocationId!, Date.now(), { podName: first.podName })).toEqual({ ok: false, code: ScriptCode.StaleAllocation });
+      // Any other pod is still refused as not its call.
+      const stranger = ['voice-agent-0', 'voice-agent-1', 'voice-agent-2', 'voice-agent-3', 'voice-agent-4'].find((pod) => pod !== first.podName && pod !== moved.podName)!;
+      expect(await pool.scripts.release('CA-move', 'agent', 'call.released', Date.now(), undefined, { allocationId: first.allocationId!, scope: { podName: stranger } })).toEqual({ ok: false, code: ScriptCode.NotYourCall });
       expect(await pool.scripts.connect('CA-move', 'api', first.allocationId!)).toEqual({ ok: false, code: ScriptCode.StaleAllocation });
       expect(await snapshotState(pool)).toEqual(snapshot);
       // The new agent's own release works.

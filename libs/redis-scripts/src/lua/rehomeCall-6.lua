@@ -57,7 +57,7 @@ local rcall = redis.call
 local sid, fromAllocation, now = ARGV[1], ARGV[2], ARGV[3]
 local P = cjson.decode(ARGV[4])
 local call = rcall('HMGET', KEYS[1], 'pod_name', 'pod_uid', 'tier', 'merchant_id', 'allocation_id', 'state',
-  'connected_at', 'rehomes', 'rehomed_from_allocation', 'provider', 'metadata', 'agent_version', 'rehome_from')
+  'connected_at', 'rehomes', 'rehomed_from_allocation', 'provider', 'metadata', 'agent_version', 'rehome_from', 'rehomed_pods')
 local old = call[1]
 if not old then
   return -1
@@ -191,7 +191,10 @@ local uid, allocationId, version = bindCall(P, KEYS[4], KEYS[5], { sid = sid, me
   connectMs = tonumber(ARGV[9]) }, chosen, chosenTier, spec, now)
 rehomes = rehomes + 1
 local cause = rcall('HGET', P.pod .. old, 'liveness') == 'dead' and 'agent_dead' or ARGV[7]
-rcall('HSET', KEYS[1], 'rehomes', rehomes, 'rehome_from', old, 'rehomed_from_allocation', call[5])
+-- rehomed_pods ('|a|b|'): every pod the call left, so their agents' late release/connected
+-- is answered as stale (409) rather than as someone else's call (releaseCall, connectCall).
+rcall('HSET', KEYS[1], 'rehomes', rehomes, 'rehome_from', old, 'rehomed_from_allocation', call[5],
+  'rehomed_pods', (call[14] or '|') .. old .. '|')
 rcall('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'type', 'call.rehomed', 'call_sid', sid, 'from_pod', old,
   'pod', chosen, 'tier', chosenTier, 'cause', cause, 'at', now, 'from_allocation_id', call[5],
   'allocation_id', allocationId, 'rehomes', rehomes)
