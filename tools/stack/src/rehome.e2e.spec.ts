@@ -1,6 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Redis from 'ioredis';
 import { waitFor } from '@smart-router/testing';
 import { FREE_PORTS, LocalStack } from './stack';
 
@@ -74,6 +75,13 @@ beforeAll(async () => {
       HEARTBEAT_INTERVAL_MS: '2000', JOB_INTERVAL_SCALE: '0.3', REHOME_ENABLED: 'true',
     },
   });
+  // Only an enrolled pod (one that heartbeated) can be declared dead.
+  const redis = new Redis(stack.redisUrl, { maxRetriesPerRequest: 1 });
+  try {
+    await waitFor(async () => (await redis.zcard(stack.keys.heartbeats())) === PODS.length, { timeoutMs: 20000, what: 'every pod enrolled by its heartbeats' });
+  } finally {
+    await redis.quit();
+  }
   await waitFor(async () => {
     const status = (await (await fetch(`${gateway()}/api/v1/status`)).json()) as { pools: Record<string, { available: string[] }> };
     return Object.values(status.pools).flatMap((pool) => pool.available).length === PODS.length;
@@ -81,6 +89,8 @@ beforeAll(async () => {
 }, 90000);
 
 afterAll(async () => {
+  // A frozen agent's pending work waits for its thaw: thaw everything so the stack stops promptly.
+  for (const pod of PODS) await fetch(`${sim()}/sim/agents/${pod}/thaw`, { method: 'POST' }).catch(() => undefined);
   await stack?.stop();
 }, 60000);
 
