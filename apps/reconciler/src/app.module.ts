@@ -15,6 +15,7 @@ import { FleetService } from './fleet.service';
 import { ReconcilerService } from './reconciler.service';
 import { PrimaryWatch } from './primary-watch';
 import { KubePodDeleter, LivenessJob } from './liveness.job';
+import { SdkCallRedirector } from './call-redirect';
 
 const STATE_REDIS = Symbol('STATE_REDIS');
 const STREAM_REDIS = Symbol('STREAM_REDIS');
@@ -104,11 +105,14 @@ export class AppModule {
         },
         {
           provide: LivenessJob,
-          inject: [STATE_REDIS, KubeConfig],
-          useFactory: (redis: Redis, kube: KubeConfig) =>
+          inject: [STATE_REDIS, KubeConfig, PoolScripts],
+          useFactory: (redis: Redis, kube: KubeConfig, scripts: PoolScripts) =>
             new LivenessJob(
               redis, keys, new LivenessScripts(redis, keys, config.common.streamMaxLen, replication), config.liveness,
               config.liveness.deadAction === 'delete' ? new KubePodDeleter(kube, config.namespace) : null, telemetry, logger,
+              config.rehome ? new SdkCallRedirector(config.rehome) : null,
+              // A call whose redirect failed ends as it would without re-homing (fenced: only that allocation).
+              { end: async (callSid, allocationId) => void (await scripts.release(callSid, 'agent_dead', 'call.released', Date.now(), undefined, { allocationId: Number(allocationId) || undefined })) },
             ),
         },
         {

@@ -52,7 +52,7 @@ describe('liveness job (SPEC 11)', () => {
     await scripts.recordHeartbeat(name, []);
     await silence(name, 6100);
     const report = await job.run();
-    expect(report.transitions).toEqual([{ pod: name, state: 'dead', uid, callsEnded: 0 }]);
+    expect(report.transitions).toEqual([{ pod: name, state: 'dead', uid, callsEnded: 0, callsToRehome: [] }]);
     expect(report.deleted).toEqual([name]);
     await waitFor(() => (simUid(name) && simUid(name) !== uid ? true : null), { what: 'the StatefulSet to recreate the pod with a new UID' });
   });

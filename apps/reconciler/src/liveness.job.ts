@@ -5,7 +5,13 @@ import { Counter } from '@opentelemetry/api';
 import { RedisKeys } from '@smart-router/redis-keys';
 import { Liveness, LivenessScripts, LivenessTransition, livenessOf } from '@smart-router/redis-scripts';
 import { Telemetry } from '@smart-router/telemetry';
+import { CallRedirector } from './call-redirect';
 import { LivenessSettings } from './reconciler.config';
+
+/** Ends a call whose REST redirect failed (its agent is dead; nothing else will move it). */
+export interface CallEnder {
+  end(callSid: string, allocationId: string): Promise<void>;
+}
 
 /** Deletes a dead pod's incarnation (HEARTBEAT_DEAD_ACTION=delete); the StatefulSet replaces it. */
 export interface PodDeleter {
@@ -40,6 +46,10 @@ export interface LivenessReport {
   transitions: LivenessTransition[];
   stalled: string[];
   deleted: string[];
+  /** Calls of dead pods redirected to their stream-ended URL (SPEC 11 re-home). */
+  redirected: string[];
+  /** Calls whose redirect failed: ended with agent_dead. */
+  redirectFailed: string[];
 }
 
 const STATES: readonly Liveness[] = ['live', 'suspect', 'dead', 'unknown'];
@@ -56,6 +66,7 @@ const STATES: readonly Liveness[] = ['live', 'suspect', 'dead', 'unknown'];
 export class LivenessJob {
   private readonly transitions: Counter;
   private readonly stalls: Counter;
+  private readonly redirects: Counter;
   private counts: Record<Liveness, number> = { live: 0, suspect: 0, dead: 0, unknown: 0 };
 
   constructor(
@@ -66,8 +77,12 @@ export class LivenessJob {
     private readonly pods: PodDeleter | null,
     telemetry: Telemetry,
     private readonly logger: LoggerService,
+    /** REHOME_ENABLED: redirects a dead pod's calls of its providers; null = every call of a dead pod ends. */
+    private readonly redirector: CallRedirector | null = null,
+    private readonly ender: CallEnder | null = null,
   ) {
     const meter = telemetry.meter();
+    this.redirects = meter.createCounter('smart_router_rehome_redirects_total', { description: 'Live calls of dead pods redirected through the provider REST API (SPEC 11), by provider and result' });
     this.transitions = meter.createCounter('smart_router_pod_liveness_transitions_total', { description: 'Voice-agent pods declared suspect or dead (SPEC 11), by state' });
     this.stalls = meter.createCounter('smart_router_media_stalls_total', { description: 'Connected calls ended because their media_in stopped advancing (MEDIA_STALL_SECONDS)' });
     meter.createObservableGauge('smart_router_pod_liveness', { description: 'Voice-agent pods by liveness (live, suspect, dead; unknown = never heartbeated), as of the last liveness job run' })
@@ -77,11 +92,30 @@ export class LivenessJob {
   }
 
   async run(): Promise<LivenessReport> {
-    const { transitions } = await this.scripts.checkLiveness({ suspectMs: this.settings.suspectMs, deadMs: this.settings.deadMs });
+    const { transitions } = await this.scripts.checkLiveness({ suspectMs: this.settings.suspectMs, deadMs: this.settings.deadMs }, undefined, this.redirector?.providers ?? []);
     const deleted: string[] = [];
+    const redirected: string[] = [];
+    const redirectFailed: string[] = [];
     for (const transition of transitions) {
       this.transitions.add(1, { state: transition.state });
-      this.logger.warn(`pod ${transition.pod} is ${transition.state}: no heartbeat${transition.state === 'dead' ? `; ${transition.callsEnded} call(s) ended (agent_dead)` : ''}`, 'Liveness');
+      const rehoming = transition.callsToRehome.length > 0 ? `, ${transition.callsToRehome.length} redirected for re-homing` : '';
+      this.logger.warn(`pod ${transition.pod} is ${transition.state}: no heartbeat${transition.state === 'dead' ? `; ${transition.callsEnded} call(s) ended (agent_dead)${rehoming}` : ''}`, 'Liveness');
+      // Each call once (the script lists a dead pod's calls in the run that declared it dead), all at once:
+      // every second here is dead air for its caller.
+      await Promise.all(transition.callsToRehome.map(async (call) => {
+        try {
+          await this.redirector!.redirect(call);
+          this.redirects.add(1, { provider: call.provider, result: 'redirected' });
+          redirected.push(call.callSid);
+        } catch (error) {
+          // The provider refused (the call ended meanwhile, bad credentials) or did not answer:
+          // nothing else would move the call, so it ends as without re-homing.
+          this.redirects.add(1, { provider: call.provider, result: 'failed' });
+          redirectFailed.push(call.callSid);
+          this.logger.warn(`could not redirect ${call.provider} call ${call.callSid} of dead pod ${transition.pod}: ${(error as Error).message}; ending it (agent_dead)`, 'Liveness');
+          await this.ender?.end(call.callSid, call.allocationId);
+        }
+      }));
       if (transition.state === 'dead' && this.settings.deadAction === 'delete' && this.pods) {
         try {
           await this.pods.delete(transition.pod, transition.uid);
@@ -95,7 +129,7 @@ export class LivenessJob {
     const { ended } = await this.scripts.endStalledCalls(this.settings.mediaStallMs);
     if (ended.length > 0) this.stalls.add(ended.length);
     await this.count();
-    return { transitions, stalled: ended, deleted };
+    return { transitions, stalled: ended, deleted, redirected, redirectFailed };
   }
 
   private async count(): Promise<void> {

@@ -20,6 +20,41 @@ export interface ReconcilerConfig {
   fleet: FleetSettings;
   /** Voice-agent liveness (SPEC 11). */
   liveness: LivenessSettings;
+  /** Re-homing a dead agent's live calls through the providers' REST APIs (SPEC 11 "Recovery"); null = off. */
+  rehome: RehomeSettings | null;
+}
+
+/**
+ * REHOME_ENABLED on: a dead pod's Twilio/Plivo calls stay alive and are
+ * redirected to their stream-ended URL (PUBLIC_BASE_URL, the URL the webhooks
+ * app serves) with the official SDKs. A provider without its account id and
+ * auth token (TWILIO_ACCOUNT_SID + TWILIO_AUTH_TOKENS, PLIVO_AUTH_ID +
+ * PLIVO_AUTH_TOKENS; the first token of a rotation) cannot be redirected: its
+ * calls end with agent_dead as before.
+ */
+export interface RehomeSettings {
+  publicBaseUrl: string;
+  twilio: { accountSid: string; authToken: string; apiBaseUrl: string } | null;
+  plivo: { authId: string; authToken: string; apiBaseUrl: string } | null;
+}
+
+function readRehomeSettings(env: EnvReader): RehomeSettings | null {
+  if (!env.bool('REHOME_ENABLED', false)) return null;
+  const first = (name: string) => env.list(name)[0];
+  const baseUrl = (name: string, fallback: string) => env.url(name, fallback, ['http:', 'https:']).replace(/\/+$/, '');
+  const twilioSid = env.optionalString('TWILIO_ACCOUNT_SID');
+  const twilioToken = first('TWILIO_AUTH_TOKENS');
+  const plivoId = env.optionalString('PLIVO_AUTH_ID');
+  const plivoToken = first('PLIVO_AUTH_TOKENS');
+  const twilioApi = baseUrl('TWILIO_API_BASE_URL', 'https://api.twilio.com');
+  const plivoApi = baseUrl('PLIVO_API_BASE_URL', 'https://api.plivo.com');
+  const publicText = env.optionalString('PUBLIC_BASE_URL');
+  if (publicText === undefined) throw new ConfigError('PUBLIC_BASE_URL', 'is required with REHOME_ENABLED: it is the base of the stream-ended URL a dead agent\'s calls are redirected to');
+  return {
+    publicBaseUrl: env.url('PUBLIC_BASE_URL', publicText, ['http:', 'https:']).replace(/\/+$/, ''),
+    twilio: twilioSid && twilioToken ? { accountSid: twilioSid, authToken: twilioToken, apiBaseUrl: twilioApi } : null,
+    plivo: plivoId && plivoToken ? { authId: plivoId, authToken: plivoToken, apiBaseUrl: plivoApi } : null,
+  };
 }
 
 /** What the liveness job does with a dead pod beyond ending its calls: `keep` it, or `delete` it through the Kubernetes API. */
@@ -62,6 +97,7 @@ export function readReconcilerConfig(env = new EnvReader()): ReconcilerConfig {
     otlpEndpoint: env.optionalString('OTEL_EXPORTER_OTLP_ENDPOINT'),
     fleet: readFleetSettings(env),
     liveness: readLivenessSettings(env),
+    rehome: readRehomeSettings(env),
   };
 }
 

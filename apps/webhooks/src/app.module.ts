@@ -34,7 +34,8 @@ export class AppModule {
             // SPEC 10.2: signed answer webhooks are remembered as long as a released call's tombstone lives.
             const replication = replicationLimits(config.common.redis, (script) => metrics.notReplicated.add(1, { script }));
             const replays = new AnswerReplays(new WebhookReplayScripts(redis, keys, replication), config.common.tombstoneTtlSeconds, config.waitMs);
-            return new WebhooksService(allocator, new WebhookMetrics(telemetry), logger, config.waitMs, replays, metrics);
+            return new WebhooksService(allocator, new WebhookMetrics(telemetry), logger, config.waitMs, replays, metrics,
+              { enabled: config.rehomeEnabled, max: config.rehomeMax });
           },
         },
       ],

@@ -30,6 +30,14 @@ export interface WebhooksConfig {
   publicBaseUrl?: string;
   /** How long an answer webhook waits for a pod when none is free (SPEC 9.1), ms. */
   waitMs: number;
+  /**
+   * REHOME_ENABLED (SPEC 11 "Recovery"): Twilio/Plivo answer documents ask the stream-ended URL when
+   * the stream ends, which re-homes a call its agent did not release; stream-stopped callbacks then
+   * no longer release the call. Off by default: the answer documents stay byte-identical to before.
+   */
+  rehomeEnabled: boolean;
+  /** REHOME_MAX: re-homes per call before the provider's failure document. */
+  rehomeMax: number;
   otlpEndpoint?: string;
 }
 
@@ -87,6 +95,8 @@ export function readWebhooksConfig(env = new EnvReader()): WebhooksConfig {
     exotelCredentials,
     publicBaseUrl,
     waitMs: env.int('WEBHOOK_WAIT_MS', 3000, { min: 0, max: 10000 }),
+    rehomeEnabled: env.bool('REHOME_ENABLED', false),
+    rehomeMax: env.int('REHOME_MAX', 2, { min: 0, max: 10 }),
     otlpEndpoint: env.optionalString('OTEL_EXPORTER_OTLP_ENDPOINT'),
   };
 }

@@ -65,6 +65,14 @@ export class WebhooksController {
     return this.webhooks.status(this.providers.get(provider), this.requests.from(request), 'hangup');
   }
 
+  /** SPEC 11 re-home: Twilio's `<Connect action>` / Plivo's `<Redirect>` when a stream ends (404 for Exotel). */
+  @Post('api/v1/:provider/stream-ended')
+  @AcceptsBody(PROVIDER_BODY_TYPES)
+  async streamEnded(@Param('provider') provider: string, @Req() request: RawBodyRequest, @Res() reply: FastifyReply): Promise<void> {
+    const document = await this.webhooks.streamEnded(this.providers.get(provider), this.requests.from(request), this.requests.baseOf(request));
+    void reply.status(document.status).header('content-type', document.contentType).send(document.body);
+  }
+
   /** Media-stream status callbacks our answer documents ask for (SPEC 9.2; 404 for Exotel, which has none). */
   @Post('api/v1/:provider/stream-status')
   @AcceptsBody(PROVIDER_BODY_TYPES)

@@ -1,7 +1,8 @@
 import { LoggerService } from '@nestjs/common';
 import { ApiError, RedisUnavailableError } from '@smart-router/http';
 import { CallAllocator, PoolMetrics, storeFailure } from '@smart-router/pool-state';
-import { AnswerFields, ProviderAdapter, ProviderDocument, WebhookRequest, queryField, streamStatusPath } from '@smart-router/providers';
+import { AnswerFields, ProviderAdapter, ProviderDocument, RehomeOptions, WebhookRequest, queryField, streamEndedPath, streamStatusPath } from '@smart-router/providers';
+import { ScriptCode } from '@smart-router/allocation';
 import { AnswerReplays, ReplayCheck } from './answer-replays';
 import { WebhookMetrics } from './webhook-metrics';
 
@@ -25,6 +26,12 @@ export interface StreamStatusAnswer {
   pod_name?: string;
 }
 
+/** SPEC 11 "Recovery": REHOME_ENABLED and REHOME_MAX. */
+export interface RehomeSettings {
+  enabled: boolean;
+  max: number;
+}
+
 /** The template name is recorded on the call for operators; it never affects routing. */
 const MAX_TEMPLATE_LENGTH = 128;
 
@@ -45,6 +52,7 @@ export class WebhooksService {
     private readonly replays: AnswerReplays | null,
     /** Counts the replay memory's Redis failures with every other one. */
     private readonly pool: PoolMetrics,
+    private readonly rehoming: RehomeSettings = { enabled: false, max: 2 },
   ) {}
 
   /**
@@ -103,7 +111,8 @@ export class WebhooksService {
         caller: fields.caller,
       });
       this.metrics.answers.add(1, { provider: adapter.name, result: call.wasExisting ? 'existing' : 'allocated' });
-      return adapter.answerDocument(call.wsUrl, baseUrl === undefined ? undefined : this.streamStatusUrl(adapter, baseUrl, call.allocationId));
+      return adapter.answerDocument(call.wsUrl, baseUrl === undefined ? undefined : this.streamStatusUrl(adapter, baseUrl, call.allocationId),
+        this.rehomeOptions(adapter, baseUrl, call.allocationId));
     } catch (error) {
       return this.refuse(adapter, fields.callSid, error);
     }
@@ -162,6 +171,67 @@ export class WebhooksService {
   }
 
   /**
+   * The stream-ended URL for a re-homing answer (SPEC 11), when re-homing is on
+   * and the provider requests one; `rehomeFrom`: the pod a re-homed call left.
+   */
+  private rehomeOptions(adapter: ProviderAdapter, baseUrl: string | undefined, allocationId: number | null, rehomeFrom?: string): RehomeOptions | undefined {
+    if (!this.rehoming.enabled || !adapter.hangupDocument || baseUrl === undefined || allocationId === null) return undefined;
+    return { streamEndedUrl: `${baseUrl}${streamEndedPath(adapter.name)}?allocation_id=${allocationId}`, rehomeFrom };
+  }
+
+  /**
+   * Twilio's `<Connect action>` / Plivo's `<Redirect>` after the stream of
+   * allocation_id ended (SPEC 11 "Recovery"). The call released by its agent
+   * before (or never allocated) hangs up; otherwise it is re-homed in one
+   * script (rehomeCall-6.lua) and the answer streams to the new pod, naming
+   * the old one; beyond REHOME_MAX or with no other pod free, the call was
+   * released and the caller hears the failure document. With re-homing off,
+   * the call ends as a stream-stopped callback would have ended it.
+   */
+  async streamEnded(adapter: ProviderAdapter, request: WebhookRequest, baseUrl?: string): Promise<ProviderDocument> {
+    if (!adapter.hangupDocument) throw ApiError.notFound('route not found');
+    adapter.authenticate(request);
+    const callSid = adapter.parseStatus(request).callSid;
+    const allocationId = parseAllocationId(queryField(request, 'allocation_id'));
+    if (allocationId === undefined) throw ApiError.badRequest('allocation_id is required', 'INVALID_FIELD');
+    const count = (result: string) => this.metrics.rehomes.add(1, { provider: adapter.name, result });
+    if (!this.rehoming.enabled) {
+      try {
+        await this.allocator.release(callSid, 'stream_stopped', allocationId);
+      } catch (error) {
+        if (!(error instanceof ApiError) || (error.code !== 'CALL_NOT_FOUND' && error.code !== 'STALE_ALLOCATION')) throw error;
+      }
+      count('disabled');
+      return adapter.hangupDocument();
+    }
+    const outcome = await this.allocator.rehome(callSid, allocationId, this.rehoming.max);
+    if (outcome.ok) {
+      const { rehoming } = outcome;
+      count(rehoming.repeated ? 'repeated' : 'rehomed');
+      if (!rehoming.repeated) this.logger.log(`${adapter.name} call ${callSid} re-homed from ${rehoming.fromPod} to ${rehoming.podName} (re-home ${rehoming.rehomes})`);
+      return adapter.answerDocument(rehoming.wsUrl, baseUrl === undefined ? undefined : this.streamStatusUrl(adapter, baseUrl, rehoming.allocationId),
+        this.rehomeOptions(adapter, baseUrl, rehoming.allocationId, rehoming.fromPod));
+    }
+    switch (outcome.code) {
+      case ScriptCode.NotFound:
+        count('released');
+        return adapter.hangupDocument();
+      case ScriptCode.StaleAllocation:
+        count('stale_allocation');
+        throw new ApiError(409, 'STALE_ALLOCATION', 'allocation_id is neither the call\'s current allocation nor the one it was re-homed from');
+      case ScriptCode.RehomeLimit:
+        count('limit');
+        return adapter.failureDocument(new ApiError(503, 'REHOME_LIMIT', 'the call was re-homed REHOME_MAX times'));
+      case ScriptCode.RehomeNoPod:
+        count('no_pod');
+        return adapter.failureDocument(new ApiError(503, 'NO_POD_AVAILABLE', 'no pod available'));
+      default:
+        count('state_rebuilding');
+        return adapter.failureDocument(new ApiError(503, 'STATE_REBUILDING', 'pool state is being rebuilt, retry shortly'));
+    }
+  }
+
+  /**
    * A media-stream status callback (SPEC 9.2): started connects the call,
    * stopped or failed releases it. Unknown events and calls, duplicates and
    * callbacks arriving after another release are a harmless 200. A stale
@@ -180,6 +250,12 @@ export class WebhooksService {
         const connection = await this.allocator.connect(update.callSid, adapter.name, allocationId);
         count(connection.wasConnected ? 'stream_duplicate' : 'stream_connected');
         return { ...answer, connected: !connection.wasConnected, pod_name: connection.podName };
+      }
+      // With re-homing on (SPEC 11), the stream-ended request decides: a stopped
+      // stream of a live call is about to be re-homed, not ended.
+      if ((update.kind === 'stopped' || update.kind === 'failed') && this.rehoming.enabled) {
+        count('stream_ended_deferred');
+        return answer;
       }
       if (update.kind === 'stopped' || update.kind === 'failed') {
         const reason = update.kind === 'stopped' ? 'stream_stopped' : 'stream_error';

@@ -27,6 +27,10 @@ export enum ScriptCode {
   MerchantForbidden = -16,
   /** A rollback with no previous rollout revision to return to (SPEC 12). */
   NoPreviousRevision = -17,
+  /** A re-home beyond REHOME_MAX (SPEC 11): the call was released (rehome_exhausted). */
+  RehomeLimit = -18,
+  /** A re-home with no pod of the chain but the old one free (SPEC 11): the call was released (rehome_no_pod). */
+  RehomeNoPod = -19,
 }
 
 /**

@@ -93,8 +93,27 @@ function providerRoutes(name: string, provider: ProviderContract): RouteContract
     answer(`/agent/voice/breeze-buddy/${name}/callback/{template}`, true),
     status(`/api/v1/${name}/status`, `${name} status callback: a final status releases the call`),
     ...(name === 'plivo' ? [status('/api/v1/plivo/hangup', 'Plivo hangup URL: every post releases the call')] : []),
-    ...(provider.streamStatus ? [streamStatus(name, provider, provider.streamStatus)] : []),
+    ...(provider.streamStatus ? [streamStatus(name, provider, provider.streamStatus), streamEnded(name, provider)] : []),
   ];
+}
+
+/** SPEC 11 "Recovery": the action / Redirect URL of a re-homing answer document. */
+function streamEnded(name: string, provider: ProviderContract): RouteContract {
+  const verb = name === 'twilio' ? '<Connect action>' : '<Redirect>';
+  return {
+    method: 'POST', path: `/api/v1/${name}/stream-ended`, scheme: provider.scheme, bodyContentTypes: provider.bodyContentTypes,
+    summary: `${name} ${verb} of a re-homing answer document (REHOME_ENABLED): a call its agent released hangs up; otherwise it is re-homed to a new pod (at most REHOME_MAX times, then the failure document)`,
+    query: Type.Object({ allocation_id: Type.String({ pattern: '^[0-9]{1,15}$', description: 'the allocation whose stream ended' }) }),
+    body: Type.Object({ [provider.idField]: callIdField(provider.idField) }, { additionalProperties: true }),
+    responses: {
+      200: { description: 'the provider document: Hangup (released), a new stream to another pod naming rehome_from, or the failure document', contentType: 'text/xml', example: name === 'twilio'
+        ? '<Response><Connect action="https://host/api/v1/twilio/stream-ended?allocation_id=43" method="POST"><Stream url="wss://host/ws/pod/voice-agent-3/CA123"><Parameter name="rehome_from" value="voice-agent-1"/></Stream></Connect></Response>'
+        : '<Response><Stream bidirectional="true" keepCallAlive="true" contentType="audio/x-mulaw;rate=8000" extraHeaders="rehome_from=voice-agent-1">wss://host/ws/pod/voice-agent-3/UUID</Stream><Redirect method="POST">https://host/api/v1/plivo/stream-ended?allocation_id=43</Redirect></Response>' },
+      ...common(provider),
+      409: errorResponse('allocation_id is neither the call\'s current allocation nor the one it was re-homed from', 'STALE_ALLOCATION'),
+      503: errorResponse('Redis unavailable: retry', 'REDIS_UNAVAILABLE'),
+    },
+  };
 }
 
 function streamStatus(name: string, provider: ProviderContract, stream: { eventField: string; events: string }): RouteContract {

@@ -1,6 +1,6 @@
 import { Allocation, CallScope, Connection, Release, ScriptCode, isCallSid } from '@smart-router/allocation';
 import { ApiError, RedisUnavailableError } from '@smart-router/http';
-import { NotReplicatedError, PoolScripts } from '@smart-router/redis-scripts';
+import { NotReplicatedError, PoolScripts, RehomeResult, Rehoming } from '@smart-router/redis-scripts';
 import { Telemetry } from '@smart-router/telemetry';
 import { MediaUrls } from './media-urls';
 import { PoolMetrics } from './pool-metrics';
@@ -24,6 +24,9 @@ const DEADLINE_SLACK_MS = 20;
 export interface AllocatedCall extends Allocation {
   wsUrl: string;
 }
+
+/** A re-homed call (SPEC 11 "Recovery") with the new allocation's ws_url, or why not (the script's code). */
+export type RehomeOutcome = { ok: true; rehoming: Rehoming & { wsUrl: string } } | Extract<RehomeResult, { ok: false }>;
 
 /** An expected "no": its HTTP status and `{error, code}` body. Plain data, built once. */
 export interface Refusal {
@@ -270,6 +273,21 @@ export class CallAllocator {
     }
     this.metrics.released('released');
     return { ok: true, value: result.release };
+  }
+
+  /**
+   * Re-homes a call whose stream of `fromAllocationId` ended while it was not
+   * released (rehomeCall-6.lua). A Redis failure throws (503), never reads as
+   * "released".
+   */
+  async rehome(callSid: string, fromAllocationId: number, maxRehomes: number): Promise<RehomeOutcome> {
+    if (!isCallSid(callSid)) throw refusalError(REFUSALS.badCallSid);
+    const now = Date.now();
+    const result = await this.redisCall('rehome', 'rehomeCall', callSid, () => this.scripts.rehome(callSid, fromAllocationId, maxRehomes, 'stream_ended', now));
+    if (!result.ok) return result;
+    const { rehoming } = result;
+    const wsUrl = await this.media.wsUrl({ podName: rehoming.podName, callSid, allocationId: rehoming.allocationId }, rehoming.repeated ? null : now);
+    return { ok: true, rehoming: { ...rehoming, wsUrl } };
   }
 
   /** tryAllocate for callers that answer through the exception filter. */

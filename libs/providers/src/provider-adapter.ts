@@ -49,6 +49,19 @@ export function streamStatusPath(provider: ProviderName): string {
   return `/api/v1/${provider}/stream-status`;
 }
 
+/** Where the provider asks what to do when a media stream ends (SPEC 11 re-home: Twilio's `<Connect action>`, Plivo's `<Redirect>`). */
+export function streamEndedPath(provider: ProviderName): string {
+  return `/api/v1/${provider}/stream-ended`;
+}
+
+/** Re-homing additions to an answer document (SPEC 11 "Recovery"). */
+export interface RehomeOptions {
+  /** Where the provider goes when the stream ends (absolute, signed by the provider). */
+  streamEndedUrl: string;
+  /** The pod the call streamed from before this document ('' or absent = a first answer). */
+  rehomeFrom?: string;
+}
+
 /** A short event name, as sent; anything else reads as no event. */
 export function eventValue(value: unknown): string {
   return typeof value === 'string' && /^[A-Za-z_-]{1,32}$/.test(value) ? value : '';
@@ -81,7 +94,9 @@ export interface ProviderAdapter {
    * callbacks (absolute, signed by the provider like any webhook); ignored by
    * providers without stream callbacks (Exotel).
    */
-  answerDocument(wsUrl: string, streamStatusUrl?: string): ProviderDocument;
+  answerDocument(wsUrl: string, streamStatusUrl?: string, rehome?: RehomeOptions): ProviderDocument;
+  /** Only for providers that request a URL when a stream ends (Twilio, Plivo): the document that ends the call. */
+  hangupDocument?(): ProviderDocument;
   /** What the provider gets when no pod can take the call (no pod, Redis down, call already ended). */
   failureDocument(error: ApiError): ProviderDocument;
   parseStatus(request: WebhookRequest): StatusFields;

@@ -79,7 +79,7 @@ describe('liveness scripts (SPEC 11)', () => {
     await silence(busy.podName, 3900);
 
     const step = await liveness.checkLiveness(THRESHOLDS);
-    expect(step.transitions).toEqual([{ pod: idle, state: 'suspect', uid: pool.uids.get(idle), callsEnded: 0 }]);
+    expect(step.transitions).toEqual([{ pod: idle, state: 'suspect', uid: pool.uids.get(idle), callsEnded: 0, callsToRehome: [] }]);
     expect(await podLiveness(idle)).toBe('suspect');
     expect(await podLiveness(busy.podName)).toBe('live');
     expect(await available('standard')).not.toContain(idle);
@@ -117,7 +117,7 @@ describe('liveness scripts (SPEC 11)', () => {
     await silence('voice-agent-2', 6100);
 
     const step = await liveness.checkLiveness(THRESHOLDS);
-    expect(step.transitions).toEqual([{ pod: 'voice-agent-2', state: 'dead', uid: pool.uids.get('voice-agent-2'), callsEnded: 2 }]);
+    expect(step.transitions).toEqual([{ pod: 'voice-agent-2', state: 'dead', uid: pool.uids.get('voice-agent-2'), callsEnded: 2, callsToRehome: [] }]);
     expect(await podLiveness('voice-agent-2')).toBe('dead');
     expect(await pool.redis.exists(pool.keys.call('CA-1'), pool.keys.call('CA-2'))).toBe(0);
     expect(await pool.redis.scard(pool.keys.podCalls('voice-agent-2'))).toBe(0);

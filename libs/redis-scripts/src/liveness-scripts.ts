@@ -29,6 +29,16 @@ export interface LivenessTransition {
   uid: string;
   /** Calls ended by the transition (agent_dead). */
   callsEnded: number;
+  /** Calls of a dead pod kept for re-homing (their provider was passed to checkLiveness): redirect each to its stream-ended URL. */
+  callsToRehome: CallToRehome[];
+}
+
+/** A live call of a dead pod, left on it for the provider to re-home (SPEC 11 "Recovery"). */
+export interface CallToRehome {
+  callSid: string;
+  provider: string;
+  /** The allocation whose stream-ended URL re-homes it. */
+  allocationId: string;
 }
 
 export interface LivenessThresholds {
@@ -80,14 +90,19 @@ export class LivenessScripts {
    * unenrolment of gone or replaced ones). `disrupted`: every enrolled pod
    * (two or more) was silent, so nobody was judged (checkLiveness-6.lua).
    */
-  async checkLiveness(thresholds: LivenessThresholds, batch = LIVENESS_BATCH): Promise<{ transitions: LivenessTransition[]; unenrolled: number; now: number; disrupted: boolean }> {
+  async checkLiveness(thresholds: LivenessThresholds, batch = LIVENESS_BATCH, rehomeProviders: readonly string[] = []): Promise<{ transitions: LivenessTransition[]; unenrolled: number; now: number; disrupted: boolean }> {
     const k = this.keys;
     const reply = (await this.script('checkLiveness')(
       k.heartbeats(), k.pods(), k.tierConfig(), k.callStream(), k.activeCalls(), k.callMedia(),
-      thresholds.suspectMs, thresholds.deadMs, this.prefixes, this.streamMaxLen, batch,
+      thresholds.suspectMs, thresholds.deadMs, this.prefixes, this.streamMaxLen, batch, rehomeProviders.join('|'),
     )) as (string | number)[];
-    const transitions = (JSON.parse(String(reply[1])) as [string, 'suspect' | 'dead', string, number][])
-      .map(([pod, state, uid, callsEnded]) => ({ pod, state, uid, callsEnded: Number(callsEnded) }));
+    // cjson encodes an empty Lua table as {}: an empty kept list may come back as an object.
+    const transitions = (JSON.parse(String(reply[1])) as [string, 'suspect' | 'dead', string, number, unknown][])
+      .map(([pod, state, uid, callsEnded, kept]) => ({
+        pod, state, uid, callsEnded: Number(callsEnded),
+        callsToRehome: (Array.isArray(kept) ? (kept as [string, string, string][]) : [])
+          .map(([callSid, provider, allocationId]) => ({ callSid, provider, allocationId: String(allocationId) })),
+      }));
     return { transitions, unenrolled: Number(reply[2]), now: Number(reply[3]), disrupted: Number(reply[4]) === 1 };
   }
 

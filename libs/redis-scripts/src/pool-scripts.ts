@@ -47,6 +47,22 @@ type ScopeCode = ScriptCode.NotYourCall | ScriptCode.MerchantForbidden;
 
 export type ReleaseResult = { ok: true; release: Release } | { ok: false; code: ScriptCode.NotFound | ScriptCode.StaleAllocation | ScriptCode.NotDue | ScopeCode };
 
+/** A re-homed call's new allocation (SPEC 11 "Recovery"); `repeated`: the provider's retry of an earlier re-home. */
+export interface Rehoming {
+  podName: string;
+  tier: string;
+  podUid: string;
+  allocationId: number | null;
+  fromPod: string;
+  rehomes: number;
+  agentVersion: string;
+  repeated: boolean;
+}
+
+export type RehomeResult =
+  | { ok: true; rehoming: Rehoming }
+  | { ok: false; code: ScriptCode.NotFound | ScriptCode.StateMissing | ScriptCode.StaleAllocation | ScriptCode.RehomeLimit | ScriptCode.RehomeNoPod };
+
 export type ConnectResult = { ok: true; connection: Connection } | { ok: false; code: ScriptCode.NotFound | ScriptCode.StaleAllocation | ScopeCode };
 
 type ReleaseRefusal = Extract<ReleaseResult, { ok: false }>['code'];
@@ -253,6 +269,28 @@ export class PoolScripts {
     }
     const [, podName, id, connectedAt, wasConnected] = reply;
     return { ok: true, connection: { podName: String(podName), allocationId: allocationIdOf(id), connectedAt: Number(connectedAt), wasConnected: Number(wasConnected) === 1 } };
+  }
+
+  /**
+   * Re-homes a call whose stream of `fromAllocationId` ended while the call was
+   * not released (rehomeCall-6.lua): new pod, new allocation_id, old one fenced.
+   */
+  async rehome(callSid: string, fromAllocationId: number, maxRehomes: number, cause = 'stream_ended', now = Date.now()): Promise<RehomeResult> {
+    const k = this.keys;
+    const reply = await this.script('rehomeCall')(
+      k.call(callSid), k.merchantConfig(), k.tierConfig(), k.activeCalls(), k.callStream(), k.tombstone(callSid),
+      callSid, fromAllocationId, now, this.prefixes, this.limits.streamMaxLen, maxRehomes, cause,
+      this.limits.callTtlSeconds, this.limits.connectTimeoutMs ?? 0, this.limits.tombstoneTtlSeconds,
+    );
+    if (typeof reply === 'number') return { ok: false, code: reply as Extract<RehomeResult, { ok: false }>['code'] };
+    const [, podName, tier, podUid, allocationId, fromPod, rehomes, agentVersion, repeated] = reply;
+    return {
+      ok: true,
+      rehoming: {
+        podName: String(podName), tier: String(tier), podUid: String(podUid), allocationId: allocationIdOf(allocationId),
+        fromPod: String(fromPod), rehomes: Number(rehomes), agentVersion: String(agentVersion ?? ''), repeated: Number(repeated) === 1,
+      },
+    };
   }
 
   /** Returns the pod's tier and how many calls were orphaned, or the script's refusal code. */

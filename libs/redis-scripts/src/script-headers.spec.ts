@@ -382,6 +382,13 @@ describe('keys the scripts actually touch (MONITOR trace)', () => {
       await scripts.release('CA-plain', 'hangup');
       await allocate('CA-plain', '', true);
       await scripts.release('CA-unknown', '');
+      // SPEC 11 re-home: a move within the merchant's chain, its retry, and an unknown call.
+      const moving = await allocate('CA-move', 'shop');
+      if (moving.ok) {
+        await scripts.rehome('CA-move', moving.allocation.allocationId!, 2);
+        await scripts.rehome('CA-move', moving.allocation.allocationId!, 2);
+      }
+      await scripts.rehome('CA-unknown', 1, 2);
       await scripts.setDrain('voice-agent-2', true);
       await scripts.release('CA-shop-1', 'completed', 'call.reaped');
       await scripts.setDrain('voice-agent-2', false);

@@ -89,7 +89,7 @@ export class SimApiServer {
   private readonly extraRoutes: ExtraRoutes[] = [];
 
   /** The simulated voice agents, when this process runs them: `POST /sim/agents/{pod}/freeze|thaw|crash` (SPEC 11). */
-  agents: { fault(pod: string, action: 'freeze' | 'thaw' | 'crash'): unknown } | null = null;
+  agents: { fault(pod: string, action: 'freeze' | 'thaw' | 'crash'): unknown; rehomed?: readonly unknown[]; rehomedCount?: number; staleReleases?: number } | null = null;
 
   constructor(private readonly state: ClusterState) {}
 
@@ -224,6 +224,15 @@ export class SimApiServer {
         case '/openapi/v3/apis/apps/v1':
           return APPS_OPENAPI;
       }
+    }
+
+    // SPEC 11: the calls the agents received re-homed (with `rehome_from`), and late releases refused as stale.
+    if (path === '/sim/agents/rehomed') {
+      if (method !== 'GET') throw new ApiStatusError(405, 'MethodNotAllowed', `${method} is not supported on ${path}`);
+      if (!this.agents) throw new ApiStatusError(404, 'NotFound', 'no simulated voice agents run in this process');
+      response.writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ count: this.agents.rehomedCount ?? 0, stale_releases: this.agents.staleReleases ?? 0, calls: this.agents.rehomed ?? [] }));
+      return undefined;
     }
 
     let match = /^\/sim\/agents\/([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/(freeze|thaw|crash)$/.exec(path);

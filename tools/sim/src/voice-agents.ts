@@ -79,7 +79,20 @@ const RELEASE_SETTLED = new Set([200, 404, 409]);
 interface ProviderStream {
   provider: 'twilio' | 'plivo' | null;
   streamId: string;
+  /** SPEC 11: the pod a re-homed call streamed from (Twilio customParameters, Plivo extra_headers); '' = none. */
+  rehomeFrom: string;
 }
+
+/** A re-homed call as the agent that received it learnt it (SPEC 11 `rehome_from`). */
+export interface RehomedCall {
+  pod: string;
+  call_sid: string;
+  rehome_from: string;
+  at: number;
+}
+
+/** Most re-homed calls remembered (the newest kept): the sim is also a load generator. */
+const REHOMED_KEPT = 1000;
 
 /** The providers' stream messages other than media: nothing to answer. */
 const PROVIDER_CONTROL_EVENTS = new Set(['connected', 'start', 'stop', 'mark', 'dtmf', 'playedStream', 'clearedAudio']);
@@ -87,8 +100,21 @@ const PROVIDER_CONTROL_EVENTS = new Set(['connected', 'start', 'stop', 'mark', '
 interface StreamMessage {
   event?: unknown;
   streamSid?: unknown;
-  start?: { streamId?: unknown };
+  start?: { streamId?: unknown; customParameters?: Record<string, unknown> };
+  extra_headers?: unknown;
   media?: { payload?: unknown };
+}
+
+/** `rehome_from` of a `start` message: Twilio's `<Parameter>`, or Plivo's `extraHeaders` (`a=b;c=d`). */
+function rehomeFromOf(message: StreamMessage): string {
+  const parameter = message.start?.customParameters?.rehome_from;
+  if (typeof parameter === 'string') return parameter;
+  if (typeof message.extra_headers !== 'string') return '';
+  for (const pair of message.extra_headers.split(/[;,]/)) {
+    const [name, value] = pair.split('=', 2).map((part) => part.trim());
+    if (name === 'rehome_from' && value) return value;
+  }
+  return '';
 }
 
 function parseStreamMessage(text: string): StreamMessage | null {
@@ -113,6 +139,7 @@ function answerMessage(ws: WebSocket, stream: ProviderStream, data: RawData, isB
   if (message?.event === 'start') {
     if (typeof message.streamSid === 'string') Object.assign(stream, { provider: 'twilio', streamId: message.streamSid });
     else if (typeof message.start?.streamId === 'string') Object.assign(stream, { provider: 'plivo', streamId: message.start.streamId });
+    stream.rehomeFrom = rehomeFromOf(message);
   }
   if (message && typeof message.event === 'string' && PROVIDER_CONTROL_EVENTS.has(message.event)) return false;
   if (stream.provider === null || !message) {
@@ -151,6 +178,11 @@ export class SimulatedVoiceAgents {
   upgrades = 0;
   releases = 0;
   connects = 0;
+  /** Calls that arrived re-homed from another pod (SPEC 11), newest last; `GET /sim/agents/rehomed`. */
+  readonly rehomed: RehomedCall[] = [];
+  rehomedCount = 0;
+  /** Late releases refused as stale (409: the call moved on under a new allocation_id). */
+  staleReleases = 0;
   /** Release attempts that failed (refused, 5xx) and were retried. */
   releaseRetries = 0;
   /** Releases given up: the call was freed by someone else, or the retry window ended. */
@@ -302,33 +334,36 @@ export class SimulatedVoiceAgents {
       const media: MediaSocket = { ws, pod, callSid, allocationId, framesIn: 0, framesOut: 0 };
       this.media.set(key, media);
       ws.send(JSON.stringify({ event: 'connected', pod, call_sid: callSid }));
-      void this.reportConnected(pod, callSid);
+      void this.reportConnected(pod, callSid, allocationId);
       // A frame no WebSocket may send (unmasked, reserved bits) is an 'error' here: drop that client, not the process.
       ws.on('error', () => ws.terminate());
-      const stream: ProviderStream = { provider: null, streamId: '' };
+      const stream: ProviderStream = { provider: null, streamId: '', rehomeFrom: '' };
       ws.on('message', (data, isBinary) => {
         // A frozen or crashed agent's loop neither reads nor answers: its counters stand still.
         if (this.silent(pod)) return;
         media.framesIn += 1;
+        const knewRehome = stream.rehomeFrom !== '';
         if (answerMessage(ws, stream, data, isBinary)) media.framesOut += 1;
+        if (!knewRehome && stream.rehomeFrom !== '') this.recordRehomed({ pod, call_sid: callSid, rehome_from: stream.rehomeFrom, at: Date.now() });
       });
       ws.on('close', () => {
         if (this.open.get(key) === ws) this.open.delete(key);
         if (this.media.get(key) === media) this.media.delete(key);
         // A crashed agent releases nothing: the router finds out by its silence (SPEC 11).
         if (this.crashed.has(pod) && this.silent(pod)) return;
-        void this.release(pod, callSid);
+        void this.release(pod, callSid, allocationId);
       });
     });
   }
 
   /** `POST /api/v1/connected`; 404 means the call already ended (nothing to keep). */
-  private async reportConnected(pod: string, callSid: string): Promise<void> {
+  private async reportConnected(pod: string, callSid: string, allocationId: number | null): Promise<void> {
     // A lost report costs the call at the connect deadline: retry a refused connection or a 5xx briefly.
     await this.whenThawed(pod);
     for (let attempt = 1; attempt <= 5 && !this.stopped; attempt += 1) {
-      const status = await this.asPod(pod).then((headers) => this.client.connected({ call_sid: callSid }, headers)).then((answer) => answer.status, () => 0);
-      if (status === 200 || status === 404) {
+      const status = await this.asPod(pod).then((headers) => this.client.connected({ call_sid: callSid, ...(allocationId === null ? {} : { allocation_id: allocationId }) }, headers)).then((answer) => answer.status, () => 0);
+      // 409: the call moved on under a new allocation_id (SPEC 11) while this agent was frozen.
+      if (status === 200 || status === 404 || status === 409) {
         this.connects += 1;
         return;
       }
@@ -341,14 +376,26 @@ export class SimulatedVoiceAgents {
    * The real agent's `finally` block: release, and retry a refused connection
    * or a 5xx (RELEASE_RETRY) until it is settled or the call is no longer ours.
    */
-  private async release(pod: string, callSid: string): Promise<void> {
+  private recordRehomed(call: RehomedCall): void {
+    this.rehomedCount += 1;
+    this.rehomed.push(call);
+    if (this.rehomed.length > REHOMED_KEPT) this.rehomed.shift();
+  }
+
+  /**
+   * `allocationId` (known from a signed ws_url): the release names the
+   * allocation it ends, so a call re-homed meanwhile (SPEC 11) answers 409
+   * STALE_ALLOCATION and stays on its new pod.
+   */
+  private async release(pod: string, callSid: string, allocationId: number | null = null): Promise<void> {
     // A frozen agent's `finally` block runs when its loop does: after the thaw (the late release of SPEC 11).
     await this.whenThawed(pod);
     const deadline = Date.now() + this.retry.giveUpAfterMs;
     for (let delay = this.retry.firstDelayMs; !this.stopped; delay = Math.min(delay * 2, this.retry.maxDelayMs)) {
-      const status = await this.asPod(pod).then((headers) => this.client.release({ call_sid: callSid, reason: 'websocket_closed' }, headers)).then((answer) => answer.status, () => 0);
+      const status = await this.asPod(pod).then((headers) => this.client.release({ call_sid: callSid, reason: 'websocket_closed', ...(allocationId === null ? {} : { allocation_id: allocationId }) }, headers)).then((answer) => answer.status, () => 0);
       if (RELEASE_SETTLED.has(status)) {
         this.releases += 1;
+        if (status === 409) this.staleReleases += 1;
         return;
       }
       // Another 4xx will not change by asking again (bad id, missing token).

@@ -1,6 +1,6 @@
 import { ApiError } from '@smart-router/http';
 import {
-  AnswerFields, DEFAULT_FAILURE_MESSAGE, ProviderAdapter, ProviderDocument, StatusFields, StreamEventKind, StreamStatusFields,
+  AnswerFields, DEFAULT_FAILURE_MESSAGE, ProviderAdapter, ProviderDocument, RehomeOptions, StatusFields, StreamEventKind, StreamStatusFields,
   eventValue, optionalMerchantId, requireCallId, statusValue,
 } from '../provider-adapter';
 import { WebhookRequest, callerOf, formField, headerOf, queryField } from '../webhook-request';
@@ -63,13 +63,23 @@ export class PlivoAdapter implements ProviderAdapter {
     };
   }
 
-  answerDocument(wsUrl: string, streamStatusUrl?: string): ProviderDocument {
+  /**
+   * With re-homing (SPEC 11), the `<Redirect>` after the `keepCallAlive` stream is where Plivo goes
+   * when the stream ends; a re-homed call names its previous pod in the stream's `extraHeaders`.
+   */
+  answerDocument(wsUrl: string, streamStatusUrl?: string, rehome?: RehomeOptions): ProviderDocument {
     const callback = streamStatusUrl === undefined ? '' : ` statusCallbackUrl="${escapeXml(streamStatusUrl)}" statusCallbackMethod="POST"`;
+    const headers = rehome?.rehomeFrom ? ` extraHeaders="${escapeXml(`rehome_from=${rehome.rehomeFrom}`)}"` : '';
+    const redirect = rehome === undefined ? '' : `<Redirect method="POST">${escapeXml(rehome.streamEndedUrl)}</Redirect>`;
     return {
       status: 200,
       contentType: PLIVO_XML,
-      body: `<Response><Stream bidirectional="true" keepCallAlive="true" contentType="audio/x-mulaw;rate=8000"${callback}>${escapeXml(wsUrl)}</Stream></Response>`,
+      body: `<Response><Stream bidirectional="true" keepCallAlive="true" contentType="audio/x-mulaw;rate=8000"${callback}${headers}>${escapeXml(wsUrl)}</Stream>${redirect}</Response>`,
     };
+  }
+
+  hangupDocument(): ProviderDocument {
+    return { status: 200, contentType: PLIVO_XML, body: '<Response><Hangup/></Response>' };
   }
 
   /**

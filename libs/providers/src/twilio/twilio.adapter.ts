@@ -1,6 +1,6 @@
 import { ApiError } from '@smart-router/http';
 import {
-  AnswerFields, DEFAULT_FAILURE_MESSAGE, ProviderAdapter, ProviderDocument, StatusFields, StreamEventKind, StreamStatusFields,
+  AnswerFields, DEFAULT_FAILURE_MESSAGE, ProviderAdapter, ProviderDocument, RehomeOptions, StatusFields, StreamEventKind, StreamStatusFields,
   eventValue, optionalMerchantId, requireCallId, statusValue,
 } from '../provider-adapter';
 import { WebhookRequest, callerOf, formField, headerOf, queryField } from '../webhook-request';
@@ -59,10 +59,20 @@ export class TwilioAdapter implements ProviderAdapter {
     };
   }
 
-  /** `<Connect><Stream>` is the bidirectional stream; Twilio runs no further TwiML until the socket closes. */
-  answerDocument(wsUrl: string, streamStatusUrl?: string): ProviderDocument {
+  /**
+   * `<Connect><Stream>` is the bidirectional stream; Twilio runs no further TwiML until the socket closes.
+   * With re-homing (SPEC 11), `<Connect action>` is requested when the stream ends, and a re-homed
+   * call tells its new agent where it came from in a `<Parameter>` (the `start` message's customParameters).
+   */
+  answerDocument(wsUrl: string, streamStatusUrl?: string, rehome?: RehomeOptions): ProviderDocument {
     const callback = streamStatusUrl === undefined ? '' : ` statusCallback="${escapeXml(streamStatusUrl)}" statusCallbackMethod="POST"`;
-    return { status: 200, contentType: TWIML, body: `<Response><Connect><Stream url="${escapeXml(wsUrl)}"${callback}></Stream></Connect></Response>` };
+    const action = rehome === undefined ? '' : ` action="${escapeXml(rehome.streamEndedUrl)}" method="POST"`;
+    const parameter = rehome?.rehomeFrom ? `<Parameter name="rehome_from" value="${escapeXml(rehome.rehomeFrom)}"/>` : '';
+    return { status: 200, contentType: TWIML, body: `<Response><Connect${action}><Stream url="${escapeXml(wsUrl)}"${callback}>${parameter}</Stream></Connect></Response>` };
+  }
+
+  hangupDocument(): ProviderDocument {
+    return { status: 200, contentType: TWIML, body: '<Response><Hangup/></Response>' };
   }
 
   /** Twilio plays only a 2xx answer; any error status makes it play its own "application error". */

@@ -2,8 +2,9 @@
   One step of the liveness job (SPEC 11), on Redis's clock: every enrolled
   pod silent for ARGV[1] ms becomes suspect (out of its pool like a drained
   pod; its calls untouched), and silent for ARGV[2] ms dead: each of its calls
-  goes through the re-homing hook (includes/liveness.lua recoverCall; for now
-  it ends with reason agent_dead), the call_sids are kept on the pod
+  goes through the re-homing hook (includes/liveness.lua recoverCall: a call
+  of a provider in ARGV[6] stays for the reconciler to redirect to its
+  stream-ended URL, any other ends with reason agent_dead), the call_sids are kept on the pod
   (dead_calls) for the rejoin rule of recordHeartbeat, and the pod leaves the
   heartbeat zset (a dead pod is not looked at again until it heartbeats).
   An enrolled pod that left the pod index, or was replaced under its name
@@ -28,8 +29,10 @@
     ARGV[3] pod key prefixes JSON (RedisKeys.podKeyPrefixes)
     ARGV[4] stream MAXLEN (approximate trim)
     ARGV[5] most silent pods to look at in this run
+    ARGV[6] providers whose calls are re-homed, '|'-separated ('' = none: every call of a dead pod ends)
   Output:
-    {1, transitions JSON [[pod, 'suspect'|'dead', uid, calls ended], ...], unenrolled count, now (Redis ms), disrupted (0|1)}
+    {1, transitions JSON [[pod, 'suspect'|'dead', uid, calls ended, calls kept], ...], unenrolled count, now (Redis ms), disrupted (0|1)}
+    (calls kept: a JSON list of {call_sid, provider, allocation_id} lists, the calls left for re-homing)
   Events:
     stream:calls  type=pod.suspect pod tier silent_ms active_calls at
     stream:calls  type=pod.dead pod tier silent_ms calls at  (calls = how many were on it)
@@ -50,6 +53,11 @@ local rcall = redis.call
 local P = cjson.decode(ARGV[3])
 local now = redisNowMs()
 local suspectMs, deadMs = tonumber(ARGV[1]), tonumber(ARGV[2])
+local rehome = nil
+for provider in string.gmatch(ARGV[6] or '', '[^|]+') do
+  rehome = rehome or {}
+  rehome[provider] = true
+end
 local enrolled = rcall('ZCARD', KEYS[1])
 if enrolled >= 2 and rcall('ZCOUNT', KEYS[1], '-inf', now - suspectMs) == enrolled then
   return {1, '[]', 0, now, 1}
@@ -74,22 +82,28 @@ for i = 1, #silent, 2 do
       rcall('ZREM', KEYS[1], name)
     elseif silentMs >= deadMs then
       local sids = rcall('SMEMBERS', P.calls .. name)
-      local ended = 0
+      local ended, kept = 0, {}
       for _, sid in ipairs(sids) do
-        ended = ended + recoverCall(P, sid, name, KEYS[5], KEYS[6], KEYS[4], ARGV[4], now, 'agent_dead')
+        local outcome = recoverCall(P, sid, name, KEYS[5], KEYS[6], KEYS[4], ARGV[4], now, 'agent_dead', rehome)
+        if outcome == 1 then
+          ended = ended + 1
+        elseif outcome == 2 then
+          local call = rcall('HMGET', P.call .. sid, 'provider', 'allocation_id')
+          kept[#kept + 1] = {sid, call[1] or '', call[2] or ''}
+        end
       end
       rcall('HSET', P.pod .. name, 'liveness', 'dead', 'liveness_since', now, 'dead_calls', encodeList(sids))
       rcall('ZREM', KEYS[1], name)
       rcall('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*', 'type', 'pod.dead', 'pod', name, 'tier', tier,
         'silent_ms', silentMs, 'calls', #sids, 'at', now)
       refreshAvailability(P, tiers, name)
-      transitions[#transitions + 1] = {name, 'dead', pod[1], ended}
+      transitions[#transitions + 1] = {name, 'dead', pod[1], ended, kept}
     elseif pod[2] ~= 'suspect' then
       rcall('HSET', P.pod .. name, 'liveness', 'suspect', 'liveness_since', now)
       rcall('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*', 'type', 'pod.suspect', 'pod', name, 'tier', tier,
         'silent_ms', silentMs, 'active_calls', rcall('SCARD', P.calls .. name), 'at', now)
       refreshAvailability(P, tiers, name)
-      transitions[#transitions + 1] = {name, 'suspect', pod[1], 0}
+      transitions[#transitions + 1] = {name, 'suspect', pod[1], 0, {}}
     end
   end
 end

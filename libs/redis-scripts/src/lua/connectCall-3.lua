@@ -21,7 +21,8 @@
   Output:
     {1, pod_name, allocation_id ('' for a record written before fencing), connected_at ms, was_connected (0|1)}
     -1 no such call (never allocated or already released)
-    -11 ARGV[2] is not the call's current allocation_id: nothing changed
+    -11 ARGV[2] is not the call's current allocation_id (also from the pod ARGV[6] when the call was
+        re-homed away from it, SPEC 11): nothing changed
     -15 the call is on another pod than ARGV[6]: nothing changed
     -16 the call's merchant is not in ARGV[7]: nothing changed
   Events:
@@ -36,6 +37,11 @@ if not call[1] then
 end
 -- Who may connect it (SPEC 10.1): checked on the record, in the same step as the change.
 if ARGV[6] ~= '' and ARGV[6] ~= call[1] then
+  -- SPEC 11: the agent a call was re-homed away from, naming its old allocation: stale, not someone else's call.
+  if ARGV[2] ~= '' and ARGV[2] ~= call[2]
+    and string.find(rcall('HGET', KEYS[1], 'rehomed_pods') or '', '|' .. ARGV[6] .. '|', 1, true) then
+    return -11
+  end
   return -15
 end
 if ARGV[7] ~= '' and not string.find('|' .. ARGV[7] .. '|', '|' .. (call[5] or '') .. '|', 1, true) then

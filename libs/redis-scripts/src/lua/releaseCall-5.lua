@@ -30,7 +30,8 @@
     {1, pod_name, source_pool, was_draining (0|1)}
     -1 no such call (never allocated, already released, or ended with its pod), or
        allocated after the ARGV[8] cutoff
-    -11 ARGV[9] is not the call's current allocation_id (a stale release): nothing changed
+    -11 ARGV[9] is not the call's current allocation_id (a stale release; also from the pod ARGV[11]
+        when the call was re-homed away from it, SPEC 11): nothing changed
     -12 ARGV[10] is '1' and the call is connected or not yet due: nothing changed
     -15 the call is on another pod than ARGV[11]: nothing changed
     -16 the call's merchant is not in ARGV[12]: nothing changed
@@ -64,6 +65,11 @@ end
 -- Who may end it (SPEC 10.1), decided on the record this script reads, so a
 -- call re-allocated to another pod between the caller's look and now is refused.
 if ARGV[11] ~= '' and ARGV[11] ~= name then
+  -- SPEC 11: the agent a call was re-homed away from, naming its old allocation: stale, not someone else's call.
+  if ARGV[9] ~= '' and ARGV[9] ~= call[6]
+    and string.find(rcall('HGET', KEYS[1], 'rehomed_pods') or '', '|' .. ARGV[11] .. '|', 1, true) then
+    return -11
+  end
   return -15
 end
 if ARGV[12] ~= '' and not string.find('|' .. ARGV[12] .. '|', '|' .. (call[5] or '') .. '|', 1, true) then

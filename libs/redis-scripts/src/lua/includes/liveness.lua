@@ -16,17 +16,24 @@ local function encodeList(list)
   return cjson.encode(list)
 end
 
--- RE-HOMING HOOK (SPEC 11 "Recovery"): this is where a live call will get a
--- new pod and a new allocation_id. For now the call ends here with `reason`
--- (agent_dead, media_stall), like a release: record, indexes and the pod's
--- slot go, a call.released event carries the reason. The old agent's late
--- release then finds no call (404) and changes nothing. Returns 1 when the
--- call was ended, 0 when it is no longer on `name` (released or moved).
-local function recoverCall(P, sid, name, activeKey, mediaKey, streamKey, maxlen, now, reason)
-  local call = redis.call('HMGET', P.call .. sid, 'pod_name', 'pod_uid', 'tier', 'merchant_id', 'allocation_id', 'state', 'connected_at')
+-- RE-HOMING HOOK (SPEC 11 "Recovery"). A call of a provider in `rehome`
+-- (a set of provider names; nil = none) stays on the pod: the reconciler
+-- redirects it through the provider's REST API to the stream-ended URL, and
+-- rehomeCall gives it a new pod and a new allocation_id there; until then the
+-- old agent's release still works (it ends the call, as the caller would).
+-- Any other call ends here with `reason` (agent_dead, media_stall), like a
+-- release: record, indexes and the pod's slot go, a call.released event
+-- carries the reason. The old agent's late release then finds no call (404)
+-- and changes nothing. Returns 1 when the call was ended, 2 when it was kept
+-- for re-homing, 0 when it is no longer on `name` (released or moved).
+local function recoverCall(P, sid, name, activeKey, mediaKey, streamKey, maxlen, now, reason, rehome)
+  local call = redis.call('HMGET', P.call .. sid, 'pod_name', 'pod_uid', 'tier', 'merchant_id', 'allocation_id', 'state', 'connected_at', 'provider')
   redis.call('ZREM', mediaKey, sid)
   if call[1] ~= name then
     return 0
+  end
+  if rehome and rehome[call[8] or ''] then
+    return 2
   end
   if call[4] and call[4] ~= '' then
     redis.call('SREM', P.merchantCalls .. call[4], sid)

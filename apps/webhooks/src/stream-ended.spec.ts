@@ -1,0 +1,159 @@
+import { randomUUID } from 'node:crypto';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { ScriptCode } from '@smart-router/allocation';
+import { PoolFixture, createPoolFixture, sharedRedisUrl, snapshotState } from '@smart-router/testing';
+import { paramMap, plivoV3Signature, twilioSignature } from '@smart-router/providers';
+import { bootstrap } from './main';
+
+/**
+ * SPEC 11 "Recovery (re-home)" through the webhooks app, signed as the
+ * providers sign: the answer documents ask for the stream-ended URL, a stopped
+ * stream no longer releases the call, and the stream-ended request re-homes a
+ * call its agent did not release (or hangs up one it did).
+ */
+
+const PUBLIC = 'https://router.example.test';
+const WS = 'wss://buddy.example.test/ws/pod';
+type Provider = 'twilio' | 'plivo';
+interface Answer {
+  status: number;
+  text: string;
+}
+
+describe('stream-ended (SPEC 11 re-home)', () => {
+  let pool: PoolFixture;
+  let app: NestFastifyApplication | undefined;
+  let base = '';
+
+  const start = async (extra: Record<string, string>) => {
+    app = await bootstrap({
+      REDIS_URL: sharedRedisUrl(), REDIS_PREFIX: pool.keys.prefix, HTTP_PORT: '0', LOG_LEVEL: 'error',
+      VOICE_AGENT_BASE_URL: 'wss://buddy.example.test', WEBHOOK_WAIT_MS: '0', PUBLIC_BASE_URL: PUBLIC,
+      TWILIO_AUTH_TOKENS: 'twilio-token', PLIVO_AUTH_TOKENS: 'plivo-token', PROVIDERS: 'twilio,plivo', ...extra,
+    });
+    const address = app.getHttpServer().address();
+    base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  };
+  beforeEach(async () => {
+    pool = await createPoolFixture({ url: sharedRedisUrl() });
+  });
+  afterEach(async () => {
+    await app?.close();
+    app = undefined;
+    await pool.close();
+  });
+
+  /** A provider's signed form post to `path` (path + query, as the document named it). */
+  const post = async (provider: Provider, path: string, params: Record<string, string>, forged = false): Promise<Answer> => {
+    const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' };
+    if (provider === 'twilio') {
+      headers['x-twilio-signature'] = twilioSignature(forged ? 'not-the-token' : 'twilio-token', PUBLIC + path, paramMap(params));
+    } else {
+      const nonce = randomUUID();
+      headers['x-plivo-signature-v3'] = plivoV3Signature(forged ? 'not-the-token' : 'plivo-token', 'POST', PUBLIC + path, nonce, paramMap(params));
+      headers['x-plivo-signature-v3-nonce'] = nonce;
+    }
+    const response = await fetch(base + path, { method: 'POST', headers, body: new URLSearchParams(params).toString() });
+    return { status: response.status, text: await response.text() };
+  };
+  const idField = (provider: Provider) => (provider === 'twilio' ? 'CallSid' : 'CallUUID');
+  const answer = (provider: Provider, sid: string) => post(provider, `/api/v1/${provider}/answer`, { [idField(provider)]: sid, From: '14155550100' });
+  /** The stream-ended path + query a document names (Twilio's action, Plivo's Redirect). */
+  const streamEndedOf = (provider: Provider, text: string): string => {
+    const url = provider === 'twilio' ? /<Connect action="([^"]+)"/.exec(text)?.[1] : /<Redirect method="POST">([^<]+)<\/Redirect>/.exec(text)?.[1];
+    if (!url) throw new Error(`no stream-ended URL in ${text}`);
+    expect(url.startsWith(`${PUBLIC}/api/v1/${provider}/stream-ended?allocation_id=`)).toBe(true);
+    return url.slice(PUBLIC.length);
+  };
+  const podOf = (text: string) => /\/ws\/pod\/([^/]+)\//.exec(text)?.[1] ?? '';
+  const record = (sid: string) => pool.redis.hgetall(pool.keys.call(sid));
+
+  it.each(['twilio', 'plivo'] as const)('%s: a live call whose stream ended moves to a new pod naming the old one; the old agent is fenced; REHOME_MAX then the failure document', async (provider) => {
+    await start({ REHOME_ENABLED: 'true', REHOME_MAX: '2' });
+    const sid = `${provider}-rehome-1`;
+    const first = await answer(provider, sid);
+    const firstId = (await record(sid)).allocation_id;
+    const firstPod = podOf(first.text);
+    if (provider === 'twilio') {
+      expect(first.text).toBe(`<Response><Connect action="${PUBLIC}/api/v1/twilio/stream-ended?allocation_id=${firstId}" method="POST"><Stream url="${WS}/${firstPod}/${sid}" statusCallback="${PUBLIC}/api/v1/twilio/stream-status?allocation_id=${firstId}" statusCallbackMethod="POST"></Stream></Connect></Response>`);
+    } else {
+      expect(first.text).toBe(`<Response><Stream bidirectional="true" keepCallAlive="true" contentType="audio/x-mulaw;rate=8000" statusCallbackUrl="${PUBLIC}/api/v1/plivo/stream-status?allocation_id=${firstId}" statusCallbackMethod="POST">${WS}/${firstPod}/${sid}</Stream><Redirect method="POST">${PUBLIC}/api/v1/plivo/stream-ended?allocation_id=${firstId}</Redirect></Response>`);
+    }
+
+    // The stream stops (the agent died): the stream-status callback no longer releases the call.
+    const stopped = provider === 'twilio'
+      ? await post('twilio', `/api/v1/twilio/stream-status?allocation_id=${firstId}`, { CallSid: sid, StreamSid: 'MZ1', StreamEvent: 'stream-stopped' })
+      : await post('plivo', `/api/v1/plivo/stream-status?allocation_id=${firstId}`, { CallUUID: sid, StreamID: 's1', Event: 'StopStream' });
+    expect({ status: stopped.status, released: JSON.parse(stopped.text).released }).toEqual({ status: 200, released: false });
+    expect((await record(sid)).pod_name).toBe(firstPod);
+
+    const ended = streamEndedOf(provider, first.text);
+    const second = await post(provider, ended, { [idField(provider)]: sid });
+    expect(second.status).toBe(200);
+    const secondPod = podOf(second.text);
+    const secondId = (await record(sid)).allocation_id;
+    expect(secondPod).not.toBe(firstPod);
+    expect(Number(secondId)).toBeGreaterThan(Number(firstId));
+    if (provider === 'twilio') expect(second.text).toContain(`<Stream url="${WS}/${secondPod}/${sid}"`);
+    expect(second.text).toContain(provider === 'twilio' ? `<Parameter name="rehome_from" value="${firstPod}"/>` : `extraHeaders="rehome_from=${firstPod}"`);
+    expect(streamEndedOf(provider, second.text)).toBe(`/api/v1/${provider}/stream-ended?allocation_id=${secondId}`);
+
+    // The provider retrying the same request gets the same bytes and changes nothing.
+    const before = await snapshotState(pool);
+    expect(await post(provider, ended, { [idField(provider)]: sid })).toEqual(second);
+    expect(await snapshotState(pool)).toEqual(before);
+    // The thawed old agent: its release and connected are stale, nothing changes.
+    expect(await pool.scripts.release(sid, 'agent', 'call.released', Date.now(), undefined, { allocationId: Number(firstId) })).toEqual({ ok: false, code: ScriptCode.StaleAllocation });
+    expect(await pool.scripts.connect(sid, 'api', Number(firstId))).toEqual({ ok: false, code: ScriptCode.StaleAllocation });
+    expect(await snapshotState(pool)).toEqual(before);
+
+    const third = await post(provider, streamEndedOf(provider, second.text), { [idField(provider)]: sid });
+    expect(third.text).toContain(`rehome_from`);
+    const fourth = await post(provider, streamEndedOf(provider, third.text), { [idField(provider)]: sid });
+    expect(fourth.text).toMatch(provider === 'twilio' ? /^<Response><Say>[^<]+<\/Say><Hangup\/><\/Response>$/ : /^<Response><Speak>[^<]+<\/Speak><Hangup\/><\/Response>$/);
+    expect(await record(sid)).toEqual({});
+    expect(await pool.scripts.checkInvariants()).toEqual([]);
+  });
+
+  it.each(['twilio', 'plivo'] as const)('%s: a call its agent released before the stream ended hangs up', async (provider) => {
+    await start({ REHOME_ENABLED: 'true' });
+    const sid = `${provider}-released-1`;
+    const first = await answer(provider, sid);
+    expect((await pool.scripts.release(sid, 'agent')).ok).toBe(true);
+    const before = await snapshotState(pool);
+    expect(await post(provider, streamEndedOf(provider, first.text), { [idField(provider)]: sid })).toEqual({ status: 200, text: '<Response><Hangup/></Response>' });
+    expect(await snapshotState(pool)).toEqual(before);
+  });
+
+  it('bad requests are refused and change nothing: forged signature 403, no or bad allocation_id 400, a stale one 409, Exotel 404', async () => {
+    await start({ REHOME_ENABLED: 'true' });
+    const first = await answer('twilio', 'tw-bad-1');
+    const ended = streamEndedOf('twilio', first.text);
+    const before = await snapshotState(pool);
+    const refused = async (answerPromise: Promise<Answer>) => {
+      const { status, text } = await answerPromise;
+      return { status, code: (JSON.parse(text) as { code: string }).code };
+    };
+    expect(await refused(post('twilio', ended, { CallSid: 'tw-bad-1' }, true))).toEqual({ status: 403, code: 'SIGNATURE_INVALID' });
+    expect(await refused(post('twilio', '/api/v1/twilio/stream-ended', { CallSid: 'tw-bad-1' }))).toEqual({ status: 400, code: 'INVALID_FIELD' });
+    expect(await refused(post('twilio', '/api/v1/twilio/stream-ended?allocation_id=x1', { CallSid: 'tw-bad-1' }))).toEqual({ status: 400, code: 'INVALID_FIELD' });
+    expect((await refused(post('twilio', ended, {}))).status).toBe(400);
+    expect(await refused(post('twilio', '/api/v1/twilio/stream-ended?allocation_id=999999', { CallSid: 'tw-bad-1' }))).toEqual({ status: 409, code: 'STALE_ALLOCATION' });
+    expect((await fetch(`${base}/api/v1/exotel/stream-ended?allocation_id=1`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"CallSid":"tw-bad-1"}' })).status).toBe(404);
+    expect(await snapshotState(pool)).toEqual(before);
+  });
+
+  it('re-homing off (the default): answer documents carry no stream-ended URL, and a stream-ended request ends the call', async () => {
+    await start({});
+    const first = await answer('twilio', 'tw-off-1');
+    expect(first.text).toMatch(/^<Response><Connect><Stream /);
+    const id = (await record('tw-off-1')).allocation_id;
+    expect(await post('twilio', `/api/v1/twilio/stream-ended?allocation_id=${id}`, { CallSid: 'tw-off-1' })).toEqual({ status: 200, text: '<Response><Hangup/></Response>' });
+    expect(await record('tw-off-1')).toEqual({});
+  });
+
+  it('a bad REHOME_MAX or REHOME_ENABLED stops the app naming the variable', async () => {
+    await expect(start({ REHOME_MAX: '-1' })).rejects.toThrow(/REHOME_MAX must be >= 0/);
+    await expect(start({ REHOME_ENABLED: 'maybe' })).rejects.toThrow(/REHOME_ENABLED must be true or false/);
+  });
+});
