@@ -5,7 +5,7 @@ import { notReplicatedCounter, redisReadiness, replicationLimits } from '@smart-
 import { HealthModule, MetricsController, ReadinessCheck } from '@smart-router/http';
 import { loadKubeConfig } from '@smart-router/kube';
 import { RedisKeys } from '@smart-router/redis-keys';
-import { FleetScripts, LivenessScripts, PoolScripts, createRedis } from '@smart-router/redis-scripts';
+import { FleetScripts, LivenessScripts, PoolScripts, RolloutScripts, createRedis } from '@smart-router/redis-scripts';
 import { JsonLogger, Telemetry } from '@smart-router/telemetry';
 import { PodStreamConsumer } from './pod-stream.consumer';
 import { PoolReconcileService } from './pool-reconcile.service';
@@ -15,6 +15,7 @@ import { FleetService } from './fleet.service';
 import { ReconcilerService } from './reconciler.service';
 import { PrimaryWatch } from './primary-watch';
 import { KubePodDeleter, LivenessJob } from './liveness.job';
+import { GuardrailJob } from './guardrail.job';
 
 const STATE_REDIS = Symbol('STATE_REDIS');
 const STREAM_REDIS = Symbol('STREAM_REDIS');
@@ -112,10 +113,15 @@ export class AppModule {
             ),
         },
         {
+          provide: GuardrailJob,
+          inject: [STATE_REDIS],
+          useFactory: (redis: Redis) => new GuardrailJob(redis, keys, new RolloutScripts(redis, keys, config.common.streamMaxLen, replication), telemetry, logger),
+        },
+        {
           provide: ReconcilerJobs,
-          inject: [PoolReconcileService, FleetService, PrimaryWatch, LivenessJob],
-          useFactory: (reconcile: PoolReconcileService, fleet: FleetService, watch: PrimaryWatch, liveness: LivenessJob) =>
-            new ReconcilerJobs(config.common.redis, keys, reconcile, fleet, config.jobIntervalScale, telemetry, logger, watch, liveness),
+          inject: [PoolReconcileService, FleetService, PrimaryWatch, LivenessJob, GuardrailJob],
+          useFactory: (reconcile: PoolReconcileService, fleet: FleetService, watch: PrimaryWatch, liveness: LivenessJob, guardrail: GuardrailJob) =>
+            new ReconcilerJobs(config.common.redis, keys, reconcile, fleet, config.jobIntervalScale, telemetry, logger, watch, liveness, guardrail),
         },
         {
           provide: PodStreamConsumer,

@@ -10,6 +10,7 @@ import { Telemetry, inSpan } from '@smart-router/telemetry';
 import { PoolReconcileService } from './pool-reconcile.service';
 import { FleetService } from './fleet.service';
 import { LivenessJob } from './liveness.job';
+import { GuardrailJob } from './guardrail.job';
 
 type Handler = () => Promise<unknown>;
 
@@ -36,6 +37,7 @@ export class ReconcilerJobs {
     /** Failover detection rides on the data-loss check's schedule (see PrimaryWatch). */
     primary: { check(): Promise<boolean> } | undefined,
     liveness: LivenessJob,
+    guardrail: GuardrailJob,
   ) {
     this.handlers = {
       [JOBS.fullReconcile.name]: () => reconcile.fullReconcile('scheduled'),
@@ -45,6 +47,7 @@ export class ReconcilerJobs {
       [JOBS.fleetStep.name]: () => fleet.tick(),
       [JOBS.connectTimeout.name]: () => reconcile.releaseUnconnectedCalls(),
       [JOBS.liveness.name]: () => liveness.run(),
+      [JOBS.rolloutGuardrail.name]: () => guardrail.run(),
     };
     // Boot fails if a scheduled job has no handler.
     for (const name of JOB_NAMES) if (!this.handlers[name]) throw new Error(`job ${name} has no handler`);

@@ -113,6 +113,7 @@ const VersionFigures = open({
   live_calls: Type.Integer(), allocations: Type.Integer({ description: 'allocations under rollouts, spills included' }),
   spills: Type.Integer({ description: 'calls this version served because the drawn version had no free pod in the tier' }),
   connect_timeouts: Type.Integer({ description: 'calls allocated under a rollout released because their media never connected' }),
+  connected: Type.Integer({ description: 'calls allocated under a rollout whose media reached their agent' }),
   releases: Type.Record(Type.String(), Type.Integer(), { description: 'releases of calls allocated under a rollout, by reason' }),
 });
 const RolloutView = open({
@@ -120,6 +121,11 @@ const RolloutView = open({
   previous: nullable(Type.Integer()), at: nullable(Type.Number({ description: 'ms since the Unix epoch' })),
   targets: Type.Array(RolloutTargetSchema), assignment: nullable(RolloutAssignmentSchema), guardrail: nullable(RolloutGuardrailSchema),
   versions: Type.Record(Type.String(), VersionFigures, { description: 'every target version and every version a known pod carries' }),
+  guardrail_state: open({
+    state: Type.Union([Type.Literal('off'), Type.Literal('held'), Type.Literal('watching'), Type.Literal('tripped')], { description: "off = no guardrail; held = the live revision is the guardrail's rollback (it judges again once an operator sets a new split); tripped = the reconciler rolls back within seconds" }),
+    revision: nullable(Type.Integer()), stable: nullable(Type.String()), stable_failure_rate: nullable(Type.Number()), failing: nullable(Type.String()),
+    canaries: Type.Array(open({ version: Type.String(), known: Type.Integer({ description: 'calls of the live revision with a known outcome' }), failure_rate: nullable(Type.Number()), excess_pp: nullable(Type.Number()) })),
+  }),
 });
 const Violation = open({ rule: Type.String(), pod: Type.Optional(Type.String()), call_sid: Type.Optional(Type.String()), detail: Type.String() });
 

@@ -30,10 +30,19 @@ export class RolloutScripts {
     return this.write('', reason, 'rollout.rolled_back', '', true, now);
   }
 
-  private async write(rollout: string, reason: string, event: string, basedOn: string, rollback: boolean, now: number): Promise<RolloutRevision | ScriptCode> {
+  /**
+   * The guardrail's rollback (SPEC 12): the same step as rollback, only if
+   * `judged` is still the live revision (ConfigChanged otherwise), with
+   * cause=guardrail on its rollout.rolled_back event.
+   */
+  async guardrailRollback(judged: number, reason: string, now = Date.now()): Promise<RolloutRevision | ScriptCode> {
+    return this.write('', reason, 'rollout.rolled_back', String(judged), true, now, 'guardrail');
+  }
+
+  private async write(rollout: string, reason: string, event: string, basedOn: string, rollback: boolean, now: number, cause = ''): Promise<RolloutRevision | ScriptCode> {
     const k = this.keys;
     const reply = await replicatedScript(this.redis, 'setRollout', this.replication)(
-      k.rollout(), k.rolloutRevisions(), k.fleetStream(), rollout, now, this.streamMaxLen, reason, event, basedOn, rollback ? '1' : '',
+      k.rollout(), k.rolloutRevisions(), k.fleetStream(), rollout, now, this.streamMaxLen, reason, event, basedOn, rollback ? '1' : '', cause,
     );
     if (typeof reply === 'number') return reply as ScriptCode;
     return JSON.parse(String((reply as (string | number)[])[3])) as RolloutRevision;
