@@ -49,7 +49,7 @@
  * | version:pods:{version}       | SET    | the pods of one agent version (SPEC 12)                  |
  * | rollout:live                 | STRING | the live rollout revision JSON: revision, targets, assignment, guardrail, previous, at |
  * | rollout:revisions            | HASH   | revision -> its JSON, immutable (rollback returns to one) |
- * | rollout:stats:{version}      | HASH   | per-version counters under a rollout: allocations, spills, connect_timeouts, released:{reason} |
+ * | rollout:stats:{version}      | HASH   | per-version counters under a rollout: allocations, spills, connect_timeouts, connected, released:{reason}, guard:{revision}:connected / :connect_timeouts (the guardrail) |
  * | heartbeats                   | ZSET   | enrolled pods (SPEC 11): pod name -> its last heartbeat, Redis-clock ms; the liveness job reads the silent ones |
  * | calls:media                  | ZSET   | connected calls an agent reports: call_sid -> Redis ms its media_in last advanced (MEDIA_STALL_SECONDS) |
  * | bull                         | prefix | BullMQ queues (`{prefix}bull:<queue>:...`)               |

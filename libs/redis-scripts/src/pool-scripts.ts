@@ -171,8 +171,6 @@ export interface InvariantViolation {
  */
 export class PoolScripts {
   private readonly prefixes: string;
-  /** rollout:stats:{version} without the version: connectCall counts a rollout call's connect (SPEC 12). */
-  private readonly rolloutStatsPrefix: string;
 
   constructor(
     private readonly redis: Redis,
@@ -181,7 +179,6 @@ export class PoolScripts {
   ) {
     defineScripts(redis);
     this.prefixes = JSON.stringify(keys.podKeyPrefixes() satisfies PodKeyPrefixes);
-    this.rolloutStatsPrefix = keys.podKeyPrefixes().rolloutStats;
   }
 
   private script(name: string): ScriptFn {
@@ -248,7 +245,7 @@ export class PoolScripts {
     const k = this.keys;
     const reply = await this.script('connectCall')(
       k.call(callSid), k.pendingCalls(), k.callStream(),
-      callSid, allocationId ?? '', now, this.limits.streamMaxLen, source, ...scopeArgs(scope), this.rolloutStatsPrefix,
+      callSid, allocationId ?? '', now, this.limits.streamMaxLen, source, ...scopeArgs(scope), this.prefixes,
     );
     if (typeof reply === 'number') {
       const code = CONNECT_REFUSALS.has(reply) ? (reply as ConnectRefusal) : ScriptCode.NotFound;
