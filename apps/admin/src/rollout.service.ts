@@ -153,7 +153,10 @@ export class AdminRolloutService {
           guardrail: live?.guardrail ?? null,
         };
         const stored = await this.scripts.setIfLive(spec, live?.revision ?? 0, 'admin: POST /api/v1/admin/rollout/promote', 'rollout.promoted');
-        if (stored !== ScriptCode.ConfigChanged) return this.view();
+        if (stored !== ScriptCode.ConfigChanged) {
+          if (typeof stored !== 'number') await this.scripts.requestMove(stored);
+          return this.view();
+        }
       }
       throw ApiError.unavailable('the rollout keeps changing, retry', 'CONFIG_CHANGING');
     });
@@ -164,6 +167,7 @@ export class AdminRolloutService {
     return this.guard(async () => {
       const stored = await this.scripts.rollback('admin: POST /api/v1/admin/rollout/rollback');
       if (stored === ScriptCode.NoPreviousRevision) throw new ApiError(409, 'NO_PREVIOUS_REVISION', 'the live rollout has no previous revision to return to');
+      if (typeof stored !== 'number') await this.scripts.requestMove(stored);
       return this.view();
     });
   }

@@ -16,6 +16,7 @@ import { ReconcilerService } from './reconciler.service';
 import { PrimaryWatch } from './primary-watch';
 import { KubePodDeleter, LivenessJob } from './liveness.job';
 import { GuardrailJob } from './guardrail.job';
+import { RolloutMover } from './rollout-move';
 
 const STATE_REDIS = Symbol('STATE_REDIS');
 const STREAM_REDIS = Symbol('STREAM_REDIS');
@@ -118,10 +119,19 @@ export class AppModule {
           useFactory: (redis: Redis) => new GuardrailJob(redis, keys, new RolloutScripts(redis, keys, config.common.streamMaxLen, replication), telemetry, logger),
         },
         {
+          provide: RolloutMover,
+          inject: [STATE_REDIS, KubeConfig],
+          useFactory: (redis: Redis, kube: KubeConfig) => new RolloutMover(
+            redis, keys, kube, config.namespace, config.fleet.statefulSet,
+            new FleetScripts(redis, keys, config.fleet.statefulSet, config.common.streamMaxLen, replication),
+            (sts) => new FleetScripts(redis, keys, sts, config.common.streamMaxLen, replication, true), 10000, logger,
+          ),
+        },
+        {
           provide: ReconcilerJobs,
-          inject: [PoolReconcileService, FleetService, PrimaryWatch, LivenessJob, GuardrailJob],
-          useFactory: (reconcile: PoolReconcileService, fleet: FleetService, watch: PrimaryWatch, liveness: LivenessJob, guardrail: GuardrailJob) =>
-            new ReconcilerJobs(config.common.redis, keys, reconcile, fleet, config.jobIntervalScale, telemetry, logger, watch, liveness, guardrail),
+          inject: [PoolReconcileService, FleetService, PrimaryWatch, LivenessJob, GuardrailJob, RolloutMover],
+          useFactory: (reconcile: PoolReconcileService, fleet: FleetService, watch: PrimaryWatch, liveness: LivenessJob, guardrail: GuardrailJob, mover: RolloutMover) =>
+            new ReconcilerJobs(config.common.redis, keys, reconcile, fleet, config.jobIntervalScale, telemetry, logger, watch, liveness, guardrail, mover),
         },
         {
           provide: PodStreamConsumer,

@@ -11,6 +11,7 @@ import { PoolReconcileService } from './pool-reconcile.service';
 import { FleetService } from './fleet.service';
 import { LivenessJob } from './liveness.job';
 import { GuardrailJob } from './guardrail.job';
+import { RolloutMover } from './rollout-move';
 
 type Handler = () => Promise<unknown>;
 
@@ -38,13 +39,15 @@ export class ReconcilerJobs {
     primary: { check(): Promise<boolean> } | undefined,
     liveness: LivenessJob,
     guardrail: GuardrailJob,
+    mover?: RolloutMover,
   ) {
     this.handlers = {
       [JOBS.fullReconcile.name]: () => reconcile.fullReconcile('scheduled'),
       [JOBS.zombieSweep.name]: () => reconcile.zombieSweep(),
       [JOBS.dataLossCheck.name]: async () => ({ dataLost: await reconcile.checkDataLoss(), newPrimary: (await primary?.check()) ?? false }),
       [JOBS.staleCallReaper.name]: () => reconcile.reapStaleCalls(),
-      [JOBS.fleetStep.name]: () => fleet.tick(),
+      // The primary's plan first, then a rollout's replica move (SPEC 12), which may plan it for the next step.
+      [JOBS.fleetStep.name]: async () => ({ fleet: await fleet.tick(), move: await mover?.tick() }),
       [JOBS.connectTimeout.name]: () => reconcile.releaseUnconnectedCalls(),
       [JOBS.liveness.name]: () => liveness.run(),
       [JOBS.rolloutGuardrail.name]: () => guardrail.run(),
