@@ -98,6 +98,50 @@ describe('rollout replica move (promote, call-safe)', () => {
     return result.allocation;
   };
 
+  /** Every live call's pod still exists in the cluster. */
+  const callsOnLivePods = async (sids: string[]) => {
+    const names = new Set((await simPods()).map((pod) => pod.name));
+    for (const sid of sids) {
+      const pod = await pool.redis.hget(pool.keys.call(sid), 'pod_name');
+      if (pod !== null) expect({ sid, pod, exists: names.has(pod) }).toEqual({ sid, pod, exists: true });
+    }
+  };
+
+  it('rollback during the promote: the same guarantees the other way', async () => {
+    await rollouts.set({ targets: [{ version: '', percent: 100 }, { version: V2, percent: 0 }], assignment: 'random', guardrail: null }, 'test');
+    await allocate('CA-v1-a');
+    await allocate('CA-v1-b');
+    const promoted = await rollouts.setIfLive({ targets: [{ version: V2, percent: 100 }, { version: '', percent: 0 }], assignment: 'random', guardrail: null }, 1, 'test', 'rollout.promoted');
+    await rollouts.requestMove(promoted as RolloutRevision);
+    schedule();
+    await waitFor(async () => (await replicas('voice-agent-v2')) === 3, { timeoutMs: 10000, what: '2.0.0 scaled up to 3' });
+    await waitFor(async () => (await pool.redis.sismember(pool.keys.pods(), 'voice-agent-v2-2')) === 1, { timeoutMs: 10000, what: 'the new 2.0.0 pods recorded' });
+    const v2Calls = [];
+    for (let index = 0; index < 3; index += 1) v2Calls.push(await allocate(`CA-v2-${index}`));
+    expect(v2Calls.map((call) => call.agentVersion)).toEqual([V2, V2, V2]);
+    expect(await replicas('voice-agent')).toBe(2);
+
+    // Roll back while v1 still drains: its pods take calls again at once, 2.0.0 drains instead.
+    const back = await rollouts.rollback('test');
+    await rollouts.requestMove(back as RolloutRevision);
+    expect(back).toMatchObject({ targets: [{ version: '', percent: 100 }, { version: V2, percent: 0 }] });
+    const all = ['CA-v1-a', 'CA-v1-b', 'CA-v2-0', 'CA-v2-1', 'CA-v2-2'];
+    await waitFor(async () => (await replicas('voice-agent')) === 3, { timeoutMs: 10000, what: 'v1 scaled back up to cover (3)' });
+    await waitFor(async () => (await pool.redis.sismember(pool.keys.pods(), 'voice-agent-2')) === 1, { timeoutMs: 10000, what: 'the new v1 pod recorded' });
+    expect((await allocate('CA-back')).agentVersion).toBe('');
+    await callsOnLivePods(all);
+    expect(await replicas('voice-agent-v2')).toBe(3);
+    for (const sid of ['CA-v2-0', 'CA-v2-1']) await pool.scripts.release(sid, 'completed');
+    await callsOnLivePods(all);
+    expect(await replicas('voice-agent-v2')).toBe(3);
+    await pool.scripts.release('CA-v2-2', 'completed');
+    await waitFor(async () => (await replicas('voice-agent-v2')) === 0, { timeoutMs: 10000, what: '2.0.0 scaled to 0 after its last call' });
+    await waitFor(async () => (await pool.redis.exists(pool.keys.rolloutMove())) === 0, { timeoutMs: 10000, what: 'the move done' });
+    await callsOnLivePods(all);
+    expect(await replicas('voice-agent')).toBe(3);
+    expect(await pool.scripts.checkInvariants()).toEqual([]);
+  }, 30000);
+
   it('promote 2.0.0 while every v1 pod holds a call: no call is cut, v1 reaches 0 only after its last call, new calls go to 2.0.0 at once', async () => {
     await rollouts.set({ targets: [{ version: '', percent: 100 }, { version: V2, percent: 0 }], assignment: 'random', guardrail: null }, 'test');
     const held = [await allocate('CA-v1-a'), await allocate('CA-v1-b')];
@@ -112,13 +156,7 @@ describe('rollout replica move (promote, call-safe)', () => {
     // 2.0.0 is scaled up to cover the fleet (2 + 1 replicas); v1 keeps both pods while they hold calls.
     await waitFor(async () => (await replicas('voice-agent-v2')) === 3, { timeoutMs: 10000, what: '2.0.0 scaled up to 3' });
     await waitFor(async () => (await pool.redis.sismember(pool.keys.pods(), 'voice-agent-v2-2')) === 1, { timeoutMs: 10000, what: 'the new 2.0.0 pods recorded' });
-    const livePodsExist = async () => {
-      const names = new Set((await simPods()).map((pod) => pod.name));
-      for (const sid of ['CA-v1-a', 'CA-v1-b']) {
-        const pod = await pool.redis.hget(pool.keys.call(sid), 'pod_name');
-        if (pod !== null) expect({ sid, pod, exists: names.has(pod) }).toEqual({ sid, pod, exists: true });
-      }
-    };
+    const livePodsExist = () => callsOnLivePods(['CA-v1-a', 'CA-v1-b']);
     await livePodsExist();
     expect(await replicas('voice-agent')).toBe(2);
     // Their pods take no new call: every new one goes to 2.0.0 (two free pods of three).
