@@ -131,7 +131,8 @@ export class AdminRolloutService {
    * Sends 100 % of new calls to `version` from the next allocation (a new
    * revision, event rollout.promoted); the other targets stay known at 0 %.
    * Built on the live revision with a compare-and-set, so a concurrent PUT is
-   * never overwritten unseen. Moves no replicas (not built yet; README).
+   * never overwritten unseen. Then asks the reconciler to move replicas
+   * call-safely to the version (rollout:move; apps/reconciler/src/rollout-move.ts).
    */
   promote(body: unknown): Promise<RolloutView> {
     const version = (body as { version?: unknown } | null)?.version;

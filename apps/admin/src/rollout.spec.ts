@@ -107,6 +107,8 @@ describe('admin rollout API', () => {
     expect(back.status).toBe(200);
     expect(back.body).toMatchObject({ revision: 3, previous: 2, assignment: 'sticky_by_caller', targets: [{ version: 'v1', percent: 100 }, { version: 'v2', percent: 0 }] });
     for (let index = 6; index <= 10; index += 1) expect(await allocateVersion(`pr-${index}`)).toBe('v1');
+    // The rollback asks the reconciler to move replicas back to v1 (rollout-move.ts), as the promote did to v2.
+    expect(JSON.parse((await pool.redis.get(pool.keys.rolloutMove()))!)).toMatchObject({ version: 'v1', revision: 3 });
 
     const events = await pool.redis.xrange(pool.keys.fleetStream(), '-', '+');
     expect(events.map(([, fields]) => fields[fields.indexOf('type') + 1])).toEqual(['rollout.updated', 'rollout.promoted', 'rollout.rolled_back']);

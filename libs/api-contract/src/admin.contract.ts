@@ -264,7 +264,7 @@ export const adminRoutes = {
   },
   promoteRollout: {
     method: 'POST', path: '/api/v1/admin/rollout/promote', security: 'operator',
-    summary: 'Send 100 % of new calls to {version} from the next allocation (a new revision, event rollout.promoted; the other targets stay at 0 %); moves no replicas yet',
+    summary: 'Send 100 % of new calls to {version} from the next allocation (a new revision, event rollout.promoted; the other targets stay at 0 %); then the reconciler scales its StatefulSet up to cover and the others to 0 call-safely (drain, wait for their calls, then lower replicas)',
     body: Type.Object({ version: Type.String({ maxLength: 63 }) }, { additionalProperties: false }),
     responses: {
       200: { description: 'stored: the GET document of the new revision', schema: RolloutView },
@@ -276,7 +276,7 @@ export const adminRoutes = {
   },
   rollbackRollout: {
     method: 'POST', path: '/api/v1/admin/rollout/rollback', security: 'operator',
-    summary: "Return to the previous revision's split from the next allocation (a new revision, event rollout.rolled_back); moves no replicas yet",
+    summary: "Return to the previous revision's split from the next allocation (a new revision, event rollout.rolled_back); when that split sends 100 % to one version, replicas move to it call-safely as on promote",
     responses: {
       200: { description: 'stored: the GET document of the new revision', schema: RolloutView },
       409: errorResponse('the live rollout has no previous revision', 'NO_PREVIOUS_REVISION'),

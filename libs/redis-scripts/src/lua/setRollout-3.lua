@@ -7,8 +7,8 @@
   Compare-and-set on the live revision (ARGV[6]) so promote, which builds
   on the live split, never overwrites a PUT it did not see. A rollback
   (ARGV[7]) stores the previous revision's split again, decided here on the
-  live document. Moves no replicas (moving them call-safely between
-  StatefulSets is not built yet; README).
+  live document. Moves no replicas itself: after a promote or rollback,
+  admin asks the reconciler for a call-safe replica move (rollout:move).
 
   Input:
     KEYS[1] live rollout document     rollout:live
