@@ -1,7 +1,7 @@
 import type Redis from 'ioredis';
 import { ApiError } from '@smart-router/http';
 import { PoolMetrics, guardStore } from '@smart-router/pool-state';
-import { MAX_ROLLOUT_VERSIONS, RolloutRevision, RolloutSpec, RolloutTarget, ScriptCode, TierDocument, parseRollout, parseStoredRollout } from '@smart-router/allocation';
+import { GuardrailOutcomes, GuardrailVerdict, MAX_ROLLOUT_VERSIONS, RolloutRevision, guardrailFields, judgeGuardrail, RolloutSpec, RolloutTarget, ScriptCode, TierDocument, parseRollout, parseStoredRollout } from '@smart-router/allocation';
 import { RedisKeys } from '@smart-router/redis-keys';
 import { RolloutScripts } from '@smart-router/redis-scripts';
 
@@ -14,6 +14,7 @@ export interface VersionFigures {
   allocations: number;
   spills: number;
   connect_timeouts: number;
+  connected: number;
   releases: Record<string, number>;
 }
 
@@ -25,6 +26,8 @@ export interface RolloutView {
   assignment: string | null;
   guardrail: RolloutRevision['guardrail'];
   versions: Record<string, VersionFigures>;
+  /** The guardrail's view of the live revision (the reconciler's job acts on the same judgement). */
+  guardrail_state: GuardrailVerdict;
 }
 
 /** Compare-and-set rounds before a promote gives up (503 CONFIG_CHANGING), as for the autoscaler settings. */
@@ -60,8 +63,14 @@ export class AdminRolloutService {
       const tiers = tierText ? (JSON.parse(tierText) as TierDocument).tiers : {};
       const versions = [...new Set([...(live?.targets.map((target) => target.version) ?? []), ...known])];
       const figures: Record<string, VersionFigures> = {};
+      const outcomes: Record<string, GuardrailOutcomes> = {};
       for (const version of versions) {
-        figures[version] = await this.figures(version, live?.targets.find((target) => target.version === version)?.percent ?? null, tiers);
+        const { view, stats } = await this.figures(version, live?.targets.find((target) => target.version === version)?.percent ?? null, tiers);
+        figures[version] = view;
+        if (live) {
+          const [connected, timeouts] = guardrailFields(live.revision);
+          outcomes[version] = { connected: Number(stats[connected] ?? 0), connect_timeouts: Number(stats[timeouts] ?? 0) };
+        }
       }
       return {
         revision: live?.revision ?? null,
@@ -71,12 +80,13 @@ export class AdminRolloutService {
         assignment: live?.assignment ?? null,
         guardrail: live?.guardrail ?? null,
         versions: figures,
+        guardrail_state: judgeGuardrail(live, outcomes),
       };
     });
   }
 
   /** Pods, free pods and live calls read now (one pipeline per version); counters from rollout:stats. */
-  private async figures(version: string, percent: number | null, tiers: TierDocument['tiers']): Promise<VersionFigures> {
+  private async figures(version: string, percent: number | null, tiers: TierDocument['tiers']): Promise<{ view: VersionFigures; stats: Record<string, string> }> {
     const k = this.keys;
     const [pods, stats] = await Promise.all([this.redis.smembers(k.versionPods(version)), this.redis.hgetall(k.rolloutStats(version))]);
     const read = this.redis.pipeline();
@@ -109,17 +119,20 @@ export class AdminRolloutService {
     for (const [field, value] of Object.entries(stats)) {
       if (field.startsWith('released:')) releases[field.slice('released:'.length)] = Number(value);
     }
-    return {
+    const view = {
       percent, pods: pods.length, free, live_calls: liveCalls,
-      allocations: Number(stats.allocations ?? 0), spills: Number(stats.spills ?? 0), connect_timeouts: Number(stats.connect_timeouts ?? 0), releases,
+      allocations: Number(stats.allocations ?? 0), spills: Number(stats.spills ?? 0), connect_timeouts: Number(stats.connect_timeouts ?? 0),
+      connected: Number(stats.connected ?? 0), releases,
     };
+    return { view, stats };
   }
 
   /**
    * Sends 100 % of new calls to `version` from the next allocation (a new
    * revision, event rollout.promoted); the other targets stay known at 0 %.
    * Built on the live revision with a compare-and-set, so a concurrent PUT is
-   * never overwritten unseen. Moves no replicas (not built yet; README).
+   * never overwritten unseen. Then asks the reconciler to move replicas
+   * call-safely to the version (rollout:move; apps/reconciler/src/rollout-move.ts).
    */
   promote(body: unknown): Promise<RolloutView> {
     const version = (body as { version?: unknown } | null)?.version;
@@ -141,7 +154,10 @@ export class AdminRolloutService {
           guardrail: live?.guardrail ?? null,
         };
         const stored = await this.scripts.setIfLive(spec, live?.revision ?? 0, 'admin: POST /api/v1/admin/rollout/promote', 'rollout.promoted');
-        if (stored !== ScriptCode.ConfigChanged) return this.view();
+        if (stored !== ScriptCode.ConfigChanged) {
+          if (typeof stored !== 'number') await this.scripts.requestMove(stored);
+          return this.view();
+        }
       }
       throw ApiError.unavailable('the rollout keeps changing, retry', 'CONFIG_CHANGING');
     });
@@ -152,6 +168,7 @@ export class AdminRolloutService {
     return this.guard(async () => {
       const stored = await this.scripts.rollback('admin: POST /api/v1/admin/rollout/rollback');
       if (stored === ScriptCode.NoPreviousRevision) throw new ApiError(409, 'NO_PREVIOUS_REVISION', 'the live rollout has no previous revision to return to');
+      if (typeof stored !== 'number') await this.scripts.requestMove(stored);
       return this.view();
     });
   }

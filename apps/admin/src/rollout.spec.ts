@@ -25,7 +25,8 @@ describe('admin rollout API', () => {
   };
 
   beforeEach(async () => {
-    pool = await createPoolFixture({ url: sharedRedisUrl() });
+    // A connect deadline, so a test can release a call by it (connect_timeout).
+    pool = await createPoolFixture({ url: sharedRedisUrl(), connectTimeoutMs: 5000 });
     // voice-agent-3 and -4 (standard) run v2; the others v1.
     for (const name of ['voice-agent-0', 'voice-agent-1', 'voice-agent-2', 'voice-agent-3', 'voice-agent-4']) {
       const version = name === 'voice-agent-3' || name === 'voice-agent-4' ? 'v2' : 'v1';
@@ -106,6 +107,8 @@ describe('admin rollout API', () => {
     expect(back.status).toBe(200);
     expect(back.body).toMatchObject({ revision: 3, previous: 2, assignment: 'sticky_by_caller', targets: [{ version: 'v1', percent: 100 }, { version: 'v2', percent: 0 }] });
     for (let index = 6; index <= 10; index += 1) expect(await allocateVersion(`pr-${index}`)).toBe('v1');
+    // The rollback asks the reconciler to move replicas back to v1 (rollout-move.ts), as the promote did to v2.
+    expect(JSON.parse((await pool.redis.get(pool.keys.rolloutMove()))!)).toMatchObject({ version: 'v1', revision: 3 });
 
     const events = await pool.redis.xrange(pool.keys.fleetStream(), '-', '+');
     expect(events.map(([, fields]) => fields[fields.indexOf('type') + 1])).toEqual(['rollout.updated', 'rollout.promoted', 'rollout.rolled_back']);
@@ -137,6 +140,29 @@ describe('admin rollout API', () => {
     expect({ status, code: answer.code, error: typeof answer.error }).toEqual({ status: 400, code, error: 'string' });
     expect(documented(adminRoutes.putRollout, 400, answer)).toEqual([]);
     expect(await pool.redis.exists(pool.keys.rollout(), pool.keys.rolloutRevisions(), pool.keys.fleetStream())).toBe(0);
+  });
+
+  it('shows the guardrail judging the live revision from its known outcomes: connected and connect_timeout calls per version', async () => {
+    const put = await call('PUT', { targets: [{ version: 'v1', percent: 50 }, { version: 'v2', percent: 50 }], guardrail: { max_excess_pp: 10, min_calls: 2 } });
+    expect(put.body.guardrail_state).toEqual({ state: 'watching', revision: 1, stable: 'v1', stable_failure_rate: null, failing: null, canaries: [{ version: 'v2', known: 0, failure_rate: null, excess_pp: null }] });
+    const t0 = Date.now();
+    for (const [sid, draw] of [['CA-g1', 0.1], ['CA-g2', 0.9], ['CA-g3', 0.9]] as const) {
+      const result = await pool.scripts.allocate({ callSid: sid, merchantId: '', provider: '', metadata: '', refuseTombstoned: false, draw }, t0);
+      expect(result.ok).toBe(true);
+    }
+    // The v1 call and one v2 call connect; the other v2 call never does (released by its connect deadline).
+    expect((await pool.scripts.connect('CA-g1', 'api')).ok).toBe(true);
+    expect((await pool.scripts.connect('CA-g2', 'api')).ok).toBe(true);
+    expect((await pool.scripts.release('CA-g3', 'connect_timeout', 'call.released', t0 + 3_600_000, undefined, { connectTimeout: true })).ok).toBe(true);
+    const { status, body } = await call('GET', undefined, 'view-token-123456');
+    expect(status).toBe(200);
+    expect(documented(adminRoutes.rollout, 200, body)).toEqual([]);
+    expect(body.versions.v1).toMatchObject({ connected: 1, connect_timeouts: 0 });
+    expect(body.versions.v2).toMatchObject({ connected: 1, connect_timeouts: 1 });
+    expect(body.guardrail_state).toEqual({ state: 'tripped', revision: 1, stable: 'v1', stable_failure_rate: 0, failing: 'v2', canaries: [{ version: 'v2', known: 2, failure_rate: 0.5, excess_pp: 50 }] });
+    // A new revision is judged on its own calls.
+    const next = await call('PUT', { targets: [{ version: 'v1', percent: 90 }, { version: 'v2', percent: 10 }], guardrail: { max_excess_pp: 10, min_calls: 2 } });
+    expect(next.body.guardrail_state).toMatchObject({ state: 'watching', revision: 2, canaries: [{ version: 'v2', known: 0 }] });
   });
 
   it('needs an operator token to PUT and a viewer token to GET', async () => {

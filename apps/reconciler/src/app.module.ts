@@ -5,7 +5,7 @@ import { notReplicatedCounter, redisReadiness, replicationLimits } from '@smart-
 import { HealthModule, MetricsController, ReadinessCheck } from '@smart-router/http';
 import { loadKubeConfig } from '@smart-router/kube';
 import { RedisKeys } from '@smart-router/redis-keys';
-import { FleetScripts, LivenessScripts, PoolScripts, createRedis } from '@smart-router/redis-scripts';
+import { FleetScripts, LivenessScripts, PoolScripts, RolloutScripts, createRedis } from '@smart-router/redis-scripts';
 import { JsonLogger, Telemetry } from '@smart-router/telemetry';
 import { PodStreamConsumer } from './pod-stream.consumer';
 import { PoolReconcileService } from './pool-reconcile.service';
@@ -16,6 +16,8 @@ import { ReconcilerService } from './reconciler.service';
 import { PrimaryWatch } from './primary-watch';
 import { KubePodDeleter, LivenessJob } from './liveness.job';
 import { SdkCallRedirector } from './call-redirect';
+import { GuardrailJob } from './guardrail.job';
+import { RolloutMover } from './rollout-move';
 
 const STATE_REDIS = Symbol('STATE_REDIS');
 const STREAM_REDIS = Symbol('STREAM_REDIS');
@@ -116,10 +118,24 @@ export class AppModule {
             ),
         },
         {
+          provide: GuardrailJob,
+          inject: [STATE_REDIS],
+          useFactory: (redis: Redis) => new GuardrailJob(redis, keys, new RolloutScripts(redis, keys, config.common.streamMaxLen, replication), telemetry, logger),
+        },
+        {
+          provide: RolloutMover,
+          inject: [STATE_REDIS, KubeConfig],
+          useFactory: (redis: Redis, kube: KubeConfig) => new RolloutMover(
+            redis, keys, kube, config.namespace, config.fleet.statefulSet,
+            new FleetScripts(redis, keys, config.fleet.statefulSet, config.common.streamMaxLen, replication),
+            (sts) => new FleetScripts(redis, keys, sts, config.common.streamMaxLen, replication, true), 10000, logger,
+          ),
+        },
+        {
           provide: ReconcilerJobs,
-          inject: [PoolReconcileService, FleetService, PrimaryWatch, LivenessJob],
-          useFactory: (reconcile: PoolReconcileService, fleet: FleetService, watch: PrimaryWatch, liveness: LivenessJob) =>
-            new ReconcilerJobs(config.common.redis, keys, reconcile, fleet, config.jobIntervalScale, telemetry, logger, watch, liveness),
+          inject: [PoolReconcileService, FleetService, PrimaryWatch, LivenessJob, GuardrailJob, RolloutMover],
+          useFactory: (reconcile: PoolReconcileService, fleet: FleetService, watch: PrimaryWatch, liveness: LivenessJob, guardrail: GuardrailJob, mover: RolloutMover) =>
+            new ReconcilerJobs(config.common.redis, keys, reconcile, fleet, config.jobIntervalScale, telemetry, logger, watch, liveness, guardrail, mover),
         },
         {
           provide: PodStreamConsumer,

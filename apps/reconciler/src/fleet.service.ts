@@ -56,7 +56,8 @@ export class FleetService {
     try {
       const settings = await this.autoscaler();
       let decision: FleetDecision | undefined;
-      if (settings.enabled) {
+      // A rollout's replica move (SPEC 12, rollout-move.ts) owns the sizes until it is done.
+      if (settings.enabled && (await this.redis.exists(this.keys.rolloutMove())) === 0) {
         decision = await this.autoscale(settings, replicas, step.target, now);
         if (decision) step = await this.fleet.step(replicas, this.token, this.lockTtlMs, now);
       }

@@ -10,6 +10,8 @@ import { Telemetry, inSpan } from '@smart-router/telemetry';
 import { PoolReconcileService } from './pool-reconcile.service';
 import { FleetService } from './fleet.service';
 import { LivenessJob } from './liveness.job';
+import { GuardrailJob } from './guardrail.job';
+import { RolloutMover } from './rollout-move';
 
 type Handler = () => Promise<unknown>;
 
@@ -36,15 +38,19 @@ export class ReconcilerJobs {
     /** Failover detection rides on the data-loss check's schedule (see PrimaryWatch). */
     primary: { check(): Promise<boolean> } | undefined,
     liveness: LivenessJob,
+    guardrail: GuardrailJob,
+    mover?: RolloutMover,
   ) {
     this.handlers = {
       [JOBS.fullReconcile.name]: () => reconcile.fullReconcile('scheduled'),
       [JOBS.zombieSweep.name]: () => reconcile.zombieSweep(),
       [JOBS.dataLossCheck.name]: async () => ({ dataLost: await reconcile.checkDataLoss(), newPrimary: (await primary?.check()) ?? false }),
       [JOBS.staleCallReaper.name]: () => reconcile.reapStaleCalls(),
-      [JOBS.fleetStep.name]: () => fleet.tick(),
+      // The primary's plan first, then a rollout's replica move (SPEC 12), which may plan it for the next step.
+      [JOBS.fleetStep.name]: async () => ({ fleet: await fleet.tick(), move: await mover?.tick() }),
       [JOBS.connectTimeout.name]: () => reconcile.releaseUnconnectedCalls(),
       [JOBS.liveness.name]: () => liveness.run(),
+      [JOBS.rolloutGuardrail.name]: () => guardrail.run(),
     };
     // Boot fails if a scheduled job has no handler.
     for (const name of JOB_NAMES) if (!this.handlers[name]) throw new Error(`job ${name} has no handler`);

@@ -102,3 +102,88 @@ export function parseStoredRollout(raw: string | null): RolloutRevision | null {
     return null;
   }
 }
+
+/** Known outcomes of one version's calls allocated under one revision (rollout:stats guard:{revision}:* fields). */
+export interface GuardrailOutcomes {
+  connected: number;
+  connect_timeouts: number;
+}
+
+export interface GuardrailCanary {
+  version: string;
+  /** Calls with a known outcome (connected, or released with connect_timeout). */
+  known: number;
+  /** connect_timeout releases per known outcome, 0-1 (null = no known outcome yet). */
+  failure_rate: number | null;
+  /** Points by which its failure rate exceeds the stable version's (null = not judged yet). */
+  excess_pp: number | null;
+}
+
+/**
+ * What the guardrail makes of the live revision (SPEC 12):
+ * - `off`: no rollout or no guardrail configured;
+ * - `held`: the live revision is the guardrail's own rollback; it judges
+ *   nothing more until an operator sets a new split (a second rollback would
+ *   return to the failed split);
+ * - `watching`: judging; `tripped`: a canary crossed the threshold (the
+ *   reconciler's guardrail job rolls back).
+ */
+export interface GuardrailVerdict {
+  state: 'off' | 'held' | 'watching' | 'tripped';
+  revision: number | null;
+  stable: string | null;
+  stable_failure_rate: number | null;
+  canaries: GuardrailCanary[];
+  /** The first canary over the threshold (state tripped). */
+  failing: string | null;
+}
+
+/** The `reason` the guardrail writes on its rollback revision; `held` is read from it. */
+export const GUARDRAIL_REASON_PREFIX = 'guardrail:';
+
+/** The stats hash fields the guardrail reads for one revision. */
+export function guardrailFields(revision: number): [string, string] {
+  return [`guard:${revision}:connected`, `guard:${revision}:connect_timeouts`];
+}
+
+const rate = (outcomes: GuardrailOutcomes | undefined): number | null => {
+  const known = (outcomes?.connected ?? 0) + (outcomes?.connect_timeouts ?? 0);
+  return known === 0 ? null : (outcomes?.connect_timeouts ?? 0) / known;
+};
+
+/**
+ * Judges the live revision. The stable version is the target with the
+ * largest percent (the first listed on a tie); every other target with a
+ * percent above 0 is a canary. A canary is judged once it has `min_calls`
+ * known outcomes under this revision; a stable version with none yet counts
+ * as failing 0 % of its calls (so a canary failing alone still trips).
+ */
+export function judgeGuardrail(live: RolloutRevision | null, outcomes: Record<string, GuardrailOutcomes>): GuardrailVerdict {
+  const verdict: GuardrailVerdict = { state: 'off', revision: live?.revision ?? null, stable: null, stable_failure_rate: null, canaries: [], failing: null };
+  if (!live || live.targets.length === 0) return verdict;
+  const stable = live.targets.reduce((best, target) => (target.percent > best.percent ? target : best), live.targets[0]);
+  verdict.stable = stable.version;
+  verdict.stable_failure_rate = rate(outcomes[stable.version]);
+  // Held whatever guardrail the split it returned to carries (often none).
+  if (typeof live.reason === 'string' && live.reason.startsWith(GUARDRAIL_REASON_PREFIX)) {
+    verdict.state = 'held';
+    return verdict;
+  }
+  if (!live.guardrail) return { ...verdict, stable: null, stable_failure_rate: null };
+  verdict.state = 'watching';
+  const baseline = verdict.stable_failure_rate ?? 0;
+  for (const target of live.targets) {
+    if (target.version === stable.version || target.percent === 0) continue;
+    const own = outcomes[target.version];
+    const known = (own?.connected ?? 0) + (own?.connect_timeouts ?? 0);
+    const failureRate = rate(own);
+    const judged = known >= live.guardrail.min_calls && failureRate !== null;
+    const excess = judged ? Math.round((failureRate - baseline) * 10000) / 100 : null;
+    verdict.canaries.push({ version: target.version, known, failure_rate: failureRate, excess_pp: excess });
+    if (excess !== null && excess > live.guardrail.max_excess_pp && verdict.failing === null) {
+      verdict.state = 'tripped';
+      verdict.failing = target.version;
+    }
+  }
+  return verdict;
+}

@@ -113,6 +113,7 @@ const VersionFigures = open({
   live_calls: Type.Integer(), allocations: Type.Integer({ description: 'allocations under rollouts, spills included' }),
   spills: Type.Integer({ description: 'calls this version served because the drawn version had no free pod in the tier' }),
   connect_timeouts: Type.Integer({ description: 'calls allocated under a rollout released because their media never connected' }),
+  connected: Type.Integer({ description: 'calls allocated under a rollout whose media reached their agent' }),
   releases: Type.Record(Type.String(), Type.Integer(), { description: 'releases of calls allocated under a rollout, by reason' }),
 });
 const RolloutView = open({
@@ -120,6 +121,11 @@ const RolloutView = open({
   previous: nullable(Type.Integer()), at: nullable(Type.Number({ description: 'ms since the Unix epoch' })),
   targets: Type.Array(RolloutTargetSchema), assignment: nullable(RolloutAssignmentSchema), guardrail: nullable(RolloutGuardrailSchema),
   versions: Type.Record(Type.String(), VersionFigures, { description: 'every target version and every version a known pod carries' }),
+  guardrail_state: open({
+    state: Type.Union([Type.Literal('off'), Type.Literal('held'), Type.Literal('watching'), Type.Literal('tripped')], { description: "off = no guardrail; held = the live revision is the guardrail's rollback (it judges again once an operator sets a new split); tripped = the reconciler rolls back within seconds" }),
+    revision: nullable(Type.Integer()), stable: nullable(Type.String()), stable_failure_rate: nullable(Type.Number()), failing: nullable(Type.String()),
+    canaries: Type.Array(open({ version: Type.String(), known: Type.Integer({ description: 'calls of the live revision with a known outcome' }), failure_rate: nullable(Type.Number()), excess_pp: nullable(Type.Number()) })),
+  }),
 });
 const Violation = open({ rule: Type.String(), pod: Type.Optional(Type.String()), call_sid: Type.Optional(Type.String()), detail: Type.String() });
 
@@ -258,7 +264,7 @@ export const adminRoutes = {
   },
   promoteRollout: {
     method: 'POST', path: '/api/v1/admin/rollout/promote', security: 'operator',
-    summary: 'Send 100 % of new calls to {version} from the next allocation (a new revision, event rollout.promoted; the other targets stay at 0 %); moves no replicas yet',
+    summary: 'Send 100 % of new calls to {version} from the next allocation (a new revision, event rollout.promoted; the other targets stay at 0 %); then the reconciler scales its StatefulSet up to cover and the others to 0 call-safely (drain, wait for their calls, then lower replicas)',
     body: Type.Object({ version: Type.String({ maxLength: 63 }) }, { additionalProperties: false }),
     responses: {
       200: { description: 'stored: the GET document of the new revision', schema: RolloutView },
@@ -270,7 +276,7 @@ export const adminRoutes = {
   },
   rollbackRollout: {
     method: 'POST', path: '/api/v1/admin/rollout/rollback', security: 'operator',
-    summary: "Return to the previous revision's split from the next allocation (a new revision, event rollout.rolled_back); moves no replicas yet",
+    summary: "Return to the previous revision's split from the next allocation (a new revision, event rollout.rolled_back); when that split sends 100 % to one version, replicas move to it call-safely as on promote",
     responses: {
       200: { description: 'stored: the GET document of the new revision', schema: RolloutView },
       409: errorResponse('the live rollout has no previous revision', 'NO_PREVIOUS_REVISION'),

@@ -15,6 +15,8 @@ export const JOBS = {
   connectTimeout: { name: 'connect-timeout', everyMs: 1000 },
   /** Voice-agent liveness (SPEC 11): suspect and dead pods on the Redis clock, media stalls (apps/reconciler/src/liveness.job.ts). */
   liveness: { name: 'liveness', everyMs: 1000 },
+  /** The rollout guardrail (SPEC 12): rolls a failing canary back by itself (apps/reconciler/src/guardrail.job.ts). */
+  rolloutGuardrail: { name: 'rollout-guardrail', everyMs: 2000 },
 } as const;
 
 export type JobName = (typeof JOBS)[keyof typeof JOBS]['name'];

@@ -100,6 +100,9 @@ export const KEY_ACCESS: Record<KeyBuilder, Grants> = {
   lastReconcile: { reconciler: 'rw', admin: 'read' },
   fleetPlan: FLEET,
   fleetRemoving: FLEET,
+  // Another StatefulSet's plan during a rollout's replica move (SPEC 12), like the primary's.
+  fleetPlanOf: FLEET,
+  fleetRemovingOf: FLEET,
   fleetStream: FLEET,
   autoscalerConfig: FLEET,
   autoscalerState: FLEET,
@@ -110,6 +113,9 @@ export const KEY_ACCESS: Record<KeyBuilder, Grants> = {
   // The split: admin writes revisions (setRollout), the reconciler's guardrail rolls back; allocation only reads it.
   rollout: { ...FLEET, 'allocation-api': 'read', webhooks: 'read' },
   rolloutRevisions: FLEET,
+  // Promote and rollback ask for a replica move; the reconciler's fleet step carries it out.
+  rolloutMove: FLEET,
+  versionStatefulSets: FLEET,
   // Per-version counters written by the allocate and release scripts.
   rolloutStats: POOL_STATE,
   // Heartbeats (SPEC 11): allocation-api records them, the reconciler's liveness job reads and prunes them (admin reads liveness from the pod hash).

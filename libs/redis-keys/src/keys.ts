@@ -41,6 +41,10 @@
  * | pod:removing:{name}          | STRING | "1" while the pod is drained for removal by a fleet scale-down (not an operator drain) |
  * | fleet:plan                   | HASH   | fleet scale plan: target, replicas (last seen), committing, from, reason, at |
  * | fleet:removing               | SET    | pod names carrying a removal mark                        |
+ * | fleet:plan:{sts}             | HASH   | the fleet plan of another agent StatefulSet (a rollout's replica move) |
+ * | fleet:removing:{sts}         | SET    | its pod names carrying a removal mark                    |
+ * | rollout:move                 | STRING | the replica move of a promote or rollback: version, revision, at, cover |
+ * | rollout:statefulsets         | HASH   | version -> StatefulSet name (from pod names `{sts}-{ordinal}`) |
  * | fleet:lock                   | STRING | token of the reconciler running the fleet step (one decision at a time) |
  * | autoscaler:config            | STRING | autoscaler settings JSON (PUT /api/v1/admin/autoscaler)   |
  * | autoscaler:state             | HASH   | surplus_since, desired, free, waiting, last_decision JSON |
@@ -49,7 +53,7 @@
  * | version:pods:{version}       | SET    | the pods of one agent version (SPEC 12)                  |
  * | rollout:live                 | STRING | the live rollout revision JSON: revision, targets, assignment, guardrail, previous, at |
  * | rollout:revisions            | HASH   | revision -> its JSON, immutable (rollback returns to one) |
- * | rollout:stats:{version}      | HASH   | per-version counters under a rollout: allocations, spills, connect_timeouts, released:{reason} |
+ * | rollout:stats:{version}      | HASH   | per-version counters under a rollout: allocations, spills, connect_timeouts, connected, released:{reason}, guard:{revision}:connected / :connect_timeouts (the guardrail) |
  * | heartbeats                   | ZSET   | enrolled pods (SPEC 11): pod name -> its last heartbeat, Redis-clock ms; the liveness job reads the silent ones |
  * | calls:media                  | ZSET   | connected calls an agent reports: call_sid -> Redis ms its media_in last advanced (MEDIA_STALL_SECONDS) |
  * | bull                         | prefix | BullMQ queues (`{prefix}bull:<queue>:...`)               |
@@ -176,6 +180,22 @@ export class RedisKeys {
   }
   fleetRemoving(): string {
     return `${this.prefix}fleet:removing`;
+  }
+  /** The fleet plan of another agent StatefulSet than VOICE_AGENT_STATEFULSET (a promote or rollback moving replicas, SPEC 12). */
+  fleetPlanOf(statefulSet: string): string {
+    return `${this.prefix}fleet:plan:${statefulSet}`;
+  }
+  /** Its removal-marked pods (the marks themselves are pod-scoped, pod:removing:{name}). */
+  fleetRemovingOf(statefulSet: string): string {
+    return `${this.prefix}fleet:removing:${statefulSet}`;
+  }
+  /** The replica move a promote or rollback asked for (SPEC 12): JSON {version, revision, at, cover}; absent = none. */
+  rolloutMove(): string {
+    return `${this.prefix}rollout:move`;
+  }
+  /** version -> the StatefulSet its pods belong to, learned from pod names `{sts}-{ordinal}` (kept after the pods are gone). */
+  versionStatefulSets(): string {
+    return `${this.prefix}rollout:statefulsets`;
   }
   fleetLock(): string {
     return `${this.prefix}fleet:lock`;

@@ -41,6 +41,13 @@ export class FleetScripts {
     private readonly statefulSet: string,
     private readonly streamMaxLen: number,
     private readonly replication: ReplicationLimits = {},
+    /**
+     * true: the plan of another agent StatefulSet than VOICE_AGENT_STATEFULSET,
+     * under its own keys (fleet:plan:{sts}, fleet:removing:{sts}); the same
+     * scripts, since they take the StatefulSet's name and its plan keys as
+     * arguments (SPEC 12: a promote or rollback moving replicas call-safely).
+     */
+    private readonly ownKeys = false,
   ) {
     defineScripts(redis);
     this.prefixes = JSON.stringify(keys.podKeyPrefixes());
@@ -52,7 +59,12 @@ export class FleetScripts {
 
   private planKeys(): string[] {
     const k = this.keys;
-    return [k.fleetPlan(), k.fleetRemoving(), k.pods(), k.tierConfig(), k.fleetStream()];
+    return [this.planKey(), this.ownKeys ? k.fleetRemovingOf(this.statefulSet) : k.fleetRemoving(), k.pods(), k.tierConfig(), k.fleetStream()];
+  }
+
+  /** This StatefulSet's plan hash (target, replicas, committing). */
+  planKey(): string {
+    return this.ownKeys ? this.keys.fleetPlanOf(this.statefulSet) : this.keys.fleetPlan();
   }
 
   /**

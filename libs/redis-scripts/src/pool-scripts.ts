@@ -261,7 +261,7 @@ export class PoolScripts {
     const k = this.keys;
     const reply = await this.script('connectCall')(
       k.call(callSid), k.pendingCalls(), k.callStream(),
-      callSid, allocationId ?? '', now, this.limits.streamMaxLen, source, ...scopeArgs(scope),
+      callSid, allocationId ?? '', now, this.limits.streamMaxLen, source, ...scopeArgs(scope), this.prefixes,
     );
     if (typeof reply === 'number') {
       const code = CONNECT_REFUSALS.has(reply) ? (reply as ConnectRefusal) : ScriptCode.NotFound;

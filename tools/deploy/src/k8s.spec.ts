@@ -101,7 +101,7 @@ describe('k8s/base', () => {
       ],
       // The reconciler lists pods, deletes a dead voice agent's pod (HEARTBEAT_DEAD_ACTION=delete, SPEC 11) and scales
       // the voice-agent StatefulSet (scale subresource only); it never takes a Lease.
-      ['reconciler', [readPods, { apiGroups: [''], resources: ['pods'], verbs: ['delete'] }, { apiGroups: ['apps'], resources: ['statefulsets/scale'], resourceNames: ['voice-agent'], verbs: ['get', 'patch'] }]],
+      ['reconciler', [readPods, { apiGroups: [''], resources: ['pods'], verbs: ['delete'] }, { apiGroups: ['apps'], resources: ['statefulsets/scale'], resourceNames: ['voice-agent', 'voice-agent-v2'], verbs: ['get', 'patch'] }]],
     ]);
     expect(checkRbac(resources, namespace, expected, CLUSTER_ROLES)).toEqual([]);
   });

@@ -49,7 +49,7 @@ const LEAST_PRIVILEGE = new Map<string, PolicyRule[]>([
       { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
       // HEARTBEAT_DEAD_ACTION=delete (SPEC 11).
       { apiGroups: [''], resources: ['pods'], verbs: ['delete'] },
-      { apiGroups: ['apps'], resources: ['statefulsets/scale'], resourceNames: ['voice-agent'], verbs: ['get', 'patch'] },
+      { apiGroups: ['apps'], resources: ['statefulsets/scale'], resourceNames: ['voice-agent', 'voice-agent-v2'], verbs: ['get', 'patch'] },
     ],
   ],
 ]);

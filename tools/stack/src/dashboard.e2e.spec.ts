@@ -123,6 +123,20 @@ describe('the SRE dashboard in a real browser', () => {
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-live.png'), fullPage: true });
   }, 60000);
 
+  it('shows the rollout panel: the split, each version and the guardrail (SPEC 12)', async () => {
+    const put = await fetch(`${stack.url('admin')}/api/v1/admin/rollout`, {
+      method: 'PUT', headers: { authorization: `Bearer ${OPERATOR}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ targets: [{ version: '', percent: 100 }], guardrail: { max_excess_pp: 5, min_calls: 100 } }),
+    });
+    expect(put.status).toBe(200);
+    await signIn(VIEWER);
+    await page.waitForSelector('#rollout tr[data-version=""]', { timeout: 10000 });
+    expect(await page.$eval('#rollout tr[data-version=""]', (row) => [...row.querySelectorAll('td')].slice(0, 2).map((cell) => cell.textContent))).toEqual(['(no label)', '100 %']);
+    expect(await page.$eval('#rollout-summary [data-guardrail]', (node) => node.getAttribute('data-guardrail'))).toBe('watching');
+    expect(await page.$eval('#rollout-summary', (node) => node.textContent)).toMatch(/^revision \d+, random; guardrail watching/);
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-rollout.png'), fullPage: true });
+  }, 60000);
+
   it('stops in reverse dependency order: apps, then the watcher, the reconciler, and Redis last', async () => {
     const logDir = dirname(stack.kubeconfigPath);
     await browser.close();

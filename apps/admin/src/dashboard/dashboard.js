@@ -220,6 +220,38 @@ function renderCapacity(status, autoscaler, fleet) {
   ]));
 }
 
+/** The split between agent versions (SPEC 12): revision, guardrail, and each version's figures. */
+function renderRollout(rollout) {
+  if (!rollout) {
+    $('rollout-summary').replaceChildren(el('span', { class: 'na' }, 'not available'));
+    $('rollout').replaceChildren();
+    return;
+  }
+  const guard = rollout.guardrail_state || { state: 'off' };
+  const guardText = guard.state === 'off' ? 'guardrail off'
+    : guard.state === 'held' ? 'guardrail rolled back: set a new split to resume'
+    : `guardrail ${guard.state}${rollout.guardrail ? ` (max excess ${rollout.guardrail.max_excess_pp} points over ${rollout.guardrail.min_calls} calls)` : ''}`;
+  $('rollout-summary').replaceChildren(
+    rollout.revision === null ? 'no split: every version serves' : `revision ${rollout.revision}, ${rollout.assignment}; `,
+    rollout.revision === null ? '' : el('span', { class: `state ${guard.state === 'held' || guard.state === 'tripped' ? 'draining' : 'available'}`, 'data-guardrail': guard.state }, guardText));
+  const canaries = new Map((guard.canaries || []).map((canary) => [canary.version, canary]));
+  const rows = Object.entries(rollout.versions || {}).map(([version, figures]) => {
+    const canary = canaries.get(version);
+    return el('tr', { 'data-version': version },
+      el('td', {}, version === '' ? '(no label)' : version),
+      el('td', {}, figures.percent === null ? '–' : `${figures.percent} %`),
+      el('td', {}, `${figures.free} / ${figures.pods}`),
+      el('td', {}, String(figures.live_calls)),
+      el('td', {}, String(figures.allocations)),
+      el('td', {}, String(figures.spills)),
+      el('td', {}, `${figures.connected} / ${figures.connect_timeouts}`),
+      el('td', {}, version === guard.stable ? 'stable' : canary && canary.failure_rate !== null ? `${Math.round(canary.failure_rate * 1000) / 10} % of ${canary.known}` : ''));
+  });
+  $('rollout').replaceChildren(rows.length
+    ? el('table', {}, el('thead', {}, el('tr', {}, ['version', 'split', 'free / pods', 'live calls', 'allocations', 'spills', 'connected / timeouts', 'failure rate'].map((h) => el('th', {}, h)))), el('tbody', {}, rows))
+    : el('p', { class: 'na' }, 'no versions known'));
+}
+
 function renderInvariants(invariants) {
   if (!invariants) {
     $('invariants').replaceChildren(el('span', { class: 'na' }, 'not available'));
@@ -253,9 +285,9 @@ function renderEvents(freshIds) {
 
 async function refresh() {
   state.refreshTimer = null;
-  const [status, pods, invariants, autoscaler, fleet] = await Promise.all([
+  const [status, pods, invariants, autoscaler, fleet, rollout] = await Promise.all([
     api('/api/v1/status'), api('/api/v1/admin/pods'), optional('/api/v1/admin/invariants'),
-    optional('/api/v1/admin/autoscaler'), optional('/api/v1/admin/fleet'),
+    optional('/api/v1/admin/autoscaler'), optional('/api/v1/admin/fleet'), optional('/api/v1/admin/rollout'),
   ]);
   if (!status.ok) {
     showError(`status: ${(status.body && status.body.error) || `HTTP ${status.status}`}`);
@@ -268,6 +300,7 @@ async function refresh() {
   renderPools(status.body, state.pods);
   renderCapacity(status.body, autoscaler, fleet);
   renderInvariants(invariants);
+  renderRollout(rollout);
   document.body.dataset.refreshedAt = String(Date.now());
 }
 

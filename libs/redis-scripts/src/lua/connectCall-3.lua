@@ -18,6 +18,8 @@
     ARGV[6] pod the call must be on ('' = any): a voice agent connects only its own pod's calls
     ARGV[7] merchants the call's merchant_id must be one of, '|'-separated ('' = any): a
             scoped dispatcher token (a call with no merchant is outside every scope)
+    ARGV[8] pod key prefixes JSON (RedisKeys.podKeyPrefixes): a call allocated under a
+            rollout counts its connect on its version (SPEC 12 guardrail)
   Output:
     {1, pod_name, allocation_id ('' for a record written before fencing), connected_at ms, was_connected (0|1)}
     -1 no such call (never allocated or already released)
@@ -27,11 +29,14 @@
     -16 the call's merchant is not in ARGV[7]: nothing changed
   Events:
     stream:calls  type=call.connected call_sid pod allocation_id state connected_at source at
+  Derived keys (named by the call record, built from ARGV[8]):
+    rollout:stats:{version} (a call allocated under a rollout: fields connected and the guardrail's per revision)
 ]]
 
 local rcall = redis.call
 local sid = ARGV[1]
-local call = rcall('HMGET', KEYS[1], 'pod_name', 'allocation_id', 'state', 'connected_at', 'merchant_id')
+local call = rcall('HMGET', KEYS[1], 'pod_name', 'allocation_id', 'state', 'connected_at', 'merchant_id',
+  'agent_version', 'rollout_revision')
 if not call[1] then
   return -1
 end
@@ -55,6 +60,16 @@ if call[3] == 'connected' then
 end
 rcall('HSET', KEYS[1], 'state', 'connected', 'connected_at', ARGV[3])
 rcall('ZREM', KEYS[2], sid)
+-- >>> versioned fleets (SPEC 12): a known outcome for the guardrail, counted
+-- on the call's version under the revision it was allocated in (the
+-- connect-timeout release counts the other outcome, releaseCall-5.lua).
+if call[7] then
+  local P = cjson.decode(ARGV[8])
+  local stats = P.rolloutStats .. (call[6] or '')
+  rcall('HINCRBY', stats, 'connected', 1)
+  rcall('HINCRBY', stats, 'guard:' .. call[7] .. ':connected', 1)
+end
+-- <<< versioned fleets
 rcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', 'call.connected', 'call_sid', sid, 'pod', call[1],
   'allocation_id', call[2] or '', 'state', 'connected', 'connected_at', ARGV[3], 'source', ARGV[5], 'at', ARGV[3])
 return {1, call[1], call[2] or '', tonumber(ARGV[3]), 0}

@@ -126,6 +126,8 @@ if call[11] then
   rcall('HINCRBY', stats, 'released:' .. (ARGV[2] ~= '' and ARGV[2] or 'unspecified'), 1)
   if ARGV[10] == '1' then
     rcall('HINCRBY', stats, 'connect_timeouts', 1)
+    -- The guardrail judges the live revision's calls only (SPEC 12).
+    rcall('HINCRBY', stats, 'guard:' .. call[11] .. ':connect_timeouts', 1)
   end
 end
 -- <<< versioned fleets

@@ -7,8 +7,8 @@
   Compare-and-set on the live revision (ARGV[6]) so promote, which builds
   on the live split, never overwrites a PUT it did not see. A rollback
   (ARGV[7]) stores the previous revision's split again, decided here on the
-  live document. Moves no replicas (moving them call-safely between
-  StatefulSets is not built yet; README).
+  live document. Moves no replicas itself: after a promote or rollback,
+  admin asks the reconciler for a call-safe replica move (rollout:move).
 
   Input:
     KEYS[1] live rollout document     rollout:live
@@ -21,12 +21,14 @@
     ARGV[5] event type: 'rollout.updated' (a PUT), 'rollout.promoted', 'rollout.rolled_back'
     ARGV[6] the live revision the caller built on ('' = whatever is live, '0' = none is live)
     ARGV[7] '1' = roll back: store the live revision's previous one again (ARGV[1] is ignored)
+    ARGV[8] cause recorded on the event ('' = operator; 'guardrail' = the reconciler's guardrail job,
+            which passes the revision it judged as ARGV[6], so a split changed meanwhile is never rolled back)
   Output:
     {1, revision, previous revision ('' = none), stored document JSON}
     -7 the live revision is not ARGV[6] (changed meanwhile): read again and retry
     -17 ARGV[7] is '1' and the live revision has no previous one (or none is live)
   Events:
-    stream:fleet  type=<ARGV[5]> revision previous rollout (the stored split) reason at
+    stream:fleet  type=<ARGV[5]> revision previous rollout (the stored split) reason cause at
 ]]
 
 local rcall = redis.call
@@ -62,5 +64,5 @@ local document = '{"revision":' .. revision .. ',"previous":' .. (previous ~= ''
 rcall('HSET', KEYS[2], revision, document)
 rcall('SET', KEYS[1], document)
 rcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'type', ARGV[5], 'revision', revision, 'previous', previous,
-  'rollout', rollout, 'reason', ARGV[4], 'at', ARGV[2])
+  'rollout', rollout, 'reason', ARGV[4], 'cause', ARGV[8] ~= '' and ARGV[8] or 'operator', 'at', ARGV[2])
 return {1, revision, previous, document}

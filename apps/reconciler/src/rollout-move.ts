@@ -1,0 +1,169 @@
+import { randomUUID } from 'node:crypto';
+import type Redis from 'ioredis';
+import { AppsV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { LoggerService } from '@nestjs/common';
+import { parseStoredRollout } from '@smart-router/allocation';
+import { RedisKeys } from '@smart-router/redis-keys';
+import { FleetScripts } from '@smart-router/redis-scripts';
+
+/** rollout:move as promote and rollback write it (RolloutScripts.requestMove); `cover` is set by the first step. */
+export interface RolloutMove {
+  version: string;
+  revision: number;
+  at: number;
+  cover?: number;
+}
+
+export interface MoveReport {
+  state: 'none' | 'abandoned' | 'waiting' | 'moving' | 'done';
+  /** Per StatefulSet: observed replicas and the target of the move. */
+  sets?: Record<string, { replicas: number; target: number }>;
+}
+
+/** A StatefulSet pod's name is `{sts}-{ordinal}`. */
+const POD_NAME = /^(.+)-(\d+)$/;
+
+/**
+ * Moves replicas after a promote or rollback (SPEC 12), call-safely: the
+ * promoted version's StatefulSet is planned up to `cover` (the fleet's size
+ * when the move began: the sum of every agent StatefulSet's planned target),
+ * every other agent StatefulSet to 0 through the SPEC 9.1 plan (planFleet /
+ * stepFleet: its pods leave their pools at once, their calls go on, and
+ * spec.replicas is lowered only once none holds a call). The primary
+ * StatefulSet (VOICE_AGENT_STATEFULSET) keeps its plan under fleet:plan and
+ * is stepped by FleetService.tick; any other one has its own plan keys
+ * (fleet:plan:{sts}) and is stepped here, under the same fleet lock.
+ *
+ * Which StatefulSet a version's pods belong to: decided from pod names
+ * `{sts}-{ordinal}` (Kubernetes names a StatefulSet's pods so; the pod
+ * records the watcher sends carry labels, not owner references), learned
+ * every step from version:pods:{version} and kept in rollout:statefulsets, so
+ * a version scaled to 0 can be scaled back (a rollback after a promote).
+ * A version never seen with a pod cannot be scaled up: the move waits.
+ * The move ends when every set reached its target; a later split (the live
+ * revision is no longer the move's) abandons it where it stands.
+ */
+export class RolloutMover {
+  private readonly apps: AppsV1Api;
+  private readonly token = `move-${process.pid}-${randomUUID()}`;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    kube: KubeConfig,
+    private readonly namespace: string,
+    private readonly primary: string,
+    private readonly primaryScripts: FleetScripts,
+    private readonly scriptsOf: (statefulSet: string) => FleetScripts,
+    private readonly lockTtlMs: number,
+    private readonly logger: LoggerService,
+  ) {
+    this.apps = kube.makeApiClient(AppsV1Api);
+  }
+
+  async tick(now = Date.now()): Promise<MoveReport> {
+    const k = this.keys;
+    const raw = await this.redis.get(k.rolloutMove());
+    await this.learn();
+    if (!raw) return { state: 'none' };
+    const move = JSON.parse(raw) as RolloutMove;
+    const live = parseStoredRollout(await this.redis.get(k.rollout()));
+    if (!live || live.revision !== move.revision) {
+      await this.finish(raw);
+      return { state: 'abandoned' };
+    }
+    const map = await this.redis.hgetall(k.versionStatefulSets());
+    const promoted = map[move.version];
+    if (!promoted) {
+      this.logger.warn(`rollout move: no StatefulSet known for version ${JSON.stringify(move.version)} (none of its pods seen yet)`, 'Rollout');
+      return { state: 'waiting' };
+    }
+    const sets = [...new Set([promoted, ...Object.values(map)])];
+    const replicas: Record<string, number> = {};
+    const planned: Record<string, number> = {};
+    for (const sts of sets) {
+      replicas[sts] = await this.readReplicas(sts);
+      const target = await this.redis.hget(this.scripts(sts).planKey(), 'target');
+      planned[sts] = target === null ? replicas[sts] : Number(target);
+    }
+    if (move.cover === undefined) {
+      move.cover = Math.max(1, sets.reduce((sum, sts) => sum + planned[sts], 0));
+      await this.redis.set(k.rolloutMove(), JSON.stringify(move));
+    }
+    const report: NonNullable<MoveReport['sets']> = {};
+    let done = true;
+    for (const sts of sets) {
+      const target = sts === promoted ? Math.max(move.cover, planned[sts] ?? 0) : 0;
+      report[sts] = { replicas: replicas[sts], target };
+      if (!(await this.drive(sts, replicas[sts], planned[sts], target, `rollout: revision ${move.revision} moves replicas to version ${JSON.stringify(move.version)}`, now))) done = false;
+    }
+    if (done) {
+      await this.finish(JSON.stringify(move));
+      this.logger.log(`rollout move to version ${JSON.stringify(move.version)} done`, 'Rollout');
+      return { state: 'done', sets: report };
+    }
+    return { state: 'moving', sets: report };
+  }
+
+  private scripts(sts: string): FleetScripts {
+    return sts === this.primary ? this.primaryScripts : this.scriptsOf(sts);
+  }
+
+  /** Plans `target` and, for a StatefulSet other than the primary, steps and patches it. True once it holds `target` replicas. */
+  private async drive(sts: string, observed: number, planned: number, target: number, reason: string, now: number): Promise<boolean> {
+    const scripts = this.scripts(sts);
+    if (sts === this.primary) {
+      // FleetService.tick steps the primary's plan (it observed the size already).
+      if (planned !== target) await scripts.plan(target, reason, now);
+      return observed === target && (await this.redis.hget(scripts.planKey(), 'committing')) === null;
+    }
+    let step = await scripts.step(observed, this.token, this.lockTtlMs, now);
+    if (step.action === 'locked') return false;
+    try {
+      if (step.target !== target) {
+        await scripts.plan(target, reason, now);
+        step = await scripts.step(observed, this.token, this.lockTtlMs, now);
+      }
+      if (step.action === 'scale_up' || step.action === 'scale_down') {
+        await this.apps.patchNamespacedStatefulSetScale(
+          { name: sts, namespace: this.namespace, body: { spec: { replicas: step.target } } },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        );
+        this.logger.log(`rollout move: ${sts} spec.replicas ${observed} -> ${step.target}`, 'Rollout');
+      }
+      return observed === target && step.action === 'steady';
+    } finally {
+      await scripts.unlock(this.token).catch(() => undefined);
+    }
+  }
+
+  private async readReplicas(sts: string): Promise<number> {
+    try {
+      const scale = await this.apps.readNamespacedStatefulSetScale({ name: sts, namespace: this.namespace });
+      return scale.spec?.replicas ?? 0;
+    } catch (error) {
+      // A StatefulSet deleted since: it holds no replica.
+      if ((error as { code?: number }).code === 404) return 0;
+      throw error;
+    }
+  }
+
+  /** version -> StatefulSet from the pods each version has now. */
+  private async learn(): Promise<void> {
+    const versions = await this.redis.smembers(this.keys.versions());
+    for (const version of versions) {
+      const name = await this.redis.srandmember(this.keys.versionPods(version));
+      const match = name ? POD_NAME.exec(name) : null;
+      if (match) await this.redis.hset(this.keys.versionStatefulSets(), version, match[1]);
+    }
+  }
+
+  /** Deletes the move if it is still `raw` (a newer promote's move stays). */
+  private async finish(raw: string): Promise<void> {
+    const key = this.keys.rolloutMove();
+    if ((await this.redis.get(key)) !== raw) return;
+    // A promote landing between the read and the delete writes a new move, which this deletes only if
+    // byte-identical (same revision): the next promote or rollback asks again.
+    await this.redis.del(key);
+  }
+}
