@@ -67,6 +67,21 @@ function ephemeralLow(): number {
   }
 }
 
+/** Ports this process has handed out: free when checked, perhaps not bound yet by their server. */
+const handedOut = new Set<number>();
+
+/**
+ * The part of [from, to) this process picks from: each Jest worker its own
+ * quarter (JEST_WORKER_ID), so two test files running at once never draw the
+ * same port between one's check and its server's bind; the whole range outside Jest.
+ */
+function portSlice(from: number, to: number): { from: number; size: number } {
+  const worker = Number(process.env.JEST_WORKER_ID ?? 0);
+  if (!Number.isInteger(worker) || worker < 1) return { from, size: to - from };
+  const size = Math.floor((to - from) / 4);
+  return { from: from + ((worker - 1) % 4) * size, size };
+}
+
 /**
  * A loopback port free now, for a server that binds it a little later. Chosen
  * at random below the kernel's ephemeral range where there is room: a port
@@ -79,12 +94,19 @@ export async function freePort(companionOffsets: number[] = []): Promise<number>
   const low = ephemeralLow();
   const reach = Math.max(0, ...companionOffsets);
   if (low - reach > 12000) {
+    const { from, size } = portSlice(10000, low - reach);
     for (let attempt = 0; attempt < 100; attempt += 1) {
-      const candidate = 10000 + Math.floor(Math.random() * (low - reach - 10000));
+      const candidate = from + Math.floor(Math.random() * size);
+      const wanted = [candidate, ...companionOffsets.map((offset) => candidate + offset)];
+      // A port handed out earlier may not be bound yet: never hand it out twice.
+      if (wanted.some((port) => handedOut.has(port))) continue;
       const port = await tryPort(candidate);
       if (port === null) continue;
       const companions = await Promise.all(companionOffsets.map((offset) => tryPort(port + offset)));
-      if (companions.every((companion) => companion !== null)) return port;
+      if (companions.every((companion) => companion !== null)) {
+        for (const taken of wanted) handedOut.add(taken);
+        return port;
+      }
     }
   }
   if (companionOffsets.length > 0) throw new Error('no free loopback port with its companion ports');
