@@ -138,7 +138,7 @@ export class CallAllocator {
     // Registered before the script runs: a hand-off right after it must not be missed.
     const ticket = waitMs > 0 ? this.wakeups.register(request.callSid) : null;
     try {
-      return await this.allocateOrWait(request, waitMs, ticket);
+      return await this.allocateOrWait(request, waitMs, ticket, scope);
     } catch (error) {
       const failure = storeRefusal(error);
       if (!failure) throw error;
@@ -158,7 +158,7 @@ export class CallAllocator {
     }
   }
 
-  private async allocateOrWait(request: AllocateRequest, waitMs: number, ticket: WakeTicket | null): Promise<Outcome<AllocatedCall>> {
+  private async allocateOrWait(request: AllocateRequest, waitMs: number, ticket: WakeTicket | null, scope: CallScope = {}): Promise<Outcome<AllocatedCall>> {
     const started = process.hrtime.bigint();
     // The allocation time the script records for a new call: the signed ws_url's expiry counts from it.
     const now = Date.now();
@@ -166,6 +166,11 @@ export class CallAllocator {
     this.metrics.allocationSeconds.record(Number(process.hrtime.bigint() - started) / 1e9);
     if (result.ok) {
       const { allocation } = result;
+      // A call_sid already allocated to another merchant's call is that merchant's: a scoped token gets neither its pod nor its signed ws_url.
+      if (scope.merchants && allocation.wasExisting && !scope.merchants.includes(result.existingMerchant ?? '')) {
+        this.metrics.allocated('none', 'merchant_forbidden');
+        return refuse(REFUSALS.merchantForbidden);
+      }
       this.metrics.allocated(allocation.tier, allocation.wasExisting ? 'existing' : 'allocated', allocation.agentVersion);
       return { ok: true, value: { ...allocation, wsUrl: await this.wsUrl(allocation, request.callSid, allocation.wasExisting ? null : now) } };
     }

@@ -27,7 +27,8 @@ export type WaitOutcome =
   | { state: 'waiting'; remainingMs: number }
   | { state: 'timed_out' };
 
-export type AllocateResult = { ok: true; allocation: Allocation } | { ok: false; code: ScriptCode };
+/** `existingMerchant`: the merchant_id of the call found already allocated (was_existing), read in the same script. */
+export type AllocateResult = { ok: true; allocation: Allocation; existingMerchant?: string } | { ok: false; code: ScriptCode };
 /** The tier config (and so the pool state) is missing: Redis lost its data and a rebuild is due. */
 export class StateMissingError extends Error {
   constructor(operation: string) {
@@ -212,7 +213,7 @@ export class PoolScripts {
       input.draw ?? Math.random(), input.caller ?? '',
     );
     if (typeof reply === 'number') return { ok: false, code: reply as ScriptCode };
-    const [, podName, tier, wasExisting, podUid, allocationId, state, agentVersion] = reply;
+    const [, podName, tier, wasExisting, podUid, allocationId, state, agentVersion, existingMerchant] = reply;
     return {
       ok: true,
       allocation: {
@@ -221,6 +222,7 @@ export class PoolScripts {
         allocationId: allocationIdOf(allocationId), state: state === '' ? null : (String(state) as CallState),
         agentVersion: String(agentVersion ?? ''),
       },
+      existingMerchant: existingMerchant === undefined ? undefined : String(existingMerchant),
     };
   }
 

@@ -146,6 +146,8 @@ describe('scoped dispatcher tokens (SPEC 10.1)', () => {
     const before = await record(theirs.sid);
     expect(await post('/api/v1/connected', { call_sid: theirs.sid }, ACME)).toEqual(forbidden('MERCHANT_FORBIDDEN'));
     expect(await post('/api/v1/release', { call_sid: theirs.sid }, ACME)).toEqual(forbidden('MERCHANT_FORBIDDEN'));
+    // Claiming its own merchant on another merchant's call_sid gets neither that call's pod nor its signed ws_url.
+    expect(await post('/api/v1/allocate', { call_sid: theirs.sid, merchant_id: 'acme' }, ACME)).toEqual(forbidden('MERCHANT_FORBIDDEN'));
     expect(await record(theirs.sid)).toEqual(before);
 
     const ours = await post('/api/v1/allocate', { call_sid: 'scoped-ours', merchant_id: 'acme' }, ACME);

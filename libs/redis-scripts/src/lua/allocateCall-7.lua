@@ -32,7 +32,8 @@
   {"byTier":{"<tier>":["<tier>",...]},"default":["<tier>",...]}), written with the tiers.
   Output:
     {1, pod_name, tier, was_existing (0|1), pod_uid, allocation_id ('' for a record written
-       before fencing), state ('pending'|'connected'|'' likewise), agent_version ('' = no version label)}
+       before fencing), state ('pending'|'connected'|'' likewise), agent_version ('' = no version label),
+       merchant_id (was_existing 1 only: the existing call's merchant, so a scoped caller is refused another's call)}
     -1 no pod available anywhere in the chain
     -2 state missing (epoch or tier config gone after a flush, or a document without chains): rebuild pending
     -3 call_sid released recently (tombstone) and ARGV[9] is '1'
@@ -58,9 +59,9 @@
 local rcall = redis.call
 local callKey = KEYS[1]
 
-local existing = rcall('HMGET', callKey, 'pod_name', 'tier', 'pod_uid', 'allocation_id', 'state', 'agent_version')
+local existing = rcall('HMGET', callKey, 'pod_name', 'tier', 'pod_uid', 'allocation_id', 'state', 'agent_version', 'merchant_id')
 if existing[1] then
-  return {1, existing[1], existing[2] or '', 1, existing[3] or '', existing[4] or '', existing[5] or '', existing[6] or ''}
+  return {1, existing[1], existing[2] or '', 1, existing[3] or '', existing[4] or '', existing[5] or '', existing[6] or '', existing[7] or ''}
 end
 
 if rcall('EXISTS', KEYS[4]) == 0 then
