@@ -113,7 +113,13 @@ export class LivenessJob {
           this.redirects.add(1, { provider: call.provider, result: 'failed' });
           redirectFailed.push(call.callSid);
           this.logger.warn(`could not redirect ${call.provider} call ${call.callSid} of dead pod ${transition.pod}: ${(error as Error).message}; ending it (agent_dead)`, 'Liveness');
-          await this.ender?.end(call.callSid, call.allocationId);
+          try {
+            await this.ender?.end(call.callSid, call.allocationId);
+          } catch (endError) {
+            // One call that cannot be ended (Redis down) must not strand the other dead pods' calls of this run.
+            this.redirects.add(1, { provider: call.provider, result: 'end_failed' });
+            this.logger.error(`could not end call ${call.callSid} of dead pod ${transition.pod}: ${(endError as Error).message}`, undefined, 'Liveness');
+          }
         }
       }));
       if (transition.state === 'dead' && this.settings.deadAction === 'delete' && this.pods) {

@@ -186,9 +186,9 @@ export class Gateway {
     void this.mediaCheck(request.url ?? '/').then((status) => {
       if (socket.destroyed) return;
       if (status === 204) return this.proxyMedia(request, socket, head, address);
-      // nginx's auth_request: 401/403 deny with that status, anything else is an error; both refuse.
+      // nginx's auth_request: 403 denies, anything else is an error (allocation-api answers only 204, 403 or 503); both refuse.
       socket.end(rawErrorResponse(status === 403 ? MEDIA_REFUSED : MEDIA_CHECK_UNAVAILABLE));
-    });
+    }).catch(() => socket.destroy()); // a socket reset between the check and the proxy never becomes an unhandled rejection
   }
 
   /** Proxies an admitted media upgrade to the voice agents while it holds a place in the socket budget. */

@@ -310,7 +310,8 @@ export class LocalStack {
       ALLOCATION_API_URL: this.url('allocation-api'),
       VOICE_AGENTS_PORT: String(this.ports.voiceAgents),
       HEARTBEAT_INTERVAL_MS: String(heartbeatIntervalOf(this.options.env)),
-      REDIS_URL: this.redisUrl,
+      // Its own read-only ACL user when Redis runs with ACLs (as in compose), never the operator's.
+      REDIS_URL: this.options.redisAcl && !this.options.redisUrl ? this.redisUrlFor('voice-agents') : this.redisUrl,
     };
   }
 
