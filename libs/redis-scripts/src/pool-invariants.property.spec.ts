@@ -113,6 +113,8 @@ interface ModelCall {
   uid: string;
   tier: string;
   allocationId: number | null;
+  /** The merchant_id it was allocated for (a repeat answers it back as existingMerchant). */
+  merchant: string;
 }
 
 class Model {
@@ -307,7 +309,7 @@ describe('pool scripts keep every invariant under random operation sequences', (
           const live = model.calls.get(sid);
           if (live) {
             // Idempotent: the same pod, whatever the merchant says this time.
-            expect(result).toEqual({ ok: true, allocation: { podName: live.pod, podUid: live.uid, tier: live.tier, sourcePool: `pool:${live.tier}`, wasExisting: true, allocationId: live.allocationId, state: 'pending', agentVersion: '' } });
+            expect(result).toEqual({ ok: true, allocation: { podName: live.pod, podUid: live.uid, tier: live.tier, sourcePool: `pool:${live.tier}`, wasExisting: true, allocationId: live.allocationId, state: 'pending', agentVersion: '' }, existingMerchant: live.merchant });
           } else if (refuseTombstoned && model.tombstoned.has(sid)) {
             expect(result).toEqual({ ok: false, code: ScriptCode.Tombstoned });
           } else {
@@ -338,7 +340,7 @@ describe('pool scripts keep every invariant under random operation sequences', (
                 expect(snapshot.pods.get(podName)!.calls.length).toBe(Math.min(...loads));
               }
               expect(podUid).toBe(model.pods.get(podName));
-              model.calls.set(sid, { pod: podName, uid: podUid, tier, allocationId });
+              model.calls.set(sid, { pod: podName, uid: podUid, tier, allocationId, merchant });
               events = 1;
             }
           }
