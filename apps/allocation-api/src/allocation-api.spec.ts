@@ -395,7 +395,7 @@ describe('allocation API agent tokens when the TokenReview API is down (SPEC 10.
       expect((await api.post('/api/v1/allocate', { call_sid: 'review-down-1' }, { authorization: 'Bearer dispatch-all' })).status).toBe(200);
       const before = await snapshotState(pool);
       for (const path of ['/api/v1/release', '/api/v1/connected']) {
-        expect(await api.post(path, { call_sid: 'review-down-1' }, { authorization: 'Bearer some-agent-token' })).toEqual({ status: 503, body: { error: expect.any(String), code: 'AUTH_UNAVAILABLE' } });
+        expect(await api.post(path, { call_sid: 'review-down-1' }, { authorization: 'Bearer eyJhbGciOiJSUzI1NiJ9.c29tZS1hZ2VudA.c2lnbmF0dXJl' })).toEqual({ status: 503, body: { error: expect.any(String), code: 'AUTH_UNAVAILABLE' } });
       }
       expect(await snapshotState(pool)).toEqual(before);
       expect(await (await fetch(`${api.base}/metrics`)).text()).toMatch(/smart_router_http_errors_total\{[^}]*code="AUTH_UNAVAILABLE"[^}]*\} 2/);
