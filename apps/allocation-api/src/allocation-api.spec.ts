@@ -345,6 +345,29 @@ describe('allocation API scoped dispatcher tokens (SPEC 10.1)', () => {
     expect(await pool.scripts.checkInvariants()).toEqual([]);
   });
 
+  it('a duplicate allocate for another merchant\'s WAITING call_sid is 403 MERCHANT_FORBIDDEN at once; only the waiter gets the pod', async () => {
+    // The default chain's capacity: three standard pods and the basic pod's three slots.
+    for (let index = 0; index < 6; index += 1) expect((await api.post('/api/v1/allocate', { call_sid: `busy-${index}` }, all)).status).toBe(200);
+    const waiting = api.post('/api/v1/allocate', { call_sid: 'globex-waiting', merchant_id: 'globex', wait_ms: 5000 }, all);
+    await waitFor(async () => (await pool.redis.zcard(pool.keys.waitQueue())) === 1, { what: 'the waiter' });
+    const started = Date.now();
+    // The attack: claim the waiting call_sid under the scoped token's own merchant, hoping to share its outcome.
+    expect(await api.post('/api/v1/allocate', { call_sid: 'globex-waiting', merchant_id: 'acme', wait_ms: 5000 }, acme))
+      .toEqual({ status: 403, body: { error: expect.any(String), code: 'MERCHANT_FORBIDDEN' } });
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(await pool.redis.zcard(pool.keys.waitQueue())).toBe(1);
+    // A duplicate from a caller allowed that merchant still shares the first one's outcome.
+    const duplicate = api.post('/api/v1/allocate', { call_sid: 'globex-waiting', merchant_id: 'globex', wait_ms: 5000 }, all);
+    expect((await api.post('/api/v1/release', { call_sid: 'busy-0' }, all)).status).toBe(200);
+    const [first, second] = await Promise.all([waiting, duplicate]);
+    expect(first).toMatchObject({ status: 200, body: { was_existing: false } });
+    expect(second).toMatchObject({ status: 200, body: { pod_name: first.body.pod_name, was_existing: true } });
+    expect(await pool.redis.hget(pool.keys.call('globex-waiting'), 'merchant_id')).toBe('globex');
+    const metrics = await (await fetch(`${api.base}/metrics`)).text();
+    expect(metrics).toMatch(/smart_router_allocations_total\{[^}]*result="merchant_forbidden"[^}]*\} 1/);
+    expect(await pool.scripts.checkInvariants()).toEqual([]);
+  });
+
   it('configured tokens are enforced even with ALLOW_UNAUTHENTICATED: no or an unknown token is 401', async () => {
     for (const headers of [{}, { authorization: 'Bearer nope' }] as Record<string, string>[]) {
       for (const path of ['/api/v1/allocate', '/api/v1/release', '/api/v1/connected']) {
@@ -372,7 +395,7 @@ describe('allocation API agent tokens when the TokenReview API is down (SPEC 10.
       expect((await api.post('/api/v1/allocate', { call_sid: 'review-down-1' }, { authorization: 'Bearer dispatch-all' })).status).toBe(200);
       const before = await snapshotState(pool);
       for (const path of ['/api/v1/release', '/api/v1/connected']) {
-        expect(await api.post(path, { call_sid: 'review-down-1' }, { authorization: 'Bearer some-agent-token' })).toEqual({ status: 503, body: { error: expect.any(String), code: 'AUTH_UNAVAILABLE' } });
+        expect(await api.post(path, { call_sid: 'review-down-1' }, { authorization: 'Bearer eyJhbGciOiJSUzI1NiJ9.c29tZS1hZ2VudA.c2lnbmF0dXJl' })).toEqual({ status: 503, body: { error: expect.any(String), code: 'AUTH_UNAVAILABLE' } });
       }
       expect(await snapshotState(pool)).toEqual(before);
       expect(await (await fetch(`${api.base}/metrics`)).text()).toMatch(/smart_router_http_errors_total\{[^}]*code="AUTH_UNAVAILABLE"[^}]*\} 2/);

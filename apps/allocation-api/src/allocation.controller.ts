@@ -3,6 +3,7 @@ import type { FastifyReply } from 'fastify';
 import { AllocateRequest, AllocateResponse, ConnectedRequest, ConnectedResponse, MAX_METADATA_BYTES, ReleaseRequest, ReleaseResponse, allocationRoutes } from '@smart-router/api-contract';
 import { ApiError, Caller, Callers, Route, scopeOf } from '@smart-router/http';
 import { CallAllocator, PoolMetrics, Refusal } from '@smart-router/pool-state';
+import { allocationIdOf } from './allocation-id';
 
 /**
  * The hot path: dispatchers allocate, voice agents connect and release over
@@ -72,12 +73,4 @@ export class AllocationController {
     this.metrics.httpError(refusal.status, refusal.body.code);
     void reply.code(refusal.status).send(refusal.body);
   }
-}
-
-/** allocation_id as sent (a JSON integer or its decimal string); absent or null = undefined. */
-function allocationIdOf(value: number | string | null | undefined): number | undefined {
-  if (value === undefined || value === null) return undefined;
-  const id = Number(value);
-  if (!Number.isSafeInteger(id) || id < 1) throw ApiError.badRequest('allocation_id must be a positive integer', 'INVALID_FIELD');
-  return id;
 }

@@ -45,7 +45,7 @@ export function callerAuthenticator(config: AllocationApiConfig): CallerAuthenti
   let agents: CachedAgentTokens | null = null;
   if (config.agentTokenAudience) {
     const reviews = new TokenReviewRepository(loadKubeConfig(config.kubeconfig), config.agentTokenAudience);
-    agents = new CachedAgentTokens((token) => reviews.review(token), config.agentTokenCacheSeconds * 1000);
+    agents = new CachedAgentTokens((token) => reviews.review(token), { ttlMs: config.agentTokenCacheSeconds * 1000 });
   }
   return new CallerAuthenticator({ dispatcherTokens: config.apiTokens, agents, allowUnauthenticated: config.allowUnauthenticated });
 }

@@ -5,6 +5,7 @@ import { ApiError } from '@smart-router/http';
 import { PoolMetrics, guardStore } from '@smart-router/pool-state';
 import { LivenessScripts } from '@smart-router/redis-scripts';
 import { Telemetry } from '@smart-router/telemetry';
+import { allocationIdOf } from './allocation-id';
 
 /**
  * Voice-agent heartbeats (SPEC 11): one script per heartbeat, on Redis's
@@ -34,7 +35,7 @@ export class HeartbeatService {
     }
     const calls = body.calls.map((call) => ({
       callSid: call.call_sid,
-      allocationId: allocationIdOf(call.allocation_id),
+      allocationId: allocationIdOf(call.allocation_id) ?? null,
       mediaIn: call.media_in,
       mediaOut: call.media_out,
     }));
@@ -50,11 +51,4 @@ export class HeartbeatService {
   private count(result: string): void {
     this.heartbeats.add(1, { result });
   }
-}
-
-function allocationIdOf(value: number | string | null | undefined): number | null {
-  if (value === undefined || value === null) return null;
-  const id = Number(value);
-  if (!Number.isSafeInteger(id) || id < 1) throw ApiError.badRequest('allocation_id must be a positive integer', 'INVALID_FIELD');
-  return id;
 }

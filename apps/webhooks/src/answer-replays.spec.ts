@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import { PoolFixture, createPoolFixture, sharedRedisUrl, snapshotState } from '@smart-router/testing';
+import { PoolFixture, createPoolFixture, sharedRedisUrl, snapshotState, waitFor } from '@smart-router/testing';
 import { paramMap, plivoV3Signature, twilioSignature } from '@smart-router/providers';
+import { MAX_REPLAY_WAITERS } from './answer-replays';
 import { bootstrap } from './main';
 
 /**
@@ -194,6 +195,37 @@ describe('replayed answer webhooks (SPEC 10.2)', () => {
     const before = await snapshotState(pool);
     expect((await webhooks.form(PLIVO_ANSWER, params, plivoHeaders(PLIVO_ANSWER, params, 'nonce-orphan'))).text).toMatch(FAILURE);
     expect(await snapshotState(pool)).toEqual(before);
+  });
+
+  it('copies waiting for a first answer are bounded: beyond MAX_REPLAY_WAITERS, 503 REPLAY_PENDING with Retry-After at once; the waiters get the first answer', async () => {
+    const params = plivoParams('pl-flood-1');
+    const digest = createHash('sha256').update('plivo:nonce:nonce-flood').digest('hex');
+    const key = pool.keys.webhookReplay(digest);
+    // The first copy is still being answered (in another process).
+    await pool.redis.set(key, JSON.stringify({ pending: true, claim: 'elsewhere', until: Date.now() + 4000 }), 'EX', 60);
+    const headers = plivoHeaders(PLIVO_ANSWER, params, 'nonce-flood');
+    const settled: { answer: Answer; retryAfter: string | null }[] = [];
+    const copies = Array.from({ length: MAX_REPLAY_WAITERS + 16 }, async () => {
+      const response = await fetch(webhooks.base + PLIVO_ANSWER, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: new URLSearchParams(params).toString() });
+      const answer = { status: response.status, contentType: response.headers.get('content-type') ?? '', text: await response.text() };
+      settled.push({ answer, retryAfter: response.headers.get('retry-after') });
+    });
+    await waitFor(async () => settled.length >= 16, { what: 'the copies beyond the bound to be answered' });
+    expect(settled).toHaveLength(16);
+    for (const { answer, retryAfter } of settled) {
+      expect(answer.status).toBe(503);
+      expect(JSON.parse(answer.text)).toEqual({ error: expect.any(String), code: 'REPLAY_PENDING' });
+      expect(retryAfter).toBe('1');
+    }
+    const first = { status: 200, contentType: 'application/xml', body: '<Response><Stream>first</Stream></Response>' };
+    await pool.redis.set(key, JSON.stringify(first), 'KEEPTTL');
+    await Promise.all(copies);
+    const waited = settled.slice(16);
+    expect(waited).toHaveLength(MAX_REPLAY_WAITERS);
+    for (const { answer } of waited) expect(answer).toEqual({ status: 200, contentType: expect.stringContaining('application/xml'), text: first.body });
+    expect(await allocations(pool)).toBe(0);
+    const metrics = await (await fetch(`${webhooks.base}/metrics`)).text();
+    expect(metrics).toMatch(/smart_router_webhook_answers_total\{[^}]*result="replay_pending"[^}]*\} 16/);
   });
 
   it('status callbacks replayed stay harmless: the first releases, its copies change nothing', async () => {

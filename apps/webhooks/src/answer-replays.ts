@@ -9,7 +9,9 @@ export type ReplayCheck =
   /** Seen before and answered: send exactly this again. */
   | { kind: 'answered'; document: ProviderDocument }
   /** Seen before, its answer never recorded (the first request died, or its record failed): allocate nothing. */
-  | { kind: 'unresolved' };
+  | { kind: 'unresolved' }
+  /** Seen before and still being answered, but too many copies already wait here: retry later (503, Retry-After). */
+  | { kind: 'busy' };
 
 export interface ReplayClaim {
   digests: string[];
@@ -18,8 +20,16 @@ export interface ReplayClaim {
 
 /** Beyond the first request's own wait: its Redis round trips, even slow ones (each bounded by REDIS_COMMAND_TIMEOUT_MS). */
 const ANSWER_SLACK_MS = 5000;
-/** How often a copy of a request still being answered looks for that answer. */
+/** How often a copy of a request still being answered looks for that answer: first after this, then backing off. */
 const PENDING_POLL_MS = 50;
+const PENDING_POLL_MAX_MS = 400;
+/**
+ * Copies of requests still being answered that may wait at once in this
+ * process: each polls Redis, so beyond this a copy is answered 503 with
+ * Retry-After at once (REPLAY_PENDING) instead of adding to the load; the
+ * provider's next retry finds the first answer recorded.
+ */
+export const MAX_REPLAY_WAITERS = 64;
 
 interface PendingClaim {
   pending: true;
@@ -46,7 +56,11 @@ export class AnswerReplays {
     private readonly ttlSeconds: number,
     /** WEBHOOK_WAIT_MS: how long the first request may take to decide. */
     private readonly waitMs: number,
+    private readonly maxWaiters = MAX_REPLAY_WAITERS,
   ) {}
+
+  /** Copies waiting for a first answer right now. */
+  private waiting = 0;
 
   get enabled(): boolean {
     return this.ttlSeconds > 0;
@@ -56,15 +70,28 @@ export class AnswerReplays {
   async check(provider: ProviderName, identities: readonly string[]): Promise<ReplayCheck> {
     const digests = identities.slice(0, 2).map((identity) => createHash('sha256').update(`${provider}:${identity}`, 'utf8').digest('hex'));
     const marker = JSON.stringify({ pending: true, claim: randomUUID(), until: Date.now() + this.waitMs + ANSWER_SLACK_MS } satisfies PendingClaim);
+    // Bounded in time (this copy's own wait and slack, and the first one's `until`) and in number (maxWaiters).
     const giveUpAt = Date.now() + this.waitMs + ANSWER_SLACK_MS;
-    for (;;) {
-      const result = await this.scripts.claim(digests, marker, this.ttlSeconds);
-      if (result.claimed) return { kind: 'first', claim: { digests, marker } };
-      const record = parseRecord(result.record);
-      if (record && 'body' in record) return { kind: 'answered', document: record };
-      // Still being answered: poll (rare, bounded), the first copy records within its own wait.
-      if (!record || Date.now() >= Math.min(record.until, giveUpAt)) return { kind: 'unresolved' };
-      await new Promise((resolve) => setTimeout(resolve, PENDING_POLL_MS));
+    let slot = false;
+    let pollMs = PENDING_POLL_MS;
+    try {
+      for (;;) {
+        const result = await this.scripts.claim(digests, marker, this.ttlSeconds);
+        if (result.claimed) return { kind: 'first', claim: { digests, marker } };
+        const record = parseRecord(result.record);
+        if (record && 'body' in record) return { kind: 'answered', document: record };
+        // Still being answered: poll (rare, bounded), the first copy records within its own wait.
+        if (!record || Date.now() >= Math.min(record.until, giveUpAt)) return { kind: 'unresolved' };
+        if (!slot) {
+          if (this.waiting >= this.maxWaiters) return { kind: 'busy' };
+          this.waiting += 1;
+          slot = true;
+        }
+        await new Promise((resolve) => setTimeout(resolve, Math.min(pollMs, Math.max(0, giveUpAt - Date.now()))));
+        pollMs = Math.min(pollMs * 2, PENDING_POLL_MAX_MS);
+      }
+    } finally {
+      if (slot) this.waiting -= 1;
     }
   }
 

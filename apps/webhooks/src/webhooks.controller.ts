@@ -47,6 +47,7 @@ export class WebhooksController {
   ): Promise<void> {
     const template = params.template || params['*'] || undefined;
     const document = await this.webhooks.answer(this.providers.get(params.provider ?? ''), this.requests.from(request), template, this.requests.baseOf(request));
+    if (document.headers) void reply.headers(document.headers);
     void reply.status(document.status).header('content-type', document.contentType).send(document.body);
   }
 

@@ -84,6 +84,14 @@ export class WebhooksService {
       this.metrics.answers.add(1, { provider: adapter.name, result: 'replayed' });
       return seen.document;
     }
+    if (seen.kind === 'busy') {
+      // Not a failure document: that would end the call the first copy is still answering. The provider retries.
+      this.metrics.answers.add(1, { provider: adapter.name, result: 'replay_pending' });
+      return {
+        status: 503, contentType: 'application/json; charset=utf-8', headers: { 'retry-after': '1' },
+        body: JSON.stringify({ error: 'this webhook is still being answered, retry shortly', code: 'REPLAY_PENDING' }),
+      };
+    }
     if (seen.kind === 'unresolved') {
       this.metrics.answers.add(1, { provider: adapter.name, result: 'replay_unresolved' });
       return adapter.failureDocument(new ApiError(503, 'REPLAY_UNRESOLVED', 'the first copy of this webhook was never answered'));

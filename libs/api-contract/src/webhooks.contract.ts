@@ -6,6 +6,9 @@ import { ErrorBody, RouteContract, errorResponse } from './route-contract';
 // (the signature covers the raw body, so nothing may run before it): these
 // contracts document them; the app validates in its provider adapters.
 
+/** SPEC 10.2: a signed copy of an answer webhook still being answered, while too many copies already wait for it. */
+const replayPending = errorResponse('a copy of a signed webhook still being answered while too many copies wait for it (Retry-After: 1): retry', 'REPLAY_PENDING');
+
 export const StatusAnswer = Type.Object({
   success: Type.Literal(true),
   call_sid: Type.String(),
@@ -41,13 +44,13 @@ export const StreamStatusAnswer = Type.Object({
 const PROVIDERS: Record<string, ProviderContract> = {
   twilio: {
     scheme: 'twilioSignature', idField: 'CallSid', statusField: 'CallStatus', statusValues: 'completed, busy, failed, no-answer, canceled release the call', bodyContentTypes: form,
-    answer: { 200: { description: 'TwiML: Connect/Stream to the pod; on failure (no pod, Redis down, call already ended) Say + Hangup, still 200', contentType: 'text/xml', example: '<Response><Connect><Stream url="wss://host/ws/pod/voice-agent-1/CA123" statusCallback="https://host/api/v1/twilio/stream-status?allocation_id=42" statusCallbackMethod="POST"></Stream></Connect></Response>' } },
+    answer: { 200: { description: 'TwiML: Connect/Stream to the pod; on failure (no pod, Redis down, call already ended) Say + Hangup, still 200', contentType: 'text/xml', example: '<Response><Connect><Stream url="wss://host/ws/pod/voice-agent-1/CA123" statusCallback="https://host/api/v1/twilio/stream-status?allocation_id=42" statusCallbackMethod="POST"></Stream></Connect></Response>' }, 503: replayPending },
     authFailure: 403,
     streamStatus: { eventField: 'StreamEvent', events: 'stream-started connects the call; stream-stopped, stream-error release it' },
   },
   plivo: {
     scheme: 'plivoSignature', idField: 'CallUUID', statusField: 'CallStatus', statusValues: 'completed, hangup, busy, failed, timeout, no-answer, cancel release the call', bodyContentTypes: form,
-    answer: { 200: { description: 'Plivo XML: bidirectional Stream to the pod; on failure Speak + Hangup, still 200', contentType: 'text/xml', example: '<Response><Stream bidirectional="true" keepCallAlive="true" contentType="audio/x-mulaw;rate=8000" statusCallbackUrl="https://host/api/v1/plivo/stream-status?allocation_id=42" statusCallbackMethod="POST">wss://host/ws/pod/voice-agent-1/UUID</Stream></Response>' } },
+    answer: { 200: { description: 'Plivo XML: bidirectional Stream to the pod; on failure Speak + Hangup, still 200', contentType: 'text/xml', example: '<Response><Stream bidirectional="true" keepCallAlive="true" contentType="audio/x-mulaw;rate=8000" statusCallbackUrl="https://host/api/v1/plivo/stream-status?allocation_id=42" statusCallbackMethod="POST">wss://host/ws/pod/voice-agent-1/UUID</Stream></Response>' }, 503: replayPending },
     authFailure: 403,
     streamStatus: { eventField: 'Event', events: 'StartStream or started connects the call; StopStream/stopped, DroppedStream/failed release it; others change nothing' },
   },

@@ -1,5 +1,6 @@
 import { ConfigError } from '@smart-router/config';
-import { AgentTokenReview, CachedAgentTokens, CallerAuthenticator, parseApiTokens, scopeOf } from './callers';
+import { createHash } from 'node:crypto';
+import { AgentTokenReview, CachedAgentTokens, CallerAuthenticator, MAX_AGENT_TOKEN_BYTES, ReviewsSaturatedError, isJwtShaped, parseApiTokens, scopeOf } from './callers';
 
 describe('API_TOKENS parsing', () => {
   it('reads unscoped and merchant-scoped entries', () => {
@@ -50,14 +51,19 @@ describe('caller scopes', () => {
 
 const AGENT = { podName: 'voice-agent-0', podUid: 'uid-0', username: 'system:serviceaccount:voice-system:voice-agent' };
 
+/** A JWT-shaped token named `name` (only JWT-shaped tokens are ever reviewed). */
+const jwt = (name: string) => `eyJhbGciOiJSUzI1NiJ9.${Buffer.from(name).toString('base64url')}.c2lnbmF0dXJl`;
+/** The name of a token made by `jwt`, else the token itself. */
+const nameOf = (token: string) => (token.split('.').length === 3 ? Buffer.from(token.split('.')[1], 'base64url').toString() : token);
+
 /** A TokenReview stand-in: `agent-token` is voice-agent-0's; anything else is not authenticated. */
 function reviews(overrides: Partial<Record<string, () => Promise<unknown>>> = {}) {
   const seen: string[] = [];
   const review: AgentTokenReview = async (token) => {
-    seen.push(token);
-    const override = overrides[token];
+    seen.push(nameOf(token));
+    const override = overrides[nameOf(token)];
     if (override) return (await override()) as never;
-    return token === 'agent-token' ? AGENT : null;
+    return nameOf(token) === 'agent-token' ? AGENT : null;
   };
   return { review, seen };
 }
@@ -86,11 +92,11 @@ describe('CallerAuthenticator', () => {
 
   it('with agent tokens: a non-static bearer token is reviewed; unauthenticated is 401, a failed review 503', async () => {
     const { review, seen } = reviews({ 'api-down': () => Promise.reject(new Error('connect ECONNREFUSED')) });
-    const callers = new CallerAuthenticator({ dispatcherTokens: tokens, agents: new CachedAgentTokens(review, 0), allowUnauthenticated: false });
-    expect(await callers.authenticate('Bearer agent-token')).toEqual({ kind: 'agent', ...AGENT });
-    expect(await status(callers.authenticate('Bearer someone-else'))).toBe(401);
-    expect(await status(callers.authenticate('Bearer api-down'))).toBe(503);
-    await expect(callers.authenticate('Bearer api-down')).rejects.toMatchObject({ code: 'AUTH_UNAVAILABLE' });
+    const callers = new CallerAuthenticator({ dispatcherTokens: tokens, agents: new CachedAgentTokens(review, { ttlMs: 0 }), allowUnauthenticated: false });
+    expect(await callers.authenticate(`Bearer ${jwt('agent-token')}`)).toEqual({ kind: 'agent', ...AGENT });
+    expect(await status(callers.authenticate(`Bearer ${jwt('someone-else')}`))).toBe(401);
+    expect(await status(callers.authenticate(`Bearer ${jwt('api-down')}`))).toBe(503);
+    await expect(callers.authenticate(`Bearer ${jwt('api-down')}`)).rejects.toMatchObject({ code: 'AUTH_UNAVAILABLE' });
     expect(await status(callers.authenticate(undefined))).toBe(401);
     // Static tokens never reach the cluster.
     await callers.authenticate('Bearer all-merchants');
@@ -99,21 +105,21 @@ describe('CallerAuthenticator', () => {
 
   it('a reviewed token bound to no pod is not a voice agent: 401', async () => {
     const { review } = reviews({ 'controller-token': async () => ({ podName: null, podUid: null, username: 'system:serviceaccount:kube-system:x' }) });
-    const callers = new CallerAuthenticator({ dispatcherTokens: [], agents: new CachedAgentTokens(review, 0), allowUnauthenticated: false });
-    expect(await status(callers.authenticate('Bearer controller-token'))).toBe(401);
+    const callers = new CallerAuthenticator({ dispatcherTokens: [], agents: new CachedAgentTokens(review, { ttlMs: 0 }), allowUnauthenticated: false });
+    expect(await status(callers.authenticate(`Bearer ${jwt('controller-token')}`))).toBe(401);
   });
 
   it('open mode: no API_TOKENS + ALLOW_UNAUTHENTICATED serves requests without a token, but an agent token is still an agent', async () => {
     const { review } = reviews();
-    const callers = new CallerAuthenticator({ dispatcherTokens: [], agents: new CachedAgentTokens(review, 0), allowUnauthenticated: true });
+    const callers = new CallerAuthenticator({ dispatcherTokens: [], agents: new CachedAgentTokens(review, { ttlMs: 0 }), allowUnauthenticated: true });
     expect(await callers.authenticate(undefined)).toEqual({ kind: 'open' });
-    expect(await callers.authenticate('Bearer agent-token')).toEqual({ kind: 'agent', ...AGENT });
+    expect(await callers.authenticate(`Bearer ${jwt('agent-token')}`)).toEqual({ kind: 'agent', ...AGENT });
     expect(await status(callers.authenticate('Bearer forged'))).toBe(401);
     expect(callers.describe()).toMatch(/OPEN/);
   });
 
   it('agent tokens without ALLOW_UNAUTHENTICATED: no token is 401', async () => {
-    const callers = new CallerAuthenticator({ dispatcherTokens: [], agents: new CachedAgentTokens(reviews().review, 0), allowUnauthenticated: false });
+    const callers = new CallerAuthenticator({ dispatcherTokens: [], agents: new CachedAgentTokens(reviews().review, { ttlMs: 0 }), allowUnauthenticated: false });
     expect(await status(callers.authenticate(undefined))).toBe(401);
     expect(callers.describe()).not.toMatch(/OPEN/);
   });
@@ -126,14 +132,14 @@ describe('CallerAuthenticator', () => {
 });
 
 describe('CachedAgentTokens', () => {
-  it('reuses a review for the TTL, then asks again (a deleted pod\'s token stops working)', async () => {
+  it('reuses an accepted review for the TTL, then asks again (a deleted pod\'s token stops working)', async () => {
     let now = 1000;
     let valid = true;
     const asked: string[] = [];
     const cache = new CachedAgentTokens(async (token) => {
       asked.push(token);
       return valid ? AGENT : null;
-    }, 5000, 100, () => now);
+    }, { ttlMs: 5000, maxEntries: 100, now: () => now });
     expect(await cache.verify('agent-token')).toEqual(AGENT);
     valid = false;
     now += 4999;
@@ -143,29 +149,88 @@ describe('CachedAgentTokens', () => {
     expect(asked).toEqual(['agent-token', 'agent-token']);
   });
 
-  it('shares one review between concurrent requests, and does not keep a failed one', async () => {
+  it('keeps a refusal apart and briefly: a token refused then made valid works within seconds, not the accepted TTL', async () => {
+    let now = 1000;
+    let valid = false;
     let calls = 0;
-    let fail = true;
     const cache = new CachedAgentTokens(async () => {
       calls += 1;
-      await new Promise((resolve) => setImmediate(resolve));
-      if (fail) throw new Error('API down');
-      return AGENT;
-    }, 60000);
-    const answers = await Promise.allSettled(Array.from({ length: 10 }, () => cache.verify('agent-token')));
-    expect(answers.every((answer) => answer.status === 'rejected')).toBe(true);
+      return valid ? AGENT : null;
+    }, { ttlMs: 60000, now: () => now });
+    expect(await cache.verify('flipping-token')).toBeNull();
+    valid = true;
+    now += 4999;
+    expect(await cache.verify('flipping-token')).toBeNull();
     expect(calls).toBe(1);
-    fail = false;
-    expect(await cache.verify('agent-token')).toEqual(AGENT);
+    now += 1;
+    expect(await cache.verify('flipping-token')).toEqual(AGENT);
     expect(calls).toBe(2);
+    // Never longer than the accepted TTL either.
+    const short = new CachedAgentTokens(async () => null, { ttlMs: 1000, now: () => now });
+    await short.verify('x');
+    now += 1000;
+    await short.verify('x');
+    expect(short.size).toBe(1);
   });
 
-  it('stays within its bound, dropping the oldest entries, and keys entries by hash, not by token', async () => {
-    const cache = new CachedAgentTokens(async () => null, 60000, 3);
-    for (const token of ['t1', 't2', 't3', 't4', 't5']) await cache.verify(token);
-    expect(cache.size).toBe(3);
-    const keys = [...(cache as unknown as { entries: Map<string, unknown> }).entries.keys()];
-    expect(keys.some((key) => ['t1', 't2', 't3', 't4', 't5'].includes(key))).toBe(false);
+  it('shares one review between concurrent requests (TTL 0 too), and does not keep a failed one', async () => {
+    for (const ttlMs of [60000, 0]) {
+      let calls = 0;
+      let fail = true;
+      const cache = new CachedAgentTokens(async () => {
+        calls += 1;
+        await new Promise((resolve) => setImmediate(resolve));
+        if (fail) throw new Error('API down');
+        return AGENT;
+      }, { ttlMs });
+      const answers = await Promise.allSettled(Array.from({ length: 10 }, () => cache.verify('agent-token')));
+      expect(answers.every((answer) => answer.status === 'rejected')).toBe(true);
+      expect(calls).toBe(1);
+      fail = false;
+      const shared = await Promise.all(Array.from({ length: 10 }, () => cache.verify('agent-token')));
+      expect(shared).toEqual(Array.from({ length: 10 }, () => AGENT));
+      expect(calls).toBe(2);
+    }
+  });
+
+  it('caps distinct reviews in flight: beyond the cap the request fails at once, the cluster is not asked', async () => {
+    const releases: (() => void)[] = [];
+    let calls = 0;
+    const cache = new CachedAgentTokens(async () => {
+      calls += 1;
+      await new Promise<void>((resolve) => releases.push(resolve));
+      return AGENT;
+    }, { ttlMs: 60000, maxInFlight: 3 });
+    const first = ['a', 'b', 'c'].map((token) => cache.verify(token));
+    await expect(cache.verify('d')).rejects.toBeInstanceOf(ReviewsSaturatedError);
+    // A token already in flight joins its review, cap or not.
+    const joined = cache.verify('a');
+    expect(calls).toBe(3);
+    releases.forEach((release) => release());
+    expect(await Promise.all([...first, joined])).toEqual([AGENT, AGENT, AGENT, AGENT]);
+    // Room again once they settle.
+    const next = cache.verify('d');
+    releases[3]();
+    expect(await next).toEqual(AGENT);
+  });
+
+  it('stays within its bound, least recently used out first, and keys entries by hash, not by token', async () => {
+    let now = 0;
+    const cache = new CachedAgentTokens(async (token) => (token.startsWith('ok') ? AGENT : null), { ttlMs: 60000, maxEntries: 3, now: () => now });
+    for (const token of ['t1', 't2', 't3', 't4', 't5', 'ok1', 'ok2', 'ok3']) await cache.verify(token);
+    expect(cache.size).toBe(6);
+    const maps = cache as unknown as { accepted: Map<string, unknown>; refused: Map<string, unknown> };
+    const keys = [...maps.accepted.keys(), ...maps.refused.keys()];
+    expect(keys.some((key) => ['t1', 't2', 't3', 't4', 't5', 'ok1', 'ok2', 'ok3'].includes(key))).toBe(false);
+    // ok1 used again is kept over ok2 when ok4 arrives.
+    now += 1;
+    await cache.verify('ok1');
+    await cache.verify('ok4');
+    const kept = [...maps.accepted.keys()];
+    expect(kept).toHaveLength(3);
+    const digest = (token: string) => createHash('sha256').update(token).digest('base64');
+    expect(kept).toContain(digest('ok1'));
+    expect(kept).not.toContain(digest('ok2'));
   });
 
   it('with a TTL of 0 reviews every request', async () => {
@@ -173,10 +238,29 @@ describe('CachedAgentTokens', () => {
     const cache = new CachedAgentTokens(async () => {
       calls += 1;
       return AGENT;
-    }, 0);
+    }, { ttlMs: 0 });
     await cache.verify('agent-token');
     await cache.verify('agent-token');
     expect(calls).toBe(2);
     expect(cache.size).toBe(0);
+  });
+});
+
+describe('agent token shape', () => {
+  it('only three base64url segments of at most 8 KiB may be reviewed', () => {
+    expect(isJwtShaped(jwt('agent-token'))).toBe(true);
+    for (const token of ['', 'plain', 'a.b', 'a.b.c.d', 'a..c', 'a.b.c=', 'a.b/c.d', `a.b.${'c'.repeat(MAX_AGENT_TOKEN_BYTES)}`]) {
+      expect({ token: token.slice(0, 20), shaped: isJwtShaped(token) }).toEqual({ token: token.slice(0, 20), shaped: false });
+    }
+  });
+
+  it('a flood of garbage tokens is 401 without a single review', async () => {
+    const { review, seen } = reviews();
+    const callers = new CallerAuthenticator({ dispatcherTokens: [], agents: new CachedAgentTokens(review, { ttlMs: 30000 }), allowUnauthenticated: false });
+    for (let index = 0; index < 200; index += 1) {
+      expect(await status(callers.authenticate(`Bearer garbage-${index}`))).toBe(401);
+    }
+    expect(await status(callers.authenticate(`Bearer a.b.${'c'.repeat(MAX_AGENT_TOKEN_BYTES)}`))).toBe(401);
+    expect(seen).toEqual([]);
   });
 });

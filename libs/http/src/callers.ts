@@ -1,10 +1,11 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { CanActivate, ExecutionContext, Injectable, SetMetadata, UseGuards, applyDecorators, createParamDecorator } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import { CallScope, isMerchantId } from '@smart-router/allocation';
 import { ConfigError } from '@smart-router/config';
 import { ApiError } from './api-error';
+import { SecretTable, bearerToken } from './bearer-auth';
 
 // Who calls the allocation API (SPEC 10.1), declared on each route with
 // @Callers and resolved once per request by CallerGuard; handlers receive the
@@ -75,40 +76,117 @@ export interface AgentTokenVerifier {
 /** A review of one token by the cluster: null = not authenticated; throws when the API could not answer. */
 export type AgentTokenReview = (token: string) => Promise<{ podName: string | null; podUid: string | null; username: string } | null>;
 
+/** Longest bearer token sent to a TokenReview; a projected ServiceAccount token is about 1 KiB. */
+export const MAX_AGENT_TOKEN_BYTES = 8192;
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
 /**
- * TokenReview results cached for at most `ttlMs`, keyed by a SHA-256 of the
- * token (never the token), bounded to `maxEntries` (oldest out first).
- * Concurrent requests with one token share one review. A failed review is
- * not cached. A token of a deleted pod stops working within `ttlMs`.
+ * Could `token` be a ServiceAccount token (a JWT: three base64url segments,
+ * at most MAX_AGENT_TOKEN_BYTES)? Anything else is 401 before the cluster is
+ * asked, so garbage tokens cost no TokenReview.
+ */
+export function isJwtShaped(token: string): boolean {
+  return token.length <= MAX_AGENT_TOKEN_BYTES && JWT_SHAPE.test(token);
+}
+
+/** Too many TokenReviews in flight: the request is refused (503 AUTH_UNAVAILABLE), the cluster not asked. */
+export class ReviewsSaturatedError extends Error {
+  constructor(limit: number) {
+    super(`${limit} TokenReviews already in flight`);
+  }
+}
+
+export interface AgentTokenCacheOptions {
+  /** How long an accepted review is reused (AGENT_TOKEN_CACHE_SECONDS); 0 = review every request. */
+  ttlMs: number;
+  /** How long a refusal is reused: short, so a token that becomes valid is not stuck (default min(ttlMs, 5 s)). */
+  refusalTtlMs?: number;
+  /** Entries kept per cache (accepted, refused), least recently used out first. */
+  maxEntries?: number;
+  /** Distinct reviews in flight at once; beyond, 503 AUTH_UNAVAILABLE without asking the cluster. */
+  maxInFlight?: number;
+  now?: () => number;
+}
+
+export const REFUSAL_CACHE_MS = 5000;
+export const MAX_REVIEWS_IN_FLIGHT = 32;
+
+/**
+ * TokenReview results, keyed by a SHA-256 of the token (never the token):
+ * accepted identities reused for at most `ttlMs`, refusals apart and briefly
+ * (`refusalTtlMs`), each cache bounded (least recently used out first).
+ * Concurrent requests with one token share one review (also with a TTL of 0);
+ * at most `maxInFlight` distinct reviews run at once, beyond that the request
+ * fails (503), so a flood of tokens cannot flood the Kubernetes API. A failed
+ * review is not cached. A token of a deleted pod stops working within `ttlMs`.
  */
 export class CachedAgentTokens implements AgentTokenVerifier {
-  private readonly entries = new Map<string, { expiresAt: number; identity: Promise<AgentIdentity | null> }>();
+  private readonly accepted = new Map<string, { expiresAt: number; identity: AgentIdentity }>();
+  private readonly refused = new Map<string, number>();
+  private readonly inFlight = new Map<string, Promise<AgentIdentity | null>>();
+  private readonly ttlMs: number;
+  private readonly refusalTtlMs: number;
+  private readonly maxEntries: number;
+  private readonly maxInFlight: number;
+  private readonly now: () => number;
 
-  constructor(private readonly review: AgentTokenReview, private readonly ttlMs: number, private readonly maxEntries = 10000, private readonly now = () => Date.now()) {}
+  constructor(private readonly review: AgentTokenReview, options: AgentTokenCacheOptions) {
+    this.ttlMs = options.ttlMs;
+    this.refusalTtlMs = Math.min(options.refusalTtlMs ?? REFUSAL_CACHE_MS, options.ttlMs);
+    this.maxEntries = options.maxEntries ?? 10000;
+    this.maxInFlight = options.maxInFlight ?? MAX_REVIEWS_IN_FLIGHT;
+    this.now = options.now ?? (() => Date.now());
+  }
 
+  /** Entries held in both caches. */
   get size(): number {
-    return this.entries.size;
+    return this.accepted.size + this.refused.size;
   }
 
   verify(token: string): Promise<AgentIdentity | null> {
     const key = createHash('sha256').update(token).digest('base64');
     const now = this.now();
-    const cached = this.entries.get(key);
-    if (cached && cached.expiresAt > now) return cached.identity;
-    this.entries.delete(key);
-    const identity = this.review(token).then((reviewed) =>
+    const hit = this.accepted.get(key);
+    if (hit) {
+      this.accepted.delete(key);
+      if (hit.expiresAt > now) {
+        this.accepted.set(key, hit);
+        return Promise.resolve(hit.identity);
+      }
+    }
+    const refusedUntil = this.refused.get(key);
+    if (refusedUntil !== undefined) {
+      this.refused.delete(key);
+      if (refusedUntil > now) {
+        this.refused.set(key, refusedUntil);
+        return Promise.resolve(null);
+      }
+    }
+    const pending = this.inFlight.get(key);
+    if (pending) return pending;
+    if (this.inFlight.size >= this.maxInFlight) return Promise.reject(new ReviewsSaturatedError(this.maxInFlight));
+    const identity = this.review(token).then((reviewed) => {
       // A token that authenticates but names no pod is not a voice agent's (a plain ServiceAccount token).
-      reviewed && reviewed.podName ? { podName: reviewed.podName, podUid: reviewed.podUid, username: reviewed.username } : null,
-    );
-    if (this.ttlMs <= 0) return identity;
-    const entry = { expiresAt: now + this.ttlMs, identity };
-    this.entries.set(key, entry);
-    identity.catch(() => {
-      if (this.entries.get(key) === entry) this.entries.delete(key);
+      const found = reviewed && reviewed.podName ? { podName: reviewed.podName, podUid: reviewed.podUid, username: reviewed.username } : null;
+      const at = this.now();
+      if (found && this.ttlMs > 0) remember(this.accepted, key, { expiresAt: at + this.ttlMs, identity: found }, this.maxEntries);
+      if (!found && this.refusalTtlMs > 0) remember(this.refused, key, at + this.refusalTtlMs, this.maxEntries);
+      return found;
     });
-    while (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
+    this.inFlight.set(key, identity);
+    const settled = () => {
+      if (this.inFlight.get(key) === identity) this.inFlight.delete(key);
+    };
+    identity.then(settled, settled);
     return identity;
   }
+}
+
+/** Sets `key` as the most recent entry of a bounded map (insertion order = recency), dropping the least recent beyond `max`. */
+function remember<V>(map: Map<string, V>, key: string, value: V, max: number): void {
+  map.delete(key);
+  map.set(key, value);
+  while (map.size > max) map.delete(map.keys().next().value as string);
 }
 
 export interface CallerPolicy {
@@ -134,20 +212,20 @@ export class IdentityUnavailableError extends ApiError {
  * ALLOW_UNAUTHENTICATED) every request is served as `open`.
  */
 export class CallerAuthenticator {
-  private readonly tokens: { digest: Buffer; caller: Caller }[];
+  private readonly tokens: SecretTable<Caller>;
   private readonly openWithoutToken: boolean;
   private readonly nothingConfigured: boolean;
 
   constructor(private readonly policy: CallerPolicy) {
-    this.tokens = policy.dispatcherTokens.map((token) => ({ digest: tokenDigest(token.secret), caller: { kind: 'dispatcher', merchants: token.merchants } }));
-    this.nothingConfigured = this.tokens.length === 0 && policy.agents === null;
-    this.openWithoutToken = this.tokens.length === 0 && (policy.agents === null || policy.allowUnauthenticated);
+    this.tokens = new SecretTable(policy.dispatcherTokens.map((token) => ({ secret: token.secret, grant: { kind: 'dispatcher', merchants: token.merchants } as Caller })));
+    this.nothingConfigured = this.tokens.size === 0 && policy.agents === null;
+    this.openWithoutToken = this.tokens.size === 0 && (policy.agents === null || policy.allowUnauthenticated);
   }
 
   /** How the start-up log describes it (counts, never values). */
   describe(): string {
     const scoped = this.policy.dispatcherTokens.filter((token) => token.merchants).length;
-    const parts = [`${this.tokens.length} dispatcher tokens (${scoped} merchant-scoped)`];
+    const parts = [`${this.tokens.size} dispatcher tokens (${scoped} merchant-scoped)`];
     if (this.policy.agents) parts.push('voice-agent ServiceAccount tokens (TokenReview)');
     if (this.openWithoutToken) parts.push('OPEN: requests without a token are served');
     return parts.join(', ');
@@ -160,17 +238,12 @@ export class CallerAuthenticator {
       if (this.openWithoutToken) return { kind: 'open' };
       throw ApiError.unauthorized();
     }
-    const match = /^Bearer\s+(\S+)$/i.exec(presented);
-    if (!match) throw ApiError.unauthorized();
-    const token = match[1];
-    const digest = tokenDigest(token);
-    // Compare against every token so timing does not reveal which one matched.
-    let found: Caller | null = null;
-    for (const candidate of this.tokens) {
-      if (timingSafeEqual(candidate.digest, digest) && !found) found = candidate.caller;
-    }
+    const token = bearerToken(presented);
+    if (token === null) throw ApiError.unauthorized();
+    const [found] = this.tokens.grants(token);
     if (found) return found;
-    if (!this.policy.agents) throw ApiError.unauthorized();
+    // Not a JWT at all: 401 without a TokenReview (a flood of garbage never reaches the cluster).
+    if (!this.policy.agents || !isJwtShaped(token)) throw ApiError.unauthorized();
     let identity: AgentIdentity | null;
     try {
       identity = await this.policy.agents.verify(token);
@@ -180,10 +253,6 @@ export class CallerAuthenticator {
     if (!identity) throw ApiError.unauthorized();
     return { kind: 'agent', ...identity };
   }
-}
-
-function tokenDigest(token: string): Buffer {
-  return createHash('sha256').update(token).digest();
 }
 
 const CALLERS = 'smart-router:callers';

@@ -117,8 +117,9 @@ export class CallAllocator {
    * `allocatedAtMs`: known for a fresh allocation; null reads it from the call
    * record, so a repeat of the same allocation answers the same URL.
    */
-  private wsUrl(allocation: Allocation, callSid: string, allocatedAtMs: number | null): Promise<string> {
-    return this.media.wsUrl({ podName: allocation.podName, callSid, allocationId: allocation.allocationId }, allocatedAtMs);
+  private wsUrl(allocation: Pick<Allocation, 'podName' | 'allocationId'>, callSid: string, allocatedAtMs: number | null): Promise<string> {
+    // Its Redis read fails closed like any other: counted, and a 503 for the caller.
+    return this.redisCall('media_url', 'mediaUrl', callSid, () => this.media.wsUrl({ podName: allocation.podName, callSid, allocationId: allocation.allocationId }, allocatedAtMs));
   }
 
   /**
@@ -149,7 +150,8 @@ export class CallAllocator {
         const outcome = await this.scripts.settleWait(request.callSid, true).catch(() => null);
         if (outcome?.state === 'allocated') {
           const allocation: Allocation = { podName: outcome.podName, podUid: outcome.podUid, tier: outcome.tier, sourcePool: `pool:${outcome.tier}`, wasExisting: false, allocationId: outcome.allocationId, state: outcome.callState };
-          return { ok: true, value: { ...allocation, wsUrl: await this.wsUrl(allocation, request.callSid, null) } };
+          const wsUrl = await this.wsUrl(allocation, request.callSid, null).catch(() => null);
+          if (wsUrl !== null) return { ok: true, value: { ...allocation, wsUrl } };
         }
       }
       return refuse(failure);
@@ -173,6 +175,11 @@ export class CallAllocator {
       }
       this.metrics.allocated(allocation.tier, allocation.wasExisting ? 'existing' : 'allocated', allocation.agentVersion);
       return { ok: true, value: { ...allocation, wsUrl: await this.wsUrl(allocation, request.callSid, allocation.wasExisting ? null : now) } };
+    }
+    // A duplicate of another merchant's waiting request would receive that call's pod and ws_url: refused like a live one.
+    if (result.code === ScriptCode.AlreadyWaiting && scope.merchants && !scope.merchants.includes(result.waitingMerchant ?? '')) {
+      this.metrics.allocated('none', 'merchant_forbidden');
+      return refuse(REFUSALS.merchantForbidden);
     }
     if (result.code === ScriptCode.Queued || result.code === ScriptCode.AlreadyWaiting) {
       // The first request for the call waits its own wait_ms; a duplicate asks for the first one's outcome.
@@ -291,7 +298,7 @@ export class CallAllocator {
     const result = await this.redisCall('rehome', 'rehomeCall', callSid, () => this.scripts.rehome(callSid, fromAllocationId, maxRehomes, 'stream_ended', now));
     if (!result.ok) return result;
     const { rehoming } = result;
-    const wsUrl = await this.media.wsUrl({ podName: rehoming.podName, callSid, allocationId: rehoming.allocationId }, rehoming.repeated ? null : now);
+    const wsUrl = await this.wsUrl(rehoming, callSid, rehoming.repeated ? null : now);
     return { ok: true, rehoming: { ...rehoming, wsUrl } };
   }
 

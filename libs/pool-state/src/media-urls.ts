@@ -26,16 +26,17 @@ export class MediaUrls {
   /**
    * The ws_url of an allocation. `allocatedAtMs` is known for a fresh
    * allocation (the time handed to the script); null means "read it from the
-   * call record" (a repeat, or a hand-off to a waiting request). The
-   * allocation has already succeeded, so a failed read never fails it: the
-   * URL is then signed from now (still valid, merely not byte-identical).
+   * call record" (a repeat, or a hand-off to a waiting request). A failed
+   * read throws: the caller counts it and answers 503 (a Redis error is never
+   * read as "nothing recorded"); the allocation stands, and a retry of the
+   * same call_sid answers it.
    */
   async wsUrl(target: MediaTarget, allocatedAtMs: number | null): Promise<string> {
     if (!this.signer.enabled) return this.baseUrl + this.signer.path(target, 0);
     const now = Date.now();
     let allocatedAt = allocatedAtMs;
     if (allocatedAt === null) {
-      const recorded = await this.redis.hget(this.keys.call(target.callSid), 'allocated_at').catch(() => null);
+      const recorded = await this.redis.hget(this.keys.call(target.callSid), 'allocated_at');
       allocatedAt = recorded !== null && /^\d+$/.test(recorded) ? Number(recorded) : now;
     }
     return this.baseUrl + this.signer.path(target, this.signer.expiryFor(allocatedAt, now));

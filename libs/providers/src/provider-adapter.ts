@@ -9,6 +9,8 @@ export interface ProviderDocument {
   status: number;
   contentType: string;
   body: string;
+  /** Extra response headers (e.g. Retry-After on a 503); never recorded for replays. */
+  headers?: Record<string, string>;
 }
 
 /** An answer webhook, validated: the call to allocate and its merchant ('' = none). */

@@ -28,7 +28,8 @@ export type WaitOutcome =
   | { state: 'timed_out' };
 
 /** `existingMerchant`: the merchant_id of the call found already allocated (was_existing), read in the same script. */
-export type AllocateResult = { ok: true; allocation: Allocation; existingMerchant?: string } | { ok: false; code: ScriptCode };
+/** `waitingMerchant` (AlreadyWaiting only): the merchant_id of the request already waiting for that call_sid. */
+export type AllocateResult = { ok: true; allocation: Allocation; existingMerchant?: string } | { ok: false; code: ScriptCode; waitingMerchant?: string };
 /** The tier config (and so the pool state) is missing: Redis lost its data and a rebuild is due. */
 export class StateMissingError extends Error {
   constructor(operation: string) {
@@ -150,7 +151,7 @@ export type ReplicationLimits = Pick<ScriptLimits, 'replicaAcks' | 'waitTimeoutM
  * A script caller that sends a state-changing script and its WAIT in one
  * pipeline: one round trip, and WAIT covers every write this connection sent
  * before it, so the script's own. A negative reply is a refusal that wrote
- * nothing, so its acknowledgements do not matter. Shared by every typed entry
+ * nothing (a number, or a table whose first element is negative), so its acknowledgements do not matter. Shared by every typed entry
  * point (PoolScripts, FleetScripts), so no state change skips WAIT.
  */
 export function replicatedScript(redis: Redis, name: string, limits: ReplicationLimits): ScriptFn {
@@ -165,7 +166,8 @@ export function replicatedScript(redis: Redis, name: string, limits: Replication
     if (!results) throw new Error(`${name}: pipeline discarded`);
     const [[scriptError, reply], [waitError, acknowledged]] = results as [[Error | null, Reply], [Error | null, number]];
     if (scriptError) throw scriptError;
-    if (typeof reply === 'number' && reply < 0) return reply;
+    // A refusal may carry data ({-10, merchant_id}): still a refusal that wrote nothing.
+    if ((typeof reply === 'number' && reply < 0) || (Array.isArray(reply) && Number(reply[0]) < 0)) return reply;
     if (waitError) throw waitError;
     if (Number(acknowledged) < acks) {
       limits.onNotReplicated?.(name);
@@ -213,6 +215,7 @@ export class PoolScripts {
       input.draw ?? Math.random(), input.caller ?? '',
     );
     if (typeof reply === 'number') return { ok: false, code: reply as ScriptCode };
+    if (Number(reply[0]) === ScriptCode.AlreadyWaiting) return { ok: false, code: ScriptCode.AlreadyWaiting, waitingMerchant: String(reply[1] ?? '') };
     const [, podName, tier, wasExisting, podUid, allocationId, state, agentVersion, existingMerchant] = reply;
     return {
       ok: true,

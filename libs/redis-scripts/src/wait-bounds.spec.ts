@@ -102,7 +102,7 @@ describe('bounded waiting and the per-tier waiter index (scripts)', () => {
     expect(await allocate('gold-newcomer', 'only-gold', LONG_WAIT, capped)).toMatchObject({ ok: true, allocation: { podName: 'voice-agent-0' } });
     // A duplicate of a waiting call shares its outcome, full queue or not.
     const first = [...waiting][0];
-    expect(await allocate(first, '', LONG_WAIT, capped)).toEqual({ ok: false, code: ScriptCode.AlreadyWaiting });
+    expect(await allocate(first, '', LONG_WAIT, capped)).toMatchObject({ ok: false, code: ScriptCode.AlreadyWaiting });
     // A place frees when a waiter leaves: exactly one more may wait.
     expect(await pool.scripts.settleWait(first, true)).toEqual({ state: 'timed_out' });
     expect(await allocate('late-1', '', LONG_WAIT, capped)).toEqual({ ok: false, code: ScriptCode.Queued });

@@ -184,15 +184,17 @@ describe('wait queue and merchant caps (scripts)', () => {
   it('a duplicate call_sid arriving while the first waits shares its outcome, pod or timeout', async () => {
     const holders = await fillEveryPod();
     expect(await allocate('dup', '', LONG_WAIT)).toEqual({ ok: false, code: ScriptCode.Queued });
-    expect(await allocate('dup', '', 0)).toEqual({ ok: false, code: ScriptCode.AlreadyWaiting });
-    expect(await allocate('dup', '', LONG_WAIT)).toEqual({ ok: false, code: ScriptCode.AlreadyWaiting });
+    expect(await allocate('dup', '', 0)).toEqual({ ok: false, code: ScriptCode.AlreadyWaiting, waitingMerchant: '' });
+    expect(await allocate('dup', '', LONG_WAIT)).toEqual({ ok: false, code: ScriptCode.AlreadyWaiting, waitingMerchant: '' });
+    // The answer names the waiting request's merchant, not the duplicate's (a scoped caller is checked against it).
+    expect(await allocate('dup', 'other-merchant', 0)).toEqual({ ok: false, code: ScriptCode.AlreadyWaiting, waitingMerchant: '' });
     expect(await pool.redis.zcard(pool.keys.waitQueue())).toBe(1);
     await pool.scripts.release(holders['voice-agent-1'], 'done');
     expect(await pool.scripts.settleWait('dup')).toMatchObject({ state: 'allocated', podName: 'voice-agent-1' });
     expect(await pool.redis.smembers(pool.keys.podCalls('voice-agent-1'))).toEqual(['dup']);
 
     expect(await allocate('dup-late', '', 100)).toEqual({ ok: false, code: ScriptCode.Queued });
-    expect(await allocate('dup-late', '', 0)).toEqual({ ok: false, code: ScriptCode.AlreadyWaiting });
+    expect(await allocate('dup-late', '', 0)).toEqual({ ok: false, code: ScriptCode.AlreadyWaiting, waitingMerchant: '' });
     await waitFor(async () => (await pool.scripts.settleWait('dup-late')).state === 'timed_out', { what: 'the first request to time out' });
     expect(await pool.scripts.settleWait('dup-late')).toEqual({ state: 'timed_out' });
     await expectConsistent();

@@ -114,6 +114,8 @@ export class ClusterState extends EventEmitter {
   private readonly started = new Set<string>();
   /** ServiceAccount tokens by value (the sim is its own issuer: a token is valid iff it is here). */
   private readonly tokens = new Map<string, SimToken>();
+  /** TokenReviews answered so far (tests count what reaches the API: a flood of garbage tokens must not). */
+  tokenReviews = 0;
 
   constructor(
     readonly namespace: string,
@@ -438,7 +440,9 @@ export class ClusterState extends EventEmitter {
       pod = { name: bound.metadata.name, uid: bound.metadata.uid };
     }
     this.forgetDeadTokens();
-    const token = `sim-sa.${randomBytes(32).toString('base64url')}`;
+    // JWT-shaped like a real projected token (header.claims.signature, base64url): the router reviews nothing else.
+    const segment = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const token = [segment({ alg: 'RS256', kid: 'sim' }), segment({ iss: 'sim', sub: `system:serviceaccount:${this.namespace}:${serviceAccount}`, aud: audiences }), randomBytes(32).toString('base64url')].join('.');
     const expiresAt = Date.now() + Math.min(seconds, 48 * 3600) * 1000;
     this.tokens.set(token, { namespace: this.namespace, serviceAccount, audiences, pod, expiresAt });
     return { token, expirationTimestamp: new Date(expiresAt).toISOString(), audiences };
@@ -446,6 +450,7 @@ export class ClusterState extends EventEmitter {
 
   /** TokenReview: who `token` is, for one of `audiences` (default: the API server). */
   reviewToken(token: string, audiences: string[] = []): TokenReviewStatus {
+    this.tokenReviews += 1;
     const wanted = audiences.length > 0 ? audiences : [API_SERVER_AUDIENCE];
     const found = this.tokens.get(token);
     if (!found || found.expiresAt <= Date.now()) return { authenticated: false, error: 'invalid bearer token, token lookup failed' };

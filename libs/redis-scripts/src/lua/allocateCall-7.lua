@@ -41,7 +41,8 @@
     -8 the merchant has max_calls live calls (waiting requests do not count)
     -9 no pod free: the request joined the wait queue until now + ARGV[10] (Redis clock);
        settleWait tells its outcome
-    -10 the call_sid is already waiting (a provider retry): settleWait tells the first one's outcome
+    {-10, merchant_id} the call_sid is already waiting (a provider retry): settleWait tells the first one's
+       outcome; merchant_id is the waiting request's, so a scoped caller is refused another's call (SPEC 10.1)
     -14 no pod free and the wait queue is full (ARGV[12] waiting in all, or the merchant's max_waiting):
         nothing queued
   Events:
@@ -134,7 +135,7 @@ end
 
 -- >>> wait queue and merchant cap (SPEC 9.1) >>>
 if rcall('EXISTS', P.waiter .. sid) == 1 then
-  return -10
+  return {-10, rcall('HGET', P.waiter .. sid, 'merchant') or ''}
 end
 if merchantAtCap(P, merchant, maxCalls) then
   return -8

@@ -1,0 +1,65 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { SimCluster } from '@smart-router/sim';
+import { PoolFixture, createPoolFixture, sharedRedisUrl } from '@smart-router/testing';
+import { bootstrap } from './main';
+
+/**
+ * SPEC 10.1/10.2: agent tokens are reviewed by the cluster, but a flood of
+ * tokens must not become a flood of TokenReviews. Counted at the simulated
+ * Kubernetes API (tools/sim), with the real @kubernetes/client-node.
+ */
+describe('allocation API agent tokens under a flood (TokenReview load)', () => {
+  let dir: string;
+  let cluster: SimCluster;
+  let pool: PoolFixture;
+  let app: NestFastifyApplication;
+  let base: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sr-token-flood-'));
+    const kubeconfig = join(dir, 'kubeconfig');
+    cluster = await SimCluster.start({ replicas: 1, kubeconfigPath: kubeconfig, timings: { readyDelayMs: 10, terminationDelayMs: 10, recreateDelayMs: 10 } });
+    pool = await createPoolFixture({ url: sharedRedisUrl() });
+    app = await bootstrap({
+      REDIS_URL: sharedRedisUrl(), REDIS_PREFIX: pool.keys.prefix, HTTP_PORT: '0', LOG_LEVEL: 'error', VOICE_AGENT_BASE_URL: 'wss://buddy.example.test',
+      API_TOKENS: 'dispatch-all', AGENT_TOKEN_AUDIENCE: 'smart-router', KUBECONFIG: kubeconfig,
+    });
+    const address = app.getHttpServer().address();
+    base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  });
+  afterAll(async () => {
+    await app.close();
+    await pool.close();
+    await cluster.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const release = async (token: string) => {
+    const response = await fetch(`${base}/api/v1/release`, {
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: '{"call_sid":"flood-none"}',
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+
+  it('1000 distinct garbage tokens (and an oversized JWT-shaped one) are 401 with 0 TokenReviews', async () => {
+    const before = cluster.state.tokenReviews;
+    for (let batch = 0; batch < 20; batch += 1) {
+      const answers = await Promise.all(Array.from({ length: 50 }, (_, index) => release(`garbage-${batch}-${index}-${'x'.repeat(index)}`)));
+      for (const answer of answers) expect(answer).toEqual({ status: 401, body: { error: expect.any(String), code: 'UNAUTHORIZED' } });
+    }
+    expect((await release(`a.b.${'c'.repeat(9000)}`)).status).toBe(401);
+    expect(cluster.state.tokenReviews).toBe(before);
+  });
+
+  it('50 concurrent requests with the same new agent token cause exactly 1 TokenReview', async () => {
+    const token = cluster.podToken('voice-agent-0');
+    const before = cluster.state.tokenReviews;
+    const answers = await Promise.all(Array.from({ length: 50 }, () => release(token)));
+    // Authenticated as the pod: the call is unknown, not the caller.
+    for (const answer of answers) expect(answer).toMatchObject({ status: 404, body: { code: 'CALL_NOT_FOUND' } });
+    expect(cluster.state.tokenReviews - before).toBe(1);
+  });
+});
