@@ -129,6 +129,7 @@ export class AppModule {
             redis, keys, kube, config.namespace, config.fleet.statefulSet,
             new FleetScripts(redis, keys, config.fleet.statefulSet, config.common.streamMaxLen, replication),
             (sts) => new FleetScripts(redis, keys, sts, config.common.streamMaxLen, replication, true), 10000, logger,
+            new RolloutScripts(redis, keys, config.common.streamMaxLen, replication), config.rolloutMoveDeadlineMs,
           ),
         },
         {
