@@ -94,7 +94,7 @@ describe('autoscaler buffer split across versions', () => {
     }
     expect([await replicas('voice-agent'), await replicas('voice-agent-v2')]).toEqual([3, 2]);
     const state = await pool.redis.hgetall(pool.keys.autoscalerState());
-    expect(state).toMatchObject({ 'buffer:voice-agent': '3', 'buffer:voice-agent-v2': '1', 'percent:voice-agent-v2': '25' });
+    expect(state).toMatchObject({ buffer: '3', percent: '75', desired: '3', 'buffer:voice-agent-v2': '1', 'percent:voice-agent-v2': '25', 'desired:voice-agent-v2': '2' });
 
     // 2.0.0 at 0 %: only voice-agent is sized, by the whole buffer (4 free); voice-agent-v2 stays as it is.
     await rollouts.set({ targets: [{ version: '', percent: 100 }, { version: V2, percent: 0 }], assignment: 'random', guardrail: null }, 'test');

@@ -124,8 +124,9 @@ export class FleetService {
     const wanted = target + demand.waiting + settings.buffer - demand.free - demand.starting;
     const desired = Math.min(settings.max_replicas, Math.max(settings.min_replicas, wanted));
     const state = this.keys.autoscalerState();
-    // Under a split, each StatefulSet's figures and surplus clock are fields suffixed `:{sts}` (the primary's too).
-    const suffix = share ? `:${share.statefulSet}` : '';
+    // Under a split, another StatefulSet's figures and surplus clock are fields suffixed `:{sts}`; the
+    // primary keeps the plain ones (admin's GET …/autoscaler reads them).
+    const suffix = share && share.statefulSet !== this.settings.statefulSet ? `:${share.statefulSet}` : '';
     const field = (name: string) => `${name}${suffix}`;
     await this.redis.hset(state, {
       [field('desired')]: desired, [field('free')]: demand.free, [field('waiting')]: demand.waiting, [field('starting')]: demand.starting,
