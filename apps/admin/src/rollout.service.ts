@@ -131,8 +131,8 @@ export class AdminRolloutService {
    * Sends 100 % of new calls to `version` from the next allocation (a new
    * revision, event rollout.promoted); the other targets stay known at 0 %.
    * Built on the live revision with a compare-and-set, so a concurrent PUT is
-   * never overwritten unseen. Then asks the reconciler to move replicas
-   * call-safely to the version (rollout:move; apps/reconciler/src/rollout-move.ts).
+   * never overwritten unseen. The same script step writes the replica move
+   * the reconciler carries out call-safely (rollout:move; apps/reconciler/src/rollout-move.ts).
    */
   promote(body: unknown): Promise<RolloutView> {
     const version = (body as { version?: unknown } | null)?.version;
@@ -142,11 +142,17 @@ export class AdminRolloutService {
     if (typeof version !== 'string' || !VERSION.test(version)) throw ApiError.badRequest('version must be a Kubernetes label value', 'INVALID_VERSION');
     return this.guard(async () => {
       for (let attempt = 1; attempt <= PROMOTE_ATTEMPTS; attempt += 1) {
-        const [raw, known] = await Promise.all([this.redis.get(this.keys.rollout()), this.redis.sismember(this.keys.versions(), version)]);
+        // A version with no pod now and no StatefulSet the reconciler learned (rollout:statefulsets)
+        // could never get a replica: its move would wait forever with the autoscaler paused. 409, nothing changed.
+        const [raw, pods, statefulSet] = await Promise.all([
+          this.redis.get(this.keys.rollout()),
+          this.redis.scard(this.keys.versionPods(version)),
+          this.redis.hexists(this.keys.versionStatefulSets(), version),
+        ]);
         const live = parseStoredRollout(raw);
         const others = (live?.targets ?? []).filter((target) => target.version !== version);
-        if (known === 0 && others.length === (live?.targets.length ?? 0)) {
-          throw new ApiError(404, 'UNKNOWN_VERSION', `no pod carries version ${JSON.stringify(version)} and no rollout target names it`);
+        if (pods === 0 && statefulSet === 0) {
+          throw new ApiError(409, 'UNKNOWN_VERSION', `no pod carries version ${JSON.stringify(version)} and no StatefulSet of it is known: nothing could serve it`);
         }
         const spec: RolloutSpec = {
           targets: [{ version, percent: 100 }, ...others.slice(0, MAX_ROLLOUT_VERSIONS - 1).map((target) => ({ version: target.version, percent: 0 }))],
@@ -154,10 +160,7 @@ export class AdminRolloutService {
           guardrail: live?.guardrail ?? null,
         };
         const stored = await this.scripts.setIfLive(spec, live?.revision ?? 0, 'admin: POST /api/v1/admin/rollout/promote', 'rollout.promoted');
-        if (stored !== ScriptCode.ConfigChanged) {
-          if (typeof stored !== 'number') await this.scripts.requestMove(stored);
-          return this.view();
-        }
+        if (stored !== ScriptCode.ConfigChanged) return this.view();
       }
       throw ApiError.unavailable('the rollout keeps changing, retry', 'CONFIG_CHANGING');
     });
@@ -168,7 +171,6 @@ export class AdminRolloutService {
     return this.guard(async () => {
       const stored = await this.scripts.rollback('admin: POST /api/v1/admin/rollout/rollback');
       if (stored === ScriptCode.NoPreviousRevision) throw new ApiError(409, 'NO_PREVIOUS_REVISION', 'the live rollout has no previous revision to return to');
-      if (typeof stored !== 'number') await this.scripts.requestMove(stored);
       return this.view();
     });
   }

@@ -114,12 +114,40 @@ describe('admin rollout API', () => {
     expect(events.map(([, fields]) => fields[fields.indexOf('type') + 1])).toEqual(['rollout.updated', 'rollout.promoted', 'rollout.rolled_back']);
 
     // Refusals change nothing.
-    expect(await promote({ version: 'v9' })).toMatchObject({ status: 404, body: { code: 'UNKNOWN_VERSION' } });
+    expect(await promote({ version: 'v9' })).toMatchObject({ status: 409, body: { code: 'UNKNOWN_VERSION' } });
     expect(await promote({ version: 'v2', extra: 1 })).toMatchObject({ status: 400, body: { code: 'INVALID_BODY' } });
     expect(await promote({ version: 'not a label' })).toMatchObject({ status: 400, body: { code: 'INVALID_VERSION' } });
     expect(await promote({ version: 'v2' }, 'view-token-123456')).toMatchObject({ status: 403 });
     expect(await rollback('view-token-123456')).toMatchObject({ status: 403 });
     expect(await pool.redis.hlen(pool.keys.rolloutRevisions())).toBe(3);
+  });
+
+  it('the move is written with its revision in one step: racing promotes leave the live revision its own move, a PUT clears it, an unknown version changes nothing', async () => {
+    const post = (path: string, body?: unknown) => fetch(`${base}/api/v1/admin/rollout/${path}`, { method: 'POST', headers: { authorization: 'Bearer op-token-123456', ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, body: body === undefined ? undefined : JSON.stringify(body) })
+      .then(async (response) => ({ status: response.status, body: (await response.json()) as Record<string, any> })); // eslint-disable-line @typescript-eslint/no-explicit-any
+    // v3 is a target but no pod carries it and no StatefulSet of it is known: a promote would wait forever.
+    expect((await call('PUT', { targets: [{ version: 'v1', percent: 90 }, { version: 'v3', percent: 10 }], assignment: 'random' })).status).toBe(200);
+    const moveOf = async () => JSON.parse((await pool.redis.get(pool.keys.rolloutMove())) ?? 'null');
+    expect(await post('promote', { version: 'v3' })).toMatchObject({ status: 409, body: { code: 'UNKNOWN_VERSION' } });
+    expect(await pool.redis.hlen(pool.keys.rolloutRevisions())).toBe(1);
+    expect(await moveOf()).toBeNull();
+    // Once a StatefulSet of it is known (the reconciler learned it), the promote is taken.
+    await pool.redis.hset(pool.keys.versionStatefulSets(), 'v3', 'voice-agent-v3');
+    expect((await post('promote', { version: 'v3' })).status).toBe(200);
+    expect(await moveOf()).toMatchObject({ version: 'v3', revision: 2 });
+
+    // Racing promotes: whichever revision is live holds the move to its own version.
+    for (let round = 0; round < 5; round += 1) {
+      const answers = await Promise.all([post('promote', { version: 'v1' }), post('promote', { version: 'v2' }), post('rollback')]);
+      for (const answer of answers) expect(answer.status).toBe(200);
+      const live = JSON.parse((await pool.redis.get(pool.keys.rollout()))!);
+      const whole = live.targets.find((target: { percent: number }) => target.percent === 100);
+      expect(await moveOf()).toMatchObject({ version: whole.version, revision: live.revision });
+    }
+
+    // A plain PUT moves no replicas: it clears the pending move.
+    expect((await call('PUT', { targets: [{ version: 'v1', percent: 100 }], assignment: 'random' })).status).toBe(200);
+    expect(await moveOf()).toBeNull();
   });
 
   it.each([

@@ -103,7 +103,8 @@ export class AppModule {
           provide: FleetService,
           inject: [STATE_REDIS, KubeConfig],
           useFactory: (redis: Redis, kube: KubeConfig) =>
-            new FleetService(redis, keys, new FleetScripts(redis, keys, config.fleet.statefulSet, config.common.streamMaxLen, replication), kube, config.namespace, config.fleet, 10000, logger),
+            new FleetService(redis, keys, new FleetScripts(redis, keys, config.fleet.statefulSet, config.common.streamMaxLen, replication), kube, config.namespace, config.fleet, 10000, logger,
+              (sts) => new FleetScripts(redis, keys, sts, config.common.streamMaxLen, replication, true)),
         },
         {
           provide: LivenessJob,
@@ -129,6 +130,7 @@ export class AppModule {
             redis, keys, kube, config.namespace, config.fleet.statefulSet,
             new FleetScripts(redis, keys, config.fleet.statefulSet, config.common.streamMaxLen, replication),
             (sts) => new FleetScripts(redis, keys, sts, config.common.streamMaxLen, replication, true), 10000, logger,
+            new RolloutScripts(redis, keys, config.common.streamMaxLen, replication), config.rolloutMoveDeadlineMs,
           ),
         },
         {

@@ -96,6 +96,8 @@ describe('rollout guardrail job', () => {
       return record;
     });
     expect(events.filter((event) => event.type === 'rollout.rolled_back')).toEqual([expect.objectContaining({ revision: '3', previous: '2', cause: 'guardrail' })]);
+    // Like POST …/rollback: the same step wrote the replica move back to the version at 100 %.
+    expect(JSON.parse((await pool.redis.get(pool.keys.rolloutMove()))!)).toMatchObject({ version: 'v1', revision: 3 });
     // Held: the guardrail's own rollback is not judged again, however long the jobs run.
     const report = await job.run();
     expect(report).toEqual({ verdict: expect.objectContaining({ state: 'held', revision: 3 }), rolledBackTo: null });

@@ -20,6 +20,8 @@ export interface ReconcilerConfig {
   fleet: FleetSettings;
   /** Voice-agent liveness (SPEC 11). */
   liveness: LivenessSettings;
+  /** ROLLOUT_MOVE_DEADLINE_SECONDS in ms: a promote's or rollback's replica move whose version has had no pod this long is abandoned (SPEC 12). */
+  rolloutMoveDeadlineMs: number;
   /** Re-homing a dead agent's live calls through the providers' REST APIs (SPEC 11 "Recovery"); null = off. */
   rehome: RehomeSettings | null;
 }
@@ -97,6 +99,7 @@ export function readReconcilerConfig(env = new EnvReader()): ReconcilerConfig {
     otlpEndpoint: env.optionalString('OTEL_EXPORTER_OTLP_ENDPOINT'),
     fleet: readFleetSettings(env),
     liveness: readLivenessSettings(env),
+    rolloutMoveDeadlineMs: env.int('ROLLOUT_MOVE_DEADLINE_SECONDS', 600, { min: 1, max: 86400 }) * 1000,
     rehome: readRehomeSettings(env),
   };
 }

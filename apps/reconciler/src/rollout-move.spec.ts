@@ -4,14 +4,14 @@ import { join } from 'node:path';
 import { AppsV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { readFleetSettings, EnvReader } from '@smart-router/config';
 import { FleetScripts, RolloutScripts } from '@smart-router/redis-scripts';
-import { RolloutRevision } from '@smart-router/allocation';
 import { SimCluster } from '@smart-router/sim';
 import { PoolFixture, createPoolFixture, sharedRedisUrl, waitFor } from '@smart-router/testing';
 import { FleetService } from './fleet.service';
-import { RolloutMover } from './rollout-move';
+import { RolloutMove, RolloutMover } from './rollout-move';
 
 const NS = 'voice-system';
 const V2 = '2.0.0';
+const DEADLINE_MS = 60_000;
 
 /**
  * Promote moves replicas call-safely (SPEC 12) against a real Redis and the
@@ -50,9 +50,9 @@ describe('rollout replica move (promote, call-safe)', () => {
     await sync();
     const settings = readFleetSettings(new EnvReader({}));
     fleet = new FleetService(pool.redis, pool.keys, new FleetScripts(pool.redis, pool.keys, 'voice-agent', 1000), kube, NS, settings, 10000, logger);
-    mover = new RolloutMover(pool.redis, pool.keys, kube, NS, 'voice-agent', new FleetScripts(pool.redis, pool.keys, 'voice-agent', 1000),
-      (sts) => new FleetScripts(pool.redis, pool.keys, sts, 1000, {}, true), 10000, logger);
     rollouts = new RolloutScripts(pool.redis, pool.keys, 1000);
+    mover = new RolloutMover(pool.redis, pool.keys, kube, NS, 'voice-agent', new FleetScripts(pool.redis, pool.keys, 'voice-agent', 1000),
+      (sts) => new FleetScripts(pool.redis, pool.keys, sts, 1000, {}, true), 10000, logger, rollouts, DEADLINE_MS);
   });
   afterEach(async () => {
     if (timer) clearInterval(timer);
@@ -112,7 +112,6 @@ describe('rollout replica move (promote, call-safe)', () => {
     await allocate('CA-v1-a');
     await allocate('CA-v1-b');
     const promoted = await rollouts.setIfLive({ targets: [{ version: V2, percent: 100 }, { version: '', percent: 0 }], assignment: 'random', guardrail: null }, 1, 'test', 'rollout.promoted');
-    await rollouts.requestMove(promoted as RolloutRevision);
     schedule();
     await waitFor(async () => (await replicas('voice-agent-v2')) === 3, { timeoutMs: 10000, what: '2.0.0 scaled up to 3' });
     await waitFor(async () => (await pool.redis.sismember(pool.keys.pods(), 'voice-agent-v2-2')) === 1, { timeoutMs: 10000, what: 'the new 2.0.0 pods recorded' });
@@ -123,7 +122,6 @@ describe('rollout replica move (promote, call-safe)', () => {
 
     // Roll back while v1 still drains: its pods take calls again at once, 2.0.0 drains instead.
     const back = await rollouts.rollback('test');
-    await rollouts.requestMove(back as RolloutRevision);
     expect(back).toMatchObject({ targets: [{ version: '', percent: 100 }, { version: V2, percent: 0 }] });
     const all = ['CA-v1-a', 'CA-v1-b', 'CA-v2-0', 'CA-v2-1', 'CA-v2-2'];
     await waitFor(async () => (await replicas('voice-agent')) === 3, { timeoutMs: 10000, what: 'v1 scaled back up to cover (3)' });
@@ -147,9 +145,8 @@ describe('rollout replica move (promote, call-safe)', () => {
     const held = [await allocate('CA-v1-a'), await allocate('CA-v1-b')];
     expect(held.map((call) => [call.podName, call.agentVersion]).sort()).toEqual([['voice-agent-0', ''], ['voice-agent-1', '']]);
 
-    // Promote, as admin's POST …/promote does it: a new revision, then the move.
-    const stored = await rollouts.setIfLive({ targets: [{ version: V2, percent: 100 }, { version: '', percent: 0 }], assignment: 'random', guardrail: null }, 1, 'test', 'rollout.promoted');
-    await rollouts.requestMove(stored as RolloutRevision);
+    // Promote, as admin's POST …/promote does it: a new revision and its move, in one step.
+    await rollouts.setIfLive({ targets: [{ version: V2, percent: 100 }, { version: '', percent: 0 }], assignment: 'random', guardrail: null }, 1, 'test', 'rollout.promoted');
     expect((await allocate('CA-v2-first')).agentVersion).toBe(V2);
     schedule();
 
@@ -179,5 +176,30 @@ describe('rollout replica move (promote, call-safe)', () => {
     const events = (await pool.redis.xrange(pool.keys.fleetStream(), '-', '+')).map(([, fields]) => fields[fields.indexOf('type') + 1]);
     expect(events).toEqual(expect.arrayContaining(['fleet.scale_requested', 'fleet.scale_down_committed', 'fleet.scaled']));
     expect(await pool.scripts.checkInvariants()).toEqual([]);
+  }, 30000);
+  it('a move is compare-and-set on its revision, and one whose version has no pod past the deadline is abandoned with an event', async () => {
+    await rollouts.set({ targets: [{ version: '', percent: 90 }, { version: 'v9', percent: 10 }], assignment: 'random', guardrail: null }, 'test');
+    // v9 has a StatefulSet on record (learned once) but no pod: its move can never reach a pod.
+    await pool.redis.hset(pool.keys.versionStatefulSets(), 'v9', 'voice-agent-v9');
+    const stored = await rollouts.setIfLive({ targets: [{ version: 'v9', percent: 100 }, { version: '', percent: 0 }], assignment: 'random', guardrail: null }, 1, 'test', 'rollout.promoted');
+    const move = async () => JSON.parse((await pool.redis.get(pool.keys.rolloutMove())) ?? 'null') as RolloutMove | null;
+    const first = (await move())!;
+    expect(first).toMatchObject({ version: 'v9', revision: (stored as { revision: number }).revision });
+
+    // A step that read an older revision's move neither rewrites nor deletes this one.
+    expect(await rollouts.settleMove(first.revision - 1, 'update', { cover: 99 })).toBe(false);
+    expect(await rollouts.settleMove(first.revision - 1, 'done')).toBe(false);
+    expect(await rollouts.settleMove(first.revision - 1, 'abandon', {}, 'stale')).toBe(false);
+    expect(await move()).toEqual(first);
+
+    // Before the deadline the move waits (and the autoscaler stays paused); after it, abandoned with its event.
+    expect(await mover.tick(first.at + DEADLINE_MS - 1)).toMatchObject({ state: expect.stringMatching(/waiting|moving/) });
+    expect(await pool.redis.exists(pool.keys.rolloutMove())).toBe(1);
+    expect(await mover.tick(first.at + DEADLINE_MS + 1)).toEqual({ state: 'abandoned' });
+    expect(await move()).toBeNull();
+    const events = (await pool.redis.xrange(pool.keys.fleetStream(), '-', '+')).map(([, fields]) => Object.fromEntries(fields.flatMap((_, i) => (i % 2 === 0 ? [[fields[i], fields[i + 1]]] : []))));
+    expect(events.find((event) => event.type === 'rollout.move_abandoned')).toMatchObject({ revision: String(first.revision), version: 'v9' });
+    // Nothing scaled v1 (the primary) down meanwhile: the move never reached a pod of v9.
+    expect(await replicas('voice-agent')).toBe(2);
   }, 30000);
 });

@@ -4,15 +4,23 @@ import { AppsV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kuberne
 import { LoggerService } from '@nestjs/common';
 import { parseStoredRollout } from '@smart-router/allocation';
 import { RedisKeys } from '@smart-router/redis-keys';
-import { FleetScripts } from '@smart-router/redis-scripts';
+import { FleetScripts, RolloutScripts } from '@smart-router/redis-scripts';
 
-/** rollout:move as promote and rollback write it (RolloutScripts.requestMove); `cover` is set by the first step. */
+/**
+ * rollout:move as promote and rollback write it (setRollout-4.lua, in the
+ * same step as their revision); `cover` is set by the first step, `seen_at`
+ * is the last step that saw a pod of the version (the move's deadline).
+ */
 export interface RolloutMove {
   version: string;
   revision: number;
   at: number;
   cover?: number;
+  seen_at?: number;
 }
+
+/** ROLLOUT_MOVE_DEADLINE_SECONDS' default: a move whose version has had no pod for 10 minutes is abandoned. */
+export const DEFAULT_MOVE_DEADLINE_MS = 600_000;
 
 export interface MoveReport {
   state: 'none' | 'abandoned' | 'waiting' | 'moving' | 'done';
@@ -39,9 +47,18 @@ const POD_NAME = /^(.+)-(\d+)$/;
  * records the watcher sends carry labels, not owner references), learned
  * every step from version:pods:{version} and kept in rollout:statefulsets, so
  * a version scaled to 0 can be scaled back (a rollback after a promote).
- * A version never seen with a pod cannot be scaled up: the move waits.
- * The move ends when every set reached its target; a later split (the live
- * revision is no longer the move's) abandons it where it stands.
+ * A version never seen with a pod cannot be scaled up: the move waits, but
+ * not forever (admin refuses to promote a version with no pod and no known
+ * StatefulSet, 409 UNKNOWN_VERSION; and a version may lose its pods or never
+ * get Ready ones): once the version has had no pod known to the router for
+ * `deadlineMs` (ROLLOUT_MOVE_DEADLINE_SECONDS, counted from the move's start
+ * or the last step that saw one), the move is abandoned where it stands with
+ * a rollout.move_abandoned event, and the autoscaler, paused while a move
+ * exists, resumes. The move ends when every set reached its target; a later
+ * split replaces or deletes the move in its own step (setRollout-4.lua).
+ * Every write of the move (cover, seen_at, done, abandoned) is
+ * compare-and-set on its revision (settleRolloutMove-2.lua): a step that read
+ * an older move never overwrites nor deletes a newer promote's.
  */
 export class RolloutMover {
   private readonly apps: AppsV1Api;
@@ -57,6 +74,8 @@ export class RolloutMover {
     private readonly scriptsOf: (statefulSet: string) => FleetScripts,
     private readonly lockTtlMs: number,
     private readonly logger: LoggerService,
+    private readonly rollouts: RolloutScripts,
+    private readonly deadlineMs = DEFAULT_MOVE_DEADLINE_MS,
   ) {
     this.apps = kube.makeApiClient(AppsV1Api);
   }
@@ -69,7 +88,19 @@ export class RolloutMover {
     const move = JSON.parse(raw) as RolloutMove;
     const live = parseStoredRollout(await this.redis.get(k.rollout()));
     if (!live || live.revision !== move.revision) {
-      await this.finish(raw);
+      // setRollout replaces the move with its revision, so only a lost live document leaves one behind.
+      await this.rollouts.settleMove(move.revision, 'abandon', {}, 'its revision is no longer live', now);
+      return { state: 'abandoned' };
+    }
+    const hasPods = (await this.redis.scard(k.versionPods(move.version))) > 0;
+    if (hasPods) {
+      // Seen now: written at most once a second (a step runs every second or two).
+      if (now - (move.seen_at ?? 0) >= 1000 && (await this.rollouts.settleMove(move.revision, 'update', { seen_at: now }, '', now))) move.seen_at = now;
+    } else if (now - (move.seen_at ?? move.at) > this.deadlineMs) {
+      const reason = `version ${JSON.stringify(move.version)} had no pod for ${Math.round(this.deadlineMs / 1000)} s`;
+      if (await this.rollouts.settleMove(move.revision, 'abandon', {}, reason, now)) {
+        this.logger.warn(`rollout move of revision ${move.revision} abandoned: ${reason}; the autoscaler resumes`, 'Rollout');
+      }
       return { state: 'abandoned' };
     }
     const map = await this.redis.hgetall(k.versionStatefulSets());
@@ -81,24 +112,37 @@ export class RolloutMover {
     const sets = [...new Set([promoted, ...Object.values(map)])];
     const replicas: Record<string, number> = {};
     const planned: Record<string, number> = {};
+    const promotedReplicas = await this.readReplicas(promoted);
+    if (promotedReplicas === null) {
+      // Its StatefulSet was deleted since its pods were seen: nothing to scale up (the deadline abandons the move).
+      this.logger.warn(`rollout move: StatefulSet ${promoted} of version ${JSON.stringify(move.version)} does not exist`, 'Rollout');
+      return { state: 'waiting' };
+    }
     for (const sts of sets) {
-      replicas[sts] = await this.readReplicas(sts);
+      replicas[sts] = sts === promoted ? promotedReplicas : ((await this.readReplicas(sts)) ?? 0);
       const target = await this.redis.hget(this.scripts(sts).planKey(), 'target');
       planned[sts] = target === null ? replicas[sts] : Number(target);
     }
     if (move.cover === undefined) {
       move.cover = Math.max(1, sets.reduce((sum, sts) => sum + planned[sts], 0));
-      await this.redis.set(k.rolloutMove(), JSON.stringify(move));
+      // A newer promote or rollback replaced the move meanwhile: its own step sizes it.
+      if (!(await this.rollouts.settleMove(move.revision, 'update', { cover: move.cover }, '', now))) return { state: 'abandoned' };
     }
     const report: NonNullable<MoveReport['sets']> = {};
     let done = true;
     for (const sts of sets) {
       const target = sts === promoted ? Math.max(move.cover, planned[sts] ?? 0) : 0;
       report[sts] = { replicas: replicas[sts], target };
+      // The others are lowered only once the version has a pod: a move that never reaches
+      // one (abandoned at its deadline) leaves the fleet serving as it was.
+      if (sts !== promoted && !hasPods) {
+        done = false;
+        continue;
+      }
       if (!(await this.drive(sts, replicas[sts], planned[sts], target, `rollout: revision ${move.revision} moves replicas to version ${JSON.stringify(move.version)}`, now))) done = false;
     }
     if (done) {
-      await this.finish(JSON.stringify(move));
+      await this.rollouts.settleMove(move.revision, 'done', {}, '', now);
       this.logger.log(`rollout move to version ${JSON.stringify(move.version)} done`, 'Rollout');
       return { state: 'done', sets: report };
     }
@@ -137,13 +181,13 @@ export class RolloutMover {
     }
   }
 
-  private async readReplicas(sts: string): Promise<number> {
+  /** spec.replicas; null for a StatefulSet that does not exist (deleted since: it holds no replica). */
+  private async readReplicas(sts: string): Promise<number | null> {
     try {
       const scale = await this.apps.readNamespacedStatefulSetScale({ name: sts, namespace: this.namespace });
       return scale.spec?.replicas ?? 0;
     } catch (error) {
-      // A StatefulSet deleted since: it holds no replica.
-      if ((error as { code?: number }).code === 404) return 0;
+      if ((error as { code?: number }).code === 404) return null;
       throw error;
     }
   }
@@ -156,14 +200,5 @@ export class RolloutMover {
       const match = name ? POD_NAME.exec(name) : null;
       if (match) await this.redis.hset(this.keys.versionStatefulSets(), version, match[1]);
     }
-  }
-
-  /** Deletes the move if it is still `raw` (a newer promote's move stays). */
-  private async finish(raw: string): Promise<void> {
-    const key = this.keys.rolloutMove();
-    if ((await this.redis.get(key)) !== raw) return;
-    // A promote landing between the read and the delete writes a new move, which this deletes only if
-    // byte-identical (same revision): the next promote or rollback asks again.
-    await this.redis.del(key);
   }
 }

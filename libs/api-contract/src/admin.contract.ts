@@ -269,7 +269,7 @@ export const adminRoutes = {
     responses: {
       200: { description: 'stored: the GET document of the new revision', schema: RolloutView },
       400: errorResponse('invalid body', 'INVALID_BODY', 'INVALID_VERSION'),
-      404: errorResponse('no pod carries the version and no target names it', 'UNKNOWN_VERSION'),
+      409: errorResponse('no pod carries the version and no StatefulSet of it is known (nothing changed)', 'UNKNOWN_VERSION'),
       ...operatorErrors,
       503: errorResponse('Redis unavailable, or the rollout kept changing under concurrent updates: retry', 'REDIS_UNAVAILABLE', 'NOT_REPLICATED', 'CONFIG_CHANGING'),
     },

@@ -43,7 +43,7 @@
  * | fleet:removing               | SET    | pod names carrying a removal mark                        |
  * | fleet:plan:{sts}             | HASH   | the fleet plan of another agent StatefulSet (a rollout's replica move) |
  * | fleet:removing:{sts}         | SET    | its pod names carrying a removal mark                    |
- * | rollout:move                 | STRING | the replica move of a promote or rollback: version, revision, at, cover |
+ * | rollout:move                 | STRING | the replica move of a promote or rollback: version, revision, at, cover, seen_at |
  * | rollout:statefulsets         | HASH   | version -> StatefulSet name (from pod names `{sts}-{ordinal}`) |
  * | fleet:lock                   | STRING | token of the reconciler running the fleet step (one decision at a time) |
  * | autoscaler:config            | STRING | autoscaler settings JSON (PUT /api/v1/admin/autoscaler)   |
@@ -189,7 +189,7 @@ export class RedisKeys {
   fleetRemovingOf(statefulSet: string): string {
     return `${this.prefix}fleet:removing:${statefulSet}`;
   }
-  /** The replica move a promote or rollback asked for (SPEC 12): JSON {version, revision, at, cover}; absent = none. */
+  /** The replica move a promote or rollback asked for (SPEC 12; setRollout-4, settleRolloutMove-2): JSON {version, revision, at, cover, seen_at}; absent = none. */
   rolloutMove(): string {
     return `${this.prefix}rollout:move`;
   }

@@ -20,14 +20,14 @@ export class RolloutScripts {
     return (await this.write(JSON.stringify(rollout), reason, event, '', false, now)) as RolloutRevision;
   }
 
-  /** Like set, only if `basedOn` is still the live revision (0 = none): ConfigChanged otherwise. */
+  /** Like set, only if `basedOn` is still the live revision (0 = none): ConfigChanged otherwise. A promote (event rollout.promoted) writes its replica move in the same step. */
   async setIfLive(rollout: RolloutSpec, basedOn: number, reason: string, event: string, now = Date.now()): Promise<RolloutRevision | ScriptCode> {
-    return this.write(JSON.stringify(rollout), reason, event, String(basedOn), false, now);
+    return this.write(JSON.stringify(rollout), reason, event, String(basedOn), false, now, '', event === 'rollout.promoted');
   }
 
   /** Stores the live revision's previous split again as a new revision: NoPreviousRevision when there is none. */
   async rollback(reason: string, now = Date.now()): Promise<RolloutRevision | ScriptCode> {
-    return this.write('', reason, 'rollout.rolled_back', '', true, now);
+    return this.write('', reason, 'rollout.rolled_back', '', true, now, '', true);
   }
 
   /**
@@ -36,26 +36,32 @@ export class RolloutScripts {
    * cause=guardrail on its rollout.rolled_back event.
    */
   async guardrailRollback(judged: number, reason: string, now = Date.now()): Promise<RolloutRevision | ScriptCode> {
-    return this.write('', reason, 'rollout.rolled_back', String(judged), true, now, 'guardrail');
+    return this.write('', reason, 'rollout.rolled_back', String(judged), true, now, 'guardrail', true);
   }
 
   /**
-   * After a promote or rollback (SPEC 12): when the stored split sends 100 %
-   * to one version, asks the reconciler to move replicas to it call-safely
-   * (rollout:move, carried out by its fleet step); otherwise withdraws any
-   * pending move (a split that keeps several versions moves no replicas).
-   * A move whose revision is no longer live is abandoned by the reconciler.
+   * Merges `fields` into the replica move of `revision` ('update'), deletes
+   * it ('done'), or deletes it with a rollout.move_abandoned event
+   * ('abandon'): only while rollout:move is still that revision's, so a move
+   * a newer promote or rollback wrote is never touched. True when applied.
    */
-  async requestMove(stored: RolloutRevision, now = Date.now()): Promise<void> {
-    const whole = stored.targets.find((target) => target.percent === 100);
-    if (whole) await this.redis.set(this.keys.rolloutMove(), JSON.stringify({ version: whole.version, revision: stored.revision, at: now }));
-    else await this.redis.del(this.keys.rolloutMove());
+  async settleMove(revision: number, operation: 'update' | 'done' | 'abandon', fields: { cover?: number; seen_at?: number } = {}, reason = '', now = Date.now()): Promise<boolean> {
+    const k = this.keys;
+    const reply = await replicatedScript(this.redis, 'settleRolloutMove', this.replication)(
+      k.rolloutMove(), k.fleetStream(), revision, operation, fields.cover ?? '', fields.seen_at ?? '', now, this.streamMaxLen, reason,
+    );
+    return Number(reply) === 1;
   }
 
-  private async write(rollout: string, reason: string, event: string, basedOn: string, rollback: boolean, now: number, cause = ''): Promise<RolloutRevision | ScriptCode> {
+  /**
+   * `move`: a promote or rollback, whose replica move (rollout:move) the
+   * script writes in the same step as the revision (SPEC 12: a plain PUT
+   * moves no replicas, and clears any pending move).
+   */
+  private async write(rollout: string, reason: string, event: string, basedOn: string, rollback: boolean, now: number, cause = '', move = false): Promise<RolloutRevision | ScriptCode> {
     const k = this.keys;
     const reply = await replicatedScript(this.redis, 'setRollout', this.replication)(
-      k.rollout(), k.rolloutRevisions(), k.fleetStream(), rollout, now, this.streamMaxLen, reason, event, basedOn, rollback ? '1' : '', cause,
+      k.rollout(), k.rolloutRevisions(), k.fleetStream(), k.rolloutMove(), rollout, now, this.streamMaxLen, reason, event, basedOn, rollback ? '1' : '', cause, move ? '1' : '',
     );
     if (typeof reply === 'number') return reply as ScriptCode;
     return JSON.parse(String((reply as (string | number)[])[3])) as RolloutRevision;

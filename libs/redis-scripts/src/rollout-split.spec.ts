@@ -134,6 +134,36 @@ describe('versioned fleets: the split inside allocateCall', () => {
     }
   });
 
+  it('hands a waiter a pod only of a version the rollout serves, stamped and counted like an allocation', async () => {
+    const revision = await split(0);
+    // Every v1 pod busy: the next request waits (v2, at 0 %, gets no new call).
+    const held: string[] = [];
+    let queued = '';
+    for (let index = 0; index < 60 && !queued; index += 1) {
+      const result = await pool.scripts.allocate({ callSid: `CA-h-${index}`, merchantId: '', provider: 'twilio', metadata: '', refuseTombstoned: false, waitMs: 5000 });
+      if (result.ok) {
+        expect(result.allocation.agentVersion).toBe('v1');
+        held.push(`CA-h-${index}`);
+      } else {
+        expect(result.code).toBe(ScriptCode.Queued);
+        queued = `CA-h-${index}`;
+      }
+    }
+    expect(queued).not.toBe('');
+    const allocationsBefore = Number((await pool.redis.hget(pool.keys.rolloutStats('v1'), 'allocations')) ?? 0);
+    // A v2 pod offered to the waiters (undrained: the hand-off runs) is not taken: v2 is at 0 %.
+    await pool.scripts.setDrain('voice-agent-8', true);
+    await pool.scripts.setDrain('voice-agent-8', false);
+    expect(await pool.scripts.settleWait(queued)).toMatchObject({ state: 'waiting' });
+    // A v1 pod freed is: the call carries the pod's version and the live revision, counted on v1.
+    await pool.scripts.release(held[held.length - 1], 'hangup');
+    const outcome = await pool.scripts.settleWait(queued);
+    expect(outcome).toMatchObject({ state: 'allocated', agentVersion: 'v1' });
+    expect(await pool.redis.hmget(pool.keys.call(queued), 'agent_version', 'rollout_revision')).toEqual(['v1', String(revision.revision)]);
+    expect(Number(await pool.redis.hget(pool.keys.rolloutStats('v1'), 'allocations'))).toBe(allocationsBefore + 1);
+    expect(await pool.scripts.checkInvariants()).toEqual([]);
+  });
+
   it('numbers revisions 1, 2, ... and keeps every one, each with its rollout.updated event', async () => {
     const first = await split(10);
     const second = await split(20, 'sticky_by_caller');

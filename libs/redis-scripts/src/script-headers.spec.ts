@@ -430,6 +430,11 @@ describe('keys the scripts actually touch (MONITOR trace)', () => {
       await rollouts.rollback('trace: nothing before revision 1');
       await rollouts.set({ targets: [{ version: '', percent: 50 }, { version: 'v2', percent: 50 }], assignment: 'sticky_by_caller', guardrail: null }, 'trace');
       await rollouts.rollback('trace');
+      // The rollback's replica move (rollout:move, revision 3): updated, a stale finish, abandoned, then none.
+      await rollouts.settleMove(3, 'update', { cover: 2, seen_at: Date.now() });
+      await rollouts.settleMove(2, 'done');
+      await rollouts.settleMove(3, 'abandon', {}, 'trace');
+      await rollouts.settleMove(3, 'done');
       await rollouts.set({ targets: [{ version: '', percent: 50 }, { version: 'v2', percent: 50 }], assignment: 'sticky_by_caller', guardrail: null }, 'trace');
       await scripts.allocate({ callSid: 'CA-split', merchantId: '', provider: 'twilio', metadata: '{}', refuseTombstoned: false, caller: '+15550100' });
       await scripts.allocate({ callSid: 'CA-split-shop', merchantId: 'shop', provider: 'twilio', metadata: '{}', refuseTombstoned: false });

@@ -50,6 +50,7 @@
     pod:calls:{name}, lease:{name}, merchant:calls:{merchant_id}, calls:pending, allocation:seq
     Hand-off to waiters (includes/wait-queue.lua): wait:queue, wait:tier:{tier},
     wait:merchant:{merchant_id}, waiter:{call_sid}, wait:wake, call:{sid}, calls:active, stream:calls
+    rollout:live, rollout:stats:{version} (a hand-off to a waiter takes only a version the rollout serves, SPEC 12)
 ]]
 --- @include "pod-state"
 

@@ -42,6 +42,7 @@
     calls:active, stream:calls, call:{sid}, lease:{name}, merchant:calls:{merchant_id},
     allocation:seq, calls:pending
     Agent versions (SPEC 12): version:all, version:pods:{version}
+    rollout:live, rollout:stats:{version} (a hand-off to a waiter takes only a version the rollout serves, SPEC 12)
 ]]
 --- @include "pod-state"
 

@@ -122,6 +122,28 @@ local function handOffPod(P, name, tier, spec)
   if redis.call('ZCARD', index) == 0 then
     return 0
   end
+  -- Versioned fleets (SPEC 12): a waiter takes a pod of any version the live
+  -- rollout sends calls to, never one at 0 % or outside the targets (a
+  -- promoted-away or rolled-back version draining its calls); the call is
+  -- stamped with the revision and counted on its version like an allocation.
+  local revision
+  local rawRollout = redis.call('GET', P.rollout)
+  if rawRollout then
+    local ok, rollout = pcall(cjson.decode, rawRollout)
+    if ok and type(rollout) == 'table' and type(rollout.targets) == 'table' and #rollout.targets > 0 then
+      local version = redis.call('HGET', P.pod .. name, 'version') or ''
+      local serving = false
+      for _, target in ipairs(rollout.targets) do
+        if tostring(target.version) == version and (tonumber(target.percent) or 0) > 0 then
+          serving = true
+        end
+      end
+      if not serving then
+        return 0
+      end
+      revision = tostring(rollout.revision or '')
+    end
+  end
   local now = nowMs()
   local given, skipped, capped = 0, 0, {}
   while true do
@@ -151,8 +173,12 @@ local function handOffPod(P, name, tier, spec)
       -- A waiter never has a call record (allocateCall returns the record
       -- first); the check only keeps a hand-off from ever overwriting one.
       if redis.call('EXISTS', P.call .. sid) == 0 then
-        bindCall(P, P.activeCalls, P.callStream, { sid = sid, merchant = w[3], provider = w[5], metadata = w[6],
-          ttl = tonumber(w[7]), maxlen = w[8], connectMs = tonumber(w[9] or '0') }, name, tier, spec, now)
+        local _, _, version = bindCall(P, P.activeCalls, P.callStream, { sid = sid, merchant = w[3], provider = w[5],
+          metadata = w[6], ttl = tonumber(w[7]), maxlen = w[8], connectMs = tonumber(w[9] or '0'), revision = revision },
+          name, tier, spec, now)
+        if revision then
+          redis.call('HINCRBY', P.rolloutStats .. version, 'allocations', 1)
+        end
         given = given + 1
       end
       leaveQueue(P, sid, w[1], w[3])

@@ -7,13 +7,19 @@
   Compare-and-set on the live revision (ARGV[6]) so promote, which builds
   on the live split, never overwrites a PUT it did not see. A rollback
   (ARGV[7]) stores the previous revision's split again, decided here on the
-  live document. Moves no replicas itself: after a promote or rollback,
-  admin asks the reconciler for a call-safe replica move (rollout:move).
+  live document. Writes the replica move (rollout:move) in the same step
+  as the revision (ARGV[9]): a promote or rollback whose stored split sends
+  100 % to one version asks the reconciler to move replicas call-safely to
+  it (apps/reconciler/src/rollout-move.ts); anything else (a plain PUT, a
+  rollback to a split of several versions) deletes any pending move, so the
+  live revision never runs another revision's move and two racing promotes
+  leave the winner with its own.
 
   Input:
     KEYS[1] live rollout document     rollout:live
     KEYS[2] revisions hash            rollout:revisions
     KEYS[3] fleet event stream        stream:fleet
+    KEYS[4] replica move record       rollout:move
     ARGV[1] rollout JSON object, validated (parseRollout): {"targets":[{"version","percent"}...],"assignment","guardrail"}
     ARGV[2] now, milliseconds since the Unix epoch
     ARGV[3] stream MAXLEN (approximate trim)
@@ -23,6 +29,7 @@
     ARGV[7] '1' = roll back: store the live revision's previous one again (ARGV[1] is ignored)
     ARGV[8] cause recorded on the event ('' = operator; 'guardrail' = the reconciler's guardrail job,
             which passes the revision it judged as ARGV[6], so a split changed meanwhile is never rolled back)
+    ARGV[9] '1' = promote or rollback: write the move to the version at 100 % (if any); '' = a PUT, moves none
   Output:
     {1, revision, previous revision ('' = none), stored document JSON}
     -7 the live revision is not ARGV[6] (changed meanwhile): read again and retry
@@ -63,6 +70,21 @@ local document = '{"revision":' .. revision .. ',"previous":' .. (previous ~= ''
   ',"at":' .. tonumber(ARGV[2]) .. ',"reason":' .. cjson.encode(ARGV[4]) .. ',' .. string.sub(rollout, 2)
 rcall('HSET', KEYS[2], revision, document)
 rcall('SET', KEYS[1], document)
+-- The move: {"version","revision","at"} (the mover adds cover and seen_at).
+local moveTo
+if ARGV[9] == '1' then
+  local stored = cjson.decode(rollout)
+  for _, target in ipairs(stored.targets or {}) do
+    if tonumber(target.percent) == 100 then
+      moveTo = tostring(target.version)
+    end
+  end
+end
+if moveTo then
+  rcall('SET', KEYS[4], cjson.encode({ version = moveTo, revision = revision, at = tonumber(ARGV[2]) }))
+else
+  rcall('DEL', KEYS[4])
+end
 rcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'type', ARGV[5], 'revision', revision, 'previous', previous,
   'rollout', rollout, 'reason', ARGV[4], 'cause', ARGV[8] ~= '' and ARGV[8] or 'operator', 'at', ARGV[2])
 return {1, revision, previous, document}
