@@ -27,6 +27,17 @@ describe('planTiers', () => {
     expect(ordinalTier('voice-agent-9', tiers, 'standard')).toBe('standard');
   });
 
+  it('tiers each StatefulSet by its own ordinals (SPEC 12): voice-agent-v2-0 is gold like voice-agent-0, whatever the other set holds', () => {
+    const both = [...pods(0, 1, 2), ...[2, 0, 1].map((n) => ({ name: `voice-agent-v2-${n}` }))];
+    expect(Object.fromEntries(planTiers(both, tiers, 'standard'))).toEqual({
+      'voice-agent-0': 'gold', 'voice-agent-1': 'standard', 'voice-agent-2': 'basic',
+      'voice-agent-v2-0': 'gold', 'voice-agent-v2-1': 'standard', 'voice-agent-v2-2': 'basic',
+    });
+    // Either set scaled down leaves the other's tiers as they were.
+    expect(Object.fromEntries(planTiers([...pods(0), { name: 'voice-agent-v2-0' }, { name: 'voice-agent-v2-1' }, { name: 'voice-agent-v2-2' }], tiers, 'standard')))
+      .toEqual({ 'voice-agent-0': 'gold', 'voice-agent-v2-0': 'gold', 'voice-agent-v2-1': 'standard', 'voice-agent-v2-2': 'basic' });
+  });
+
   it('pods without an ordinal keep a configured tier they hold, else fill the first tier below target', () => {
     const plan = planTiers([{ name: 'agent-a' }, { name: 'agent-b' }, ...pods(0)], tiers, 'standard', new Map([['agent-b', 'basic']]));
     expect(Object.fromEntries(plan)).toEqual({ 'voice-agent-0': 'gold', 'agent-b': 'basic', 'agent-a': 'standard' });

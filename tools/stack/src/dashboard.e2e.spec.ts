@@ -129,8 +129,14 @@ describe('the SRE dashboard in a real browser', () => {
       body: JSON.stringify({ targets: [{ version: '', percent: 100 }], guardrail: { max_excess_pp: 5, min_calls: 100 } }),
     });
     expect(put.status).toBe(200);
+    // A call allocated under the split and released: the version's releases by reason (SPEC 12) count it.
+    const sid = `dash-rollout-${Date.now()}`;
+    await allocate(sid);
+    const released = await fetch(`${stack.url('gateway')}/api/v1/release`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ call_sid: sid, reason: 'completed' }) });
+    expect(released.status).toBe(200);
     await signIn(VIEWER);
     await page.waitForSelector('#rollout tr[data-version=""]', { timeout: 10000 });
+    await page.waitForFunction(`document.querySelector('#rollout tr[data-version=""] td.releases')?.textContent === 'completed 1'`, { timeout: 10000 });
     expect(await page.$eval('#rollout tr[data-version=""]', (row) => [...row.querySelectorAll('td')].slice(0, 2).map((cell) => cell.textContent))).toEqual(['(no label)', '100 %']);
     expect(await page.$eval('#rollout-summary [data-guardrail]', (node) => node.getAttribute('data-guardrail'))).toBe('watching');
     expect(await page.$eval('#rollout-summary', (node) => node.textContent)).toMatch(/^revision \d+, random; guardrail watching/);

@@ -1,12 +1,11 @@
-import { ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
-import { stringify } from 'yaml';
-import { freePort, waitFor } from '@smart-router/testing';
-import { MONITORING_DIR, NOT_ON_A_LOCAL_STACK, alerts, dashboardQueries, exportedMetrics, metricsIn } from '../../deploy/src/monitoring';
+import { waitFor } from '@smart-router/testing';
+import { NOT_ON_A_LOCAL_STACK, alerts, dashboardQueries, exportedMetrics, metricsIn } from '../../deploy/src/monitoring';
 import { APPS, FREE_PORTS, LocalStack } from './stack';
+import { PrometheusServer, startPrometheus } from './prometheus-server';
 
 /**
  * A real Prometheus (Debian's package) scrapes a running stack every second
@@ -18,7 +17,7 @@ import { APPS, FREE_PORTS, LocalStack } from './stack';
 const ROOT = join(__dirname, '..', '..', '..');
 
 let stack: LocalStack;
-let prometheus: ChildProcess;
+let prometheus: PrometheusServer;
 let promUrl: string;
 let workDir: string;
 
@@ -41,26 +40,12 @@ beforeAll(async () => {
     simTimings: { readyDelayMs: 200, terminationDelayMs: 200, recreateDelayMs: 100 },
     env: { JOB_INTERVAL_SCALE: '0.05' },
   });
-  const port = await freePort();
-  promUrl = `http://127.0.0.1:${port}`;
-  writeFileSync(join(workDir, 'prometheus.yml'), stringify({
-    global: { scrape_interval: '1s', evaluation_interval: '1s' },
-    rule_files: [join(MONITORING_DIR, 'alerts.yml')],
-    scrape_configs: APPS.map((app) => ({ job_name: app, static_configs: [{ targets: [`127.0.0.1:${stack.ports.apps[app]}`] }] })),
-  }));
-  prometheus = spawn('prometheus', [
-    `--config.file=${join(workDir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(workDir, 'data')}`,
-    `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn',
-  ], { stdio: 'ignore' });
-  await waitFor(async () => (await fetch(`${promUrl}/-/ready`)).status === 200, { timeoutMs: 30000, intervalMs: 200, what: 'Prometheus ready' });
+  prometheus = await startPrometheus(workDir, Object.fromEntries(APPS.map((app) => [app, stack.ports.apps[app]])));
+  promUrl = prometheus.url;
 }, 90000);
 
 afterAll(async () => {
-  if (prometheus && prometheus.exitCode === null) {
-    const exited = new Promise((resolve) => prometheus.once('exit', resolve));
-    prometheus.kill('SIGTERM');
-    await exited;
-  }
+  await prometheus?.stop();
   await stack?.stop();
   if (workDir) rmSync(workDir, { recursive: true, force: true });
 }, 60000);

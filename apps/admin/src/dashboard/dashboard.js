@@ -245,10 +245,11 @@ function renderRollout(rollout) {
       el('td', {}, String(figures.allocations)),
       el('td', {}, String(figures.spills)),
       el('td', {}, `${figures.connected} / ${figures.connect_timeouts}`),
+      el('td', { class: 'releases' }, Object.entries(figures.releases || {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([reason, count]) => `${reason} ${count}`).join(', ')),
       el('td', {}, version === guard.stable ? 'stable' : canary && canary.failure_rate !== null ? `${Math.round(canary.failure_rate * 1000) / 10} % of ${canary.known}` : ''));
   });
   $('rollout').replaceChildren(rows.length
-    ? el('table', {}, el('thead', {}, el('tr', {}, ['version', 'split', 'free / pods', 'live calls', 'allocations', 'spills', 'connected / timeouts', 'failure rate'].map((h) => el('th', {}, h)))), el('tbody', {}, rows))
+    ? el('table', {}, el('thead', {}, el('tr', {}, ['version', 'split', 'free / pods', 'live calls', 'allocations', 'spills', 'connected / timeouts', 'releases', 'failure rate'].map((h) => el('th', {}, h)))), el('tbody', {}, rows))
     : el('p', { class: 'na' }, 'no versions known'));
 }
 
