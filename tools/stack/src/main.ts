@@ -31,6 +31,24 @@ const startMediaUrlSecret = () => randomBytes(32).toString('base64url');
  */
 const START_HEARTBEAT_INTERVAL_MS = '2000';
 
+/**
+ * Re-homing (SPEC 11) is on under `npm start` (issue 20): answer documents ask
+ * for the stream-ended URL, a stream-stopped callback still releases the call
+ * (SPEC 9.2) and leaves a re-home ticket, and the reconciler redirects a dead
+ * agent's calls through the simulated carrier's REST surface. Webhooks stay
+ * open (no *_AUTH_TOKENS: the carrier and tests post unsigned), so the REST
+ * credentials are their own variables: an account id and token made for this
+ * run, which the simulated carrier (same environment) demands in Basic auth.
+ * Values from the shell win (REHOME_ENABLED=false turns it off).
+ */
+const startRehomeEnv = (): Record<string, string> => ({
+  REHOME_ENABLED: 'true',
+  TWILIO_ACCOUNT_SID: `AC${randomBytes(16).toString('hex')}`,
+  TWILIO_API_AUTH_TOKEN: randomBytes(16).toString('hex'),
+  PLIVO_AUTH_ID: `MA${randomBytes(9).toString('hex').toUpperCase()}`,
+  PLIVO_API_AUTH_TOKEN: randomBytes(20).toString('base64url'),
+});
+
 async function main(): Promise<void> {
   // A closed terminal or pipe (EPIPE) must not end the supervisor and leave its children unsupervised.
   for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
@@ -48,7 +66,7 @@ async function main(): Promise<void> {
     // New pods of a scale-up become Ready after SIM_READY_DELAY_MS (the sim's default otherwise).
     simTimings: process.env.SIM_READY_DELAY_MS ? { readyDelayMs: Number(process.env.SIM_READY_DELAY_MS) } : undefined,
     // npm start's own default first; any value from the shell wins (SPEC section 8).
-    env: { CONNECT_TIMEOUT_SECONDS: connectTimeout, MEDIA_URL_SECRET: startMediaUrlSecret(), HEARTBEAT_INTERVAL_MS: START_HEARTBEAT_INTERVAL_MS, ...shellOverrides(process.env) },
+    env: { CONNECT_TIMEOUT_SECONDS: connectTimeout, MEDIA_URL_SECRET: startMediaUrlSecret(), HEARTBEAT_INTERVAL_MS: START_HEARTBEAT_INTERVAL_MS, ...startRehomeEnv(), ...shellOverrides(process.env) },
     ownProcessGroups: true,
     // SPEC 10.2: the simulated cluster and the gateway run as supervised children too; this process listens on nothing.
     listenersApart: true,
