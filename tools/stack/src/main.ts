@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { redactUrl } from '@smart-router/config';
 import { shellOverrides } from './shell-env';
+import { startRehomeEnv } from './start-env';
 import { DEFAULT_PORTS, LOCAL_ACCESS, LocalStack } from './stack';
 
 /**
@@ -30,24 +31,6 @@ const startMediaUrlSecret = () => randomBytes(32).toString('base64url');
  * (0 turns heartbeats off). The stack run by tests leaves them off unless asked.
  */
 const START_HEARTBEAT_INTERVAL_MS = '2000';
-
-/**
- * Re-homing (SPEC 11) is on under `npm start` (issue 20): answer documents ask
- * for the stream-ended URL, a stream-stopped callback still releases the call
- * (SPEC 9.2) and leaves a re-home ticket, and the reconciler redirects a dead
- * agent's calls through the simulated carrier's REST surface. Webhooks stay
- * open (no *_AUTH_TOKENS: the carrier and tests post unsigned), so the REST
- * credentials are their own variables: an account id and token made for this
- * run, which the simulated carrier (same environment) demands in Basic auth.
- * Values from the shell win (REHOME_ENABLED=false turns it off).
- */
-const startRehomeEnv = (): Record<string, string> => ({
-  REHOME_ENABLED: 'true',
-  TWILIO_ACCOUNT_SID: `AC${randomBytes(16).toString('hex')}`,
-  TWILIO_API_AUTH_TOKEN: randomBytes(16).toString('hex'),
-  PLIVO_AUTH_ID: `MA${randomBytes(9).toString('hex').toUpperCase()}`,
-  PLIVO_API_AUTH_TOKEN: randomBytes(20).toString('base64url'),
-});
 
 async function main(): Promise<void> {
   // A closed terminal or pipe (EPIPE) must not end the supervisor and leave its children unsupervised.
