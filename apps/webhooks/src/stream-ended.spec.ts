@@ -162,6 +162,27 @@ describe('stream-ended (SPEC 11 re-home)', () => {
     expect(await snapshotState(pool)).toEqual(before);
   });
 
+  it('the final status callback (the caller hung up) or the agent\'s release after the stream-stopped callback ends the ticket; another pod\'s release does not', async () => {
+    await start({ REHOME_ENABLED: 'true' });
+    const first = await answer('twilio', 'tw-hungup-1');
+    const firstId = (await record('tw-hungup-1')).allocation_id;
+    const pod = podOf(first.text);
+    await stop('twilio', 'tw-hungup-1', firstId);
+    expect(await pool.scripts.release('tw-hungup-1', 'agent', 'call.released', Date.now(), undefined, { scope: { podName: pod === 'voice-agent-1' ? 'voice-agent-2' : 'voice-agent-1' } })).toEqual({ ok: false, code: ScriptCode.NotFound });
+    expect(await pool.redis.exists(pool.keys.rehomeTicket('tw-hungup-1'))).toBe(1);
+    expect((await post('twilio', '/api/v1/twilio/status', { CallSid: 'tw-hungup-1', CallStatus: 'completed' })).status).toBe(200);
+    expect(await pool.redis.exists(pool.keys.rehomeTicket('tw-hungup-1'))).toBe(0);
+    expect(await post('twilio', streamEndedOf('twilio', first.text), { CallSid: 'tw-hungup-1' })).toEqual({ status: 200, text: '<Response><Hangup/></Response>' });
+
+    const second = await answer('plivo', 'pl-agent-1');
+    const secondId = (await record('pl-agent-1')).allocation_id;
+    await stop('plivo', 'pl-agent-1', secondId);
+    expect(await pool.scripts.release('pl-agent-1', 'agent', 'call.released', Date.now(), undefined, { allocationId: Number(secondId), scope: { podName: podOf(second.text) } })).toEqual({ ok: false, code: ScriptCode.NotFound });
+    expect(await pool.redis.exists(pool.keys.rehomeTicket('pl-agent-1'))).toBe(0);
+    expect(await post('plivo', streamEndedOf('plivo', second.text), { CallUUID: 'pl-agent-1' })).toEqual({ status: 200, text: '<Response><Hangup/></Response>' });
+    expect(await pool.scripts.checkInvariants()).toEqual([]);
+  });
+
   it('a forged stream-ended request for an allocation with no call and no ticket changes nothing; a ticket names only its own allocation', async () => {
     await start({ REHOME_ENABLED: 'true' });
     const first = await answer('twilio', 'tw-forge-1');
