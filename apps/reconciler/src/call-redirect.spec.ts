@@ -113,4 +113,43 @@ describe('re-home redirects of a dead pod\'s calls (SPEC 11)', () => {
     const metrics = await telemetry.prometheusText();
     expect(metrics).toMatch(/smart_router_rehome_redirects_total\{[^}]*provider="twilio"[^}]*result="failed"[^}]*\} 1/);
   });
+  it('REST-only tokens (issue 20): TWILIO_API_AUTH_TOKEN / PLIVO_API_AUTH_TOKEN win over *_AUTH_TOKENS and need no webhook tokens', () => {
+    const { TWILIO_AUTH_TOKENS: _t, PLIVO_AUTH_TOKENS: _p, ...open } = rehomeEnv();
+    expect(config(open).rehome).toMatchObject({ twilio: null, plivo: null });
+    const rest = config({ ...open, TWILIO_API_AUTH_TOKEN: 'tw-rest', PLIVO_API_AUTH_TOKEN: 'pl-rest' }).rehome!;
+    expect(rest).toMatchObject({ twilio: { accountSid: 'ACtest', authToken: 'tw-rest' }, plivo: { authId: 'MAtest', authToken: 'pl-rest' } });
+    expect(config({ ...rehomeEnv(), TWILIO_API_AUTH_TOKEN: 'tw-rest' }).rehome!.twilio!.authToken).toBe('tw-rest');
+  });
+
+  it('MEDIA_STALL_SECONDS with re-homing on (issue 20): a stalled Twilio call is redirected to its stream-ended URL and kept; a stalled Exotel call ends (media_stall)', async () => {
+    const { TWILIO_AUTH_TOKENS: _t, PLIVO_AUTH_TOKENS: _p, ...open } = rehomeEnv();
+    const settings = config({ ...open, TWILIO_API_AUTH_TOKEN: 'tw-rest', PLIVO_API_AUTH_TOKEN: 'pl-rest' }).rehome!;
+    const scripts = new LivenessScripts(pool.redis, pool.keys, 1000);
+    const ids: Record<string, number> = {};
+    for (const [sid, providerName] of [['CA-stall', 'twilio'], ['ex-stall', 'exotel']] as const) {
+      const result = await pool.scripts.allocate({ callSid: sid, merchantId: '', provider: providerName, metadata: '', refuseTombstoned: false });
+      if (!result.ok) throw new Error(`no pod for ${sid}`);
+      ids[sid] = result.allocation.allocationId!;
+      await pool.scripts.connect(sid, 'api');
+      await scripts.recordHeartbeat(result.allocation.podName, [{ callSid: sid, allocationId: ids[sid], mediaIn: 5, mediaOut: 5 }]);
+      const past = Date.now() - 10000;
+      await pool.redis.hset(pool.keys.call(sid), 'media_in_at', past, 'connected_at', past);
+      await pool.redis.zadd(pool.keys.callMedia(), past, sid);
+    }
+    const job = new LivenessJob(pool.redis, pool.keys, scripts, { suspectMs: 4000, deadMs: 6000, deadAction: 'keep', mediaStallMs: 2000 }, null, telemetry, logger,
+      new SdkCallRedirector(settings), { end: async () => undefined });
+    const report = await job.run();
+    expect(report.redirected).toEqual(['CA-stall']);
+    expect(report.stalled).toEqual(['ex-stall']);
+    expect(await pool.redis.hget(pool.keys.call('CA-stall'), 'allocation_id')).toBe(String(ids['CA-stall']));
+    expect(await pool.redis.exists(pool.keys.call('ex-stall'))).toBe(0);
+    const update = seen.find((request) => request.path === '/2010-04-01/Accounts/ACtest/Calls/CA-stall.json')!;
+    expect(update.authorization).toBe(`Basic ${Buffer.from('ACtest:tw-rest').toString('base64')}`);
+    expect(Object.fromEntries(new URLSearchParams(update.body))).toEqual({ Url: `https://router.example.test/api/v1/twilio/stream-ended?allocation_id=${ids['CA-stall']}`, Method: 'POST' });
+    // Once: the next run redirects nothing.
+    seen.length = 0;
+    expect((await job.run()).redirected).toEqual([]);
+    expect(seen).toEqual([]);
+    expect(await pool.scripts.checkInvariants()).toEqual([]);
+  });
 });

@@ -3,7 +3,7 @@ import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { LoggerService } from '@nestjs/common';
 import { Counter } from '@opentelemetry/api';
 import { RedisKeys } from '@smart-router/redis-keys';
-import { Liveness, LivenessScripts, LivenessTransition, livenessOf } from '@smart-router/redis-scripts';
+import { CallToRehome, Liveness, LivenessScripts, LivenessTransition, livenessOf } from '@smart-router/redis-scripts';
 import { Telemetry } from '@smart-router/telemetry';
 import { CallRedirector } from './call-redirect';
 import { LivenessSettings } from './reconciler.config';
@@ -46,7 +46,7 @@ export interface LivenessReport {
   transitions: LivenessTransition[];
   stalled: string[];
   deleted: string[];
-  /** Calls of dead pods redirected to their stream-ended URL (SPEC 11 re-home). */
+  /** Calls of dead pods (and stalled calls) redirected to their stream-ended URL (SPEC 11 re-home). */
   redirected: string[];
   /** Calls whose redirect failed: ended with agent_dead. */
   redirectFailed: string[];
@@ -102,26 +102,7 @@ export class LivenessJob {
       this.logger.warn(`pod ${transition.pod} is ${transition.state}: no heartbeat${transition.state === 'dead' ? `; ${transition.callsEnded} call(s) ended (agent_dead)${rehoming}` : ''}`, 'Liveness');
       // Each call once (the script lists a dead pod's calls in the run that declared it dead), all at once:
       // every second here is dead air for its caller.
-      await Promise.all(transition.callsToRehome.map(async (call) => {
-        try {
-          await this.redirector!.redirect(call);
-          this.redirects.add(1, { provider: call.provider, result: 'redirected' });
-          redirected.push(call.callSid);
-        } catch (error) {
-          // The provider refused (the call ended meanwhile, bad credentials) or did not answer:
-          // nothing else would move the call, so it ends as without re-homing.
-          this.redirects.add(1, { provider: call.provider, result: 'failed' });
-          redirectFailed.push(call.callSid);
-          this.logger.warn(`could not redirect ${call.provider} call ${call.callSid} of dead pod ${transition.pod}: ${(error as Error).message}; ending it (agent_dead)`, 'Liveness');
-          try {
-            await this.ender?.end(call.callSid, call.allocationId);
-          } catch (endError) {
-            // One call that cannot be ended (Redis down) must not strand the other dead pods' calls of this run.
-            this.redirects.add(1, { provider: call.provider, result: 'end_failed' });
-            this.logger.error(`could not end call ${call.callSid} of dead pod ${transition.pod}: ${(endError as Error).message}`, undefined, 'Liveness');
-          }
-        }
-      }));
+      await Promise.all(transition.callsToRehome.map((call) => this.redirect(call, `dead pod ${transition.pod}`, redirected, redirectFailed)));
       if (transition.state === 'dead' && this.settings.deadAction === 'delete' && this.pods) {
         try {
           await this.pods.delete(transition.pod, transition.uid);
@@ -132,10 +113,36 @@ export class LivenessJob {
         }
       }
     }
-    const { ended } = await this.scripts.endStalledCalls(this.settings.mediaStallMs);
-    if (ended.length > 0) this.stalls.add(ended.length);
+    // A stalled Twilio/Plivo call is re-homed like a dead pod's (issue 20); any other ends (media_stall).
+    const { ended, callsToRehome } = await this.scripts.endStalledCalls(this.settings.mediaStallMs, undefined, this.redirector?.providers ?? []);
+    if (ended.length + callsToRehome.length > 0) this.stalls.add(ended.length + callsToRehome.length);
+    await Promise.all(callsToRehome.map((call) => this.redirect(call, 'a media stall', redirected, redirectFailed)));
     await this.count();
     return { transitions, stalled: ended, deleted, redirected, redirectFailed };
+  }
+
+  /**
+   * Redirects one live call to its stream-ended URL through the provider's REST API (SPEC 11).
+   * The provider refused (the call ended meanwhile, bad credentials) or did not answer:
+   * nothing else would move the call, so it ends as without re-homing.
+   */
+  private async redirect(call: CallToRehome, why: string, redirected: string[], redirectFailed: string[]): Promise<void> {
+    try {
+      await this.redirector!.redirect(call);
+      this.redirects.add(1, { provider: call.provider, result: 'redirected' });
+      redirected.push(call.callSid);
+    } catch (error) {
+      this.redirects.add(1, { provider: call.provider, result: 'failed' });
+      redirectFailed.push(call.callSid);
+      this.logger.warn(`could not redirect ${call.provider} call ${call.callSid} of ${why}: ${(error as Error).message}; ending it (agent_dead)`, 'Liveness');
+      try {
+        await this.ender?.end(call.callSid, call.allocationId);
+      } catch (endError) {
+        // One call that cannot be ended (Redis down) must not strand the other calls of this run.
+        this.redirects.add(1, { provider: call.provider, result: 'end_failed' });
+        this.logger.error(`could not end call ${call.callSid} of ${why}: ${(endError as Error).message}`, undefined, 'Liveness');
+      }
+    }
   }
 
   private async count(): Promise<void> {

@@ -30,9 +30,12 @@ export interface ReconcilerConfig {
  * REHOME_ENABLED on: a dead pod's Twilio/Plivo calls stay alive and are
  * redirected to their stream-ended URL (PUBLIC_BASE_URL, the URL the webhooks
  * app serves) with the official SDKs. A provider without its account id and
- * auth token (TWILIO_ACCOUNT_SID + TWILIO_AUTH_TOKENS, PLIVO_AUTH_ID +
- * PLIVO_AUTH_TOKENS; the first token of a rotation) cannot be redirected: its
- * calls end with agent_dead as before.
+ * auth token (TWILIO_ACCOUNT_SID + TWILIO_API_AUTH_TOKEN, PLIVO_AUTH_ID +
+ * PLIVO_API_AUTH_TOKEN; each defaults to the first token of *_AUTH_TOKENS, the
+ * current one of a rotation) cannot be redirected: its calls end with
+ * agent_dead as before. The *_API_AUTH_TOKEN variables are REST credentials
+ * only (issue 20): a deployment whose webhooks are open (no *_AUTH_TOKENS,
+ * as under `npm start`) can still redirect calls.
  */
 export interface RehomeSettings {
   publicBaseUrl: string;
@@ -45,9 +48,9 @@ function readRehomeSettings(env: EnvReader): RehomeSettings | null {
   const first = (name: string) => env.list(name)[0];
   const baseUrl = (name: string, fallback: string) => env.url(name, fallback, ['http:', 'https:']).replace(/\/+$/, '');
   const twilioSid = env.optionalString('TWILIO_ACCOUNT_SID');
-  const twilioToken = first('TWILIO_AUTH_TOKENS');
+  const twilioToken = env.optionalString('TWILIO_API_AUTH_TOKEN') ?? first('TWILIO_AUTH_TOKENS');
   const plivoId = env.optionalString('PLIVO_AUTH_ID');
-  const plivoToken = first('PLIVO_AUTH_TOKENS');
+  const plivoToken = env.optionalString('PLIVO_API_AUTH_TOKEN') ?? first('PLIVO_AUTH_TOKENS');
   const twilioApi = baseUrl('TWILIO_API_BASE_URL', 'https://api.twilio.com');
   const plivoApi = baseUrl('PLIVO_API_BASE_URL', 'https://api.plivo.com');
   const publicText = env.optionalString('PUBLIC_BASE_URL');

@@ -8,8 +8,10 @@ import { bootstrap } from './main';
 /**
  * SPEC 11 "Recovery (re-home)" through the webhooks app, signed as the
  * providers sign: the answer documents ask for the stream-ended URL, a stopped
- * stream no longer releases the call, and the stream-ended request re-homes a
- * call its agent did not release (or hangs up one it did).
+ * stream releases the call (SPEC 9.2) leaving a re-home ticket (issue 20), and
+ * the stream-ended request re-homes a call its agent did not release, whether
+ * it comes before or after the stream-status callback (or hangs up one its
+ * agent released).
  */
 
 const PUBLIC = 'https://router.example.test';
@@ -66,6 +68,10 @@ describe('stream-ended (SPEC 11 re-home)', () => {
     return url.slice(PUBLIC.length);
   };
   const podOf = (text: string) => /\/ws\/pod\/([^/]+)\//.exec(text)?.[1] ?? '';
+  /** The provider's stream-stopped callback for allocation `id`. */
+  const stop = (provider: Provider, sid: string, id: string) => provider === 'twilio'
+    ? post('twilio', `/api/v1/twilio/stream-status?allocation_id=${id}`, { CallSid: sid, StreamSid: 'MZ1', StreamEvent: 'stream-stopped' })
+    : post('plivo', `/api/v1/plivo/stream-status?allocation_id=${id}`, { CallUUID: sid, StreamID: 's1', Event: 'StopStream' });
   const record = (sid: string) => pool.redis.hgetall(pool.keys.call(sid));
 
   it.each(['twilio', 'plivo'] as const)('%s: a live call whose stream ended moves to a new pod naming the old one; the old agent is fenced; REHOME_MAX then the failure document', async (provider) => {
@@ -80,12 +86,15 @@ describe('stream-ended (SPEC 11 re-home)', () => {
       expect(first.text).toBe(`<Response><Stream bidirectional="true" keepCallAlive="true" contentType="audio/x-mulaw;rate=8000" statusCallbackUrl="${PUBLIC}/api/v1/plivo/stream-status?allocation_id=${firstId}" statusCallbackMethod="POST">${WS}/${firstPod}/${sid}</Stream><Redirect method="POST">${PUBLIC}/api/v1/plivo/stream-ended?allocation_id=${firstId}</Redirect></Response>`);
     }
 
-    // The stream stops (the agent died): the stream-status callback no longer releases the call.
-    const stopped = provider === 'twilio'
-      ? await post('twilio', `/api/v1/twilio/stream-status?allocation_id=${firstId}`, { CallSid: sid, StreamSid: 'MZ1', StreamEvent: 'stream-stopped' })
-      : await post('plivo', `/api/v1/plivo/stream-status?allocation_id=${firstId}`, { CallUUID: sid, StreamID: 's1', Event: 'StopStream' });
-    expect({ status: stopped.status, released: JSON.parse(stopped.text).released }).toEqual({ status: 200, released: false });
-    expect((await record(sid)).pod_name).toBe(firstPod);
+    // The stream stops (the agent died): the stream-status callback releases the call (SPEC 9.2), its pod
+    // is free again, and the release leaves a re-home ticket for the stream-ended request (issue 20).
+    const stopped = await stop(provider, sid, firstId);
+    expect({ status: stopped.status, released: JSON.parse(stopped.text).released }).toEqual({ status: 200, released: true });
+    expect(await record(sid)).toEqual({});
+    expect(await pool.redis.sismember(pool.keys.podCalls(firstPod), sid)).toBe(0);
+    expect(await pool.redis.hget(pool.keys.rehomeTicket(sid), 'allocation_id')).toBe(firstId);
+    expect(await pool.redis.ttl(pool.keys.rehomeTicket(sid))).toBeGreaterThan(0);
+    expect(await pool.redis.exists(pool.keys.tombstone(sid))).toBe(1);
 
     const ended = streamEndedOf(provider, first.text);
     const second = await post(provider, ended, { [idField(provider)]: sid });
@@ -97,6 +106,12 @@ describe('stream-ended (SPEC 11 re-home)', () => {
     if (provider === 'twilio') expect(second.text).toContain(`<Stream url="${WS}/${secondPod}/${sid}"`);
     expect(second.text).toContain(provider === 'twilio' ? `<Parameter name="rehome_from" value="${firstPod}"/>` : `extraHeaders="rehome_from=${firstPod}"`);
     expect(streamEndedOf(provider, second.text)).toBe(`/api/v1/${provider}/stream-ended?allocation_id=${secondId}`);
+    // The ticket is consumed, the release's tombstone did not block it, the event names both pods and the cause.
+    expect(await pool.redis.exists(pool.keys.rehomeTicket(sid))).toBe(0);
+    const rehomed = (await pool.redis.xrange(pool.keys.callStream(), '-', '+')).map(([, fields]) => fields).filter((fields) => fields[1] === 'call.rehomed');
+    expect(rehomed).toHaveLength(1);
+    expect(rehomed[0]).toEqual(expect.arrayContaining(['from_pod', firstPod, 'pod', secondPod, 'cause', 'stream_ended']));
+    expect(await pool.scripts.checkInvariants()).toEqual([]);
 
     // The provider retrying the same request gets the same bytes and changes nothing.
     const before = await snapshotState(pool);
@@ -115,14 +130,71 @@ describe('stream-ended (SPEC 11 re-home)', () => {
     expect(await pool.scripts.checkInvariants()).toEqual([]);
   });
 
-  it.each(['twilio', 'plivo'] as const)('%s: a call its agent released before the stream ended hangs up', async (provider) => {
+  it.each(['twilio', 'plivo'] as const)('%s: the stream-ended request before the stream-stopped callback re-homes once; the late callback is stale', async (provider) => {
+    await start({ REHOME_ENABLED: 'true' });
+    const sid = `${provider}-order-1`;
+    const first = await answer(provider, sid);
+    const firstId = (await record(sid)).allocation_id;
+    const second = await post(provider, streamEndedOf(provider, first.text), { [idField(provider)]: sid });
+    const secondId = (await record(sid)).allocation_id;
+    expect(podOf(second.text)).not.toBe(podOf(first.text));
+    const before = await snapshotState(pool);
+    // The old stream's stopped callback names the old allocation: 409, the re-homed call and its pod untouched, no ticket.
+    expect((await stop(provider, sid, firstId)).status).toBe(409);
+    expect(await snapshotState(pool)).toEqual(before);
+    expect(await pool.redis.exists(pool.keys.rehomeTicket(sid))).toBe(0);
+    expect((await record(sid)).allocation_id).toBe(secondId);
+    const allocated = (await pool.redis.xrange(pool.keys.callStream(), '-', '+')).filter(([, fields]) => fields[1] === 'call.allocated' && fields[3] === sid);
+    expect(allocated).toHaveLength(2);
+    expect(await pool.scripts.checkInvariants()).toEqual([]);
+  });
+
+  it.each(['twilio', 'plivo'] as const)('%s: a call its agent released before the stream ended hangs up, and its stream-stopped callback leaves no ticket', async (provider) => {
     await start({ REHOME_ENABLED: 'true' });
     const sid = `${provider}-released-1`;
     const first = await answer(provider, sid);
+    const firstId = (await record(sid)).allocation_id;
     expect((await pool.scripts.release(sid, 'agent')).ok).toBe(true);
+    expect(JSON.parse((await stop(provider, sid, firstId)).text).released).toBe(false);
+    expect(await pool.redis.exists(pool.keys.rehomeTicket(sid))).toBe(0);
     const before = await snapshotState(pool);
     expect(await post(provider, streamEndedOf(provider, first.text), { [idField(provider)]: sid })).toEqual({ status: 200, text: '<Response><Hangup/></Response>' });
     expect(await snapshotState(pool)).toEqual(before);
+  });
+
+  it('the final status callback (the caller hung up) or the agent\'s release after the stream-stopped callback ends the ticket; another pod\'s release does not', async () => {
+    await start({ REHOME_ENABLED: 'true' });
+    const first = await answer('twilio', 'tw-hungup-1');
+    const firstId = (await record('tw-hungup-1')).allocation_id;
+    const pod = podOf(first.text);
+    await stop('twilio', 'tw-hungup-1', firstId);
+    expect(await pool.scripts.release('tw-hungup-1', 'agent', 'call.released', Date.now(), undefined, { scope: { podName: pod === 'voice-agent-1' ? 'voice-agent-2' : 'voice-agent-1' } })).toEqual({ ok: false, code: ScriptCode.NotFound });
+    expect(await pool.redis.exists(pool.keys.rehomeTicket('tw-hungup-1'))).toBe(1);
+    expect((await post('twilio', '/api/v1/twilio/status', { CallSid: 'tw-hungup-1', CallStatus: 'completed' })).status).toBe(200);
+    expect(await pool.redis.exists(pool.keys.rehomeTicket('tw-hungup-1'))).toBe(0);
+    expect(await post('twilio', streamEndedOf('twilio', first.text), { CallSid: 'tw-hungup-1' })).toEqual({ status: 200, text: '<Response><Hangup/></Response>' });
+
+    const second = await answer('plivo', 'pl-agent-1');
+    const secondId = (await record('pl-agent-1')).allocation_id;
+    await stop('plivo', 'pl-agent-1', secondId);
+    expect(await pool.scripts.release('pl-agent-1', 'agent', 'call.released', Date.now(), undefined, { allocationId: Number(secondId), scope: { podName: podOf(second.text) } })).toEqual({ ok: false, code: ScriptCode.NotFound });
+    expect(await pool.redis.exists(pool.keys.rehomeTicket('pl-agent-1'))).toBe(0);
+    expect(await post('plivo', streamEndedOf('plivo', second.text), { CallUUID: 'pl-agent-1' })).toEqual({ status: 200, text: '<Response><Hangup/></Response>' });
+    expect(await pool.scripts.checkInvariants()).toEqual([]);
+  });
+
+  it('a forged stream-ended request for an allocation with no call and no ticket changes nothing; a ticket names only its own allocation', async () => {
+    await start({ REHOME_ENABLED: 'true' });
+    const first = await answer('twilio', 'tw-forge-1');
+    const firstId = (await record('tw-forge-1')).allocation_id;
+    expect((await stop('twilio', 'tw-forge-1', firstId)).status).toBe(200);
+    const before = await snapshotState(pool);
+    // Another call_sid with no call and no ticket, then this call's ticket under another allocation_id.
+    expect(await post('twilio', `/api/v1/twilio/stream-ended?allocation_id=${firstId}`, { CallSid: 'tw-never-1' })).toEqual({ status: 200, text: '<Response><Hangup/></Response>' });
+    expect(await post('twilio', `/api/v1/twilio/stream-ended?allocation_id=${Number(firstId) + 1000}`, { CallSid: 'tw-forge-1' })).toEqual({ status: 200, text: '<Response><Hangup/></Response>' });
+    expect(await snapshotState(pool)).toEqual(before);
+    // The genuine request still re-homes it.
+    expect(podOf((await post('twilio', streamEndedOf('twilio', first.text), { CallSid: 'tw-forge-1' })).text)).not.toBe('');
   });
 
   it('bad requests are refused and change nothing: forged signature 403, no or bad allocation_id 400, a stale one 409, Exotel 404', async () => {

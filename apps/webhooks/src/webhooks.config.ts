@@ -32,8 +32,10 @@ export interface WebhooksConfig {
   waitMs: number;
   /**
    * REHOME_ENABLED (SPEC 11 "Recovery"): Twilio/Plivo answer documents ask the stream-ended URL when
-   * the stream ends, which re-homes a call its agent did not release; stream-stopped callbacks then
-   * no longer release the call. Off by default: the answer documents stay byte-identical to before.
+   * the stream ends, which re-homes a call its agent did not release. Stream-stopped callbacks still
+   * release the call (SPEC 9.2) and leave a re-home ticket for that request (issue 20). Off by
+   * default here: the answer documents stay byte-identical to before, and the reconciler needs
+   * PUBLIC_BASE_URL when it is on; `npm start` and compose turn it on (issue 20's decision).
    */
   rehomeEnabled: boolean;
   /** REHOME_MAX: re-homes per call before the provider's failure document. */

@@ -32,6 +32,16 @@ export interface RehomeSettings {
   max: number;
 }
 
+/**
+ * How long a re-home ticket lives (SPEC 11, issue 20): the record of a call
+ * released by its stream's stopped/failed callback while re-homing is on, kept
+ * for the provider's stream-ended request that follows (Twilio's `<Connect
+ * action>`, Plivo's `<Redirect>`, both requested within a second or two of the
+ * stream's end, with retries). A minute covers the retries; a ticket nobody
+ * asks for expires without changing anything.
+ */
+export const REHOME_TICKET_TTL_SECONDS = 60;
+
 /** The template name is recorded on the call for operators; it never affects routing. */
 const MAX_TEMPLATE_LENGTH = 128;
 
@@ -193,8 +203,11 @@ export class WebhooksService {
    * before (or never allocated) hangs up; otherwise it is re-homed in one
    * script (rehomeCall-6.lua) and the answer streams to the new pod, naming
    * the old one; beyond REHOME_MAX or with no other pod free, the call was
-   * released and the caller hears the failure document. With re-homing off,
-   * the call ends as a stream-stopped callback would have ended it.
+   * released and the caller hears the failure document. A call its
+   * stream-status callback already released (SPEC 9.2) is re-homed from the
+   * re-home ticket that release left (issue 20), so the order in which the
+   * provider sends the two does not matter. With re-homing off, the call ends
+   * as a stream-stopped callback would have ended it.
    */
   async streamEnded(adapter: ProviderAdapter, request: WebhookRequest, baseUrl?: string): Promise<ProviderDocument> {
     if (!adapter.hangupDocument) throw ApiError.notFound('route not found');
@@ -244,6 +257,13 @@ export class WebhooksService {
    * stopped or failed releases it. Unknown events and calls, duplicates and
    * callbacks arriving after another release are a harmless 200. A stale
    * allocation_id is a 409 that changes nothing; a Redis failure a 503.
+   *
+   * With re-homing on (issue 20, a decision beyond SPEC 11's "settled
+   * details"): the stopped/failed callback still releases the call, as SPEC
+   * 9.2 says, and the same script keeps a re-home ticket of it for
+   * REHOME_TICKET_TTL_SECONDS, so the stream-ended request that follows still
+   * re-homes a call whose agent died. A call its agent released first leaves
+   * no ticket: the stream-ended request hangs up.
    */
   async streamStatus(adapter: ProviderAdapter, request: WebhookRequest): Promise<StreamStatusAnswer> {
     if (!adapter.parseStreamStatus) throw ApiError.notFound('route not found');
@@ -259,15 +279,11 @@ export class WebhooksService {
         count(connection.wasConnected ? 'stream_duplicate' : 'stream_connected');
         return { ...answer, connected: !connection.wasConnected, pod_name: connection.podName };
       }
-      // With re-homing on (SPEC 11), the stream-ended request decides: a stopped
-      // stream of a live call is about to be re-homed, not ended.
-      if ((update.kind === 'stopped' || update.kind === 'failed') && this.rehoming.enabled) {
-        count('stream_ended_deferred');
-        return answer;
-      }
       if (update.kind === 'stopped' || update.kind === 'failed') {
         const reason = update.kind === 'stopped' ? 'stream_stopped' : 'stream_error';
-        const released = await this.allocator.release(update.callSid, reason, allocationId);
+        // Only a provider whose stream end requests the stream-ended URL (Twilio, Plivo) gets a ticket.
+        const ticket = this.rehoming.enabled && adapter.hangupDocument ? REHOME_TICKET_TTL_SECONDS : undefined;
+        const released = await this.allocator.release(update.callSid, reason, allocationId, ticket);
         count('stream_released');
         return { ...answer, released: true, pod_name: released.podName };
       }

@@ -258,12 +258,12 @@ export class CallAllocator {
    * `scope`: only a call on that pod (403 NOT_YOUR_CALL) and of those merchants (403
    * MERCHANT_FORBIDDEN), checked by the script itself: a refusal changes nothing.
    */
-  async tryRelease(callSid: string, reason: string, allocationId?: number, scope: CallScope = {}): Promise<Outcome<Release>> {
+  async tryRelease(callSid: string, reason: string, allocationId?: number, scope: CallScope = {}, rehomeTicketTtlSeconds?: number): Promise<Outcome<Release>> {
     if (!isCallSid(callSid)) return refuse(REFUSALS.badCallSid);
     let result: Awaited<ReturnType<PoolScripts['release']>>;
     try {
       result = await this.redisCall('release', 'releaseCall', callSid,
-        () => this.scripts.release(callSid, reason, 'call.released', Date.now(), undefined, { allocationId, scope }));
+        () => this.scripts.release(callSid, reason, 'call.released', Date.now(), undefined, { allocationId, scope, rehomeTicketTtlSeconds }));
     } catch (error) {
       const failure = storeRefusal(error);
       if (!failure) throw error;
@@ -307,9 +307,12 @@ export class CallAllocator {
     return unwrap(await this.tryAllocate(request));
   }
 
-  /** tryRelease for callers that answer through the exception filter. */
-  async release(callSid: string, reason: string, allocationId?: number): Promise<Release> {
-    return unwrap(await this.tryRelease(callSid, reason, allocationId));
+  /**
+   * tryRelease for callers that answer through the exception filter.
+   * `rehomeTicketTtlSeconds`: keep a re-home ticket for the stream-ended request (SPEC 11, issue 20).
+   */
+  async release(callSid: string, reason: string, allocationId?: number, rehomeTicketTtlSeconds?: number): Promise<Release> {
+    return unwrap(await this.tryRelease(callSid, reason, allocationId, {}, rehomeTicketTtlSeconds));
   }
 
   /**

@@ -72,6 +72,9 @@ export const KEY_ACCESS: Record<KeyBuilder, Grants> = {
   // The simulated voice agents read which pod a call is on (tools/sim callOwnerInRedis).
   call: { ...POOL_STATE, 'voice-agents': 'read' },
   tombstone: POOL_STATE,
+  // Re-home tickets (SPEC 11): written by releaseCall (webhooks' stream-status release), consumed by rehomeCall (webhooks);
+  // pool state like the call record, as every app that runs those scripts may touch it.
+  rehomeTicket: POOL_STATE,
   merchantConfig: POOL_STATE,
   merchantCalls: POOL_STATE,
   podMetadata: POOL_STATE,

@@ -62,6 +62,7 @@ describe('RedisKeys', () => {
     expect(prefixes.lease + 'p').toBe(keys.lease('p'));
     expect(prefixes.calls + 'p').toBe(keys.podCalls('p'));
     expect(prefixes.call + 'c').toBe(keys.call('c'));
+    expect(prefixes.rehomeTicket + 'c').toBe(keys.rehomeTicket('c'));
     expect(prefixes.pool + 'gold:available').toBe(keys.poolAvailable('gold'));
     expect(prefixes.waiter + 'c').toBe(keys.waiter('c'));
     expect(prefixes.waitTier + 'gold').toBe(keys.waitTier('gold'));

@@ -24,6 +24,7 @@
  * | calls:pending                | ZSET   | call_sid -> connect deadline ms of calls not yet connected |
  * | allocation:seq               | STRING | last allocation_id handed out (INCR; fencing tokens)     |
  * | tombstone:{call_sid}         | STRING | released call, refuses replayed answer webhooks          |
+ * | rehome:{call_sid}            | HASH   | re-home ticket: the call record a stream-status callback released (SPEC 11, REHOME_TICKET_TTL_SECONDS) |
  * | webhook:replay:{digest}      | STRING | a signed answer webhook seen (sha256 of its nonce / idempotency token / signature): its answer document JSON, or a pending claim; TTL = tombstone TTL |
  * | config:tiers                 | STRING | the live TIER_CONFIG document, with its fallback chains  |
  * | epoch                        | STRING | data-loss marker; missing = state must be rebuilt        |
@@ -90,6 +91,15 @@ export class RedisKeys {
   }
   tombstone(callSid: string): string {
     return `${this.prefix}tombstone:${callSid}`;
+  }
+  /**
+   * Re-home ticket (SPEC 11, issue 20): the record of a call released by its
+   * stream's stopped/failed callback while re-homing is on, kept briefly so
+   * the provider's stream-ended request (which may come before or after the
+   * callback) can still re-home it. Written by releaseCall, consumed by rehomeCall.
+   */
+  rehomeTicket(callSid: string): string {
+    return `${this.prefix}rehome:${callSid}`;
   }
   /**
    * One signed answer webhook already answered (SPEC 10.2, replays are
@@ -268,6 +278,7 @@ export class RedisKeys {
       calls: strip(this.podCalls(marker)),
       deleted: strip(this.podDeleted(marker)),
       call: strip(this.call(marker)),
+      rehomeTicket: strip(this.rehomeTicket(marker)),
       pool: `${this.prefix}pool:`,
       waiter: strip(this.waiter(marker)),
       waitTier: strip(this.waitTier(marker)),
@@ -306,6 +317,7 @@ export interface PodKeyPrefixes {
   lease: string;
   calls: string;
   call: string;
+  rehomeTicket: string;
   pool: string;
   waiter: string;
   waitTier: string;

@@ -202,7 +202,7 @@ describe('liveness scripts (SPEC 11)', () => {
     await beat(stalled.podName, 'CA-stalled', stalled.allocationId, 50);
     await beat(flowing.podName, 'CA-flowing', flowing.allocationId, 51);
 
-    expect(await liveness.endStalledCalls(0)).toEqual({ ended: [], pruned: 0 });
+    expect(await liveness.endStalledCalls(0)).toEqual({ ended: [], pruned: 0, callsToRehome: [] });
     expect(await pool.redis.exists(pool.keys.call('CA-stalled'))).toBe(1);
 
     expect((await liveness.endStalledCalls(2000)).ended).toEqual(['CA-stalled']);
@@ -213,8 +213,25 @@ describe('liveness scripts (SPEC 11)', () => {
     // A released call's entry is pruned.
     await pool.scripts.release('CA-flowing', 'hangup');
     await pool.redis.zadd(pool.keys.callMedia(), past, 'CA-flowing');
-    expect(await liveness.endStalledCalls(2000)).toEqual({ ended: [], pruned: 1 });
+    expect(await liveness.endStalledCalls(2000)).toEqual({ ended: [], pruned: 1, callsToRehome: [] });
     expect(await pool.redis.zcard(pool.keys.callMedia())).toBe(0);
+    expect(await pool.scripts.checkInvariants()).toEqual([]);
+  });
+
+  it('MEDIA_STALL_SECONDS with re-homing on (issue 20): a stalled call of a listed provider stays on its pod and is returned once to be redirected', async () => {
+    const stalled = await allocate('CA-stall-rehome');
+    await pool.scripts.connect('CA-stall-rehome', 'api');
+    await liveness.recordHeartbeat(stalled.podName, [{ callSid: 'CA-stall-rehome', allocationId: stalled.allocationId, mediaIn: 50, mediaOut: 50 }]);
+    const past = (await redisNow()) - 3000;
+    await pool.redis.hset(pool.keys.call('CA-stall-rehome'), 'media_in_at', past, 'connected_at', past);
+    await pool.redis.zadd(pool.keys.callMedia(), past, 'CA-stall-rehome');
+    expect(await liveness.endStalledCalls(2000, undefined, ['twilio', 'plivo'])).toEqual({
+      ended: [], pruned: 0, callsToRehome: [{ callSid: 'CA-stall-rehome', provider: 'twilio', allocationId: String(stalled.allocationId) }],
+    });
+    expect(await pool.redis.hget(pool.keys.call('CA-stall-rehome'), 'pod_name')).toBe(stalled.podName);
+    expect((await events(pool)).filter((event) => event.type === 'call.released')).toEqual([]);
+    // Once: the call left the media index, so the next run does not redirect it again.
+    expect(await liveness.endStalledCalls(2000, undefined, ['twilio', 'plivo'])).toEqual({ ended: [], pruned: 0, callsToRehome: [] });
     expect(await pool.scripts.checkInvariants()).toEqual([]);
   });
 

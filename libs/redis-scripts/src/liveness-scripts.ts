@@ -106,14 +106,22 @@ export class LivenessScripts {
     return { transitions, unenrolled: Number(reply[2]), now: Number(reply[3]), disrupted: Number(reply[4]) === 1 };
   }
 
-  /** Ends connected calls whose media_in has not advanced for `stallMs` (0 = off: only prunes). */
-  async endStalledCalls(stallMs: number, batch = LIVENESS_BATCH): Promise<{ ended: string[]; pruned: number }> {
+  /**
+   * Ends connected calls whose media_in has not advanced for `stallMs` (0 = off: only prunes);
+   * those of `rehomeProviders` stay on their pod and come back in `callsToRehome` (issue 20).
+   */
+  async endStalledCalls(stallMs: number, batch = LIVENESS_BATCH, rehomeProviders: readonly string[] = []): Promise<{ ended: string[]; pruned: number; callsToRehome: CallToRehome[] }> {
     const k = this.keys;
     const reply = (await this.script('endStalledCalls')(
       k.callMedia(), k.tierConfig(), k.activeCalls(), k.callStream(),
-      stallMs, MEDIA_RECHECK_MS, this.prefixes, this.streamMaxLen, batch,
+      stallMs, MEDIA_RECHECK_MS, this.prefixes, this.streamMaxLen, batch, rehomeProviders.join('|'),
     )) as (string | number)[];
-    return { ended: JSON.parse(String(reply[1])) as string[], pruned: Number(reply[2]) };
+    const kept = JSON.parse(String(reply[3] ?? '[]')) as unknown;
+    return {
+      ended: JSON.parse(String(reply[1])) as string[], pruned: Number(reply[2]),
+      callsToRehome: (Array.isArray(kept) ? (kept as [string, string, string][]) : [])
+        .map(([callSid, provider, allocationId]) => ({ callSid, provider, allocationId: String(allocationId) })),
+    };
   }
 }
 

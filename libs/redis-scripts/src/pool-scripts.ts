@@ -87,6 +87,11 @@ export interface ReleaseFence {
   connectTimeout?: boolean;
   /** Who is asking (SPEC 10.1): only a call on this pod / of these merchants. */
   scope?: CallScope;
+  /**
+   * Keep the released record as a re-home ticket for this long, seconds (SPEC 11,
+   * issue 20: a release by the stream's stopped/failed callback with re-homing on).
+   */
+  rehomeTicketTtlSeconds?: number;
 }
 
 const allocationIdOf = (text: unknown): number | null => (text === '' || text === undefined ? null : Number(text));
@@ -251,7 +256,7 @@ export class PoolScripts {
     const reply = await this.script('releaseCall')(
       k.call(callSid), k.tierConfig(), k.activeCalls(), k.callStream(), k.tombstone(callSid),
       callSid, reason, now, this.prefixes, this.limits.tombstoneTtlSeconds, this.limits.streamMaxLen, event, allocatedBefore ?? '',
-      fence.allocationId ?? '', fence.connectTimeout ? '1' : '', ...scopeArgs(fence.scope),
+      fence.allocationId ?? '', fence.connectTimeout ? '1' : '', ...scopeArgs(fence.scope), fence.rehomeTicketTtlSeconds ?? '',
     );
     if (typeof reply === 'number') {
       const code = RELEASE_REFUSALS.has(reply) ? (reply as ReleaseRefusal) : ScriptCode.NotFound;
@@ -278,7 +283,8 @@ export class PoolScripts {
 
   /**
    * Re-homes a call whose stream of `fromAllocationId` ended while the call was
-   * not released (rehomeCall-6.lua): new pod, new allocation_id, old one fenced.
+   * not released (rehomeCall-6.lua): new pod, new allocation_id, old one fenced;
+   * a call its stream-status callback released comes back from its re-home ticket.
    */
   async rehome(callSid: string, fromAllocationId: number, maxRehomes: number, cause = 'stream_ended', now = Date.now()): Promise<RehomeResult> {
     const k = this.keys;

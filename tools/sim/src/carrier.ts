@@ -28,6 +28,9 @@ export interface CarrierOptions {
   /** The account the REST surface answers for (and checks in Basic auth when a token is set). */
   twilioAccountSid?: string;
   plivoAuthId?: string;
+  /** The REST surface's Basic-auth tokens (TWILIO_API_AUTH_TOKEN / PLIVO_API_AUTH_TOKEN); default: the signing token. */
+  twilioApiAuthToken?: string;
+  plivoApiAuthToken?: string;
   /** Bounds (defaults 1000 and 1000): a load generator must not grow without limit. */
   maxLiveCalls?: number;
   maxCompletedCalls?: number;
@@ -41,7 +44,9 @@ export interface CarrierOptions {
  * The carrier's options from the variables the router's apps use too
  * (README, Configuration): the first of TWILIO_AUTH_TOKENS / PLIVO_AUTH_TOKENS
  * signs (the current token of a rotation), TWILIO_ACCOUNT_SID and
- * PLIVO_AUTH_ID name the accounts its REST surface answers for.
+ * PLIVO_AUTH_ID name the accounts its REST surface answers for, and
+ * TWILIO_API_AUTH_TOKEN / PLIVO_API_AUTH_TOKEN (default: that signing token)
+ * are what it demands in Basic auth, exactly as the reconciler reads them.
  */
 export function carrierOptions(env: Readonly<Record<string, string | undefined>>, baseUrl: string): CarrierOptions {
   const first = (name: string) => env[name]?.split(',').map((value) => value.trim()).find((value) => value.length > 0);
@@ -51,6 +56,8 @@ export function carrierOptions(env: Readonly<Record<string, string | undefined>>
     plivoAuthToken: first('PLIVO_AUTH_TOKENS'),
     twilioAccountSid: env.TWILIO_ACCOUNT_SID || undefined,
     plivoAuthId: env.PLIVO_AUTH_ID || undefined,
+    twilioApiAuthToken: env.TWILIO_API_AUTH_TOKEN || undefined,
+    plivoApiAuthToken: env.PLIVO_API_AUTH_TOKEN || undefined,
   };
 }
 
@@ -553,7 +560,7 @@ export class SimCarrier {
       match = /^\/2010-04-01\/Accounts\/([^/]+)\/Calls\/([^/]+)\.json$/.exec(path);
       if (match) {
         if (method !== 'POST') throw new CarrierError(405, 'METHOD_NOT_ALLOWED', `${method} is not allowed here`);
-        this.checkBasicAuth(request, decodeURIComponent(match[1]), this.twilioAccountSid, this.options.twilioAuthToken);
+        this.checkBasicAuth(request, decodeURIComponent(match[1]), this.twilioAccountSid, this.options.twilioApiAuthToken ?? this.options.twilioAuthToken);
         const sid = decodeURIComponent(match[2]);
         const fields = new URLSearchParams(await readText(request));
         const call = this.live.get(sid);
@@ -572,7 +579,7 @@ export class SimCarrier {
       match = /^\/v1\/Account\/([^/]+)\/Call\/([^/]+)\/?$/.exec(path);
       if (match) {
         if (method !== 'POST') throw new CarrierError(405, 'METHOD_NOT_ALLOWED', `${method} is not allowed here`);
-        this.checkBasicAuth(request, decodeURIComponent(match[1]), this.plivoAuthId, this.options.plivoAuthToken);
+        this.checkBasicAuth(request, decodeURIComponent(match[1]), this.plivoAuthId, this.options.plivoApiAuthToken ?? this.options.plivoAuthToken);
         const sid = decodeURIComponent(match[2]);
         const fields = await readFields(request);
         const call = this.live.get(sid);

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { redactUrl } from '@smart-router/config';
 import { shellOverrides } from './shell-env';
+import { startRehomeEnv } from './start-env';
 import { DEFAULT_PORTS, LOCAL_ACCESS, LocalStack } from './stack';
 
 /**
@@ -36,6 +37,7 @@ async function main(): Promise<void> {
   for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
   const connectTimeout = process.env.CONNECT_TIMEOUT_SECONDS || START_CONNECT_TIMEOUT_SECONDS;
   const root = join(__dirname, '..', '..', '..', '..');
+  const stackEnv: Record<string, string> = { CONNECT_TIMEOUT_SECONDS: connectTimeout, MEDIA_URL_SECRET: startMediaUrlSecret(), HEARTBEAT_INTERVAL_MS: START_HEARTBEAT_INTERVAL_MS, ...startRehomeEnv(), ...shellOverrides(process.env) };
   const logDir = join(root, '.local');
   const stack = await LocalStack.start({
     root,
@@ -48,7 +50,7 @@ async function main(): Promise<void> {
     // New pods of a scale-up become Ready after SIM_READY_DELAY_MS (the sim's default otherwise).
     simTimings: process.env.SIM_READY_DELAY_MS ? { readyDelayMs: Number(process.env.SIM_READY_DELAY_MS) } : undefined,
     // npm start's own default first; any value from the shell wins (SPEC section 8).
-    env: { CONNECT_TIMEOUT_SECONDS: connectTimeout, MEDIA_URL_SECRET: startMediaUrlSecret(), HEARTBEAT_INTERVAL_MS: START_HEARTBEAT_INTERVAL_MS, ...shellOverrides(process.env) },
+    env: stackEnv,
     ownProcessGroups: true,
     // SPEC 10.2: the simulated cluster and the gateway run as supervised children too; this process listens on nothing.
     listenersApart: true,
@@ -71,6 +73,7 @@ async function main(): Promise<void> {
       `  redis                  ${redactUrl(stack.redisUrl)}`,
       `  logs                   .local/*.log`,
       `  media URLs             signed (MEDIA_URL_SECRET ${process.env.MEDIA_URL_SECRET ? 'from the shell' : 'random for this run'}); the gateway checks each /ws/pod upgrade`,
+      `  re-homing              ${/^(1|true|yes|on)$/i.test(stackEnv.REHOME_ENABLED) ? 'on (REHOME_ENABLED): a frozen or crashed agent\'s carrier calls move to a new pod; REST credentials random for this run' : 'off (REHOME_ENABLED from the shell)'}`,
       '',
       open
         ? `ALLOW_UNAUTHENTICATED=${access.ALLOW_UNAUTHENTICATED}: apps start without tokens and serve routes whose credential is unset to anyone (local only; each app logs which). Tokens or provider secrets set in the shell are enforced.`

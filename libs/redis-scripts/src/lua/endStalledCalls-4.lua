@@ -2,8 +2,11 @@
   The media-stall step of the liveness job (SPEC 11, MEDIA_STALL_SECONDS): a
   connected call whose media_in (reported by its agent's heartbeats) has not
   advanced for ARGV[1] ms goes through the re-homing hook alone
-  (includes/liveness.lua recoverCall; for now it ends with reason
-  media_stall), and its pod goes back to its pool when allocatable. Entries
+  (includes/liveness.lua recoverCall): a call of a provider listed in ARGV[6]
+  (re-homing on, issue 20) stays on its pod and is returned for the
+  reconciler to redirect to its stream-ended URL, like a dead pod's calls;
+  any other ends with reason media_stall and its pod goes back to its pool
+  when allocatable. Entries
   of calls released, re-allocated or not connected leave the zset. With
   ARGV[1] = 0 (off) nothing is ended: entries older than ARGV[2] are only
   pruned or looked at again later, so the zset stays bounded by live calls.
@@ -19,8 +22,9 @@
     ARGV[3] pod key prefixes JSON (RedisKeys.podKeyPrefixes)
     ARGV[4] stream MAXLEN (approximate trim)
     ARGV[5] most entries to look at in this run
+    ARGV[6] providers whose stalled calls are kept for re-homing, '|'-separated ('' = none)
   Output:
-    {1, ended call_sids JSON array, pruned count}
+    {1, ended call_sids JSON array, pruned count, kept JSON array of [call_sid, provider, allocation_id]}
   Events:
     stream:calls  type=call.released call_sid pod tier reason=media_stall at allocation_id state connected_at
     stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state connected_at  (the freed pod handed to a
@@ -42,7 +46,12 @@ local now = redisNowMs()
 local stallMs = tonumber(ARGV[1])
 local cutoff = now - (stallMs > 0 and stallMs or tonumber(ARGV[2]))
 local due = rcall('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'LIMIT', 0, tonumber(ARGV[5]))
-local ended = {}
+local rehome = nil
+for provider in string.gmatch(ARGV[6] or '', '[^|]+') do
+  rehome = rehome or {}
+  rehome[provider] = true
+end
+local ended, kept = {}, {}
 local pruned = 0
 local tiers = nil
 for _, sid in ipairs(due) do
@@ -54,12 +63,16 @@ for _, sid in ipairs(due) do
   elseif since > cutoff then
     rcall('ZADD', KEYS[1], since, sid)
   elseif stallMs > 0 then
-    recoverCall(P, sid, call[1], KEYS[3], KEYS[1], KEYS[4], ARGV[4], now, 'media_stall')
-    tiers = tiers or loadTiers(KEYS[2])
-    refreshAvailability(P, tiers, call[1])
-    ended[#ended + 1] = sid
+    if recoverCall(P, sid, call[1], KEYS[3], KEYS[1], KEYS[4], ARGV[4], now, 'media_stall', rehome) == 2 then
+      local kept1 = rcall('HMGET', P.call .. sid, 'provider', 'allocation_id')
+      kept[#kept + 1] = {sid, kept1[1] or '', kept1[2] or ''}
+    else
+      tiers = tiers or loadTiers(KEYS[2])
+      refreshAvailability(P, tiers, call[1])
+      ended[#ended + 1] = sid
+    end
   else
     rcall('ZADD', KEYS[1], now, sid)
   end
 end
-return {1, encodeList(ended), pruned}
+return {1, encodeList(ended), pruned, encodeList(kept)}

@@ -15,6 +15,12 @@
   already on the line (the wait queue is for callers not yet answered).
   Idempotent: the provider retrying the same stream-ended request (ARGV[2] is
   the allocation this call was re-homed from) gets the same new allocation.
+  Order-independent (issue 20): a call already released by its stream's
+  stopped/failed callback left a re-home ticket (rehome:{call_sid}, releaseCall
+  ARGV[13]); when the call is gone and the ticket names allocation ARGV[2], the
+  record comes back from the ticket (consumed here) and is re-homed the same
+  way (its old pod's slot was already freed by that release; the release's
+  tombstone does not block it). A call its agent released leaves no ticket.
 
   Input:
     KEYS[1] call hash                 call:{call_sid}
@@ -35,7 +41,7 @@
     ARGV[10] tombstone TTL, seconds (0 = none), for a call released here
   Output:
     {1, pod_name, tier, pod_uid, allocation_id, old_pod, rehomes (this call's count), agent_version, repeated (0|1)}
-    -1 no such call: released before its stream ended (or never allocated): the provider hangs up
+    -1 no such call and no re-home ticket for ARGV[2]: released by its agent (or never allocated): the provider hangs up
     -2 state missing (tier config gone after a flush): nothing changed
     -11 ARGV[2] is neither the call's current allocation nor the one it was re-homed from: nothing changed
     -18 the call was re-homed ARGV[6] times already: released (reason rehome_exhausted)
@@ -47,7 +53,8 @@
                   pod, includes/wait-queue.lua bindCall; or the freed old pod handed to a waiter)
   Derived keys (pod-scoped, named by the call record and the chain, built from ARGV[4]):
     pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name}, pod:removing:{name},
-    pod:calls:{name}, lease:{name}, merchant:calls:{merchant_id}, calls:pending, allocation:seq
+    pod:calls:{name}, lease:{name}, merchant:calls:{merchant_id}, calls:pending, allocation:seq,
+    rehome:{call_sid} (the re-home ticket)
     Hand-off to waiters (includes/wait-queue.lua): wait:queue, wait:tier:{tier},
     wait:merchant:{merchant_id}, waiter:{call_sid}, wait:wake, call:{sid}, calls:active, stream:calls
     rollout:live, rollout:stats:{version} (a hand-off to a waiter takes only a version the rollout serves, SPEC 12)
@@ -57,8 +64,19 @@
 local rcall = redis.call
 local sid, fromAllocation, now = ARGV[1], ARGV[2], ARGV[3]
 local P = cjson.decode(ARGV[4])
-local call = rcall('HMGET', KEYS[1], 'pod_name', 'pod_uid', 'tier', 'merchant_id', 'allocation_id', 'state',
-  'connected_at', 'rehomes', 'rehomed_from_allocation', 'provider', 'metadata', 'agent_version', 'rehome_from', 'rehomed_pods')
+local FIELDS = { 'pod_name', 'pod_uid', 'tier', 'merchant_id', 'allocation_id', 'state',
+  'connected_at', 'rehomes', 'rehomed_from_allocation', 'provider', 'metadata', 'agent_version', 'rehome_from', 'rehomed_pods' }
+local call = rcall('HMGET', KEYS[1], unpack(FIELDS))
+local fromTicket = false
+if not call[1] then
+  -- Released by its stream-status callback before this request: re-home from its ticket.
+  local ticket = P.rehomeTicket .. sid
+  if rcall('HGET', ticket, 'allocation_id') ~= fromAllocation then
+    return -1
+  end
+  call = rcall('HMGET', ticket, unpack(FIELDS))
+  fromTicket = true
+end
 local old = call[1]
 if not old then
   return -1
@@ -74,23 +92,33 @@ local tiers = loadTiers(KEYS[3])
 if not tiers or not tiers.chains then
   return -2
 end
+if fromTicket then
+  rcall('DEL', P.rehomeTicket .. sid)
+end
 
 -- The old pod's slot goes back first, whatever comes next (as releaseCall):
--- only the incarnation the call was placed on held it.
-rcall('SREM', P.calls .. old, sid)
-if rcall('HGET', P.pod .. old, 'uid') == (call[2] or '') then
-  if rcall('GET', P.lease .. old) == sid then
-    rcall('DEL', P.lease .. old)
-  end
-  if rcall('HGET', P.pod .. old, 'allocated_call_sid') == sid then
-    rcall('HDEL', P.pod .. old, 'allocated_call_sid', 'allocated_at', 'source_pool', 'allocation_id')
-  end
-  if rcall('SCARD', P.calls .. old) == 0 then
-    rcall('HSET', P.pod .. old, 'status', 'available')
+-- only the incarnation the call was placed on held it. A call from its
+-- ticket was released already: its slot went back then.
+if not fromTicket then
+  rcall('SREM', P.calls .. old, sid)
+  if rcall('HGET', P.pod .. old, 'uid') == (call[2] or '') then
+    if rcall('GET', P.lease .. old) == sid then
+      rcall('DEL', P.lease .. old)
+    end
+    if rcall('HGET', P.pod .. old, 'allocated_call_sid') == sid then
+      rcall('HDEL', P.pod .. old, 'allocated_call_sid', 'allocated_at', 'source_pool', 'allocation_id')
+    end
+    if rcall('SCARD', P.calls .. old) == 0 then
+      rcall('HSET', P.pod .. old, 'status', 'available')
+    end
   end
 end
 
 local function endCall(reason)
+  if fromTicket then
+    -- Released already (its release event and tombstone were written then): the ticket is gone, nothing else to undo.
+    return
+  end
   rcall('DEL', KEYS[1])
   rcall('ZREM', KEYS[4], sid)
   rcall('ZREM', P.pendingCalls, sid)

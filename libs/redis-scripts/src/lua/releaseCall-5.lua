@@ -26,6 +26,12 @@
     ARGV[11] pod the call must be on ('' = any): a voice agent releases only its own pod's calls
     ARGV[12] merchants the call's merchant_id must be one of, '|'-separated ('' = any): a
             scoped dispatcher token (a call with no merchant is outside every scope)
+    ARGV[13] re-home ticket TTL, seconds ('' or 0 = no ticket): a release by the stream's
+            stopped/failed callback with re-homing on (SPEC 11, issue 20) keeps the call's
+            record at rehome:{call_sid} so rehomeCall can re-home it from the stream-ended
+            request, whichever of the two the provider sends first. Any other release
+            that finds no call deletes the call's ticket (same pod, allocation, merchants
+            when given): the final status callback or the agent's release ends it
   Output:
     {1, pod_name, source_pool, was_draining (0|1)}
     -1 no such call (never allocated, already released, or ended with its pod), or
@@ -43,6 +49,7 @@
   Derived keys (pod-scoped, named by the call record, built from ARGV[4]):
     pool:{tier}:available, pod:{name}, pod:tier:{name}, pod:draining:{name}, pod:removing:{name},
     pod:calls:{name}, lease:{name}, calls:pending (the call lifecycle, SPEC 9.2),
+    rehome:{call_sid} (the re-home ticket, ARGV[13]),
     rollout:stats:{version} (a call allocated under a rollout, SPEC 12)
     Hand-off to waiters (includes/wait-queue.lua): wait:queue, wait:tier:{tier},
     wait:merchant:{merchant_id}, waiter:{call_sid}, wait:wake,
@@ -61,6 +68,18 @@ local P = cjson.decode(ARGV[4])
 if not name then
   rcall('ZREM', KEYS[3], sid)
   rcall('ZREM', P.pendingCalls, sid)
+  -- A release of a call its stream-status callback released already (the provider's final
+  -- status callback, the agent's own release) ends its re-home ticket too: the caller hung
+  -- up or the agent finished, so the stream-ended request hangs up (issue 20). Only a
+  -- release allowed to end that allocation: same pod, allocation and merchant scope.
+  local ticket = P.rehomeTicket .. sid
+  if (tonumber(ARGV[13]) or 0) == 0 and ARGV[8] == '' and ARGV[10] ~= '1' and rcall('EXISTS', ticket) == 1 then
+    local held = rcall('HMGET', ticket, 'pod_name', 'allocation_id', 'merchant_id')
+    if (ARGV[11] == '' or ARGV[11] == held[1]) and (ARGV[9] == '' or ARGV[9] == held[2])
+      and (ARGV[12] == '' or string.find('|' .. ARGV[12] .. '|', '|' .. (held[3] or '') .. '|', 1, true)) then
+      rcall('DEL', ticket)
+    end
+  end
   return -1
 end
 -- Who may end it (SPEC 10.1), decided on the record this script reads, so a
@@ -94,6 +113,17 @@ end
 rcall('ZREM', P.pendingCalls, sid)
 -- <<< call lifecycle
 local tiers = loadTiers(KEYS[2])
+
+-- >>> re-home ticket (SPEC 11, issue 20): the whole record, in the same step as
+-- the release, for rehomeCall to bring back if the stream-ended request asks.
+local ticketTtl = tonumber(ARGV[13]) or 0
+if ticketTtl > 0 then
+  local ticket = P.rehomeTicket .. sid
+  rcall('DEL', ticket)
+  rcall('HSET', ticket, unpack(rcall('HGETALL', KEYS[1])))
+  rcall('EXPIRE', ticket, ticketTtl)
+end
+-- <<< re-home ticket
 
 rcall('DEL', KEYS[1])
 rcall('ZREM', KEYS[3], sid)
