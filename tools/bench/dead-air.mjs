@@ -15,7 +15,10 @@
 // recovered (ended after REHOME_MAX, or not back within 30 s). All the agents
 // fault at once: a crashed agent's pod whose call was just re-homed is back in
 // its pool until it is declared dead (6 s), so another re-homed call can land
-// on it and need a second re-home. Clocks: the carrier runs in this process.
+// on it and need a second re-home. A third round crashes the agents of
+// `--calls` new calls one after the other, each once the previous call is
+// back (a single crash, the end-to-end test's case, repeated).
+// Clocks: the carrier runs in this process.
 //
 // Usage: node tools/bench/dead-air.mjs [--calls 20]
 // (build first: node tools/scripts/build.mjs)
@@ -29,8 +32,8 @@ const testing = lib('testing');
 const { LocalStack, FREE_PORTS } = lib('stack');
 
 const calls = option('calls', 20);
-// Freeze: calls' pods + as many to move to; crash: the same again, plus a few spare.
-const replicas = calls * 4 + 4;
+// Each round: the calls' pods + as many to move to (frozen pods rejoin late, crashed ones never); a few spare.
+const replicas = calls * 5 + 4;
 
 const percentile = (values, q) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -82,16 +85,17 @@ async function placeAll(tag) {
   return placed;
 }
 
-/** Applies the fault to every pod holding a call, then waits for each call's new stream elsewhere. */
-async function run(action) {
+/**
+ * Applies the fault to every pod holding a call, then waits for each call's new stream
+ * elsewhere. `oneAtATime`: one agent after the other, each after the previous call is back.
+ */
+async function run(action, oneAtATime = false) {
   const placed = await placeAll(action);
-  progress(`${action}: ${placed.length} calls streaming`);
+  progress(`${action}${oneAtATime ? ' (one at a time)' : ''}: ${placed.length} calls streaming`);
   const pods = [...new Set(placed.map((call) => call.pod))];
-  const at = Date.now();
-  await Promise.all(pods.map((pod) => fault(pod, action)));
   const rows = [];
   const lost = [];
-  await Promise.all(placed.map(async (call) => {
+  const recovered = async (call, at) => {
     // Recovered: streaming from another pod. Lost: ended (REHOME_MAX spent) or not back within 30 s.
     const state = await testing.waitFor(async () => {
       const current = await view(call.sid);
@@ -106,7 +110,18 @@ async function run(action) {
     const first = state.streams[0];
     const last = state.streams[state.streams.length - 1];
     rows.push({ ...call, rehomes: state.streams.length - 1, fromFault: last.first_media_at - at, fromClose: first.closed_at ? last.first_media_at - first.closed_at : NaN });
-  }));
+  };
+  if (oneAtATime) {
+    for (const call of placed) {
+      const at = Date.now();
+      await fault(call.pod, action);
+      await recovered(call, at);
+    }
+  } else {
+    const at = Date.now();
+    await Promise.all(pods.map((pod) => fault(pod, action)));
+    await Promise.all(placed.map((call) => recovered(call, at)));
+  }
   if (lost.length > 0) progress(`${action}: ${lost.length} call(s) not recovered: ${lost.map((call) => `${call.sid} (${call.provider}, ${call.streams} streams)`).join(', ')}`);
   return { rows, pods, lost };
 }
@@ -124,12 +139,12 @@ function report(results) {
     const values = rows.map((row) => row[field]).filter((value) => !Number.isNaN(value));
     console.log(`| ${label} | ${rows.length}/${rows.length + lost.length} | ${rows.filter((row) => row.rehomes > 1).length} | ${from} | ${f0(percentile(values, 0.5))} | ${f0(percentile(values, 0.99))} | ${f0(Math.max(...values))} | ${bound} |`);
   };
-  for (const [action, bound] of [['freeze', '< 10000 from the freeze'], ['crash', '< 3000 from the crash']]) {
-    if (!results[action]) continue;
-    const { rows, lost } = results[action];
-    line(action, rows, lost, 'fromFault', `the ${action}`, bound);
-    for (const provider of ['twilio', 'plivo']) line(`${action} (${provider})`, rows.filter((row) => row.provider === provider), lost.filter((row) => row.provider === provider), 'fromFault', `the ${action}`, bound);
-    if (action === 'crash') line('crash', rows, lost, 'fromClose', "the old stream's closed_at", '');
+  for (const [label, action, bound] of [['freeze', 'freeze', '< 10000 from the freeze'], ['crash', 'crash', '< 3000 from the crash'], ['crash, one agent at a time', 'crash', '< 3000 from the crash']]) {
+    if (!results[label]) continue;
+    const { rows, lost } = results[label];
+    line(label, rows, lost, 'fromFault', `the ${action}`, bound);
+    for (const provider of ['twilio', 'plivo']) line(`${label} (${provider})`, rows.filter((row) => row.provider === provider), lost.filter((row) => row.provider === provider), 'fromFault', `the ${action}`, bound);
+    if (action === 'crash') line(label, rows, lost, 'fromClose', "the old stream's closed_at", '');
   }
 }
 
@@ -151,13 +166,27 @@ try {
   const crashed = await run('crash');
   results.crash = crashed;
   await hangUp([...crashed.rows, ...crashed.lost]);
+  // Crashed pods whose calls moved are back in their pool until declared dead: wait for that, or
+  // the next round's calls would be placed on silent agents.
+  const admin = new Redis(stack.redisUrl, { maxRetriesPerRequest: 1 });
+  try {
+    await testing.waitFor(async () => {
+      for (const pod of crashed.pods) if ((await admin.hget(stack.keys.pod(pod), 'liveness')) !== 'dead') return false;
+      return true;
+    }, { timeoutMs: 20000, what: 'the crashed pods declared dead' });
+  } finally {
+    await admin.quit();
+  }
+  const one = await run('crash', true);
+  results['crash, one agent at a time'] = one;
+  await hangUp([...one.rows, ...one.lost]);
   const invariants = await json(await fetch(`${stack.url('gateway')}/api/v1/admin/invariants`));
   if (!invariants.ok) console.log(`invariants: ${JSON.stringify(invariants.violations.slice(0, 3))}`);
-  report(results);
 } catch (error) {
   failed = true;
   console.error(error);
 } finally {
+  if (Object.keys(results).length > 0) report(results);
   progress('stopping');
   // Crashed agents stay silent (no pod is deleted): stopping does not wait for them beyond 30 s.
   await Promise.race([stack.stop(), new Promise((resolve) => setTimeout(resolve, 30000).unref())]);
