@@ -188,7 +188,12 @@ try {
 } finally {
   if (Object.keys(results).length > 0) report(results);
   progress('stopping');
-  // Crashed agents stay silent (no pod is deleted): stopping does not wait for them beyond 30 s.
-  await Promise.race([stack.stop(), new Promise((resolve) => setTimeout(resolve, 30000).unref())]);
+  // Crashed agents stay silent (no pod is deleted) and their streams may keep the stop waiting:
+  // after 30 s every child the stack still runs is killed, so none outlives the bench.
+  const stopped = await Promise.race([stack.stop().then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 30000).unref())]);
+  if (!stopped) {
+    progress('the stack did not stop within 30 s: killing its processes');
+    stack.killAll();
+  }
 }
 process.exit(failed ? 1 : 0);
