@@ -49,6 +49,8 @@
   Events:
     stream:calls  type=call.rehomed call_sid from_pod pod tier cause at from_allocation_id allocation_id rehomes
     stream:calls  type=call.released call_sid pod tier reason at allocation_id state connected_at  (-18, -19)
+    stream:calls  type=pod.suspect pod tier cause(call_rehomed) call_sid active_calls at  (the old pod, when it heartbeats
+                  and is neither suspect nor dead yet: out of its pool until its next heartbeat)
     stream:calls  type=call.allocated call_sid pod tier merchant_id provider at allocation_id state connected_at  (the new
                   pod, includes/wait-queue.lua bindCall; or the freed old pod handed to a waiter)
   Derived keys (pod-scoped, named by the call record and the chain, built from ARGV[4]):
@@ -112,6 +114,22 @@ if not fromTicket then
       rcall('HSET', P.pod .. old, 'status', 'available')
     end
   end
+end
+
+-- The old agent let a live call's stream end without releasing it (it crashed,
+-- or its media stalled). If it heartbeats (SPEC 11), it is suspect from now
+-- until its next heartbeat: a crashed agent's freed pod must not take a new or
+-- re-homed call in the seconds before the liveness job can declare it dead (a
+-- healthy agent's next heartbeat, within HEARTBEAT_INTERVAL_MS, makes it live
+-- again). A pod that never heartbeats cannot be judged and is left as it is; a
+-- dead one stays dead.
+local oldPod = rcall('HMGET', P.pod .. old, 'uid', 'heartbeat_uid', 'liveness')
+if oldPod[1] and oldPod[1] == (call[2] or '') and oldPod[2] == oldPod[1] and not oldPod[3] then
+  rcall('HSET', P.pod .. old, 'liveness', 'suspect', 'liveness_since', now)
+  rcall('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'type', 'pod.suspect', 'pod', old,
+    'tier', rcall('GET', P.tier .. old) or '', 'cause', 'call_rehomed', 'call_sid', sid,
+    'active_calls', rcall('SCARD', P.calls .. old), 'at', now)
+  refreshAvailability(P, tiers, old)
 end
 
 local function endCall(reason)
