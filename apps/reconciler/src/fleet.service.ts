@@ -28,17 +28,60 @@ export interface FleetShare {
   statefulSet: string;
   versions: string[];
   percent: number;
+  /**
+   * The summed percent of every serving version whose StatefulSet is known
+   * (100 once all are): shares are taken of this, since a version whose
+   * StatefulSet is not learned yet has no pod and its calls spill to the others.
+   */
+  of: number;
 }
 
 /**
  * The autoscaler's buffer under a rollout (SPEC 12: "keeps its buffer across
  * versions in proportion to the split"): each StatefulSet serving a version
- * with percent > 0 keeps ceil(buffer × percent / 100) free pods (so a canary
+ * with percent > 0 keeps ceil(buffer × percent / whole) free pods (so a canary
  * of 1 % still gets one when the buffer is above 0), waiting requests split
- * the same way; min_replicas likewise (ceil), max_replicas bounds each.
+ * the same way; min_replicas likewise (ceil). `whole` is the known shares'
+ * sum (FleetShare.of); integers throughout, so no rounding error.
  */
-export function shareOf(total: number, percent: number): number {
-  return total > 0 && percent > 0 ? Math.ceil((total * percent) / 100) : 0;
+export function shareOf(total: number, percent: number, whole = 100): number {
+  return total > 0 && percent > 0 && whole > 0 ? Math.ceil((total * percent) / whole) : 0;
+}
+
+/**
+ * max_replicas under a split (decision): it stays the bound of the whole fleet
+ * the autoscaler sizes (SPEC 9.1), so it is apportioned, never rounded up per
+ * StatefulSet: each serving StatefulSet first gets one replica (largest percent
+ * first while they last: a canary above 0 % always has a pod to serve it), the
+ * rest goes by percent, the largest remainders taking what flooring leaves
+ * (ties: the earlier target). The caps sum to exactly `max` (50/50 of 10: 5 and
+ * 5; 99/1 of 10: 9 and 1). StatefulSets the autoscaler does not size (versions
+ * at 0 %, or not learned yet) are not counted.
+ */
+export function splitMaxReplicas(max: number, percents: number[]): number[] {
+  const caps = percents.map(() => 0);
+  const order = percents.map((_, index) => index).sort((a, b) => percents[b] - percents[a] || a - b);
+  let left = max;
+  for (const index of order) {
+    if (left === 0) break;
+    caps[index] = 1;
+    left -= 1;
+  }
+  const whole = percents.reduce((sum, percent) => sum + percent, 0);
+  if (left === 0 || whole === 0) return caps;
+  const rest = left;
+  const exact = percents.map((percent) => (rest * percent) / whole);
+  for (const [index, value] of exact.entries()) {
+    caps[index] += Math.floor(value);
+    left -= Math.floor(value);
+  }
+  const byRemainder = exact.map((_, index) => index).sort((a, b) => ((rest * percents[b]) % whole) - ((rest * percents[a]) % whole) || a - b);
+  for (const index of byRemainder) {
+    if (left === 0) break;
+    caps[index] += 1;
+    left -= 1;
+  }
+  return caps;
 }
 
 /**
@@ -91,8 +134,9 @@ export class FleetService {
           // A split across StatefulSets: each keeps its part of the buffer. The primary's
           // version at 0 % (or outside the targets) is left where it is (a move or an operator sizes it).
           const own = shares.find((share) => share.statefulSet === this.settings.statefulSet);
-          if (own) decision = await this.autoscale(this.partOf(settings, own.percent), replicas, step.target, now, this.fleet, own);
-          others = await this.autoscaleOthers(settings, shares.filter((share) => share !== own), now);
+          const parts = this.partsOf(settings, shares);
+          if (own) decision = await this.autoscale(parts.get(own)!, replicas, step.target, now, this.fleet, own);
+          others = await this.autoscaleOthers(parts, shares.filter((share) => share !== own), now);
         } else {
           decision = await this.autoscale(settings, replicas, step.target, now);
         }
@@ -120,7 +164,7 @@ export class FleetService {
   private async autoscale(
     settings: AutoscalerSettings, replicas: number, target: number, now: number, fleet = this.fleet, share?: FleetShare,
   ): Promise<FleetDecision | undefined> {
-    const demand = share ? await this.shareDemand(share, target) : await fleet.demand(target);
+    const demand = share ? await this.shareDemand(fleet, share, target) : await fleet.demand(target);
     const wanted = target + demand.waiting + settings.buffer - demand.free - demand.starting;
     const desired = Math.min(settings.max_replicas, Math.max(settings.min_replicas, wanted));
     const state = this.keys.autoscalerState();
@@ -130,7 +174,8 @@ export class FleetService {
     const field = (name: string) => `${name}${suffix}`;
     await this.redis.hset(state, {
       [field('desired')]: desired, [field('free')]: demand.free, [field('waiting')]: demand.waiting, [field('starting')]: demand.starting,
-      [field('replicas')]: replicas, at: now, ...(share ? { [field('buffer')]: settings.buffer, [field('percent')]: share.percent } : {}),
+      [field('replicas')]: replicas, at: now,
+      ...(share ? { [field('buffer')]: settings.buffer, [field('percent')]: share.percent, [field('max_replicas')]: settings.max_replicas } : {}),
     });
     let reason: string | null = null;
     if (desired > target) {
@@ -152,7 +197,10 @@ export class FleetService {
       await this.redis.hdel(state, field('surplus_since'));
       return undefined;
     }
-    if (share) reason = `${reason} (${share.percent} % of the split: versions ${share.versions.map((version) => JSON.stringify(version)).join(', ')})`;
+    if (share) {
+      const known = share.of === 100 ? '' : `, taken of the ${share.of} % whose StatefulSets are known`;
+      reason = `${reason} (${share.percent} % of the split${known}: versions ${share.versions.map((version) => JSON.stringify(version)).join(', ')})`;
+    }
     const planned = await fleet.plan(desired, `autoscaler: ${reason}`, now);
     if (!planned) return undefined;
     const decision: FleetDecision = { at: now, from: target, to: desired, reason };
@@ -161,9 +209,18 @@ export class FleetService {
     return decision;
   }
 
-  /** The settings one StatefulSet keeps under a split: its share of buffer and min_replicas (rounded up). */
-  private partOf(settings: AutoscalerSettings, percent: number): AutoscalerSettings {
-    return { ...settings, buffer: shareOf(settings.buffer, percent), min_replicas: shareOf(settings.min_replicas, percent) };
+  /**
+   * The settings each StatefulSet keeps under a split: its share of buffer and
+   * min_replicas (rounded up), its apportioned part of max_replicas.
+   */
+  private partsOf(settings: AutoscalerSettings, shares: FleetShare[]): Map<FleetShare, AutoscalerSettings> {
+    const caps = splitMaxReplicas(settings.max_replicas, shares.map((share) => share.percent));
+    return new Map(shares.map((share, index) => [share, {
+      ...settings,
+      buffer: shareOf(settings.buffer, share.percent, share.of),
+      min_replicas: shareOf(settings.min_replicas, share.percent, share.of),
+      max_replicas: caps[index],
+    }]));
   }
 
   /**
@@ -180,47 +237,33 @@ export class FleetService {
     for (const target of live.targets) {
       const statefulSet = map[target.version];
       if (target.percent <= 0 || !statefulSet) continue;
-      const share = byName.get(statefulSet) ?? { statefulSet, versions: [], percent: 0 };
+      const share = byName.get(statefulSet) ?? { statefulSet, versions: [], percent: 0, of: 100 };
       share.versions.push(target.version);
       share.percent += target.percent;
       byName.set(statefulSet, share);
     }
     const shares = [...byName.values()];
+    // A serving version whose StatefulSet is not learned yet has no pod here: its calls spill to the
+    // others, so the known shares split the whole buffer between them (percent of their sum).
+    const known = shares.reduce((sum, share) => sum + share.percent, 0);
+    for (const share of shares) share.of = known;
     // Even with only the primary serving, its free pods are counted by its versions: a version at 0 % serves no call.
     return shares.length > 0 ? shares : null;
   }
 
   /**
    * A StatefulSet's demand under a split: its versions' free pods in the
-   * extra tier, its share of the waiting requests (a waiter takes any
-   * serving version), and its own pods below `target` not Ready yet.
+   * extra tier, its own pods below `target` not Ready yet (one MULTI, in
+   * FleetScripts.demand), and its share of the waiting requests (a waiter
+   * takes any serving version).
    */
-  private async shareDemand(share: FleetShare, target: number): Promise<{ free: number; waiting: number; starting: number }> {
-    const k = this.keys;
-    const overall = await this.fleet.demand(target);
-    const extra = overall.extraTier;
-    const shared = (await this.redis.type(k.poolAvailable(extra))) === 'zset';
-    const available = shared ? await this.redis.zrange(k.poolAvailable(extra), 0, -1) : await this.redis.smembers(k.poolAvailable(extra));
-    let free = 0;
-    if (available.length > 0) {
-      for (const version of share.versions) {
-        const member = await this.redis.smismember(k.versionPods(version), ...available);
-        free += member.filter((value) => value === 1).length;
-      }
-    }
-    let starting = overall.starting;
-    if (share.statefulSet !== this.settings.statefulSet) {
-      starting = 0;
-      for (let ordinal = 0; ordinal < target; ordinal += 1) {
-        const [ready, terminating] = await this.redis.hmget(k.pod(`${share.statefulSet}-${ordinal}`), 'ready', 'terminating');
-        if (ready !== '1' || terminating === '1') starting += 1;
-      }
-    }
-    return { free, waiting: shareOf(overall.waiting, share.percent), starting };
+  private async shareDemand(fleet: FleetScripts, share: FleetShare, target: number): Promise<{ free: number; waiting: number; starting: number }> {
+    const demand = await fleet.demand(target, share.versions);
+    return { free: demand.free, waiting: shareOf(demand.waiting, share.percent, share.of), starting: demand.starting };
   }
 
   /** Sizes every other serving StatefulSet by its share, under the fleet lock this tick holds: plan, step, patch. */
-  private async autoscaleOthers(settings: AutoscalerSettings, shares: FleetShare[], now: number): Promise<Record<string, FleetDecision>> {
+  private async autoscaleOthers(parts: Map<FleetShare, AutoscalerSettings>, shares: FleetShare[], now: number): Promise<Record<string, FleetDecision>> {
     const decisions: Record<string, FleetDecision> = {};
     for (const share of shares) {
       const fleet = this.scriptsOf!(share.statefulSet);
@@ -233,7 +276,7 @@ export class FleetService {
       }
       let step = await fleet.step(replicas, this.token, this.lockTtlMs, now);
       if (step.action === 'locked') continue;
-      const decision = await this.autoscale(this.partOf(settings, share.percent), replicas, step.target, now, fleet, share);
+      const decision = await this.autoscale(parts.get(share)!, replicas, step.target, now, fleet, share);
       if (decision) {
         decisions[share.statefulSet] = decision;
         step = await fleet.step(replicas, this.token, this.lockTtlMs, now);

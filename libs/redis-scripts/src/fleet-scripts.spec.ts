@@ -43,6 +43,32 @@ describe('fleet scripts', () => {
     }
   });
 
+  it('demand by versions (SPEC 12): free pods of those versions in the extra tier (shared zset too), starting pods among the StatefulSet\'s own ordinals above the pinned ones', async () => {
+    // gold pins ordinal 0 of each StatefulSet; standard (shared) is the extra tier.
+    const tiered = await createPoolFixture({
+      url: sharedRedisUrl(), pods: [], extraTier: 'standard',
+      tierConfig: JSON.stringify({ gold: { type: 'exclusive', target: 1 }, standard: { type: 'shared', target: 0, max_concurrent: 2 } }),
+    });
+    try {
+      const upsert = (name: string, version: string, ready = true) =>
+        tiered.scripts.upsertPod({ name, uid: `uid-${name}`, ready, terminating: false, metadata: {}, pinnedTier: '', term: null, version });
+      for (const name of ['voice-agent-0', 'voice-agent-1', 'voice-agent-2']) await upsert(name, '');
+      for (const name of ['voice-agent-v2-0', 'voice-agent-v2-1']) await upsert(name, '2.0.0');
+      await upsert('voice-agent-v2-2', '2.0.0', false);
+      const primary = new FleetScripts(tiered.redis, tiered.keys, 'voice-agent', 1000);
+      const canary = new FleetScripts(tiered.redis, tiered.keys, 'voice-agent-v2', 1000, {}, true);
+      expect(await primary.demand(3)).toEqual({ extraTier: 'standard', free: 3, waiting: 0, starting: 0 });
+      expect(await primary.demand(3, [''])).toEqual({ extraTier: 'standard', free: 2, waiting: 0, starting: 0 });
+      // voice-agent-v2-0 is gold (not counted), voice-agent-v2-2 is not Ready: on its way.
+      expect(await canary.demand(3, ['2.0.0'])).toEqual({ extraTier: 'standard', free: 1, waiting: 0, starting: 1 });
+      expect(await canary.demand(3, ['', '2.0.0'])).toMatchObject({ free: 3 });
+      expect(await canary.demand(3, ['9.9.9'])).toMatchObject({ free: 0 });
+      expect(await canary.demand(3, [])).toMatchObject({ free: 0, starting: 1 });
+    } finally {
+      await tiered.close();
+    }
+  });
+
   it('plans nothing before the StatefulSet size was observed; a first step adopts the cluster size', async () => {
     expect(await fleet.plan(2, 'test')).toBeNull();
     expect(await fleet.step(4, 'a', 5000)).toEqual({ action: 'steady', target: 4 });

@@ -101,8 +101,15 @@ export class FleetScripts {
    * Demand and supply for the autoscaler, in the `extra` tier of the live tier
    * config: free pods, waiting requests, and pods below `target` in that tier's
    * ordinals that are not Ready yet (capacity already on its way).
+   *
+   * With `versions` (SPEC 12, a StatefulSet's part of a rollout split): `free`
+   * counts only the free pods of those versions (ZINTERCARD of the pool with
+   * each version's pods; it takes the exclusive set and the shared zset alike),
+   * in the same MULTI as the waiting requests and the per-ordinal reads. The
+   * ordinals are this StatefulSet's own: every StatefulSet is tiered by its own
+   * ordinals (`ordinalTier`), so the pinned tiers' ordinals are skipped in each.
    */
-  async demand(target: number): Promise<FleetDemand> {
+  async demand(target: number, versions?: string[]): Promise<FleetDemand> {
     const k = this.keys;
     const raw = await this.redis.get(k.tierConfig());
     const document = raw ? (JSON.parse(raw) as { order: string[]; extra: string; tiers: Record<string, { type: string; target: number }> }) : null;
@@ -110,7 +117,8 @@ export class FleetScripts {
     const pinnedOrdinals = document ? document.order.reduce((sum, tier) => sum + (document.tiers[tier]?.target ?? 0), 0) : 0;
     // One MULTI: a hand-off between separate reads would count the same pod as free and its waiter as demand.
     const pipeline = this.redis.multi();
-    if (document?.tiers[extraTier]?.type === 'shared') pipeline.zcard(k.poolAvailable(extraTier));
+    if (versions) for (const version of versions) pipeline.zintercard(2, k.poolAvailable(extraTier), k.versionPods(version));
+    else if (document?.tiers[extraTier]?.type === 'shared') pipeline.zcard(k.poolAvailable(extraTier));
     else pipeline.scard(k.poolAvailable(extraTier));
     pipeline.zcard(k.waitQueue());
     const candidates: string[] = [];
@@ -118,11 +126,13 @@ export class FleetScripts {
     for (const name of candidates) pipeline.hmget(k.pod(name), 'ready', 'terminating');
     const replies = (await pipeline.exec()) ?? [];
     for (const [error] of replies) if (error) throw error;
-    const starting = replies.slice(2).filter(([, state]) => {
+    const counts = versions ? versions.length : 1;
+    const free = replies.slice(0, counts).reduce((sum, [, count]) => sum + Number(count), 0);
+    const starting = replies.slice(counts + 1).filter(([, state]) => {
       const [ready, terminating] = state as (string | null)[];
       return ready !== '1' || terminating === '1';
     }).length;
-    return { extraTier, free: Number(replies[0][1]), waiting: Number(replies[1][1]), starting };
+    return { extraTier, free, waiting: Number(replies[counts][1]), starting };
   }
 
   async unlock(lockToken: string): Promise<void> {
