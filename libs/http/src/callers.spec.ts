@@ -165,12 +165,19 @@ describe('CachedAgentTokens', () => {
     now += 1;
     expect(await cache.verify('flipping-token')).toEqual(AGENT);
     expect(calls).toBe(2);
-    // Never longer than the accepted TTL either.
-    const short = new CachedAgentTokens(async () => null, { ttlMs: 1000, now: () => now });
-    await short.verify('x');
-    now += 1000;
-    await short.verify('x');
-    expect(short.size).toBe(1);
+    // Never longer than the accepted TTL either: with a 1 s TTL a refusal is asked again after 1 s, not 5 s.
+    let shortCalls = 0;
+    const short = new CachedAgentTokens(async () => {
+      shortCalls += 1;
+      return null;
+    }, { ttlMs: 1000, now: () => now });
+    expect(await short.verify('x')).toBeNull();
+    now += 999;
+    expect(await short.verify('x')).toBeNull();
+    expect(shortCalls).toBe(1);
+    now += 1;
+    expect(await short.verify('x')).toBeNull();
+    expect(shortCalls).toBe(2);
   });
 
   it('shares one review between concurrent requests (TTL 0 too), and does not keep a failed one', async () => {
