@@ -14,6 +14,8 @@ export interface ReviewedToken {
 export class TokenReviewTimeoutError extends Error {
   constructor(timeoutMs: number) {
     super(`TokenReview did not answer within ${timeoutMs} ms`);
+    // The caller (libs/http, which does not depend on this library) tells a timeout by this name.
+    this.name = 'TokenReviewTimeoutError';
   }
 }
 
