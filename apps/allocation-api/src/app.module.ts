@@ -24,7 +24,7 @@ export class AppModule {
       ],
       controllers: [AllocationController, HeartbeatController, MediaAuthController, OpenApiController, MetricsController],
       providers: [
-        { provide: CallerAuthenticator, useValue: callerAuthenticator(config) },
+        { provide: CallerAuthenticator, useValue: callerAuthenticator(config, telemetry) },
         {
           provide: HeartbeatService,
           inject: [REQUEST_REDIS, RedisKeys, PoolMetrics],
@@ -41,11 +41,16 @@ export class AppModule {
 }
 
 /** Who may call (SPEC 10.1): dispatcher tokens, and voice agents' ServiceAccount tokens when an audience is set. */
-export function callerAuthenticator(config: AllocationApiConfig): CallerAuthenticator {
+export function callerAuthenticator(config: AllocationApiConfig, telemetry: Telemetry): CallerAuthenticator {
   let agents: CachedAgentTokens | null = null;
   if (config.agentTokenAudience) {
     const reviews = new TokenReviewRepository(loadKubeConfig(config.kubeconfig), config.agentTokenAudience);
-    agents = new CachedAgentTokens((token) => reviews.review(token), { ttlMs: config.agentTokenCacheSeconds * 1000 });
+    // Saturation apart from the API failing or timing out: each needs a different fix.
+    const counted = telemetry.meter().createCounter('smart_router_token_reviews_total', { description: 'TokenReviews wanted for voice-agent tokens, by result (authenticated, refused, saturated, timeout, failed)' });
+    agents = new CachedAgentTokens((token) => reviews.review(token), {
+      ttlMs: config.agentTokenCacheSeconds * 1000,
+      onReview: (result) => counted.add(1, { result }),
+    });
   }
   return new CallerAuthenticator({ dispatcherTokens: config.apiTokens, agents, allowUnauthenticated: config.allowUnauthenticated });
 }

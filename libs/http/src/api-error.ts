@@ -5,6 +5,9 @@ import { HttpStatus } from '@nestjs/common';
  * Thrown by services; the exception filter writes it.
  */
 export class ApiError extends Error {
+  /** Why, for the log line only (never sent to the client): one line, no secrets. */
+  logDetail?: string;
+
   constructor(readonly status: number, readonly code: string, message: string) {
     super(message);
     this.name = 'ApiError';

@@ -1,6 +1,10 @@
 import { ConfigError } from '@smart-router/config';
 import { createHash } from 'node:crypto';
-import { AgentTokenReview, CachedAgentTokens, CallerAuthenticator, MAX_AGENT_TOKEN_BYTES, ReviewsSaturatedError, isJwtShaped, parseApiTokens, scopeOf } from './callers';
+import { ApiException } from '@kubernetes/client-node';
+import { TokenReviewTimeoutError } from '@smart-router/kube';
+import {
+  AgentTokenReview, CachedAgentTokens, CallerAuthenticator, IdentityUnavailableError, MAX_AGENT_TOKEN_BYTES, ReviewsSaturatedError, TokenReviewResult, describeReviewFailure, isJwtShaped, parseApiTokens, scopeOf,
+} from './callers';
 
 describe('API_TOKENS parsing', () => {
   it('reads unscoped and merchant-scoped entries', () => {
@@ -165,12 +169,19 @@ describe('CachedAgentTokens', () => {
     now += 1;
     expect(await cache.verify('flipping-token')).toEqual(AGENT);
     expect(calls).toBe(2);
-    // Never longer than the accepted TTL either.
-    const short = new CachedAgentTokens(async () => null, { ttlMs: 1000, now: () => now });
-    await short.verify('x');
-    now += 1000;
-    await short.verify('x');
-    expect(short.size).toBe(1);
+    // Never longer than the accepted TTL either: with a 1 s TTL a refusal is asked again after 1 s, not 5 s.
+    let shortCalls = 0;
+    const short = new CachedAgentTokens(async () => {
+      shortCalls += 1;
+      return null;
+    }, { ttlMs: 1000, now: () => now });
+    expect(await short.verify('x')).toBeNull();
+    now += 999;
+    expect(await short.verify('x')).toBeNull();
+    expect(shortCalls).toBe(1);
+    now += 1;
+    expect(await short.verify('x')).toBeNull();
+    expect(shortCalls).toBe(2);
   });
 
   it('shares one review between concurrent requests (TTL 0 too), and does not keep a failed one', async () => {
@@ -212,6 +223,47 @@ describe('CachedAgentTokens', () => {
     const next = cache.verify('d');
     releases[3]();
     expect(await next).toEqual(AGENT);
+  });
+
+  it('tells what became of each review it wanted: authenticated, refused, saturated, timeout, failed (reused answers not)', async () => {
+    const results: TokenReviewResult[] = [];
+    const releases: (() => void)[] = [];
+    const cache = new CachedAgentTokens(async (token) => {
+      if (token === 'slow') await new Promise<void>((resolve) => releases.push(resolve));
+      if (token === 'timeout') throw new TokenReviewTimeoutError(3000);
+      if (token === 'down') throw new Error('connect ECONNREFUSED 10.0.0.1:443');
+      return token === 'refused' ? null : AGENT;
+    }, { ttlMs: 60000, maxInFlight: 1, onReview: (result) => results.push(result) });
+    expect(await cache.verify('ok')).toEqual(AGENT);
+    expect(await cache.verify('ok')).toEqual(AGENT);
+    expect(await cache.verify('refused')).toBeNull();
+    await expect(cache.verify('timeout')).rejects.toBeInstanceOf(TokenReviewTimeoutError);
+    await expect(cache.verify('down')).rejects.toThrow(/ECONNREFUSED/);
+    const slow = cache.verify('slow');
+    await expect(cache.verify('other')).rejects.toBeInstanceOf(ReviewsSaturatedError);
+    releases[0]();
+    await slow;
+    expect(results).toEqual(['authenticated', 'refused', 'timeout', 'failed', 'saturated', 'authenticated']);
+  });
+
+  it('the 503 says why in its log detail: one line, the cause kind first, never token material', async () => {
+    const secret = jwt('leaky-token-material');
+    const callers = (error: unknown) => new CallerAuthenticator({ dispatcherTokens: [], agents: new CachedAgentTokens(() => Promise.reject(error), { ttlMs: 0 }), allowUnauthenticated: false });
+    const detailOf = async (error: unknown) => {
+      const refused = await callers(error).authenticate(`Bearer ${secret}`).catch((caught: unknown) => caught);
+      expect(refused).toBeInstanceOf(IdentityUnavailableError);
+      expect(refused).toMatchObject({ status: 503, code: 'AUTH_UNAVAILABLE', message: 'caller identity could not be checked, retry shortly' });
+      return (refused as IdentityUnavailableError).logDetail!;
+    };
+    expect(await detailOf(new TokenReviewTimeoutError(3000))).toBe('timeout: TokenReview did not answer within 3000 ms');
+    expect(await detailOf(new ReviewsSaturatedError(32))).toBe('saturated: 32 TokenReviews already in flight');
+    // The client's ApiException message carries the body and headers; only the code and the Status's words are logged.
+    const status = JSON.stringify({ kind: 'Status', code: 403, reason: 'Forbidden', message: 'tokenreviews.authentication.k8s.io is forbidden' });
+    const apiError = new ApiException(403, `HTTP-Code: 403\nMessage: Unknown API Status Code!\nBody: ${status}\nHeaders: {"x":"${secret}"}`, status, { x: secret });
+    expect(await detailOf(apiError)).toBe('failed: TokenReview API answered HTTP 403 Forbidden: tokenreviews.authentication.k8s.io is forbidden');
+    const echoed = await detailOf(new Error(`request failed\nspec.token ${secret}\n    at somewhere (file.js:1:1)`));
+    expect(echoed).toBe('failed: request failed spec.token [token] at somewhere (file.js:1:1)');
+    expect(describeReviewFailure(new Error('x'.repeat(1000)))).toHaveLength(300);
   });
 
   it('stays within its bound, least recently used out first, and keys entries by hash, not by token', async () => {

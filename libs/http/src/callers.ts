@@ -96,6 +96,47 @@ export class ReviewsSaturatedError extends Error {
   }
 }
 
+/**
+ * What became of a TokenReview the router wanted (smart_router_token_reviews_total{result}):
+ * the cluster said yes (`authenticated`) or no (`refused`: unknown token, or bound to no pod);
+ * not asked because too many were in flight (`saturated`); or no answer: `timeout` (the
+ * request cancelled at its deadline) or `failed` (refused connection, an error status).
+ */
+export type TokenReviewResult = 'authenticated' | 'refused' | 'saturated' | 'timeout' | 'failed';
+
+/** Why a review gave no answer: saturated, timeout (libs/kube's TokenReviewTimeoutError, by name) or failed. */
+export function reviewFailure(error: unknown): Extract<TokenReviewResult, 'saturated' | 'timeout' | 'failed'> {
+  if (error instanceof ReviewsSaturatedError) return 'saturated';
+  if (error instanceof Error && error.name === 'TokenReviewTimeoutError') return 'timeout';
+  return 'failed';
+}
+
+const JWT_LIKE = /[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g;
+
+/**
+ * The log line's account of a failed review: one line, at most 300 characters, no stack,
+ * no token material (anything JWT-shaped is masked; an API error's body could echo a request).
+ * For the Kubernetes client's ApiException: its HTTP code and the Status's reason and message.
+ */
+export function describeReviewFailure(error: unknown): string {
+  const kind = reviewFailure(error);
+  let text: string;
+  const apiError = error as { code?: unknown; body?: unknown } | null;
+  if (kind === 'failed' && apiError && typeof apiError.code === 'number') {
+    let status: { reason?: unknown; message?: unknown } = {};
+    try {
+      status = (typeof apiError.body === 'string' ? JSON.parse(apiError.body) : apiError.body) ?? {};
+    } catch {
+      // not a Status object
+    }
+    const said = [status.reason, status.message].filter((part) => typeof part === 'string').join(': ');
+    text = `TokenReview API answered HTTP ${apiError.code}${said ? ` ${said}` : ''}`;
+  } else {
+    text = error instanceof Error ? error.message : String(error);
+  }
+  return `${kind}: ${text.replace(JWT_LIKE, '[token]').replace(/\s+/g, ' ').trim()}`.slice(0, 300);
+}
+
 export interface AgentTokenCacheOptions {
   /** How long an accepted review is reused (AGENT_TOKEN_CACHE_SECONDS); 0 = review every request. */
   ttlMs: number;
@@ -105,6 +146,8 @@ export interface AgentTokenCacheOptions {
   maxEntries?: number;
   /** Distinct reviews in flight at once; beyond, 503 AUTH_UNAVAILABLE without asking the cluster. */
   maxInFlight?: number;
+  /** Told what became of each review the cache wanted (not of answers it reused). */
+  onReview?: (result: TokenReviewResult) => void;
   now?: () => number;
 }
 
@@ -129,8 +172,10 @@ export class CachedAgentTokens implements AgentTokenVerifier {
   private readonly maxEntries: number;
   private readonly maxInFlight: number;
   private readonly now: () => number;
+  private readonly onReview: (result: TokenReviewResult) => void;
 
   constructor(private readonly review: AgentTokenReview, options: AgentTokenCacheOptions) {
+    this.onReview = options.onReview ?? (() => undefined);
     this.ttlMs = options.ttlMs;
     this.refusalTtlMs = Math.min(options.refusalTtlMs ?? REFUSAL_CACHE_MS, options.ttlMs);
     this.maxEntries = options.maxEntries ?? 10000;
@@ -164,14 +209,21 @@ export class CachedAgentTokens implements AgentTokenVerifier {
     }
     const pending = this.inFlight.get(key);
     if (pending) return pending;
-    if (this.inFlight.size >= this.maxInFlight) return Promise.reject(new ReviewsSaturatedError(this.maxInFlight));
+    if (this.inFlight.size >= this.maxInFlight) {
+      this.onReview('saturated');
+      return Promise.reject(new ReviewsSaturatedError(this.maxInFlight));
+    }
     const identity = this.review(token).then((reviewed) => {
       // A token that authenticates but names no pod is not a voice agent's (a plain ServiceAccount token).
       const found = reviewed && reviewed.podName ? { podName: reviewed.podName, podUid: reviewed.podUid, username: reviewed.username } : null;
       const at = this.now();
       if (found && this.ttlMs > 0) remember(this.accepted, key, { expiresAt: at + this.ttlMs, identity: found }, this.maxEntries);
       if (!found && this.refusalTtlMs > 0) remember(this.refused, key, at + this.refusalTtlMs, this.maxEntries);
+      this.onReview(found ? 'authenticated' : 'refused');
       return found;
+    }, (error: unknown) => {
+      this.onReview(reviewFailure(error));
+      throw error;
     });
     this.inFlight.set(key, identity);
     const settled = () => {
@@ -197,10 +249,15 @@ export interface CallerPolicy {
   allowUnauthenticated: boolean;
 }
 
-/** The 503 of an identity that could not be checked (the TokenReview API failed). */
+/**
+ * The 503 of an identity that could not be checked (too many reviews in flight, or the
+ * TokenReview API failed or timed out). The log line says which (logDetail); the client is
+ * told only to retry.
+ */
 export class IdentityUnavailableError extends ApiError {
   constructor(override readonly cause: unknown) {
     super(503, 'AUTH_UNAVAILABLE', 'caller identity could not be checked, retry shortly');
+    this.logDetail = describeReviewFailure(cause);
   }
 }
 

@@ -27,7 +27,8 @@ export class JsonExceptionFilter implements ExceptionFilter {
     if (status >= 500 && !(exception instanceof ApiError && status === 503)) {
       this.logger.error(`${where} failed: ${(exception as Error)?.message ?? String(exception)}`, (exception as Error)?.stack);
     } else {
-      this.logger.warn(`${where} -> ${status} ${code}: ${message}`);
+      const detail = exception instanceof ApiError && exception.logDetail ? ` (${exception.logDetail})` : '';
+      this.logger.warn(`${where} -> ${status} ${code}: ${message}${detail}`);
     }
     this.count(status, code);
     void reply.status(status).header('content-type', 'application/json; charset=utf-8').send(JSON.stringify({ error: message, code }));

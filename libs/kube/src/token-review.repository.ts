@@ -1,4 +1,4 @@
-import { AuthenticationV1Api, KubeConfig } from '@kubernetes/client-node';
+import { AuthenticationV1Api, KubeConfig, Observable, type ObservableMiddleware } from '@kubernetes/client-node';
 
 /** The extra field a bound ServiceAccount token of a pod carries in its TokenReview. */
 export const POD_NAME_EXTRA = 'authentication.kubernetes.io/pod-name';
@@ -14,6 +14,8 @@ export interface ReviewedToken {
 export class TokenReviewTimeoutError extends Error {
   constructor(timeoutMs: number) {
     super(`TokenReview did not answer within ${timeoutMs} ms`);
+    // The caller (libs/http, which does not depend on this library) tells a timeout by this name.
+    this.name = 'TokenReviewTimeoutError';
   }
 }
 
@@ -32,23 +34,32 @@ export class TokenReviewRepository {
   }
 
   async review(token: string): Promise<ReviewedToken | null> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new TokenReviewTimeoutError(this.timeoutMs)), this.timeoutMs);
-    });
+    // The request itself is cancelled at the deadline (its socket closed), not merely
+    // abandoned: the promise settles only once the HTTP request has, so a caller that
+    // bounds reviews in flight (CachedAgentTokens) bounds requests at the API server too.
+    const signal = AbortSignal.timeout(this.timeoutMs);
+    const withSignal: ObservableMiddleware = {
+      pre: (context) => {
+        context.setSignal(signal);
+        return new Observable(Promise.resolve(context));
+      },
+      post: (context) => new Observable(Promise.resolve(context)),
+    };
+    let review;
     try {
-      const review = await Promise.race([
-        this.api.createTokenReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [this.audience] } } }),
-        timeout,
-      ]);
-      const status = review.status;
-      if (!status?.authenticated || !status.user?.username) return null;
-      // The API server answers only for the audiences asked; refuse anything else all the same.
-      if (status.audiences && !status.audiences.includes(this.audience)) return null;
-      const extra = status.user.extra ?? {};
-      return { username: status.user.username, podName: extra[POD_NAME_EXTRA]?.[0] ?? null, podUid: extra[POD_UID_EXTRA]?.[0] ?? null };
-    } finally {
-      clearTimeout(timer);
+      review = await this.api.createTokenReview(
+        { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [this.audience] } } },
+        { middleware: [withSignal], middlewareMergeStrategy: 'append' },
+      );
+    } catch (error) {
+      if (signal.aborted) throw new TokenReviewTimeoutError(this.timeoutMs);
+      throw error;
     }
+    const status = review.status;
+    if (!status?.authenticated || !status.user?.username) return null;
+    // The API server answers only for the audiences asked; refuse anything else all the same.
+    if (status.audiences && !status.audiences.includes(this.audience)) return null;
+    const extra = status.user.extra ?? {};
+    return { username: status.user.username, podName: extra[POD_NAME_EXTRA]?.[0] ?? null, podUid: extra[POD_UID_EXTRA]?.[0] ?? null };
   }
 }

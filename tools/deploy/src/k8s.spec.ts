@@ -221,7 +221,9 @@ describe('k8s/base', () => {
         for (const variable of container(app).env ?? []) {
           // Per app by design: its port, its identity, its own Redis ACL user (SPEC 10.1).
           if (variable.name === 'HTTP_PORT' || variable.name === 'POD_IDENTITY' || variable.name === 'REDIS_USERNAME') continue;
-          const source = JSON.stringify(variable.valueFrom ?? variable.value);
+          // Whether a key must exist is per app (webhooks need the signing tokens, the reconciler only may read them).
+          const { optional: _optional, ...secretKeyRef } = variable.valueFrom?.secretKeyRef ?? {};
+          const source = JSON.stringify(variable.valueFrom?.secretKeyRef ? { ...variable.valueFrom, secretKeyRef } : variable.valueFrom ?? variable.value);
           expect({ variable: variable.name, app, source }).toEqual({ variable: variable.name, app, source: sources.get(variable.name) ?? source });
           sources.set(variable.name, source);
         }
@@ -397,6 +399,12 @@ describe('SPEC 10 hardening of k8s/base', () => {
 
   it('frees a pod nobody connects to in seconds (CONNECT_TIMEOUT_SECONDS 20)', () => {
     expect(find<ConfigMap>(resources, 'ConfigMap', 'smart-router-config')?.data?.CONNECT_TIMEOUT_SECONDS).toBe('20');
+  });
+
+  it('the reconciler reads provider tokens only if present (least privilege: REST-only tokens need no webhook signing tokens)', () => {
+    const providerTokens = (container('reconciler').env ?? []).filter((variable) => /^(TWILIO|PLIVO)_(API_)?AUTH_TOKENS?$/.test(variable.name ?? ''));
+    expect(providerTokens.map((variable) => variable.name).sort()).toEqual(['PLIVO_API_AUTH_TOKEN', 'PLIVO_AUTH_TOKENS', 'TWILIO_API_AUTH_TOKEN', 'TWILIO_AUTH_TOKENS']);
+    for (const variable of providerTokens) expect({ name: variable.name, optional: variable.valueFrom?.secretKeyRef?.optional }).toEqual({ name: variable.name, optional: true });
   });
 
   it('never sets ALLOW_UNAUTHENTICATED, in the base or the production overlay', () => {

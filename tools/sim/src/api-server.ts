@@ -91,6 +91,17 @@ export class SimApiServer {
   /** The simulated voice agents, when this process runs them: `POST /sim/agents/{pod}/freeze|thaw|crash` (SPEC 11). */
   agents: { fault(pod: string, action: 'freeze' | 'thaw' | 'crash'): unknown; rehomed?: readonly unknown[]; rehomedCount?: number; staleReleases?: number } | null = null;
 
+  /**
+   * Fault injection (SPEC 10.1 load tests): a TokenReview is answered this many ms late (0 = at
+   * once), or, when the client gives up first (closes its request), not at all.
+   */
+  tokenReviewDelayMs = 0;
+  /** Fault injection: TokenReviews are answered with this HTTP status (a Status object) instead of a review. */
+  tokenReviewFailure: number | null = null;
+  /** TokenReview requests open at this server now (arrived, not yet answered nor closed by the client), and the most ever. */
+  tokenReviewsInFlight = 0;
+  maxTokenReviewsInFlight = 0;
+
   constructor(private readonly state: ClusterState) {}
 
   serve(routes: ExtraRoutes): void {
@@ -312,7 +323,23 @@ export class SimApiServer {
     // TokenReview: who a bearer token is, for the audiences asked (the token is not echoed back).
     if (path === '/apis/authentication.k8s.io/v1/tokenreviews') {
       if (method !== 'POST') throw new ApiStatusError(405, 'MethodNotAllowed', `${method} tokenreviews is not supported`);
+      this.tokenReviewsInFlight += 1;
+      this.maxTokenReviewsInFlight = Math.max(this.maxTokenReviewsInFlight, this.tokenReviewsInFlight);
+      response.once('close', () => {
+        this.tokenReviewsInFlight -= 1;
+      });
       const body = (await this.readBody(request)) as { spec?: { token?: unknown; audiences?: unknown } };
+      if (this.tokenReviewDelayMs > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, this.tokenReviewDelayMs);
+          response.once('close', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+        if (response.destroyed || response.writableEnded) return undefined;
+      }
+      if (this.tokenReviewFailure !== null) throw new ApiStatusError(this.tokenReviewFailure, 'InternalError', 'TokenReview failed (simulated fault)');
       const token = typeof body?.spec?.token === 'string' ? body.spec.token : '';
       const audiences = Array.isArray(body?.spec?.audiences) ? body.spec.audiences.filter((entry): entry is string => typeof entry === 'string') : [];
       return {

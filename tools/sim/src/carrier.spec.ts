@@ -1,4 +1,5 @@
 import { createServer, IncomingMessage, Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { isValidPlivoV3Signature, isValidTwilioSignature, parseParams } from '@smart-router/providers';
 import { waitFor } from '@smart-router/testing';
@@ -151,6 +152,64 @@ describe('SimCarrier', () => {
     ]);
     expect(carrier.view(sid)!.streams[0]).toMatchObject({ opened_at: null, first_media_at: null, closed_at: expect.any(Number) });
     expect(seen.some((entry) => entry.signed)).toBe(false);
+  });
+
+  it('REST (Twilio call update, Plivo transfer) demands Basic account:API token: a wrong token, the signing token or no header is 401; without an API token the signing token is it', async () => {
+    const TWILIO_API = 'spec-twilio-rest';
+    const PLIVO_API = 'spec-plivo-rest';
+    const rest = async (carrier: SimCarrier, run: (url: string) => Promise<void>) => {
+      const surface = createServer((request, response) => {
+        void carrier.handle(request, response, new URL(request.url!, 'http://carrier')).then((served) => {
+          if (!served) response.writeHead(404).end();
+        });
+      });
+      await new Promise<void>((resolve) => surface.listen(0, '127.0.0.1', resolve));
+      try {
+        await run(`http://127.0.0.1:${(surface.address() as AddressInfo).port}`);
+      } finally {
+        await carrier.stop();
+        await new Promise((resolve) => surface.close(resolve));
+      }
+    };
+    const basic = (account: string, token: string) => `Basic ${Buffer.from(`${account}:${token}`).toString('base64')}`;
+    const post = async (url: string, body: string, authorization?: string) => {
+      const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...(authorization ? { authorization } : {}) }, body });
+      return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+    };
+    documents['/api/v1/twilio/answer'] = () => `<Response><Connect><Stream url="${ws()}/ws/pod/p/twilio"/></Connect></Response>`;
+    documents['/api/v1/plivo/answer'] = () => `<Response><Stream keepCallAlive="true" bidirectional="true">${ws()}/ws/pod/p/plivo</Stream></Response>`;
+    documents['/api/v1/plivo/next'] = () => '<Response><Hangup/></Response>';
+
+    for (const apiTokens of [true, false]) {
+      const twilioKey = apiTokens ? TWILIO_API : TWILIO_TOKEN;
+      const plivoKey = apiTokens ? PLIVO_API : PLIVO_TOKEN;
+      const carrier = new SimCarrier({
+        baseUrl: base, twilioAuthToken: TWILIO_TOKEN, plivoAuthToken: PLIVO_TOKEN, mediaIntervalMs: 5,
+        ...(apiTokens ? { twilioApiAuthToken: TWILIO_API, plivoApiAuthToken: PLIVO_API } : {}),
+      });
+      await rest(carrier, async (url) => {
+        const twilioCall = carrier.placeCall({ provider: 'twilio' });
+        const plivoCall = carrier.placeCall({ provider: 'plivo' });
+        await waitFor(() => carrier.view(twilioCall)?.streams[0]?.first_media_at && carrier.view(plivoCall)?.streams[0]?.first_media_at, { what: 'both calls streaming' });
+        const twilio = `${url}/2010-04-01/Accounts/${carrier.twilioAccountSid}/Calls/${twilioCall}.json`;
+        const plivo = `${url}/v1/Account/${carrier.plivoAuthId}/Call/${plivoCall}/`;
+        const transfer = `legs=aleg&aleg_url=${encodeURIComponent(`${base}/api/v1/plivo/next`)}`;
+        const refused = [undefined, basic(carrier.twilioAccountSid, 'wrong'), basic('ACother', twilioKey), `Bearer ${twilioKey}`, ...(apiTokens ? [basic(carrier.twilioAccountSid, TWILIO_TOKEN)] : [])];
+        for (const authorization of refused) {
+          expect({ authorization, answer: await post(twilio, 'Status=completed', authorization) }).toEqual({ authorization, answer: { status: 401, body: { error: expect.any(String), code: 'UNAUTHORIZED' } } });
+        }
+        const refusedPlivo = [undefined, basic(carrier.plivoAuthId, 'wrong'), basic('MAother', plivoKey), `Bearer ${plivoKey}`, ...(apiTokens ? [basic(carrier.plivoAuthId, PLIVO_TOKEN)] : [])];
+        for (const authorization of refusedPlivo) {
+          expect({ authorization, answer: await post(plivo, transfer, authorization) }).toEqual({ authorization, answer: { status: 401, body: { error: expect.any(String), code: 'UNAUTHORIZED' } } });
+        }
+        // Refused requests changed nothing.
+        expect([carrier.view(twilioCall)?.state, carrier.view(plivoCall)?.streams.length]).toEqual([expect.not.stringMatching(/^completed$/), 1]);
+        expect(await post(twilio, 'Status=completed', basic(carrier.twilioAccountSid, twilioKey))).toMatchObject({ status: 200, body: { sid: twilioCall } });
+        expect(carrier.view(twilioCall)?.state).toBe('completed');
+        expect(await post(plivo, transfer, basic(carrier.plivoAuthId, plivoKey))).toMatchObject({ status: 202, body: { message: 'call transferred' } });
+        await waitFor(() => carrier.view(plivoCall)?.state === 'completed', { what: 'the transferred Plivo call to hang up' });
+      });
+    }
   });
 
   it('is bounded: live calls are capped (429 TOO_MANY_CALLS) and only the latest completed calls are remembered', async () => {

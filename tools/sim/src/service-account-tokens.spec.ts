@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { TokenReviewRepository } from '@smart-router/kube';
+import { CachedAgentTokens, ReviewsSaturatedError } from '@smart-router/http';
+import { TokenReviewRepository, TokenReviewTimeoutError } from '@smart-router/kube';
 import { waitFor } from '@smart-router/testing';
 import { SimCluster } from './sim-cluster';
 import { PodTokenSource } from './pod-tokens';
@@ -104,6 +105,31 @@ describe('simulated ServiceAccount tokens (TokenRequest, TokenReview)', () => {
     });
     await expect(new TokenReviewRepository(unreachable, 'smart-router', 1000).review('anything')).rejects.toBeDefined();
     cluster = await SimCluster.start({ replicas: 1 });
+  });
+
+  it('a slow API: a review is cancelled at its deadline, so reviews open at the API server never exceed the in-flight cap', async () => {
+    // The API answers after 10 s; the router gives up after 200 ms. Were the timed-out
+    // requests left running, each round would add 4 more open at the API server.
+    cluster.tokenReviewFaults({ delayMs: 10000 });
+    const slow = new TokenReviewRepository(config, 'smart-router', 200);
+    const cap = 4;
+    const cache = new CachedAgentTokens((token) => slow.review(token), { ttlMs: 30000, maxInFlight: cap });
+    const before = cluster.state.tokenReviews;
+    for (let round = 0; round < 3; round += 1) {
+      const tokens = Array.from({ length: cap }, (_, index) => cluster.podToken(`voice-agent-${index % 3}`, { audience: `round-${round}-${index}` }));
+      const answers = Promise.allSettled(tokens.map((token) => cache.verify(token)));
+      await waitFor(() => cluster.tokenReviewLoad.inFlight === cap, { what: `${cap} reviews open at the API`, timeoutMs: 2000 });
+      // Saturated: refused at once, the API not asked.
+      await expect(cache.verify(cluster.podToken('voice-agent-0', { audience: `extra-${round}` }))).rejects.toBeInstanceOf(ReviewsSaturatedError);
+      for (const answer of await answers) expect(answer).toMatchObject({ status: 'rejected', reason: expect.any(TokenReviewTimeoutError) });
+      // The timed-out requests are gone from the API server, not just from the router.
+      await waitFor(() => cluster.tokenReviewLoad.inFlight === 0, { what: 'cancelled reviews closed at the API', timeoutMs: 1000 });
+    }
+    expect(cluster.tokenReviewLoad.maxInFlight).toBe(cap);
+    expect(cluster.state.tokenReviews - before).toBe(0);
+    // Fast again: reviews answer.
+    cluster.tokenReviewFaults({ delayMs: 0 });
+    expect(await cache.verify(cluster.podToken('voice-agent-1'))).toMatchObject({ podName: 'voice-agent-1' });
   });
 
   it('kubectl create token works against it with the written kubeconfig', async () => {

@@ -69,6 +69,20 @@ export class SimCluster {
     return this.state.getPod(name);
   }
 
+  /**
+   * Fault injection for TokenReview (SPEC 10.1): answer reviews `delayMs` late (0 = at once;
+   * a review the client cancels first is never answered) and/or fail them with HTTP `failure`.
+   */
+  tokenReviewFaults(faults: { delayMs?: number; failure?: number | null }): void {
+    if (faults.delayMs !== undefined) this.api.tokenReviewDelayMs = faults.delayMs;
+    if (faults.failure !== undefined) this.api.tokenReviewFailure = faults.failure;
+  }
+
+  /** TokenReview requests open at the API server now, and the most at once since start. */
+  get tokenReviewLoad(): { inFlight: number; maxInFlight: number } {
+    return { inFlight: this.api.tokenReviewsInFlight, maxInFlight: this.api.maxTokenReviewsInFlight };
+  }
+
   /** Serve `POST /sim/agents/{pod}/freeze|thaw|crash` (SPEC 11) for these voice agents. */
   attachAgents(agents: { fault(pod: string, action: 'freeze' | 'thaw' | 'crash'): unknown }): void {
     this.api.agents = agents;
