@@ -115,6 +115,12 @@ describe('re-home marker, stall redirects, versions and the old pod (issue 20)',
       expect(await release('CA-hangup-ticket')).toEqual({ ok: false, code: ScriptCode.NotFound });
       expect(await pool.redis.exists(pool.keys.rehomeTicket('CA-hangup-ticket'))).toBe(0);
       expect(await pool.scripts.rehome('CA-hangup-ticket', ticketed.allocationId!, REHOME_MAX)).toEqual({ ok: false, code: ScriptCode.NotFound });
+
+      // The liveness job ending a kept call whose redirect the provider refused (endRehome): not fenced by the marker.
+      const refused = await allocate('CA-redirect-refused');
+      await declareDead(refused.podName);
+      expect(await release('CA-redirect-refused', { allocationId: refused.allocationId! })).toEqual({ ok: false, code: ScriptCode.StaleAllocation });
+      expect((await pool.scripts.release('CA-redirect-refused', 'agent_dead', 'call.released', Date.now(), undefined, { allocationId: refused.allocationId!, endRehome: true })).ok).toBe(true);
       expect(await pool.scripts.checkInvariants()).toEqual([]);
     });
 

@@ -33,6 +33,8 @@
             that finds no call deletes the call's ticket (same pod, allocation, merchants
             when given): the final status callback or the agent's release ends it (not the
             agent's release of a ticket marked rehome_requested: -11)
+    ARGV[14] '1' = the liveness job ending a call it kept for re-homing whose redirect failed
+            (issue 20): the rehome_requested marker does not fence it; '' = any other release
   Output:
     {1, pod_name, source_pool, was_draining (0|1)}
     -1 no such call (never allocated, already released, or ended with its pod), or
@@ -41,7 +43,7 @@
         when the call was re-homed away from it, SPEC 11): nothing changed. Also a release naming
         the pod (ARGV[11]) or the allocation (ARGV[9]) of a call, or of a re-home ticket, whose
         rehome_requested marker is its current allocation_id (the liveness job kept it for
-        re-homing, includes/liveness.lua; issue 20), unless ARGV[13] keeps a ticket: the
+        re-homing, includes/liveness.lua; issue 20), unless ARGV[13] keeps a ticket or ARGV[14] is '1': the
         frozen or dead agent's late release; the call and ticket stay
     -12 ARGV[10] is '1' and the call is connected or not yet due: nothing changed
     -15 the call is on another pod than ARGV[11]: nothing changed
@@ -84,7 +86,7 @@ if not name then
       and (ARGV[12] == '' or string.find('|' .. ARGV[12] .. '|', '|' .. (held[3] or '') .. '|', 1, true)) then
       -- A re-home the liveness job asked for (rehome_requested, issue 20): the old
       -- agent (its pod or its allocation named) is fenced; only the provider ends it.
-      if held[4] and held[4] == held[2] and (ARGV[11] ~= '' or ARGV[9] ~= '') then
+      if held[4] and held[4] == held[2] and (ARGV[11] ~= '' or ARGV[9] ~= '') and ARGV[14] ~= '1' then
         return -11
       end
       rcall('DEL', ticket)
@@ -122,7 +124,8 @@ end
 -- status callback (no pod, no allocation named: the caller hung up) and its
 -- stream-stopped callback (ARGV[13]: the record moves to the re-home ticket,
 -- marker included).
-if call[12] and call[12] == call[6] and (ARGV[11] ~= '' or ARGV[9] ~= '') and (tonumber(ARGV[13]) or 0) == 0 then
+if call[12] and call[12] == call[6] and (ARGV[11] ~= '' or ARGV[9] ~= '') and (tonumber(ARGV[13]) or 0) == 0
+  and ARGV[14] ~= '1' then
   return -11
 end
 if ARGV[10] == '1' and (call[7] ~= 'pending' or not call[8] or tonumber(call[8]) > tonumber(ARGV[3])) then
