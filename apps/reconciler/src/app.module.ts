@@ -114,8 +114,9 @@ export class AppModule {
               redis, keys, new LivenessScripts(redis, keys, config.common.streamMaxLen, replication), config.liveness,
               config.liveness.deadAction === 'delete' ? new KubePodDeleter(kube, config.namespace) : null, telemetry, logger,
               config.rehome ? new SdkCallRedirector(config.rehome) : null,
-              // A call whose redirect failed ends as it would without re-homing (fenced: only that allocation).
-              { end: async (callSid, allocationId) => void (await scripts.release(callSid, 'agent_dead', 'call.released', Date.now(), undefined, { allocationId: Number(allocationId) || undefined })) },
+              // A call whose redirect failed ends as it would without re-homing (fenced: only that allocation;
+              // endRehome: its rehome_requested marker, which fences the old agent's release, does not stop this one).
+              { end: async (callSid, allocationId) => void (await scripts.release(callSid, 'agent_dead', 'call.released', Date.now(), undefined, { allocationId: Number(allocationId) || undefined, endRehome: true })) },
             ),
         },
         {

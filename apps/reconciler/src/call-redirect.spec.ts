@@ -87,7 +87,8 @@ describe('re-home redirects of a dead pod\'s calls (SPEC 11)', () => {
 
     const job = new LivenessJob(pool.redis, pool.keys, scripts, { suspectMs: 4000, deadMs: 6000, deadAction: 'keep', mediaStallMs: 0 }, null, telemetry, logger,
       new SdkCallRedirector(settings),
-      { end: async (callSid, allocationId) => void (await pool.scripts.release(callSid, 'agent_dead', 'call.released', Date.now(), undefined, { allocationId: Number(allocationId) })) });
+      // As app.module wires it: endRehome, so the call's rehome_requested marker does not fence the job's own end.
+      { end: async (callSid, allocationId) => void (await pool.scripts.release(callSid, 'agent_dead', 'call.released', Date.now(), undefined, { allocationId: Number(allocationId), endRehome: true })) });
     for (const name of ['voice-agent-0', pod]) await scripts.recordHeartbeat(name, []);
     const [seconds] = await pool.redis.time();
     await pool.redis.zadd(pool.keys.heartbeats(), Number(seconds) * 1000 - 6500, pod);
@@ -146,8 +147,10 @@ describe('re-home redirects of a dead pod\'s calls (SPEC 11)', () => {
     const update = seen.find((request) => request.path === '/2010-04-01/Accounts/ACtest/Calls/CA-stall.json')!;
     expect(update.authorization).toBe(`Basic ${Buffer.from('ACtest:tw-rest').toString('base64')}`);
     expect(Object.fromEntries(new URLSearchParams(update.body))).toEqual({ Url: `https://router.example.test/api/v1/twilio/stream-ended?allocation_id=${ids['CA-stall']}`, Method: 'POST' });
-    // Once: the next run redirects nothing.
+    // Once (issue 20): the frozen agent's heartbeat thread still reports the same media_in, and the next run redirects nothing.
     seen.length = 0;
+    const stalledPod = (await pool.redis.hget(pool.keys.call('CA-stall'), 'pod_name'))!;
+    await scripts.recordHeartbeat(stalledPod, [{ callSid: 'CA-stall', allocationId: ids['CA-stall'], mediaIn: 5, mediaOut: 5 }]);
     expect((await job.run()).redirected).toEqual([]);
     expect(seen).toEqual([]);
     expect(await pool.scripts.checkInvariants()).toEqual([]);

@@ -3,6 +3,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { ScriptCode } from '@smart-router/allocation';
 import { PoolFixture, createPoolFixture, sharedRedisUrl, snapshotState } from '@smart-router/testing';
 import { paramMap, plivoV3Signature, twilioSignature } from '@smart-router/providers';
+import { LivenessScripts } from '@smart-router/redis-scripts';
 import { bootstrap } from './main';
 
 /**
@@ -213,6 +214,69 @@ describe('stream-ended (SPEC 11 re-home)', () => {
     expect(await refused(post('twilio', '/api/v1/twilio/stream-ended?allocation_id=999999', { CallSid: 'tw-bad-1' }))).toEqual({ status: 409, code: 'STALE_ALLOCATION' });
     expect((await fetch(`${base}/api/v1/exotel/stream-ended?allocation_id=1`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"CallSid":"tw-bad-1"}' })).status).toBe(404);
     expect(await snapshotState(pool)).toEqual(before);
+  });
+
+  it.each(['twilio', 'plivo'] as const)('%s: a stalled call redirected by the liveness job: the old agent\'s release is 409 before and after the stream-stopped callback, and the stream-ended request still re-homes it (issue 20)', async (provider) => {
+    await start({ REHOME_ENABLED: 'true' });
+    const liveness = new LivenessScripts(pool.redis, pool.keys, 10000);
+    const sid = `${provider}-stalled-1`;
+    const first = await answer(provider, sid);
+    const firstId = (await record(sid)).allocation_id;
+    const firstPod = podOf(first.text);
+    await pool.scripts.connect(sid, provider, Number(firstId));
+    // The agent's media stopped 3 s ago (Redis clock): the stall step keeps it for a redirect.
+    await liveness.recordHeartbeat(firstPod, [{ callSid: sid, allocationId: Number(firstId), mediaIn: 10, mediaOut: 10 }]);
+    const [seconds] = await pool.redis.time();
+    const past = Number(seconds) * 1000 - 3000;
+    await pool.redis.hset(pool.keys.call(sid), 'media_in_at', past, 'connected_at', past);
+    await pool.redis.zadd(pool.keys.callMedia(), past, sid);
+    expect((await liveness.endStalledCalls(2000, undefined, ['twilio', 'plivo'])).callsToRehome).toEqual([{ callSid: sid, provider, allocationId: firstId }]);
+
+    // The thawed agent releases its call (its pod, its allocation) before the redirected stream stops: 409, nothing changes.
+    const agentRelease = () => pool.scripts.release(sid, 'agent', 'call.released', Date.now(), undefined, { allocationId: Number(firstId), scope: { podName: firstPod } });
+    let before = await snapshotState(pool);
+    expect(await agentRelease()).toEqual({ ok: false, code: ScriptCode.StaleAllocation });
+    expect(await snapshotState(pool)).toEqual(before);
+    // The stream-stopped callback releases it into its ticket; the agent's release after it is still 409.
+    expect(JSON.parse((await stop(provider, sid, firstId)).text).released).toBe(true);
+    before = await snapshotState(pool);
+    expect(await agentRelease()).toEqual({ ok: false, code: ScriptCode.StaleAllocation });
+    expect(await snapshotState(pool)).toEqual(before);
+    expect(await pool.redis.exists(pool.keys.rehomeTicket(sid))).toBe(1);
+
+    const second = await post(provider, streamEndedOf(provider, first.text), { [idField(provider)]: sid });
+    expect(second.status).toBe(200);
+    expect(podOf(second.text)).not.toBe('');
+    expect(podOf(second.text)).not.toBe(firstPod);
+    expect(second.text).toContain('rehome_from');
+    expect(await agentRelease()).toEqual({ ok: false, code: ScriptCode.StaleAllocation });
+    expect(await pool.scripts.checkInvariants()).toEqual([]);
+  });
+
+  it.each(['twilio', 'plivo'] as const)('%s: a stream-ended request whose CallStatus is final hangs up: the call and its ticket end, no pod is allocated (issue 20)', async (provider) => {
+    await start({ REHOME_ENABLED: 'true' });
+    const sid = `${provider}-final-1`;
+    const first = await answer(provider, sid);
+    const firstId = (await record(sid)).allocation_id;
+    expect(JSON.parse((await stop(provider, sid, firstId)).text).released).toBe(true);
+    expect(await pool.redis.exists(pool.keys.rehomeTicket(sid))).toBe(1);
+    const allocated = async () => (await pool.redis.xrange(pool.keys.callStream(), '-', '+')).filter(([, fields]) => fields[1] === 'call.allocated' && fields[3] === sid).length;
+    expect(await allocated()).toBe(1);
+    expect(await post(provider, streamEndedOf(provider, first.text), { [idField(provider)]: sid, CallStatus: 'completed' }))
+      .toEqual({ status: 200, text: '<Response><Hangup/></Response>' });
+    expect(await pool.redis.exists(pool.keys.rehomeTicket(sid))).toBe(0);
+    expect(await record(sid)).toEqual({});
+    expect(await allocated()).toBe(1);
+
+    // A live call (no stream-stopped callback yet): released with the provider's status, not re-homed.
+    const live = `${provider}-final-2`;
+    const liveAnswer = await answer(provider, live);
+    expect(await post(provider, streamEndedOf(provider, liveAnswer.text), { [idField(provider)]: live, CallStatus: 'busy' }))
+      .toEqual({ status: 200, text: '<Response><Hangup/></Response>' });
+    expect(await record(live)).toEqual({});
+    const released = (await pool.redis.xrange(pool.keys.callStream(), '-', '+')).map(([, fields]) => fields).filter((fields) => fields[1] === 'call.released' && fields[3] === live);
+    expect(released).toEqual([expect.arrayContaining(['reason', 'provider_busy'])]);
+    expect(await pool.scripts.checkInvariants()).toEqual([]);
   });
 
   it('re-homing off (the default): answer documents carry no stream-ended URL, and a stream-ended request ends the call', async () => {

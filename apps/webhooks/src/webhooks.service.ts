@@ -212,10 +212,23 @@ export class WebhooksService {
   async streamEnded(adapter: ProviderAdapter, request: WebhookRequest, baseUrl?: string): Promise<ProviderDocument> {
     if (!adapter.hangupDocument) throw ApiError.notFound('route not found');
     adapter.authenticate(request);
-    const callSid = adapter.parseStatus(request).callSid;
+    const update = adapter.parseStatus(request);
+    const callSid = update.callSid;
     const allocationId = parseAllocationId(queryField(request, 'allocation_id'));
     if (allocationId === undefined) throw ApiError.badRequest('allocation_id is required', 'INVALID_FIELD');
     const count = (result: string) => this.metrics.rehomes.add(1, { provider: adapter.name, result });
+    // The provider says the call itself is over (the caller hung up while the
+    // stream ended, issue 20): released as its final status callback would (no
+    // pod, no allocation named, so any re-home ticket goes too), never re-homed.
+    if (update.final) {
+      try {
+        await this.allocator.release(callSid, `provider_${update.status}`);
+      } catch (error) {
+        if (!(error instanceof ApiError) || error.code !== 'CALL_NOT_FOUND') throw error;
+      }
+      count('call_ended');
+      return adapter.hangupDocument();
+    }
     if (!this.rehoming.enabled) {
       try {
         await this.allocator.release(callSid, 'stream_stopped', allocationId);

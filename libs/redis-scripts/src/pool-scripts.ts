@@ -92,6 +92,11 @@ export interface ReleaseFence {
    * issue 20: a release by the stream's stopped/failed callback with re-homing on).
    */
   rehomeTicketTtlSeconds?: number;
+  /**
+   * The liveness job ending a call it kept for re-homing whose redirect failed
+   * (issue 20): the call's rehome_requested marker does not fence this release.
+   */
+  endRehome?: boolean;
 }
 
 const allocationIdOf = (text: unknown): number | null => (text === '' || text === undefined ? null : Number(text));
@@ -257,6 +262,7 @@ export class PoolScripts {
       k.call(callSid), k.tierConfig(), k.activeCalls(), k.callStream(), k.tombstone(callSid),
       callSid, reason, now, this.prefixes, this.limits.tombstoneTtlSeconds, this.limits.streamMaxLen, event, allocatedBefore ?? '',
       fence.allocationId ?? '', fence.connectTimeout ? '1' : '', ...scopeArgs(fence.scope), fence.rehomeTicketTtlSeconds ?? '',
+      fence.endRehome ? '1' : '',
     );
     if (typeof reply === 'number') {
       const code = RELEASE_REFUSALS.has(reply) ? (reply as ReleaseRefusal) : ScriptCode.NotFound;

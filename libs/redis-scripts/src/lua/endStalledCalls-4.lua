@@ -7,7 +7,8 @@
   reconciler to redirect to its stream-ended URL, like a dead pod's calls;
   any other ends with reason media_stall and its pod goes back to its pool
   when allocatable. Entries
-  of calls released, re-allocated or not connected leave the zset. With
+  of calls released, re-allocated, not connected or already kept for re-homing
+  (rehome_requested, set by recoverCall: redirected once, issue 20) leave the zset. With
   ARGV[1] = 0 (off) nothing is ended: entries older than ARGV[2] are only
   pruned or looked at again later, so the zset stays bounded by live calls.
   On Redis's clock; at most ARGV[5] entries per run.
@@ -55,9 +56,12 @@ local ended, kept = {}, {}
 local pruned = 0
 local tiers = nil
 for _, sid in ipairs(due) do
-  local call = rcall('HMGET', P.call .. sid, 'pod_name', 'state', 'media_in_at', 'connected_at')
+  local call = rcall('HMGET', P.call .. sid, 'pod_name', 'state', 'media_in_at', 'connected_at', 'allocation_id',
+    'rehome_requested')
   local since = math.max(tonumber(call[3]) or 0, tonumber(call[4]) or 0)
-  if not call[1] or call[2] ~= 'connected' then
+  -- A call already kept for re-homing (rehome_requested = its allocation) is being
+  -- redirected: never again from here (issue 20); its new allocation is watched anew.
+  if not call[1] or call[2] ~= 'connected' or (call[6] and call[6] == call[5]) then
     rcall('ZREM', KEYS[1], sid)
     pruned = pruned + 1
   elseif since > cutoff then

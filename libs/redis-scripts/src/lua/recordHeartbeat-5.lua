@@ -9,6 +9,9 @@
   heartbeat time is still recorded: it is not silent). Calls listed that are
   not (or no longer) on this pod, or whose allocation_id is not current, are
   answered back as unknown and change nothing: the agent should hang them up.
+  A call marked rehome_requested for its current allocation (kept for re-homing
+  by the liveness job, issue 20) is not put back in the media zset: one stall,
+  one redirect.
 
   Input:
     KEYS[1] pod index set             pods
@@ -62,7 +65,8 @@ for _, entry in ipairs(cjson.decode(ARGV[2])) do
   local mediaIn, mediaOut = tonumber(entry[3]), tonumber(entry[4])
   listed[sid] = true
   local key = P.call .. sid
-  local call = rcall('HMGET', key, 'pod_name', 'allocation_id', 'media_in', 'state', 'media_in_at', 'connected_at')
+  local call = rcall('HMGET', key, 'pod_name', 'allocation_id', 'media_in', 'state', 'media_in_at', 'connected_at',
+    'rehome_requested')
   if call[1] ~= name or (allocationId ~= '' and allocationId ~= call[2]) then
     unknown[#unknown + 1] = sid
   else
@@ -74,7 +78,8 @@ for _, entry in ipairs(cjson.decode(ARGV[2])) do
       rcall('HSET', key, 'media_out', mediaOut)
     end
     -- Only a connected call can stall; it is watched from when media last moved or it connected, whichever is later.
-    if call[4] == 'connected' then
+    -- A call kept for re-homing (rehome_requested = its allocation, issue 20) is being redirected: not watched again.
+    if call[4] == 'connected' and call[7] ~= call[2] then
       rcall('ZADD', KEYS[5], math.max(advancedAt or now, tonumber(call[6]) or 0), sid)
     end
   end

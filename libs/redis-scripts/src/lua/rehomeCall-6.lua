@@ -7,7 +7,10 @@
   NOT_YOUR_CALL), the old pod's slot is freed by the pool rules (only the
   incarnation the call was placed on; a suspect or dead pod stays out of its
   pool), a pod of the call's chain other than the old pod is bound to the
-  call_sid, and call.rehomed is written with both pods and the cause.
+  call_sid (of a version the live rollout serves when one is free anywhere in
+  the chain, else of any version, SPEC 12), and call.rehomed is written with
+  both pods and the cause. The new allocation drops the rehome_requested
+  marker the liveness job set (includes/liveness.lua).
   At most ARGV[6] re-homes per call; beyond it, or with no pod free anywhere in
   the chain, the call is released here (reason rehome_exhausted / rehome_no_pod)
   and the provider plays its failure document.
@@ -59,7 +62,8 @@
     rehome:{call_sid} (the re-home ticket)
     Hand-off to waiters (includes/wait-queue.lua): wait:queue, wait:tier:{tier},
     wait:merchant:{merchant_id}, waiter:{call_sid}, wait:wake, call:{sid}, calls:active, stream:calls
-    rollout:live, rollout:stats:{version} (a hand-off to a waiter takes only a version the rollout serves, SPEC 12)
+    rollout:live, rollout:stats:{version} (a hand-off to a waiter takes only a version the rollout serves, SPEC 12;
+    the new pod is of a served version when one is free)
 ]]
 --- @include "pod-state"
 
@@ -158,8 +162,8 @@ if rehomes >= tonumber(ARGV[6]) then
   return -18
 end
 
--- The chain, as allocateCall walks it (without the rollout split: a re-homed
--- call takes any version): the merchant's dedicated pool, then its fallback or
+-- The chain, as allocateCall walks it (without the rollout split's draw: a
+-- re-homed call takes any version the rollout serves): the merchant's dedicated pool, then its fallback or
 -- its tier's chain, then the default chain.
 local merchant = call[4] or ''
 local chain, seen = {}, {}
@@ -191,37 +195,52 @@ for _, tier in ipairs(list) do
   end
 end
 
-local function usable(name)
+-- Versioned fleets (SPEC 12, issue 20): a pod of a version the live rollout
+-- serves first (the hand-off's rule, includes/wait-queue.lua servedVersions),
+-- so a re-homed call does not land on a version promoted away or rolled back;
+-- any version only when no serving pod is free in the whole chain (a caller
+-- already on the line is never refused for a canary). No rollout: any version.
+local served = servedVersions(P)
+local function usable(name, servingOnly)
   if name == old then
     return false
   end
-  local state = rcall('HMGET', P.pod .. name, 'ready', 'terminating')
+  local state = rcall('HMGET', P.pod .. name, 'ready', 'terminating', 'version')
+  if servingOnly and not served[state[3] or ''] then
+    return false
+  end
   return state[1] == '1' and state[2] ~= '1' and not isHeld(P, name)
 end
 
 local chosen, chosenTier, spec
-for _, tier in ipairs(chain) do
-  spec = tiers.tiers[tier]
-  if spec then
-    local key = availableKey(P, tier)
-    if spec.type == 'shared' then
-      for _, name in ipairs(rcall('ZRANGEBYSCORE', key, '-inf', '(' .. spec.max_concurrent, 'LIMIT', 0, 32)) do
-        if usable(name) and rcall('SCARD', P.calls .. name) < spec.max_concurrent then
-          chosen = name
-          break
+for pass = 1, served and 2 or 1 do
+  local servingOnly = served ~= nil and pass == 1
+  for _, tier in ipairs(chain) do
+    spec = tiers.tiers[tier]
+    if spec then
+      local key = availableKey(P, tier)
+      if spec.type == 'shared' then
+        for _, name in ipairs(rcall('ZRANGEBYSCORE', key, '-inf', '(' .. spec.max_concurrent, 'LIMIT', 0, 32)) do
+          if usable(name, servingOnly) and rcall('SCARD', P.calls .. name) < spec.max_concurrent then
+            chosen = name
+            break
+          end
         end
-      end
-    else
-      for _, name in ipairs(rcall('SMEMBERS', key)) do
-        if usable(name) and rcall('SCARD', P.calls .. name) == 0 and rcall('EXISTS', P.lease .. name) == 0 then
-          chosen = name
-          break
+      else
+        for _, name in ipairs(rcall('SMEMBERS', key)) do
+          if usable(name, servingOnly) and rcall('SCARD', P.calls .. name) == 0 and rcall('EXISTS', P.lease .. name) == 0 then
+            chosen = name
+            break
+          end
         end
       end
     end
+    if chosen then
+      chosenTier = tier
+      break
+    end
   end
   if chosen then
-    chosenTier = tier
     break
   end
 end
@@ -232,7 +251,8 @@ end
 
 -- The new allocation replaces the old one on the same record: what belonged to
 -- the old stream (its connection, media counters, split revision) goes.
-rcall('HDEL', KEYS[1], 'connected_at', 'connect_deadline', 'media_in', 'media_out', 'media_in_at', 'rollout_revision')
+rcall('HDEL', KEYS[1], 'connected_at', 'connect_deadline', 'media_in', 'media_out', 'media_in_at', 'rollout_revision',
+  'rehome_requested')
 local uid, allocationId, version = bindCall(P, KEYS[4], KEYS[5], { sid = sid, merchant = merchant,
   provider = call[10] or '', metadata = call[11] or '', ttl = tonumber(ARGV[8]), maxlen = ARGV[5],
   connectMs = tonumber(ARGV[9]) }, chosen, chosenTier, spec, now)

@@ -31,13 +31,20 @@
             record at rehome:{call_sid} so rehomeCall can re-home it from the stream-ended
             request, whichever of the two the provider sends first. Any other release
             that finds no call deletes the call's ticket (same pod, allocation, merchants
-            when given): the final status callback or the agent's release ends it
+            when given): the final status callback or the agent's release ends it (not the
+            agent's release of a ticket marked rehome_requested: -11)
+    ARGV[14] '1' = the liveness job ending a call it kept for re-homing whose redirect failed
+            (issue 20): the rehome_requested marker does not fence it; '' = any other release
   Output:
     {1, pod_name, source_pool, was_draining (0|1)}
     -1 no such call (never allocated, already released, or ended with its pod), or
        allocated after the ARGV[8] cutoff
     -11 ARGV[9] is not the call's current allocation_id (a stale release; also from the pod ARGV[11]
-        when the call was re-homed away from it, SPEC 11): nothing changed
+        when the call was re-homed away from it, SPEC 11): nothing changed. Also a release naming
+        the pod (ARGV[11]) or the allocation (ARGV[9]) of a call, or of a re-home ticket, whose
+        rehome_requested marker is its current allocation_id (the liveness job kept it for
+        re-homing, includes/liveness.lua; issue 20), unless ARGV[13] keeps a ticket or ARGV[14] is '1': the
+        frozen or dead agent's late release; the call and ticket stay
     -12 ARGV[10] is '1' and the call is connected or not yet due: nothing changed
     -15 the call is on another pod than ARGV[11]: nothing changed
     -16 the call's merchant is not in ARGV[12]: nothing changed
@@ -62,7 +69,7 @@
 local rcall = redis.call
 local sid = ARGV[1]
 local call = rcall('HMGET', KEYS[1], 'pod_name', 'pod_uid', 'tier', 'source_pool', 'merchant_id', 'allocation_id',
-  'state', 'connect_deadline', 'connected_at', 'agent_version', 'rollout_revision')
+  'state', 'connect_deadline', 'connected_at', 'agent_version', 'rollout_revision', 'rehome_requested')
 local name = call[1]
 local P = cjson.decode(ARGV[4])
 if not name then
@@ -74,9 +81,14 @@ if not name then
   -- release allowed to end that allocation: same pod, allocation and merchant scope.
   local ticket = P.rehomeTicket .. sid
   if (tonumber(ARGV[13]) or 0) == 0 and ARGV[8] == '' and ARGV[10] ~= '1' and rcall('EXISTS', ticket) == 1 then
-    local held = rcall('HMGET', ticket, 'pod_name', 'allocation_id', 'merchant_id')
+    local held = rcall('HMGET', ticket, 'pod_name', 'allocation_id', 'merchant_id', 'rehome_requested')
     if (ARGV[11] == '' or ARGV[11] == held[1]) and (ARGV[9] == '' or ARGV[9] == held[2])
       and (ARGV[12] == '' or string.find('|' .. ARGV[12] .. '|', '|' .. (held[3] or '') .. '|', 1, true)) then
+      -- A re-home the liveness job asked for (rehome_requested, issue 20): the old
+      -- agent (its pod or its allocation named) is fenced; only the provider ends it.
+      if held[4] and held[4] == held[2] and (ARGV[11] ~= '' or ARGV[9] ~= '') and ARGV[14] ~= '1' then
+        return -11
+      end
       rcall('DEL', ticket)
     end
   end
@@ -102,6 +114,18 @@ end
 -- here so that a connect (connectCall) or a re-allocation of the same call_sid
 -- between the caller's look and this script wins.
 if ARGV[9] ~= '' and ARGV[9] ~= call[6] then
+  return -11
+end
+-- A re-home the liveness job asked for (rehome_requested = this allocation,
+-- includes/liveness.lua; issue 20): the agent it was asked for is frozen or
+-- dead, so its late release (naming its pod or its allocation) is answered as
+-- fenced and changes nothing, as it will be once the stream-ended request has
+-- re-homed the call (SPEC 11). The provider's releases still end it: its final
+-- status callback (no pod, no allocation named: the caller hung up) and its
+-- stream-stopped callback (ARGV[13]: the record moves to the re-home ticket,
+-- marker included).
+if call[12] and call[12] == call[6] and (ARGV[11] ~= '' or ARGV[9] ~= '') and (tonumber(ARGV[13]) or 0) == 0
+  and ARGV[14] ~= '1' then
   return -11
 end
 if ARGV[10] == '1' and (call[7] ~= 'pending' or not call[8] or tonumber(call[8]) > tonumber(ARGV[3])) then

@@ -20,7 +20,9 @@ end
 -- (a set of provider names; nil = none) stays on the pod: the reconciler
 -- redirects it through the provider's REST API to the stream-ended URL, and
 -- rehomeCall gives it a new pod and a new allocation_id there; until then the
--- old agent's release still works (it ends the call, as the caller would).
+-- call carries rehome_requested = its allocation_id and the old agent's release
+-- is refused as stale (releaseCall: 409), while the provider's final status
+-- callback still ends it (the caller hung up).
 -- Any other call ends here with `reason` (agent_dead, media_stall), like a
 -- release: record, indexes and the pod's slot go, a call.released event
 -- carries the reason. The old agent's late release then finds no call (404)
@@ -33,6 +35,12 @@ local function recoverCall(P, sid, name, activeKey, mediaKey, streamKey, maxlen,
     return 0
   end
   if rehome and rehome[call[8] or ''] then
+    -- The redirect under way is marked with the allocation it re-homes from
+    -- (issue 20): releaseCall answers that allocation's agent as fenced (409)
+    -- so its late release cannot end the call before the stream-ended request
+    -- re-homes it, and the stall step does not redirect it again. The marker
+    -- goes into the re-home ticket with the record; a new allocation drops it.
+    redis.call('HSET', P.call .. sid, 'rehome_requested', call[5] or '')
     return 2
   end
   if call[4] and call[4] ~= '' then

@@ -108,6 +108,27 @@ local function leaveQueue(P, sid, chainJson, merchant)
   redis.call('PUBLISH', P.waitChannel, sid)
 end
 
+-- The versions the live rollout sends calls to (SPEC 12: listed with a percent
+-- above 0) as a set, and its revision; nil when no rollout is configured (every
+-- version serves). Shared by the hand-off to a waiter and by rehomeCall.
+local function servedVersions(P)
+  local rawRollout = redis.call('GET', P.rollout)
+  if not rawRollout then
+    return nil
+  end
+  local ok, rollout = pcall(cjson.decode, rawRollout)
+  if not (ok and type(rollout) == 'table' and type(rollout.targets) == 'table' and #rollout.targets > 0) then
+    return nil
+  end
+  local served = {}
+  for _, target in ipairs(rollout.targets) do
+    if (tonumber(target.percent) or 0) > 0 then
+      served[tostring(target.version)] = true
+    end
+  end
+  return served, tostring(rollout.revision or '')
+end
+
 -- Offers an allocatable pod to the waiters whose chain names its tier (so a
 -- gold pod never goes to a chain without gold, a dedicated pool only to its
 -- merchant), best first, while it has room, skipping a waiter whose merchant is
@@ -126,23 +147,9 @@ local function handOffPod(P, name, tier, spec)
   -- rollout sends calls to, never one at 0 % or outside the targets (a
   -- promoted-away or rolled-back version draining its calls); the call is
   -- stamped with the revision and counted on its version like an allocation.
-  local revision
-  local rawRollout = redis.call('GET', P.rollout)
-  if rawRollout then
-    local ok, rollout = pcall(cjson.decode, rawRollout)
-    if ok and type(rollout) == 'table' and type(rollout.targets) == 'table' and #rollout.targets > 0 then
-      local version = redis.call('HGET', P.pod .. name, 'version') or ''
-      local serving = false
-      for _, target in ipairs(rollout.targets) do
-        if tostring(target.version) == version and (tonumber(target.percent) or 0) > 0 then
-          serving = true
-        end
-      end
-      if not serving then
-        return 0
-      end
-      revision = tostring(rollout.revision or '')
-    end
+  local served, revision = servedVersions(P)
+  if served and not served[redis.call('HGET', P.pod .. name, 'version') or ''] then
+    return 0
   end
   local now = nowMs()
   local given, skipped, capped = 0, 0, {}
