@@ -31,6 +31,9 @@ describe('rollout replica move (promote, call-safe)', () => {
   let rollouts: RolloutScripts;
   let timer: NodeJS.Timeout | undefined;
   const known = new Set<string>();
+  /** Pods recorded not Ready yet (name -> first seen), while `readyAfterMs` > 0: the watcher sees a pod before it is Ready. */
+  const starting = new Map<string, number>();
+  let readyAfterMs = 0;
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'rollout-move-'));
@@ -47,6 +50,8 @@ describe('rollout replica move (promote, call-safe)', () => {
     await waitFor(async () => (await simPods()).length === 3, { what: 'three simulated pods' });
     pool = await createPoolFixture({ url: sharedRedisUrl(), tierConfig: '{"standard":{"type":"exclusive","target":0}}', pods: [] });
     known.clear();
+    starting.clear();
+    readyAfterMs = 0;
     await sync();
     const settings = readFleetSettings(new EnvReader({}));
     fleet = new FleetService(pool.redis, pool.keys, new FleetScripts(pool.redis, pool.keys, 'voice-agent', 1000), kube, NS, settings, 10000, logger);
@@ -70,13 +75,25 @@ describe('rollout replica move (promote, call-safe)', () => {
     const names = new Set(pods.map((pod) => pod.name!));
     for (const pod of pods) {
       if (known.has(pod.name!)) continue;
-      await pool.scripts.upsertPod({ name: pod.name!, uid: pod.uid!, ready: true, terminating: false, metadata: {}, pinnedTier: '', term: null, version: pod.labels?.['app.kubernetes.io/version'] ?? '' });
+      const record = (ready: boolean) => pool.scripts.upsertPod({ name: pod.name!, uid: pod.uid!, ready, terminating: false, metadata: {}, pinnedTier: '', term: null, version: pod.labels?.['app.kubernetes.io/version'] ?? '' });
+      if (readyAfterMs > 0) {
+        const since = starting.get(pod.name!);
+        if (since === undefined) {
+          starting.set(pod.name!, Date.now());
+          await record(false);
+          continue;
+        }
+        if (Date.now() - since < readyAfterMs) continue;
+        starting.delete(pod.name!);
+      }
+      await record(true);
       known.add(pod.name!);
     }
-    for (const name of [...known]) {
+    for (const name of [...known, ...starting.keys()]) {
       if (names.has(name)) continue;
       await pool.scripts.removePod(name, '', null);
       known.delete(name);
+      starting.delete(name);
     }
   };
   /** The reconciler's fleet-step job, at JOB_INTERVAL_SCALE 0.05. */
@@ -177,6 +194,28 @@ describe('rollout replica move (promote, call-safe)', () => {
     expect(events).toEqual(expect.arrayContaining(['fleet.scale_requested', 'fleet.scale_down_committed', 'fleet.scaled']));
     expect(await pool.scripts.checkInvariants()).toEqual([]);
   }, 30000);
+  it('a rollback right after a promote keeps a free pod at every moment: the old version is lowered only as far as the new one has Ready pods', async () => {
+    const free = () => pool.redis.scard(pool.keys.poolAvailable('standard'));
+    await rollouts.set({ targets: [{ version: '', percent: 100 }, { version: V2, percent: 0 }], assignment: 'random', guardrail: null }, 'test');
+    await rollouts.setIfLive({ targets: [{ version: V2, percent: 100 }, { version: '', percent: 0 }], assignment: 'random', guardrail: null }, 1, 'test', 'rollout.promoted');
+    schedule();
+    await waitFor(async () => (await replicas('voice-agent')) === 0 && (await pool.redis.exists(pool.keys.rolloutMove())) === 0 && (await free()) === 3,
+      { timeoutMs: 10000, what: 'the promote done: v1 at 0, three free 2.0.0 pods' });
+
+    // v1's new pods take 1.5 s to be Ready: until then 2.0.0 must keep serving.
+    readyAfterMs = 1500;
+    expect(await rollouts.rollback('test')).toMatchObject({ targets: [{ version: '', percent: 100 }, { version: V2, percent: 0 }] });
+    let least = Number.POSITIVE_INFINITY;
+    await waitFor(async () => {
+      least = Math.min(least, await free());
+      return (await replicas('voice-agent-v2')) === 0 && (await pool.redis.exists(pool.keys.rolloutMove())) === 0;
+    }, { timeoutMs: 15000, what: 'the rollback done: 2.0.0 at 0' });
+    expect(least).toBeGreaterThan(0);
+    expect(await replicas('voice-agent')).toBe(3);
+    expect((await allocate('CA-after-rollback')).agentVersion).toBe('');
+    expect(await pool.scripts.checkInvariants()).toEqual([]);
+  }, 30000);
+
   it('a move is compare-and-set on its revision, and one whose version has no pod past the deadline is abandoned with an event', async () => {
     await rollouts.set({ targets: [{ version: '', percent: 90 }, { version: 'v9', percent: 10 }], assignment: 'random', guardrail: null }, 'test');
     // v9 has a StatefulSet on record (learned once) but no pod: its move can never reach a pod.

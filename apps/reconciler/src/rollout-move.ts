@@ -130,15 +130,20 @@ export class RolloutMover {
     }
     const report: NonNullable<MoveReport['sets']> = {};
     let done = true;
+    // The others are lowered only as far as the version has Ready pods to take their place:
+    // together they keep `cover` minus those, so capacity never dips while the version's new
+    // pods start (a rollback right after a promote would otherwise drain every pod of both
+    // versions at once: 503 NO_POD_AVAILABLE until the new pods are Ready). A move that never
+    // gets a Ready pod (abandoned at its deadline) leaves the fleet serving as it was.
+    let keep = Math.max(0, move.cover - (hasPods ? await this.readyPods(move.version) : 0));
     for (const sts of sets) {
-      const target = sts === promoted ? Math.max(move.cover, planned[sts] ?? 0) : 0;
-      report[sts] = { replicas: replicas[sts], target };
-      // The others are lowered only once the version has a pod: a move that never reaches
-      // one (abandoned at its deadline) leaves the fleet serving as it was.
-      if (sts !== promoted && !hasPods) {
-        done = false;
-        continue;
+      let target = sts === promoted ? Math.max(move.cover, planned[sts] ?? 0) : 0;
+      if (sts !== promoted) {
+        target = Math.min(keep, Math.max(replicas[sts], planned[sts]));
+        keep -= target;
       }
+      report[sts] = { replicas: replicas[sts], target };
+      if (sts !== promoted && target > 0) done = false;
       if (!(await this.drive(sts, replicas[sts], planned[sts], target, `rollout: revision ${move.revision} moves replicas to version ${JSON.stringify(move.version)}`, now))) done = false;
     }
     if (done) {
@@ -179,6 +184,22 @@ export class RolloutMover {
     } finally {
       await scripts.unlock(this.token).catch(() => undefined);
     }
+  }
+
+  /** Pods of `version` the router records as Ready and not terminating (busy or not: they serve). */
+  private async readyPods(version: string): Promise<number> {
+    const names = await this.redis.smembers(this.keys.versionPods(version));
+    if (names.length === 0) return 0;
+    const pipeline = this.redis.pipeline();
+    for (const name of names) pipeline.hmget(this.keys.pod(name), 'ready', 'terminating');
+    const states = (await pipeline.exec()) ?? [];
+    let ready = 0;
+    for (const [error, state] of states) {
+      if (error) throw error;
+      const [isReady, terminating] = state as (string | null)[];
+      if (isReady === '1' && terminating !== '1') ready += 1;
+    }
+    return ready;
   }
 
   /** spec.replicas; null for a StatefulSet that does not exist (deleted since: it holds no replica). */
