@@ -6,3 +6,4 @@ export * from './openapi-coverage';
 export * from './redis-topologies';
 export * from './raw-http';
 export * from './test-certificates';
+export * from './json-request';

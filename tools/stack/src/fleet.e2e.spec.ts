@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
-import { waitFor } from '@smart-router/testing';
+import { jsonRequest, waitFor } from '@smart-router/testing';
 import { LocalStack, FREE_PORTS } from './stack';
 
 /**
@@ -27,14 +27,7 @@ interface Answer {
   body: Record<string, unknown>;
 }
 
-async function request(base: string, method: string, path: string, body?: unknown): Promise<Answer> {
-  const response = await fetch(`${base}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-}
+const request = jsonRequest;
 
 const admin = (method: string, path: string, body?: unknown) => request(stack.url('admin'), method, path, body);
 const allocate = (sid: string, waitMs = 0) => request(api, 'POST', '/api/v1/allocate', { call_sid: sid, wait_ms: waitMs });

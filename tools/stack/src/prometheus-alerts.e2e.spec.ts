@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Redis from 'ioredis';
-import { waitFor } from '@smart-router/testing';
+import { jsonRequest, waitFor } from '@smart-router/testing';
 import { FREE_PORTS, LocalStack } from './stack';
 import { PrometheusServer, prometheusAlerts, startPrometheus } from './prometheus-server';
 
@@ -31,14 +31,7 @@ let prometheus: PrometheusServer;
 let redis: Redis;
 let workDir: string;
 
-async function request(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, any> }> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  const response = await fetch(`${base}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
-}
+const request = jsonRequest;
 const admin = (method: string, path: string, body?: unknown) => request(stack.url('admin'), method, path, body);
 const api = (path: string, body: unknown) => request(stack.url('allocation-api'), 'POST', path, body);
 const alertState = async (name: string) => (await prometheusAlerts(prometheus.url)).find((alert) => alert.labels.alertname === name)?.state;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import { ACL_APPS, AclUser } from '@smart-router/redis-keys';
-import { waitFor } from '@smart-router/testing';
+import { jsonRequest, waitFor } from '@smart-router/testing';
 import { APPS, FREE_PORTS, LocalStack } from './stack';
 
 /**
@@ -24,14 +24,7 @@ let stack: LocalStack;
 let ops: Redis;
 const clients: Redis[] = [];
 
-async function request(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(`${base}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-}
+const request = jsonRequest;
 const api = (path: string, body: unknown) => request(stack.url('allocation-api'), 'POST', path, body);
 const admin = (method: string, path: string, body?: unknown) => request(stack.url('admin'), method, path, body);
 

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Redis from 'ioredis';
 import { waitFor } from '@smart-router/testing';
 import { startRehomeEnv } from './start-env';
+import { CarrierClient } from './carrier-client';
 import { FREE_PORTS, LocalStack } from './stack';
 
 /**
@@ -22,25 +22,13 @@ const ROOT = join(__dirname, '..', '..', '..');
 const PODS = ['voice-agent-0', 'voice-agent-1', 'voice-agent-2', 'voice-agent-3', 'voice-agent-4'];
 
 let stack: LocalStack;
+let carrier: CarrierClient;
 
-interface CarrierView {
-  state: string;
-  streams: { pod: string | null; opened_at: number | null; first_media_at: number | null; closed_at: number | null }[];
-}
 
 const sim = () => `http://127.0.0.1:${stack.ports.sim}`;
 const gateway = () => stack.url('gateway');
 
-async function place(provider: 'twilio' | 'plivo'): Promise<string> {
-  const response = await fetch(`${sim()}/sim/carrier/calls`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ provider }) });
-  expect(response.status).toBe(201);
-  return ((await response.json()) as { call_sid: string }).call_sid;
-}
-const view = async (sid: string) => (await (await fetch(`${sim()}/sim/carrier/calls/${sid}`)).json()) as CarrierView;
 const adminCall = async (sid: string) => (await fetch(`${gateway()}/api/v1/admin/calls/${sid}`)).status;
-async function fault(pod: string, action: 'freeze' | 'thaw' | 'crash'): Promise<void> {
-  expect((await fetch(`${sim()}/sim/agents/${pod}/${action}`, { method: 'POST' })).status).toBe(200);
-}
 const available = async () => {
   const status = (await (await fetch(`${gateway()}/api/v1/status`)).json()) as { pools: Record<string, { available: string[] }> };
   return Object.values(status.pools).flatMap((pool) => pool.available);
@@ -48,15 +36,6 @@ const available = async () => {
 const form = (path: string, fields: Record<string, string>) => fetch(gateway() + path, {
   method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields).toString(),
 });
-const streaming = (sid: string) => waitFor(async () => {
-  const current = await view(sid);
-  return current.state === 'in-progress' && current.streams[0]?.first_media_at ? current : null;
-}, { timeoutMs: 10000, what: `${sid} streaming` });
-const streamingElsewhere = (sid: string, from: string, timeoutMs: number) => waitFor(async () => {
-  const current = await view(sid);
-  const last = current.streams[current.streams.length - 1];
-  return current.state === 'in-progress' && current.streams.length >= 2 && last.pod && last.pod !== from && last.first_media_at ? last : null;
-}, { timeoutMs, intervalMs: 50, what: `${sid} streaming from a pod other than ${from}` });
 
 beforeAll(async () => {
   stack = await LocalStack.start({
@@ -68,17 +47,13 @@ beforeAll(async () => {
     // What tools/stack/src/main.ts gives the stack (without the shell).
     env: { CONNECT_TIMEOUT_SECONDS: '20', MEDIA_URL_SECRET: randomBytes(32).toString('base64url'), HEARTBEAT_INTERVAL_MS: '2000', ...startRehomeEnv() },
   });
-  const redis = new Redis(stack.redisUrl, { maxRetriesPerRequest: 1 });
-  try {
-    await waitFor(async () => (await redis.zcard(stack.keys.heartbeats())) === PODS.length, { timeoutMs: 20000, what: 'every pod enrolled by its heartbeats' });
-  } finally {
-    await redis.quit();
-  }
-  await waitFor(async () => (await available()).length === PODS.length, { timeoutMs: 20000, what: 'every pod allocatable' });
+  carrier = new CarrierClient(stack);
+  // Only an enrolled pod (one that heartbeated) can be declared dead.
+  await carrier.waitEnrolled(PODS.length);
 }, 90000);
 
 afterAll(async () => {
-  for (const pod of PODS) await fetch(`${sim()}/sim/agents/${pod}/thaw`, { method: 'POST' }).catch(() => undefined);
+  await carrier?.thawAll(PODS);
   await stack?.stop();
 }, 60000);
 
@@ -105,18 +80,18 @@ describe('re-homing under the npm start layout (issue 20)', () => {
   });
 
   it('a frozen agent\'s Twilio call streams from a new pod within 10 s; a crashed agent\'s Plivo call within 3 s', async () => {
-    const twilioSid = await place('twilio');
-    const frozen = (await streaming(twilioSid)).streams[0].pod!;
+    const twilioSid = await carrier.place('twilio');
+    const frozen = (await carrier.streaming(twilioSid)).streams[0].pod!;
     const frozeAt = Date.now();
-    await fault(frozen, 'freeze');
-    const movedTwilio = await streamingElsewhere(twilioSid, frozen, 12000);
+    await carrier.fault(frozen, 'freeze');
+    const movedTwilio = await carrier.streamingElsewhere(twilioSid, frozen, 12000);
     expect(movedTwilio.first_media_at! - frozeAt).toBeLessThan(10000);
 
-    const plivoSid = await place('plivo');
-    const crashed = (await streaming(plivoSid)).streams[0].pod!;
+    const plivoSid = await carrier.place('plivo');
+    const crashed = (await carrier.streaming(plivoSid)).streams[0].pod!;
     const crashedAt = Date.now();
-    await fault(crashed, 'crash');
-    const movedPlivo = await streamingElsewhere(plivoSid, crashed, 5000);
+    await carrier.fault(crashed, 'crash');
+    const movedPlivo = await carrier.streamingElsewhere(plivoSid, crashed, 5000);
     expect(movedPlivo.first_media_at! - crashedAt).toBeLessThan(3000);
 
     // Both still live on their new pods; the caller's hang-up releases them.

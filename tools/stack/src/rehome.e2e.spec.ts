@@ -1,8 +1,8 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Redis from 'ioredis';
 import { waitFor } from '@smart-router/testing';
+import { CarrierClient } from './carrier-client';
 import { FREE_PORTS, LocalStack } from './stack';
 
 /**
@@ -21,11 +21,8 @@ const PLIVO_TOKEN = 'rehome-e2e-plivo-token';
 const PODS = ['voice-agent-0', 'voice-agent-1', 'voice-agent-2', 'voice-agent-3', 'voice-agent-4'];
 
 let stack: LocalStack;
+let carrier: CarrierClient;
 
-interface CarrierView {
-  state: string;
-  streams: { pod: string | null; opened_at: number | null; first_media_at: number | null; closed_at: number | null }[];
-}
 interface Rehomed {
   count: number;
   stale_releases: number;
@@ -35,31 +32,11 @@ interface Rehomed {
 const sim = () => `http://127.0.0.1:${stack.ports.sim}`;
 const gateway = () => stack.url('gateway');
 
-async function place(provider: 'twilio' | 'plivo'): Promise<string> {
-  const response = await fetch(`${sim()}/sim/carrier/calls`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ provider }) });
-  expect(response.status).toBe(201);
-  return ((await response.json()) as { call_sid: string }).call_sid;
-}
-const view = async (sid: string) => (await (await fetch(`${sim()}/sim/carrier/calls/${sid}`)).json()) as CarrierView;
 const rehomed = async () => (await (await fetch(`${sim()}/sim/agents/rehomed`)).json()) as Rehomed;
 async function adminCall(sid: string): Promise<{ status: number; body: { pod_name?: string; allocation_id?: number } }> {
   const response = await fetch(`${gateway()}/api/v1/admin/calls/${sid}`);
   return { status: response.status, body: (await response.json()) as { pod_name?: string } };
 }
-async function fault(pod: string, action: 'freeze' | 'thaw' | 'crash'): Promise<void> {
-  expect((await fetch(`${sim()}/sim/agents/${pod}/${action}`, { method: 'POST' })).status).toBe(200);
-}
-/** The call's first stream with media flowing. */
-const streaming = (sid: string) => waitFor(async () => {
-  const current = await view(sid);
-  return current.state === 'in-progress' && current.streams[0]?.first_media_at ? current : null;
-}, { timeoutMs: 10000, what: `${sid} streaming` });
-/** The call's newest stream once it is on another pod than `from` with media flowing. */
-const streamingElsewhere = (sid: string, from: string, timeoutMs: number) => waitFor(async () => {
-  const current = await view(sid);
-  const last = current.streams[current.streams.length - 1];
-  return current.state === 'in-progress' && current.streams.length >= 2 && last.pod && last.pod !== from && last.first_media_at ? last : null;
-}, { timeoutMs, intervalMs: 50, what: `${sid} streaming from a pod other than ${from}` });
 
 beforeAll(async () => {
   stack = await LocalStack.start({
@@ -75,22 +52,13 @@ beforeAll(async () => {
       HEARTBEAT_INTERVAL_MS: '2000', JOB_INTERVAL_SCALE: '0.3', REHOME_ENABLED: 'true',
     },
   });
+  carrier = new CarrierClient(stack);
   // Only an enrolled pod (one that heartbeated) can be declared dead.
-  const redis = new Redis(stack.redisUrl, { maxRetriesPerRequest: 1 });
-  try {
-    await waitFor(async () => (await redis.zcard(stack.keys.heartbeats())) === PODS.length, { timeoutMs: 20000, what: 'every pod enrolled by its heartbeats' });
-  } finally {
-    await redis.quit();
-  }
-  await waitFor(async () => {
-    const status = (await (await fetch(`${gateway()}/api/v1/status`)).json()) as { pools: Record<string, { available: string[] }> };
-    return Object.values(status.pools).flatMap((pool) => pool.available).length === PODS.length;
-  }, { timeoutMs: 20000, what: 'every pod allocatable' });
+  await carrier.waitEnrolled(PODS.length);
 }, 90000);
 
 afterAll(async () => {
-  // A frozen agent's pending work waits for its thaw: thaw everything so the stack stops promptly.
-  for (const pod of PODS) await fetch(`${sim()}/sim/agents/${pod}/thaw`, { method: 'POST' }).catch(() => undefined);
+  await carrier?.thawAll(PODS);
   await stack?.stop();
 }, 60000);
 
@@ -100,13 +68,13 @@ afterEach(async () => {
 
 describe('re-homing live calls (SPEC 11)', () => {
   it('frozen agents: each Twilio and Plivo call streams from a new pod within 10 s of the freeze; the late release after the thaw is refused and changes nothing', async () => {
-    const calls = [await place('twilio'), await place('plivo')];
-    const pods = await Promise.all(calls.map(async (sid) => (await streaming(sid)).streams[0].pod!));
+    const calls = [await carrier.place('twilio'), await carrier.place('plivo')];
+    const pods = await Promise.all(calls.map(async (sid) => (await carrier.streaming(sid)).streams[0].pod!));
     const before = await rehomed();
     const frozeAt = Date.now();
-    for (const pod of new Set(pods)) await fault(pod, 'freeze');
+    for (const pod of new Set(pods)) await carrier.fault(pod, 'freeze');
 
-    const moved = await Promise.all(calls.map((sid, index) => streamingElsewhere(sid, pods[index], 12000)));
+    const moved = await Promise.all(calls.map((sid, index) => carrier.streamingElsewhere(sid, pods[index], 12000)));
     moved.forEach((stream) => expect(stream.first_media_at! - frozeAt).toBeLessThan(10000));
     // The new agents learnt where each call came from.
     const learnt = await rehomed();
@@ -115,23 +83,23 @@ describe('re-homing live calls (SPEC 11)', () => {
       expect((await adminCall(sid)).body.pod_name).toBe(moved[index].pod);
     }
 
-    for (const pod of new Set(pods)) await fault(pod, 'thaw');
+    for (const pod of new Set(pods)) await carrier.fault(pod, 'thaw');
     // The thawed agents' releases name their old allocations: 409, the calls stay on their new pods.
     await waitFor(async () => (await rehomed()).stale_releases >= before.stale_releases + calls.length, { timeoutMs: 10000, what: 'the late releases refused as stale' });
     for (const [index, sid] of calls.entries()) {
       expect((await adminCall(sid)).body.pod_name).toBe(moved[index].pod);
-      expect((await view(sid)).state).toBe('in-progress');
+      expect((await carrier.view(sid)).state).toBe('in-progress');
     }
     for (const sid of calls) expect((await fetch(`${sim()}/sim/carrier/calls/${sid}`, { method: 'DELETE' })).status).toBe(200);
     await waitFor(async () => (await Promise.all(calls.map(adminCall))).every((call) => call.status === 404), { what: 'the hung-up calls released' });
   }, 60000);
 
   it('a crashed agent: its call streams from a new pod within 3 s', async () => {
-    const sid = await place('twilio');
-    const pod = (await streaming(sid)).streams[0].pod!;
+    const sid = await carrier.place('twilio');
+    const pod = (await carrier.streaming(sid)).streams[0].pod!;
     const crashedAt = Date.now();
-    await fault(pod, 'crash');
-    const moved = await streamingElsewhere(sid, pod, 5000);
+    await carrier.fault(pod, 'crash');
+    const moved = await carrier.streamingElsewhere(sid, pod, 5000);
     expect(moved.first_media_at! - crashedAt).toBeLessThan(3000);
     expect((await rehomed()).calls).toContainEqual(expect.objectContaining({ call_sid: sid, rehome_from: pod }));
     expect((await fetch(`${sim()}/sim/carrier/calls/${sid}`, { method: 'DELETE' })).status).toBe(200);

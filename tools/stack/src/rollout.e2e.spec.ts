@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Redis from 'ioredis';
-import { waitFor } from '@smart-router/testing';
+import { jsonRequest, waitFor } from '@smart-router/testing';
 import { LocalStack, FREE_PORTS } from './stack';
 
 /**
@@ -21,14 +21,7 @@ const run = promisify(execFile);
 let stack: LocalStack;
 let redis: Redis;
 
-async function request(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, any> }> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  const response = await fetch(`${base}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
-}
+const request = jsonRequest;
 const admin = (method: string, path: string, body?: unknown) => request(stack.url('admin'), method, path, body);
 const versionOf = async (sid: string, caller?: string): Promise<string> => {
   const answer = await request(stack.url('allocation-api'), 'POST', '/api/v1/allocate', { call_sid: sid, caller });

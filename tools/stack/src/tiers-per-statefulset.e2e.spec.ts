@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { waitFor } from '@smart-router/testing';
+import { jsonRequest, waitFor } from '@smart-router/testing';
 import { LocalStack, FREE_PORTS } from './stack';
 
 /**
@@ -22,14 +22,7 @@ const TIERS = { gold: { type: 'exclusive', target: 1 }, standard: { type: 'exclu
 
 let stack: LocalStack;
 
-async function request(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, any> }> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  const response = await fetch(`${base}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
-}
+const request = jsonRequest;
 const admin = (method: string, path: string, body?: unknown) => request(stack.url('admin'), method, path, body);
 const api = (path: string, body: unknown) => request(stack.url('allocation-api'), 'POST', path, body);
 const kubectl = (...args: string[]) => run('kubectl', ['--kubeconfig', stack.kubeconfigPath, ...args], { timeout: 20000 });
