@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { parse } from 'yaml';
 import { EnvReader, readCommonSettings, readRedisSettings } from '@smart-router/config';
+import { carrierOptions } from '@smart-router/sim';
 import { parseDockerfile, stage } from './dockerfile';
 import { child, children, parseNginx, serverListeningOn } from './nginx-config';
 import { GATEWAY_PORT, SIM_PORT, SPEC_APP_PORTS, appExists, appNames, configuredDefaultPort, readRepoFile, repoPath, splitFileVariables, undocumentedVariables, variablesReadBy } from './repository';
@@ -256,6 +257,37 @@ describe('docker-compose.yml', () => {
   it('gives the URL-building apps the gateway address', () => {
     for (const app of ['allocation-api', 'webhooks']) expect(environment(services[app]).VOICE_AGENT_BASE_URL).toBe(`ws://127.0.0.1:${GATEWAY_PORT}`);
     expect(environment(services.webhooks).PUBLIC_BASE_URL).toBe(`http://127.0.0.1:${GATEWAY_PORT}`);
+  });
+
+  it('runs the simulated carrier against the gateway, and the reconciler re-homes through it with the same REST credentials (SPEC 11, issue 20)', () => {
+    const sim = environment(services.sim);
+    const reconciler = environment(services.reconciler);
+    const webhooks = environment(services.webhooks);
+    // The carrier calls (and signs) the URL the webhooks app signs for and the reconciler redirects to,
+    // reaching it at the gateway service on nginx's port, over the network the gateway is on.
+    expect([sim.PUBLIC_BASE_URL, reconciler.PUBLIC_BASE_URL]).toEqual([webhooks.PUBLIC_BASE_URL, webhooks.PUBLIC_BASE_URL]);
+    expect(carrierOptions(sim, sim.PUBLIC_BASE_URL).routerUrl).toBe(`http://gateway:${GATEWAY_PORT}`);
+    expect((services.sim as { networks?: unknown }).networks).toBeUndefined();
+    expect(Object.keys((services.gateway as { networks?: Record<string, unknown> }).networks ?? {})).toEqual(['default']);
+    // The reconciler's SDKs send their REST requests to the sim, with the credentials its carrier demands.
+    for (const name of ['TWILIO_API_BASE_URL', 'PLIVO_API_BASE_URL']) expect({ name, url: reconciler[name] }).toEqual({ name, url: `http://sim:${sim.SIM_PORT}` });
+    expect(sim.SIM_PORT).toBe(String(SIM_PORT));
+    for (const name of ['TWILIO_ACCOUNT_SID', 'TWILIO_API_AUTH_TOKEN', 'PLIVO_AUTH_ID', 'PLIVO_API_AUTH_TOKEN']) {
+      expect({ name, sim: sim[name] }).toEqual({ name, sim: reconciler[name] });
+      expect({ name, empty: reconciler[name] === '' }).toEqual({ name, empty: false });
+      // A dev default the shell can override, like the other compose secrets.
+      const raw = (services.reconciler.environment as Record<string, string>)[name];
+      expect(raw).toMatch(new RegExp(`^\\$\\{${name}:-[^}]+\\}$`));
+      expect((services.sim.environment as Record<string, string>)[name]).toBe(raw);
+    }
+    // twilio's SDK refuses an account SID that does not start with AC.
+    expect(reconciler.TWILIO_ACCOUNT_SID).toMatch(/^AC[0-9a-f]{32}$/);
+    // The carrier signs with the first of the tokens webhooks checks.
+    for (const name of ['TWILIO_AUTH_TOKENS', 'PLIVO_AUTH_TOKENS']) {
+      expect({ name, sim: (services.sim.environment as Record<string, string>)[name] }).toEqual({ name, sim: (services.webhooks.environment as Record<string, string>)[name] });
+    }
+    // The carrier needs no Redis: the sim's ACL user stays the voice agents' read-only one.
+    expect(sim.REDIS_USERNAME).toBe('voice-agents');
   });
 
   it.each(Object.keys(services))('pins the image of %s and drops its privileges', (name) => {

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { isValidPlivoV3Signature, isValidTwilioSignature, parseParams } from '@smart-router/providers';
 import { waitFor } from '@smart-router/testing';
-import { SimCarrier } from './carrier';
+import { SimCarrier, carrierOptions } from './carrier';
 
 /**
  * The carrier's document following, against a small router of this test's
@@ -17,6 +17,8 @@ interface Seen {
   path: string;
   fields: Record<string, string>;
   signed: boolean;
+  /** The Host header: the URL the carrier believes it calls, also behind split DNS (routerUrl). */
+  host: string;
 }
 
 const TWILIO_TOKEN = 'spec-twilio';
@@ -29,7 +31,7 @@ let seen: Seen[];
 /** The document each path answers (a function of how often it was asked). */
 let documents: Record<string, (count: number) => string>;
 /** The agent side: what each socket received; close one to end its stream from the far end. */
-let sockets: { path: string; socket: WebSocket; received: Record<string, unknown>[] }[];
+let sockets: { path: string; host: string; socket: WebSocket; received: Record<string, unknown>[] }[];
 
 function verify(request: IncomingMessage, url: string, body: string): boolean {
   const params = parseParams(body);
@@ -47,7 +49,8 @@ beforeAll(async () => {
     request.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8');
       const path = new URL(request.url!, base).pathname;
-      seen.push({ path, fields: Object.fromEntries(new URLSearchParams(body)), signed: verify(request, `${base}${request.url}`, body) });
+      // The signed URL as a router behind a proxy rebuilds it: scheme and Host (base's own host unless routed).
+      seen.push({ path, fields: Object.fromEntries(new URLSearchParams(body)), signed: verify(request, `http://${request.headers.host}${request.url}`, body), host: String(request.headers.host) });
       const count = seen.filter((entry) => entry.path === path).length;
       const document = documents[path];
       if (document) response.writeHead(200, { 'content-type': 'text/xml' }).end(document(count));
@@ -56,7 +59,7 @@ beforeAll(async () => {
   });
   wss = new WebSocketServer({ server });
   wss.on('connection', (socket, request) => {
-    const entry = { path: request.url!, socket, received: [] as Record<string, unknown>[] };
+    const entry = { path: request.url!, host: String(request.headers.host), socket, received: [] as Record<string, unknown>[] };
     sockets.push(entry);
     socket.on('message', (data) => {
       const message = JSON.parse(String(data)) as Record<string, unknown>;
@@ -209,6 +212,66 @@ describe('SimCarrier', () => {
         expect(await post(plivo, transfer, basic(carrier.plivoAuthId, plivoKey))).toMatchObject({ status: 202, body: { message: 'call transferred' } });
         await waitFor(() => carrier.view(plivoCall)?.state === 'completed', { what: 'the transferred Plivo call to hang up' });
       });
+    }
+  });
+
+  it('behind split DNS (SIM_CARRIER_ROUTER_URL): calls on an unreachable public URL reach the router at its other address, signed over the public URL, with the public Host', async () => {
+    // `.invalid` never resolves: every request that arrives here was routed.
+    const PUBLIC = 'http://router.public.invalid:8000';
+    const PUBLIC_WS = 'ws://router.public.invalid:8000';
+    const carrier = new SimCarrier({ ...carrierOptions({ SIM_CARRIER_ROUTER_URL: `${base}/`, TWILIO_AUTH_TOKENS: TWILIO_TOKEN, PLIVO_AUTH_TOKENS: PLIVO_TOKEN }, PUBLIC), mediaIntervalMs: 5 });
+    documents['/api/v1/twilio/answer'] = () =>
+      `<Response><Connect action="${PUBLIC}/api/v1/twilio/stream-ended"><Stream url="${PUBLIC_WS}/ws/pod/voice-agent-1/tw" statusCallback="${PUBLIC}/api/v1/twilio/stream-status"/></Connect></Response>`;
+    documents['/api/v1/twilio/stream-ended'] = () => `<Response><Connect><Stream url="${PUBLIC_WS}/ws/pod/voice-agent-2/tw" statusCallback="${PUBLIC}/api/v1/twilio/stream-status"/></Connect></Response>`;
+    documents['/api/v1/plivo/answer'] = () =>
+      `<Response><Stream keepCallAlive="true" statusCallbackUrl="${PUBLIC}/api/v1/plivo/stream-status">${PUBLIC_WS}/ws/pod/voice-agent-3/plivo</Stream><Redirect>${PUBLIC}/api/v1/plivo/stream-ended</Redirect></Response>`;
+    documents['/api/v1/plivo/stream-ended'] = () => `<Response><Stream keepCallAlive="true" statusCallbackUrl="${PUBLIC}/api/v1/plivo/stream-status">${PUBLIC_WS}/ws/pod/voice-agent-4/plivo</Stream></Response>`;
+
+    // Twilio: moved by the REST call update the reconciler makes, to PUBLIC_BASE_URL's stream-ended URL.
+    const twilio = carrier.placeCall({ provider: 'twilio', merchantId: 'm1' });
+    await waitFor(() => carrier.view(twilio)?.streams[0]?.first_media_at, { what: 'media on the Twilio stream' });
+    expect(carrier.redirect(twilio, { url: `${PUBLIC}/api/v1/twilio/stream-ended?allocation_id=9`, method: 'POST' })).toBe(true);
+    await waitFor(() => carrier.view(twilio)?.streams[1]?.first_media_at, { what: 'media on the stream the redirect opened' });
+    await carrier.hangUp(twilio);
+    // Plivo: its agent goes away; the <Redirect> after the keepCallAlive stream runs.
+    const plivo = carrier.placeCall({ provider: 'plivo' });
+    await waitFor(() => carrier.view(plivo)?.streams[0]?.first_media_at, { what: 'playAudio on the Plivo stream' });
+    sockets.find((entry) => entry.path.includes('voice-agent-3'))!.socket.close(1000);
+    await waitFor(() => carrier.view(plivo)?.streams[1]?.first_media_at, { what: 'the redirected Plivo document streaming' });
+    await carrier.hangUp(plivo);
+
+    expect([carrier.view(twilio)?.streams.map((stream) => stream.pod), carrier.view(plivo)?.streams.map((stream) => stream.pod)]).toEqual([
+      ['voice-agent-1', 'voice-agent-2'],
+      ['voice-agent-3', 'voice-agent-4'],
+    ]);
+    expect(seen.map((entry) => `${entry.path} ${entry.fields.StreamEvent ?? entry.fields.Event ?? entry.fields.CallStatus}`)).toEqual([
+      '/api/v1/twilio/answer ringing',
+      '/api/v1/twilio/stream-status stream-started',
+      '/api/v1/twilio/stream-status stream-stopped',
+      '/api/v1/twilio/stream-ended in-progress',
+      '/api/v1/twilio/stream-status stream-started',
+      '/api/v1/twilio/stream-status stream-stopped',
+      '/api/v1/twilio/status completed',
+      '/api/v1/plivo/answer StartApp',
+      '/api/v1/plivo/stream-status StartStream',
+      '/api/v1/plivo/stream-status StopStream',
+      '/api/v1/plivo/stream-ended StartApp',
+      '/api/v1/plivo/stream-status StartStream',
+      '/api/v1/plivo/stream-status StopStream',
+      '/api/v1/plivo/hangup Hangup',
+    ]);
+    // Signed over the public URL (the harness checks them against http://{Host}{path}), with the public Host.
+    expect(seen.filter((entry) => !entry.signed || entry.host !== 'router.public.invalid:8000')).toEqual([]);
+    expect(sockets.map((entry) => entry.host)).toEqual(Array(4).fill('router.public.invalid:8000'));
+    expect(carrier.counters).toMatchObject({ webhookFailures: 0, streamFailures: 0, streamsOpened: 4 });
+  });
+
+  it('SIM_CARRIER_ROUTER_URL: unset dials URLs as they are; a value that is not an http(s) origin stops the sim naming it', () => {
+    expect(carrierOptions({}, 'http://127.0.0.1:8000').routerUrl).toBeUndefined();
+    expect(carrierOptions({ SIM_CARRIER_ROUTER_URL: '' }, 'http://127.0.0.1:8000').routerUrl).toBeUndefined();
+    expect(carrierOptions({ SIM_CARRIER_ROUTER_URL: 'http://gateway:8000/' }, 'http://127.0.0.1:8000').routerUrl).toBe('http://gateway:8000');
+    for (const value of ['gateway:8000', 'ftp://gateway:8000', 'ws://gateway:8000', 'http://gateway:8000/api', 'http://gateway:8000?x=1', 'http://user:secret@gateway:8000', 'not a url']) {
+      expect(() => carrierOptions({ SIM_CARRIER_ROUTER_URL: value }, 'http://127.0.0.1:8000')).toThrow(/SIM_CARRIER_ROUTER_URL/);
     }
   });
 

@@ -1,6 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { WebSocket } from 'ws';
+import { ConfigError, EnvReader } from '@smart-router/config';
 import { FormFields, plivoRequestHeaders, twilioRequestHeaders } from './provider-signing';
 
 export type CarrierProvider = 'twilio' | 'plivo';
@@ -22,6 +24,17 @@ export interface CarrierOptions {
    * providers do, so this must be the URL the webhooks app believes it serves.
    */
   baseUrl: string;
+  /**
+   * Where the router really is when the carrier cannot reach it at its public
+   * address (SIM_CARRIER_ROUTER_URL; compose: http://gateway:8000 while
+   * PUBLIC_BASE_URL is http://127.0.0.1:8000, the host's view). Every request
+   * and media WebSocket whose URL is on baseUrl's origin (or its ws:// /
+   * wss:// form) is sent to this origin instead, path and query unchanged, as
+   * a carrier behind split DNS would: signatures are still computed over the
+   * public URL and the Host header stays the public host. Unset: URLs are
+   * dialled as they are.
+   */
+  routerUrl?: string;
   /** Auth tokens to sign with; unset = unsigned requests (the router in open mode). */
   twilioAuthToken?: string;
   plivoAuthToken?: string;
@@ -52,6 +65,7 @@ export function carrierOptions(env: Readonly<Record<string, string | undefined>>
   const first = (name: string) => env[name]?.split(',').map((value) => value.trim()).find((value) => value.length > 0);
   return {
     baseUrl: baseUrl.replace(/\/+$/, ''),
+    routerUrl: readRouterUrl(env),
     twilioAuthToken: first('TWILIO_AUTH_TOKENS'),
     plivoAuthToken: first('PLIVO_AUTH_TOKENS'),
     twilioAccountSid: env.TWILIO_ACCOUNT_SID || undefined,
@@ -59,6 +73,55 @@ export function carrierOptions(env: Readonly<Record<string, string | undefined>>
     twilioApiAuthToken: env.TWILIO_API_AUTH_TOKEN || undefined,
     plivoApiAuthToken: env.PLIVO_API_AUTH_TOKEN || undefined,
   };
+}
+
+/** SIM_CARRIER_ROUTER_URL: an http(s) origin (no path, query or credentials: only where to connect changes). */
+function readRouterUrl(env: Readonly<Record<string, string | undefined>>): string | undefined {
+  const reader = new EnvReader(env);
+  if (reader.optionalString('SIM_CARRIER_ROUTER_URL') === undefined) return undefined;
+  const text = reader.url('SIM_CARRIER_ROUTER_URL', '', ['http:', 'https:']);
+  const parsed = new URL(text);
+  if (parsed.pathname !== '/' || parsed.search !== '' || parsed.hash !== '' || parsed.username !== '' || parsed.password !== '') {
+    throw new ConfigError('SIM_CARRIER_ROUTER_URL', `must be an origin only (scheme, host, port), got "${parsed.origin}${parsed.pathname}…"`);
+  }
+  return parsed.origin;
+}
+
+/** The http(s) origin of a URL and its WebSocket form (http -> ws, https -> wss). */
+function origins(url: string): { http: string; ws: string } {
+  const parsed = new URL(url);
+  return { http: parsed.origin, ws: `${parsed.protocol === 'https:' ? 'wss:' : 'ws:'}//${parsed.host}` };
+}
+
+/** Largest document or callback answer the carrier reads through the routed path. */
+const MAX_ANSWER_BYTES = 1024 * 1024;
+
+/**
+ * One HTTP request with an explicit Host header (fetch drops a Host header it
+ * is given). Answers a fetch Response so callers cannot tell the difference.
+ */
+function requestWithHost(url: string, init: { method: string; headers: Record<string, string>; body?: string; signal: AbortSignal }): Promise<Response> {
+  return new Promise<Response>((resolve, reject) => {
+    const target = new URL(url);
+    const headers = { ...init.headers, ...(init.body === undefined ? {} : { 'content-length': String(Buffer.byteLength(init.body)) }) };
+    const request = (target.protocol === 'https:' ? httpsRequest : httpRequest)(target, { method: init.method, headers, signal: init.signal }, (incoming) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      incoming.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_ANSWER_BYTES) incoming.destroy(new Error('answer too large'));
+        else chunks.push(chunk);
+      });
+      incoming.on('error', reject);
+      incoming.on('end', () => {
+        const status = incoming.statusCode ?? 502;
+        const empty = status === 204 || status === 205 || status === 304;
+        resolve(new Response(empty ? null : Buffer.concat(chunks), { status: status < 200 || status > 599 ? 502 : status, headers: { 'content-type': String(incoming.headers['content-type'] ?? 'application/octet-stream') } }));
+      });
+    });
+    request.on('error', reject);
+    request.end(init.body);
+  });
 }
 
 export class CarrierError extends Error {
@@ -173,6 +236,8 @@ export class SimCarrier {
   readonly twilioAccountSid: string;
   readonly plivoAuthId: string;
   private stopped = false;
+  /** The public origins (baseUrl's, http and ws forms) and where requests for them go; null = no routing. */
+  private readonly routing: { from: { http: string; ws: string }; to: { http: string; ws: string } } | null;
   /** Webhook requests the carrier made, by outcome (for tests and load runs). */
   readonly counters = { webhooks: 0, webhookFailures: 0, streamsOpened: 0, streamFailures: 0 };
 
@@ -183,6 +248,27 @@ export class SimCarrier {
     this.webhookTimeoutMs = options.webhookTimeoutMs ?? 15000;
     this.twilioAccountSid = options.twilioAccountSid || 'ACsimulated00000000000000000000000';
     this.plivoAuthId = options.plivoAuthId || 'MASIMULATED0000000000';
+    this.routing = options.routerUrl ? { from: origins(options.baseUrl), to: origins(options.routerUrl) } : null;
+  }
+
+  /**
+   * Where a request for a public URL really goes (see CarrierOptions.routerUrl):
+   * the router's origin, and the public host for the Host header, when the URL
+   * is on the public origin; otherwise the URL itself. Media URLs on another
+   * origin (a VOICE_AGENT_BASE_URL host unlike PUBLIC_BASE_URL's) are dialled
+   * as they are.
+   */
+  private route(url: string): { url: string; host?: string } {
+    if (!this.routing) return { url };
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      return { url };
+    }
+    const to = parsed.origin === this.routing.from.http ? this.routing.to.http : parsed.origin === this.routing.from.ws ? this.routing.to.ws : null;
+    if (to === null) return { url };
+    return { url: `${to}${parsed.pathname}${parsed.search}`, host: parsed.host };
   }
 
   get liveCalls(): number {
@@ -284,12 +370,11 @@ export class SimCarrier {
       : plivoRequestHeaders(this.options.plivoAuthToken, method, url, fields);
     const headers: Record<string, string> = { ...signing, 'user-agent': call.provider === 'twilio' ? 'TwilioProxy/1.1' : 'PlivoHTTP/1.0 (sim)' };
     if (!get) headers['content-type'] = 'application/x-www-form-urlencoded';
-    const response = await fetch(target, {
-      method: method.toUpperCase(),
-      headers,
-      body: get ? undefined : new URLSearchParams(fields).toString(),
-      signal: AbortSignal.timeout(this.webhookTimeoutMs),
-    }).catch((error: unknown) => {
+    // Signed over the public URL above; sent where the router really is (split DNS) with the public Host.
+    const routed = this.route(target);
+    const init = { method: method.toUpperCase(), headers, body: get ? undefined : new URLSearchParams(fields).toString(), signal: AbortSignal.timeout(this.webhookTimeoutMs) };
+    const sent = routed.host === undefined ? fetch(target, init) : requestWithHost(routed.url, { ...init, headers: { ...headers, host: routed.host } });
+    const response = await sent.catch((error: unknown) => {
       this.counters.webhookFailures += 1;
       throw error;
     });
@@ -415,7 +500,9 @@ export class SimCarrier {
       const headers = twilio ? twilioRequestHeaders(this.options.twilioAuthToken, url, {}) : plivoRequestHeaders(this.options.plivoAuthToken, 'GET', url, {});
       let socket: WebSocket;
       try {
-        socket = new WebSocket(url, { headers, handshakeTimeout: 10000 });
+        // Signed over the public URL; dialled where the router really is, with the public Host (see route()).
+        const routed = this.route(url);
+        socket = new WebSocket(routed.url, { headers: routed.host === undefined ? headers : { ...headers, host: routed.host }, handshakeTimeout: 10000 });
       } catch {
         record.closed_at = Date.now();
         this.counters.streamFailures += 1;

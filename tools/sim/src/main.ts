@@ -66,11 +66,12 @@ async function main(): Promise<void> {
     cluster.attachAgents(agents);
     await agents.start();
   }
-  // The simulated carrier (SPEC 11) calls the router where providers would: PUBLIC_BASE_URL, signing with the
+  // The simulated carrier (SPEC 11) calls the router where providers would: PUBLIC_BASE_URL (reached at
+  // SIM_CARRIER_ROUTER_URL when set: compose's gateway service, as split DNS would), signing with the
   // first of each provider's tokens when they are set (the webhooks app checks them), unsigned otherwise.
   const carrier = env.PUBLIC_BASE_URL ? new SimCarrier(carrierOptions(env, env.PUBLIC_BASE_URL)) : null;
   if (carrier) cluster.serve((request, response, url) => carrier.handle(request, response, url));
-  process.stdout.write(`${JSON.stringify({ level: 'info', service: 'sim', message: 'simulated Kubernetes API listening', url: cluster.url, voiceAgents: Boolean(agents), carrier: Boolean(carrier) })}\n`);
+  process.stdout.write(`${JSON.stringify({ level: 'info', service: 'sim', message: 'simulated Kubernetes API listening', url: cluster.url, voiceAgents: Boolean(agents), carrier: Boolean(carrier), carrierRouterUrl: carrier ? env.SIM_CARRIER_ROUTER_URL ?? null : null })}\n`);
   const stop = () => {
     void Promise.all([carrier?.stop(), cluster.stop(), agents?.stop(), redis?.quit().catch(() => undefined)]).finally(() => process.exit(0));
   };
