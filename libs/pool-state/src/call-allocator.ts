@@ -118,8 +118,11 @@ export class CallAllocator {
    * record, so a repeat of the same allocation answers the same URL.
    */
   private wsUrl(allocation: Pick<Allocation, 'podName' | 'allocationId'>, callSid: string, allocatedAtMs: number | null): Promise<string> {
-    // Its Redis read fails closed like any other: counted, and a 503 for the caller.
-    return this.redisCall('media_url', 'mediaUrl', callSid, () => this.media.wsUrl({ podName: allocation.podName, callSid, allocationId: allocation.allocationId }, allocatedAtMs));
+    const target = { podName: allocation.podName, callSid, allocationId: allocation.allocationId };
+    // A fresh allocation's URL is signed from the time it was made: no Redis read, no span (the hot path).
+    if (allocatedAtMs !== null) return this.media.wsUrl(target, allocatedAtMs);
+    // A repeat reads allocated_at; that read fails closed like any other: counted, and a 503 for the caller.
+    return this.redisCall('media_url', 'mediaUrl', callSid, () => this.media.wsUrl(target, null));
   }
 
   /**
