@@ -216,6 +216,31 @@ describe('rollout replica move (promote, call-safe)', () => {
     expect(await pool.scripts.checkInvariants()).toEqual([]);
   }, 30000);
 
+  it('a move whose version never gets all its pods Ready is abandoned at its deadline, leaving the old version serving', async () => {
+    await rollouts.set({ targets: [{ version: '', percent: 100 }, { version: V2, percent: 0 }], assignment: 'random', guardrail: null }, 'test');
+    // 2.0.0's new pods start but never get Ready (a crash loop, an image that does not pull).
+    readyAfterMs = 3_600_000;
+    await rollouts.setIfLive({ targets: [{ version: V2, percent: 100 }, { version: '', percent: 0 }], assignment: 'random', guardrail: null }, 1, 'test', 'rollout.promoted');
+    const move = JSON.parse((await pool.redis.get(pool.keys.rolloutMove()))!) as RolloutMove;
+    await waitFor(async () => {
+      await sync();
+      await fleet.tick();
+      await mover.tick();
+      return (await replicas('voice-agent-v2')) === 3 && starting.size === 2;
+    }, { timeoutMs: 10000, what: '2.0.0 scaled up to 3, its two new pods not Ready' });
+    // Cover 3, one 2.0.0 pod Ready: v1 keeps its 2 pods, in its pool.
+    expect(await replicas('voice-agent')).toBe(2);
+    expect((await pool.redis.smembers(pool.keys.poolAvailable('standard'))).filter((name) => !name.includes('v2')).sort()).toEqual(['voice-agent-0', 'voice-agent-1']);
+
+    expect(await mover.tick(move.at + DEADLINE_MS - 1000)).toMatchObject({ state: 'moving' });
+    expect(await mover.tick(move.at + DEADLINE_MS + 1)).toEqual({ state: 'abandoned' });
+    expect(await pool.redis.exists(pool.keys.rolloutMove())).toBe(0);
+    const abandoned = (await pool.redis.xrange(pool.keys.fleetStream(), '-', '+')).map(([, fields]) => fields).find((fields) => fields[fields.indexOf('type') + 1] === 'rollout.move_abandoned');
+    expect(abandoned?.[abandoned.indexOf('reason') + 1]).toBe('version "2.0.0" had 1 of 3 pods Ready after 60 s');
+    expect(await replicas('voice-agent')).toBe(2);
+    expect((await pool.redis.smembers(pool.keys.poolAvailable('standard'))).filter((name) => !name.includes('v2')).sort()).toEqual(['voice-agent-0', 'voice-agent-1']);
+  }, 30000);
+
   it('a move is compare-and-set on its revision, and one whose version has no pod past the deadline is abandoned with an event', async () => {
     await rollouts.set({ targets: [{ version: '', percent: 90 }, { version: 'v9', percent: 10 }], assignment: 'random', guardrail: null }, 'test');
     // v9 has a StatefulSet on record (learned once) but no pod: its move can never reach a pod.

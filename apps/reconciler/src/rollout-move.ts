@@ -92,16 +92,15 @@ export class RolloutMover {
       await this.rollouts.settleMove(move.revision, 'abandon', {}, 'its revision is no longer live', now);
       return { state: 'abandoned' };
     }
-    const hasPods = (await this.redis.scard(k.versionPods(move.version))) > 0;
+    // Pods of the version that serve (Ready, not terminating): a pod stuck Pending, pulling or
+    // crash-looping is no pod for the move.
+    const ready = await this.readyPods(move.version);
+    const hasPods = ready > 0;
     if (hasPods) {
       // Seen now: written at most once a second (a step runs every second or two).
       if (now - (move.seen_at ?? 0) >= 1000 && (await this.rollouts.settleMove(move.revision, 'update', { seen_at: now }, '', now))) move.seen_at = now;
     } else if (now - (move.seen_at ?? move.at) > this.deadlineMs) {
-      const reason = `version ${JSON.stringify(move.version)} had no pod for ${Math.round(this.deadlineMs / 1000)} s`;
-      if (await this.rollouts.settleMove(move.revision, 'abandon', {}, reason, now)) {
-        this.logger.warn(`rollout move of revision ${move.revision} abandoned: ${reason}; the autoscaler resumes`, 'Rollout');
-      }
-      return { state: 'abandoned' };
+      return this.abandon(move, `version ${JSON.stringify(move.version)} had no Ready pod for ${Math.round(this.deadlineMs / 1000)} s`, now);
     }
     const map = await this.redis.hgetall(k.versionStatefulSets());
     const promoted = map[move.version];
@@ -135,7 +134,13 @@ export class RolloutMover {
     // pods start (a rollback right after a promote would otherwise drain every pod of both
     // versions at once: 503 NO_POD_AVAILABLE until the new pods are Ready). A move that never
     // gets a Ready pod (abandoned at its deadline) leaves the fleet serving as it was.
-    let keep = Math.max(0, move.cover - (hasPods ? await this.readyPods(move.version) : 0));
+    // A version that never gets enough Ready pods (a crash loop, no room in the cluster) would
+    // hold the old version's pods and the autoscaler's pause for ever: past the deadline from
+    // the move's start, the move is abandoned where it stands (nothing is drained further).
+    if (ready < move.cover && now - move.at > this.deadlineMs) {
+      return this.abandon(move, `version ${JSON.stringify(move.version)} had ${ready} of ${move.cover} pods Ready after ${Math.round(this.deadlineMs / 1000)} s`, now);
+    }
+    let keep = Math.max(0, move.cover - ready);
     for (const sts of sets) {
       let target = sts === promoted ? Math.max(move.cover, planned[sts] ?? 0) : 0;
       if (sts !== promoted) {
@@ -152,6 +157,13 @@ export class RolloutMover {
       return { state: 'done', sets: report };
     }
     return { state: 'moving', sets: report };
+  }
+
+  private async abandon(move: RolloutMove, reason: string, now: number): Promise<MoveReport> {
+    if (await this.rollouts.settleMove(move.revision, 'abandon', {}, reason, now)) {
+      this.logger.warn(`rollout move of revision ${move.revision} abandoned: ${reason}; the autoscaler resumes`, 'Rollout');
+    }
+    return { state: 'abandoned' };
   }
 
   private scripts(sts: string): FleetScripts {

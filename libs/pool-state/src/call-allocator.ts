@@ -261,12 +261,12 @@ export class CallAllocator {
    * `scope`: only a call on that pod (403 NOT_YOUR_CALL) and of those merchants (403
    * MERCHANT_FORBIDDEN), checked by the script itself: a refusal changes nothing.
    */
-  async tryRelease(callSid: string, reason: string, allocationId?: number, scope: CallScope = {}, rehomeTicketTtlSeconds?: number): Promise<Outcome<Release>> {
+  async tryRelease(callSid: string, reason: string, allocationId?: number, scope: CallScope = {}, rehomeTicketTtlSeconds?: number, byProvider = false): Promise<Outcome<Release>> {
     if (!isCallSid(callSid)) return refuse(REFUSALS.badCallSid);
     let result: Awaited<ReturnType<PoolScripts['release']>>;
     try {
       result = await this.redisCall('release', 'releaseCall', callSid,
-        () => this.scripts.release(callSid, reason, 'call.released', Date.now(), undefined, { allocationId, scope, rehomeTicketTtlSeconds }));
+        () => this.scripts.release(callSid, reason, 'call.released', Date.now(), undefined, { allocationId, scope, rehomeTicketTtlSeconds, endRehome: byProvider }));
     } catch (error) {
       const failure = storeRefusal(error);
       if (!failure) throw error;
@@ -313,9 +313,12 @@ export class CallAllocator {
   /**
    * tryRelease for callers that answer through the exception filter.
    * `rehomeTicketTtlSeconds`: keep a re-home ticket for the stream-ended request (SPEC 11, issue 20).
+   * These are the provider's own releases (webhooks): the stream ended or the call did, so a
+   * re-home the liveness job asked for (rehome_requested) does not fence them, whatever
+   * REHOME_ENABLED the webhooks app has; only the old agent's release is fenced.
    */
   async release(callSid: string, reason: string, allocationId?: number, rehomeTicketTtlSeconds?: number): Promise<Release> {
-    return unwrap(await this.tryRelease(callSid, reason, allocationId, {}, rehomeTicketTtlSeconds));
+    return unwrap(await this.tryRelease(callSid, reason, allocationId, {}, rehomeTicketTtlSeconds, true));
   }
 
   /**

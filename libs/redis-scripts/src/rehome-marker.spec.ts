@@ -63,6 +63,35 @@ describe('re-home marker, stall redirects, versions and the old pod (issue 20)',
       liveness = new LivenessScripts(pool.redis, pool.keys, 10000);
     });
 
+    it("a call kept for re-homing whose redirect never comes still ends: the reconciler's backstops (max call duration, connect timeout) and the provider's own releases are not fenced", async () => {
+      // Max-call-duration reaper: names the allocation, with its cutoff.
+      const reaped = await allocate('CA-reap');
+      await pool.scripts.connect('CA-reap', 'twilio', reaped.allocationId!);
+      await declareDead(reaped.podName);
+      expect(await pool.redis.hget(pool.keys.call('CA-reap'), 'rehome_requested')).toBe(String(reaped.allocationId));
+      expect(await pool.scripts.release('CA-reap', 'max_call_duration', 'call.reaped', Date.now(), Date.now() + 60_000, { allocationId: reaped.allocationId! }))
+        .toMatchObject({ ok: true });
+      expect(await pool.redis.exists(pool.keys.call('CA-reap'))).toBe(0);
+
+      // Connect timeout: a pending call on a dead pod, past its deadline.
+      const pending = await allocate('CA-pending');
+      await declareDead(pending.podName);
+      expect(await pool.redis.hget(pool.keys.call('CA-pending'), 'rehome_requested')).toBe(String(pending.allocationId));
+      await pool.redis.hset(pool.keys.call('CA-pending'), 'connect_deadline', Date.now() - 1000);
+      expect(await pool.scripts.release('CA-pending', 'connect_timeout', 'call.released', Date.now(), undefined, { allocationId: pending.allocationId!, connectTimeout: true }))
+        .toMatchObject({ ok: true });
+      expect(await pool.redis.exists(pool.keys.call('CA-pending'))).toBe(0);
+
+      // The provider's stream-stopped release (webhooks with re-homing off: no ticket) names the allocation.
+      const stopped = await allocate('CA-stopped');
+      await pool.scripts.connect('CA-stopped', 'twilio', stopped.allocationId!);
+      await declareDead(stopped.podName);
+      expect(await pool.scripts.release('CA-stopped', 'stream_stopped', 'call.released', Date.now(), undefined, { allocationId: stopped.allocationId!, endRehome: true }))
+        .toMatchObject({ ok: true });
+      expect(await pool.redis.exists(pool.keys.call('CA-stopped'))).toBe(0);
+      expect(await pool.scripts.checkInvariants()).toEqual([]);
+    });
+
     it("a dead agent's call kept for re-homing: its late release is fenced (409) before and after the stream-stopped callback, and the stream-ended request still re-homes it", async () => {
       const first = await allocate('CA-mark');
       await pool.scripts.connect('CA-mark', 'twilio', first.allocationId!);

@@ -79,7 +79,7 @@ for _, entry in ipairs(cjson.decode(ARGV[2])) do
     end
     -- Only a connected call can stall; it is watched from when media last moved or it connected, whichever is later.
     -- A call kept for re-homing (rehome_requested = its allocation, issue 20) is being redirected: not watched again.
-    if call[4] == 'connected' and call[7] ~= call[2] then
+    if call[4] == 'connected' and (not call[7] or call[7] ~= call[2]) then
       rcall('ZADD', KEYS[5], math.max(advancedAt or now, tonumber(call[6]) or 0), sid)
     end
   end

@@ -43,7 +43,8 @@
         when the call was re-homed away from it, SPEC 11): nothing changed. Also a release naming
         the pod (ARGV[11]) or the allocation (ARGV[9]) of a call, or of a re-home ticket, whose
         rehome_requested marker is its current allocation_id (the liveness job kept it for
-        re-homing, includes/liveness.lua; issue 20), unless ARGV[13] keeps a ticket or ARGV[14] is '1': the
+        re-homing, includes/liveness.lua; issue 20), unless ARGV[13] keeps a ticket, ARGV[14] is '1', or
+        it is a reconciler backstop (ARGV[8] cutoff, ARGV[10] connect timeout): the
         frozen or dead agent's late release; the call and ticket stay
     -12 ARGV[10] is '1' and the call is connected or not yet due: nothing changed
     -15 the call is on another pod than ARGV[11]: nothing changed
@@ -123,9 +124,11 @@ end
 -- re-homed the call (SPEC 11). The provider's releases still end it: its final
 -- status callback (no pod, no allocation named: the caller hung up) and its
 -- stream-stopped callback (ARGV[13]: the record moves to the re-home ticket,
--- marker included).
+-- marker included). So do the reconciler's backstops (the max-call-duration
+-- reaper, ARGV[8]; the connect timeout, ARGV[10]): a redirect that never
+-- comes must not keep the call forever.
 if call[12] and call[12] == call[6] and (ARGV[11] ~= '' or ARGV[9] ~= '') and (tonumber(ARGV[13]) or 0) == 0
-  and ARGV[14] ~= '1' then
+  and ARGV[14] ~= '1' and ARGV[8] == '' and ARGV[10] ~= '1' then
   return -11
 end
 if ARGV[10] == '1' and (call[7] ~= 'pending' or not call[8] or tonumber(call[8]) > tonumber(ARGV[3])) then
