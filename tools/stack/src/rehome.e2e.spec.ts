@@ -71,6 +71,7 @@ describe('re-homing live calls (SPEC 11)', () => {
     const calls = [await carrier.place('twilio'), await carrier.place('plivo')];
     const pods = await Promise.all(calls.map(async (sid) => (await carrier.streaming(sid)).streams[0].pod!));
     const before = await rehomed();
+    const oldAllocations = await Promise.all(calls.map(async (sid) => (await adminCall(sid)).body.allocation_id));
     const frozeAt = Date.now();
     for (const pod of new Set(pods)) await carrier.fault(pod, 'freeze');
 
@@ -87,8 +88,17 @@ describe('re-homing live calls (SPEC 11)', () => {
     // The thawed agents' releases name their old allocations: 409, the calls stay on their new pods.
     await waitFor(async () => (await rehomed()).stale_releases >= before.stale_releases + calls.length, { timeoutMs: 10000, what: 'the late releases refused as stale' });
     for (const [index, sid] of calls.entries()) {
-      expect((await adminCall(sid)).body.pod_name).toBe(moved[index].pod);
+      const now = (await adminCall(sid)).body;
+      expect(now.pod_name).toBe(moved[index].pod);
       expect((await carrier.view(sid)).state).toBe('in-progress');
+      // Its late `connected` for the old allocation: 409 STALE_ALLOCATION, the call unchanged.
+      const late = await fetch(`${stack.url('allocation-api')}/api/v1/connected`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ call_sid: sid, allocation_id: oldAllocations[index] }),
+      });
+      expect({ status: late.status, body: await late.json() }).toMatchObject({ status: 409, body: { code: 'STALE_ALLOCATION' } });
+      const after = (await adminCall(sid)).body as Record<string, unknown>;
+      const fenced = (view: Record<string, unknown>) => ({ pod_name: view.pod_name, allocation_id: view.allocation_id, state: view.state, connected_at: view.connected_at });
+      expect(fenced(after)).toEqual(fenced(now as Record<string, unknown>));
     }
     for (const sid of calls) expect((await fetch(`${sim()}/sim/carrier/calls/${sid}`, { method: 'DELETE' })).status).toBe(200);
     await waitFor(async () => (await Promise.all(calls.map(adminCall))).every((call) => call.status === 404), { what: 'the hung-up calls released' });
