@@ -56,6 +56,7 @@
     rollout:live, version:pods:{version}, rollout:stats:{version} (versioned fleets, SPEC 12)
 ]]
 --- @include "pod-state"
+--- @include "chain"
 
 local rcall = redis.call
 local callKey = KEYS[1]
@@ -80,50 +81,22 @@ local sid, merchant, now = ARGV[1], ARGV[2], ARGV[3]
 local rules = tiers.chains
 local P = cjson.decode(ARGV[7])
 
--- The chain: the merchant's dedicated pool first, then its explicit fallback
--- or its tier's chain. Dedicated pools are reachable only as a merchant's own
--- pool, and gold only when the chain names it.
-local chain, seen = {}, {}
-local function push(tier)
-  if type(tier) == 'string' and not seen[tier] then
-    seen[tier] = true
-    chain[#chain + 1] = tier
-  end
+-- The chain (includes/chain.lua); a merchant config that is not a JSON object refuses the call.
+local chain, config, dedicated = merchantChain(tiers, merchant ~= '' and rcall('HGET', KEYS[2], merchant) or nil)
+if not chain then
+  return -4
 end
-local list = rules.default
 local maxCalls, maxWaiting, priority = nil, nil, 1
-if merchant ~= '' then
-  local raw = rcall('HGET', KEYS[2], merchant)
-  if raw then
-    local ok, config = pcall(cjson.decode, raw)
-    if not ok or type(config) ~= 'table' then
-      return -4
-    end
-    local own = config.pool
-    if type(own) == 'string' and tiers.tiers[own] and tiers.tiers[own].dedicated then
-      push(own)
-    end
-    -- Wait-queue priority (SPEC 9.1): dedicated and gold, then standard or no
-    -- config, then basic.
-    if #chain > 0 or config.tier == 'gold' or config.tier == 'dedicated' then
-      priority = 0
-    elseif config.tier == 'basic' then
-      priority = 2
-    end
-    maxCalls = tonumber(config.max_calls)
-    maxWaiting = tonumber(config.max_waiting)
-    if type(config.fallback) == 'table' and #config.fallback > 0 then
-      list = config.fallback
-    elseif type(config.tier) == 'string' and rules.byTier[config.tier] then
-      list = rules.byTier[config.tier]
-    end
+if config then
+  -- Wait-queue priority (SPEC 9.1): dedicated and gold, then standard or no
+  -- config, then basic.
+  if dedicated or config.tier == 'gold' or config.tier == 'dedicated' then
+    priority = 0
+  elseif config.tier == 'basic' then
+    priority = 2
   end
-end
-for _, tier in ipairs(list) do
-  local spec = tiers.tiers[tier]
-  if not (spec and spec.dedicated) then
-    push(tier)
-  end
+  maxCalls = tonumber(config.max_calls)
+  maxWaiting = tonumber(config.max_waiting)
 end
 
 -- A member of an available pool is allocatable by construction; the checks

@@ -66,6 +66,7 @@
     the new pod is of a served version when one is free)
 ]]
 --- @include "pod-state"
+--- @include "chain"
 
 local rcall = redis.call
 local sid, fromAllocation, now = ARGV[1], ARGV[2], ARGV[3]
@@ -163,37 +164,13 @@ if rehomes >= tonumber(ARGV[6]) then
 end
 
 -- The chain, as allocateCall walks it (without the rollout split's draw: a
--- re-homed call takes any version the rollout serves): the merchant's dedicated pool, then its fallback or
--- its tier's chain, then the default chain.
+-- re-homed call takes any version the rollout serves).
 local merchant = call[4] or ''
-local chain, seen = {}, {}
-local function push(tier)
-  if type(tier) == 'string' and not seen[tier] then
-    seen[tier] = true
-    chain[#chain + 1] = tier
-  end
-end
-local list = tiers.chains.default
-if merchant ~= '' then
-  local raw = rcall('HGET', KEYS[2], merchant)
-  local ok, config = pcall(cjson.decode, raw or '')
-  if ok and type(config) == 'table' then
-    if type(config.pool) == 'string' and tiers.tiers[config.pool] and tiers.tiers[config.pool].dedicated then
-      push(config.pool)
-    end
-    if type(config.fallback) == 'table' and #config.fallback > 0 then
-      list = config.fallback
-    elseif type(config.tier) == 'string' and tiers.chains.byTier[config.tier] then
-      list = tiers.chains.byTier[config.tier]
-    end
-  end
-end
-for _, tier in ipairs(list) do
-  local spec = tiers.tiers[tier]
-  if not (spec and spec.dedicated) then
-    push(tier)
-  end
-end
+local raw = merchant ~= '' and rcall('HGET', KEYS[2], merchant) or nil
+-- The chain allocateCall walks (includes/chain.lua). A merchant config broken
+-- since the call was placed falls back to the default chain: the caller is
+-- already on the line.
+local chain = merchantChain(tiers, raw) or merchantChain(tiers, nil)
 
 -- Versioned fleets (SPEC 12, issue 20): a pod of a version the live rollout
 -- serves first (the hand-off's rule, includes/wait-queue.lua servedVersions),
