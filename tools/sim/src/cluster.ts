@@ -1,6 +1,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 
+/** Most ServiceAccount tokens the simulated API keeps at once (TokenRequest is open here). */
+export const MAX_SIM_TOKENS = 10_000;
+
 /** Pod annotation that flips the simulated Ready condition (SPEC section 8). */
 export const READY_ANNOTATION = 'sim.smart-router.io/ready';
 
@@ -444,6 +447,8 @@ export class ClusterState extends EventEmitter {
     const segment = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
     const token = [segment({ alg: 'RS256', kid: 'sim' }), segment({ iss: 'sim', sub: `system:serviceaccount:${this.namespace}:${serviceAccount}`, aud: audiences }), randomBytes(32).toString('base64url')].join('.');
     const expiresAt = Date.now() + Math.min(seconds, 48 * 3600) * 1000;
+    // Bounded: anyone may ask (the sim checks no credential), so the oldest token goes first beyond the cap.
+    if (this.tokens.size >= MAX_SIM_TOKENS) this.tokens.delete(this.tokens.keys().next().value as string);
     this.tokens.set(token, { namespace: this.namespace, serviceAccount, audiences, pod, expiresAt });
     return { token, expirationTimestamp: new Date(expiresAt).toISOString(), audiences };
   }

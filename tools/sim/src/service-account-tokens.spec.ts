@@ -8,6 +8,7 @@ import { CachedAgentTokens, ReviewsSaturatedError } from '@smart-router/http';
 import { TokenReviewRepository, TokenReviewTimeoutError } from '@smart-router/kube';
 import { waitFor } from '@smart-router/testing';
 import { SimCluster } from './sim-cluster';
+import { MAX_SIM_TOKENS } from './cluster';
 import { PodTokenSource } from './pod-tokens';
 
 const run = promisify(execFile);
@@ -60,6 +61,14 @@ describe('simulated ServiceAccount tokens (TokenRequest, TokenReview)', () => {
   it('a token not bound to a pod authenticates without a pod name', async () => {
     const token = cluster.state.requestToken('controller', { audiences: ['smart-router'] }).token;
     expect(await reviews.review(token)).toEqual({ username: 'system:serviceaccount:voice-system:controller', podName: null, podUid: null });
+  });
+
+  it('keeps at most MAX_SIM_TOKENS tokens: a client asking in a loop cannot grow the simulated API without bound', async () => {
+    const first = cluster.state.requestToken('controller', { audiences: ['smart-router'] }).token;
+    for (let index = 0; index < MAX_SIM_TOKENS; index += 1) cluster.state.requestToken('controller', { audiences: ['smart-router'] });
+    expect(await reviews.review(first)).toBeNull();
+    const newest = cluster.state.requestToken('controller', { audiences: ['smart-router'] }).token;
+    expect(await reviews.review(newest)).toMatchObject({ username: 'system:serviceaccount:voice-system:controller' });
   });
 
   it('refuses a token for a pod that does not exist or a UID that is not the pod\'s', async () => {

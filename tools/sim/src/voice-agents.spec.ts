@@ -144,6 +144,34 @@ describe('simulated voice agents', () => {
       }
     });
 
+    it("sends its pod's token, and nothing at all once the pod is gone (a dead token would get 401; anonymous it would pass in open mode)", async () => {
+      const seen: { url: string; authorization: string | undefined }[] = [];
+      api = createServer((request, response) => {
+        request.resume();
+        seen.push({ url: request.url ?? '', authorization: request.headers.authorization });
+        response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+      await new Promise<void>((resolve) => api!.listen(0, '127.0.0.1', resolve));
+      const address = api.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      let token: string | null = 'pod-token';
+      const server = agents({ allocationApiUrl: `http://127.0.0.1:${port}`, podExists: () => true, podOfCall: async () => owner, agentToken: async () => token });
+      try {
+        await closedCall(server);
+        await waitFor(() => server.releases === 1, { timeoutMs: 5000, what: 'the release with the pod token' });
+        expect(seen.map((request) => request.authorization)).toEqual(seen.map(() => 'Bearer pod-token'));
+        expect(seen.map((request) => request.url)).toContain('/api/v1/release');
+
+        seen.length = 0;
+        token = null;
+        await closedCall(server);
+        await expect(waitFor(() => seen.length > 0, { timeoutMs: 800, intervalMs: 50, what: 'a request without a token' })).rejects.toThrow();
+        expect(server.releases).toBe(1);
+      } finally {
+        await server.stop();
+      }
+    });
+
     it('stops at once on 404 (already released) and 409, and gives up after its window', async () => {
       for (const status of [404, 409]) {
         answers.length = 0;

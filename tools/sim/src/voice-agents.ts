@@ -285,7 +285,12 @@ export class SimulatedVoiceAgents {
       media_out: socket.framesOut,
     }));
     try {
-      const answer = await this.client.heartbeat({ pod_name: pod, calls }, await this.asPod(pod));
+      const headers = await this.asPod(pod);
+      if (headers === null) {
+        this.heartbeatFailures += 1;
+        return;
+      }
+      const answer = await this.client.heartbeat({ pod_name: pod, calls }, headers);
       if (answer.status === 200) this.heartbeats += 1;
       else this.heartbeatFailures += 1;
     } catch {
@@ -361,7 +366,7 @@ export class SimulatedVoiceAgents {
     // A lost report costs the call at the connect deadline: retry a refused connection or a 5xx briefly.
     await this.whenThawed(pod);
     for (let attempt = 1; attempt <= 5 && !this.stopped; attempt += 1) {
-      const status = await this.asPod(pod).then((headers) => this.client.connected({ call_sid: callSid, ...(allocationId === null ? {} : { allocation_id: allocationId }) }, headers)).then((answer) => answer.status, () => 0);
+      const status = await this.asPod(pod).then((headers) => (headers === null ? { status: 401 } : this.client.connected({ call_sid: callSid, ...(allocationId === null ? {} : { allocation_id: allocationId }) }, headers))).then((answer) => answer.status, () => 0);
       // 409: the call moved on under a new allocation_id (SPEC 11) while this agent was frozen.
       if (status === 200 || status === 404 || status === 409) {
         this.connects += 1;
@@ -392,7 +397,7 @@ export class SimulatedVoiceAgents {
     await this.whenThawed(pod);
     const deadline = Date.now() + this.retry.giveUpAfterMs;
     for (let delay = this.retry.firstDelayMs; !this.stopped; delay = Math.min(delay * 2, this.retry.maxDelayMs)) {
-      const status = await this.asPod(pod).then((headers) => this.client.release({ call_sid: callSid, reason: 'websocket_closed', ...(allocationId === null ? {} : { allocation_id: allocationId }) }, headers)).then((answer) => answer.status, () => 0);
+      const status = await this.asPod(pod).then((headers) => (headers === null ? { status: 401 } : this.client.release({ call_sid: callSid, reason: 'websocket_closed', ...(allocationId === null ? {} : { allocation_id: allocationId }) }, headers))).then((answer) => answer.status, () => 0);
       if (RELEASE_SETTLED.has(status)) {
         this.releases += 1;
         if (status === 409) this.staleReleases += 1;
@@ -415,10 +420,15 @@ export class SimulatedVoiceAgents {
     }
   }
 
-  /** The pod's Authorization header (none without agentToken, or once the pod is gone). */
-  private async asPod(pod: string): Promise<Record<string, string>> {
-    const token = this.options.agentToken ? await this.options.agentToken(pod) : null;
-    return token ? { authorization: `Bearer ${token}` } : {};
+  /**
+   * The pod's Authorization header ({} without agentToken). null once the pod is
+   * gone or replaced: a real agent then holds a dead token and gets 401, so the
+   * request is not sent (anonymous, it would pass in open mode and prove nothing).
+   */
+  private async asPod(pod: string): Promise<Record<string, string> | null> {
+    if (!this.options.agentToken) return {};
+    const token = await this.options.agentToken(pod);
+    return token ? { authorization: `Bearer ${token}` } : null;
   }
 
   /** Is the call still allocated to this pod? Unknown (Redis down) counts as yes: keep trying. */
