@@ -140,6 +140,18 @@ describe('SimCarrier', () => {
     expect(seen.every((entry) => entry.signed)).toBe(true);
   });
 
+  it('Plivo: a document naming many non-blocking streams keeps one open at a time, and the hang-up closes every socket', async () => {
+    const carrier = new SimCarrier({ baseUrl: base, plivoAuthToken: PLIVO_TOKEN, mediaIntervalMs: 5 });
+    const streams = Array.from({ length: 50 }, (_, index) => `<Stream statusCallbackUrl="${base}/api/v1/plivo/stream-status">${ws()}/ws/pod/voice-agent-${index}/plivo</Stream>`).join('');
+    documents['/api/v1/plivo/answer'] = () => `<Response>${streams}</Response>`;
+    const sid = carrier.placeCall({ provider: 'plivo' });
+    await waitFor(() => carrier.view(sid)?.streams.length === 50, { what: 'the 50 streams started' });
+    expect(await carrier.hangUp(sid)).toBe(true);
+    // Every socket that reached the agent side is closed once the caller hangs up (none left running its media timer).
+    await waitFor(() => sockets.every((entry) => entry.socket.readyState === WebSocket.CLOSED), { what: 'every media socket closed' });
+    expect(carrier.view(sid)!.streams.every((stream) => stream.closed_at !== null)).toBe(true);
+  });
+
   it('a stream that cannot open is a stream-error callback; the failure document <Say><Hangup/> ends the call; unsigned without tokens', async () => {
     const carrier = new SimCarrier({ baseUrl: base });
     documents['/api/v1/twilio/answer'] = (count) =>

@@ -540,7 +540,12 @@ export class SimCarrier {
         setTimeout(() => socket.terminate(), 1000).unref();
         return done;
       };
+      // One open stream per call: a document with several non-blocking Plivo <Stream>s ends the
+      // earlier one as it opens the next, so hang-up and redirect always reach every socket
+      // (no socket or media timer outlives its call, however many streams a document names).
+      const previous = call.endStream;
       call.endStream = end;
+      if (previous) void previous('hangup');
       socket.on('open', () => {
         record.opened_at = Date.now();
         this.counters.streamsOpened += 1;
