@@ -142,24 +142,20 @@ export class AdminRolloutService {
     if (typeof version !== 'string' || !VERSION.test(version)) throw ApiError.badRequest('version must be a Kubernetes label value', 'INVALID_VERSION');
     return this.guard(async () => {
       for (let attempt = 1; attempt <= PROMOTE_ATTEMPTS; attempt += 1) {
-        // A version with no pod now and no StatefulSet the reconciler learned (rollout:statefulsets)
-        // could never get a replica: its move would wait forever with the autoscaler paused. 409, nothing changed.
-        const [raw, pods, statefulSet] = await Promise.all([
-          this.redis.get(this.keys.rollout()),
-          this.redis.scard(this.keys.versionPods(version)),
-          this.redis.hexists(this.keys.versionStatefulSets(), version),
-        ]);
-        const live = parseStoredRollout(raw);
+        const live = parseStoredRollout(await this.redis.get(this.keys.rollout()));
         const others = (live?.targets ?? []).filter((target) => target.version !== version);
-        if (pods === 0 && statefulSet === 0) {
-          throw new ApiError(409, 'UNKNOWN_VERSION', `no pod carries version ${JSON.stringify(version)} and no StatefulSet of it is known: nothing could serve it`);
-        }
         const spec: RolloutSpec = {
           targets: [{ version, percent: 100 }, ...others.slice(0, MAX_ROLLOUT_VERSIONS - 1).map((target) => ({ version: target.version, percent: 0 }))],
           assignment: live?.assignment ?? 'random',
           guardrail: live?.guardrail ?? null,
         };
-        const stored = await this.scripts.setIfLive(spec, live?.revision ?? 0, 'admin: POST /api/v1/admin/rollout/promote', 'rollout.promoted');
+        // A version with no pod and no StatefulSet the reconciler learned (rollout:statefulsets) could
+        // never get a replica: its move would wait forever with the autoscaler paused. The script checks
+        // it in the same step as the write (no pod can go between): 409, nothing changed.
+        const stored = await this.scripts.setIfLive(spec, live?.revision ?? 0, 'admin: POST /api/v1/admin/rollout/promote', 'rollout.promoted', Date.now(), version);
+        if (stored === ScriptCode.UnknownVersion) {
+          throw new ApiError(409, 'UNKNOWN_VERSION', `no pod carries version ${JSON.stringify(version)} and no StatefulSet of it is known: nothing could serve it`);
+        }
         if (stored !== ScriptCode.ConfigChanged) return this.view();
       }
       throw ApiError.unavailable('the rollout keeps changing, retry', 'CONFIG_CHANGING');

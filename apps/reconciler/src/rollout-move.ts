@@ -7,7 +7,7 @@ import { RedisKeys } from '@smart-router/redis-keys';
 import { FleetScripts, RolloutScripts } from '@smart-router/redis-scripts';
 
 /**
- * rollout:move as promote and rollback write it (setRollout-4.lua, in the
+ * rollout:move as promote and rollback write it (setRollout-6.lua, in the
  * same step as their revision); `cover` is set by the first step, `seen_at`
  * is the last step that saw a pod of the version (the move's deadline).
  */
@@ -55,7 +55,7 @@ const POD_NAME = /^(.+)-(\d+)$/;
  * or the last step that saw one), the move is abandoned where it stands with
  * a rollout.move_abandoned event, and the autoscaler, paused while a move
  * exists, resumes. The move ends when every set reached its target; a later
- * split replaces or deletes the move in its own step (setRollout-4.lua).
+ * split replaces or deletes the move in its own step (setRollout-6.lua).
  * Every write of the move (cover, seen_at, done, abandoned) is
  * compare-and-set on its revision (settleRolloutMove-2.lua): a step that read
  * an older move never overwrites nor deletes a newer promote's.

@@ -18,6 +18,8 @@ import { bootstrap } from './main';
 const PUBLIC = 'https://router.example.test';
 const WS = 'wss://buddy.example.test/ws/pod';
 type Provider = 'twilio' | 'plivo';
+const TWILIO_FAILURE = /^<Response><Say>[^<]+<\/Say><Hangup\/><\/Response>$/;
+const PLIVO_FAILURE = /^<Response><Speak>[^<]+<\/Speak><Hangup\/><\/Response>$/;
 interface Answer {
   status: number;
   text: string;
@@ -126,7 +128,7 @@ describe('stream-ended (SPEC 11 re-home)', () => {
     const third = await post(provider, streamEndedOf(provider, second.text), { [idField(provider)]: sid });
     expect(third.text).toContain(`rehome_from`);
     const fourth = await post(provider, streamEndedOf(provider, third.text), { [idField(provider)]: sid });
-    expect(fourth.text).toMatch(provider === 'twilio' ? /^<Response><Say>[^<]+<\/Say><Hangup\/><\/Response>$/ : /^<Response><Speak>[^<]+<\/Speak><Hangup\/><\/Response>$/);
+    expect(fourth.text).toMatch(provider === 'twilio' ? TWILIO_FAILURE : PLIVO_FAILURE);
     expect(await record(sid)).toEqual({});
     expect(await pool.scripts.checkInvariants()).toEqual([]);
   });
@@ -198,7 +200,7 @@ describe('stream-ended (SPEC 11 re-home)', () => {
     expect(podOf((await post('twilio', streamEndedOf('twilio', first.text), { CallSid: 'tw-forge-1' })).text)).not.toBe('');
   });
 
-  it('bad requests are refused and change nothing: forged signature 403, no or bad allocation_id 400, a stale one 409, Exotel 404', async () => {
+  it('bad requests are refused and change nothing: forged signature 403, no or bad allocation_id 400, Exotel 404; a stale one gets the failure document', async () => {
     await start({ REHOME_ENABLED: 'true' });
     const first = await answer('twilio', 'tw-bad-1');
     const ended = streamEndedOf('twilio', first.text);
@@ -211,7 +213,10 @@ describe('stream-ended (SPEC 11 re-home)', () => {
     expect(await refused(post('twilio', '/api/v1/twilio/stream-ended', { CallSid: 'tw-bad-1' }))).toEqual({ status: 400, code: 'INVALID_FIELD' });
     expect(await refused(post('twilio', '/api/v1/twilio/stream-ended?allocation_id=x1', { CallSid: 'tw-bad-1' }))).toEqual({ status: 400, code: 'INVALID_FIELD' });
     expect((await refused(post('twilio', ended, {}))).status).toBe(400);
-    expect(await refused(post('twilio', '/api/v1/twilio/stream-ended?allocation_id=999999', { CallSid: 'tw-bad-1' }))).toEqual({ status: 409, code: 'STALE_ALLOCATION' });
+    // Stale (neither the current allocation nor the one re-homed from): a 200 failure document, not a 409 the
+    // provider would turn into "application error"; the live call's record, pod and allocation are untouched.
+    expect(await post('twilio', '/api/v1/twilio/stream-ended?allocation_id=999999', { CallSid: 'tw-bad-1' })).toEqual({ status: 200, text: expect.stringMatching(TWILIO_FAILURE) });
+    expect(await post('plivo', '/api/v1/plivo/stream-ended?allocation_id=999999', { CallUUID: 'tw-bad-1' })).toEqual({ status: 200, text: expect.stringMatching(PLIVO_FAILURE) });
     expect((await fetch(`${base}/api/v1/exotel/stream-ended?allocation_id=1`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"CallSid":"tw-bad-1"}' })).status).toBe(404);
     expect(await snapshotState(pool)).toEqual(before);
   });
@@ -276,6 +281,33 @@ describe('stream-ended (SPEC 11 re-home)', () => {
     expect(await record(live)).toEqual({});
     const released = (await pool.redis.xrange(pool.keys.callStream(), '-', '+')).map(([, fields]) => fields).filter((fields) => fields[1] === 'call.released' && fields[3] === live);
     expect(released).toEqual([expect.arrayContaining(['reason', 'provider_busy'])]);
+    expect(await pool.scripts.checkInvariants()).toEqual([]);
+  });
+
+  it.each(['twilio', 'plivo'] as const)('%s: a Redis failure answers the failure document at 200 (counted), changes nothing, and the retry re-homes', async (provider) => {
+    await start({ REHOME_ENABLED: 'true' });
+    const sid = `${provider}-redis-1`;
+    const first = await answer(provider, sid);
+    const ended = streamEndedOf(provider, first.text);
+    const saved = await record(sid);
+    // Not a hash: every script reading the call fails in Redis (WRONGTYPE), as an unreachable Redis would.
+    await pool.redis.del(pool.keys.call(sid));
+    await pool.redis.set(pool.keys.call(sid), 'not a call');
+    const before = await snapshotState(pool);
+    const failed = await post(provider, ended, { [idField(provider)]: sid });
+    expect(failed).toEqual({ status: 200, text: expect.stringMatching(provider === 'twilio' ? TWILIO_FAILURE : PLIVO_FAILURE) });
+    // The final-status branch releases through the same store: also the failure document, never a 503.
+    expect(await post(provider, ended, { [idField(provider)]: sid, CallStatus: 'completed' })).toEqual(failed);
+    expect(await snapshotState(pool)).toEqual(before);
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(new RegExp(`^smart_router_rehomes_total\\{[^}]*provider="${provider}"[^}]*result="redis_error"[^}]*\\} 2$`, 'm'));
+    expect(metrics).toMatch(/^smart_router_redis_errors_total\{[^}]*operation="rehome"[^}]*\} [1-9]/m);
+    expect(metrics).toMatch(/^smart_router_redis_errors_total\{[^}]*operation="release"[^}]*\} [1-9]/m);
+    // Redis answers again: the provider's next request re-homes the call.
+    await pool.redis.del(pool.keys.call(sid));
+    await pool.redis.hset(pool.keys.call(sid), saved);
+    const second = await post(provider, ended, { [idField(provider)]: sid });
+    expect(second.text).toContain('rehome_from');
     expect(await pool.scripts.checkInvariants()).toEqual([]);
   });
 

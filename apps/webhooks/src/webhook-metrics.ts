@@ -10,7 +10,7 @@ export class WebhookMetrics {
   readonly answers: Counter;
   /** result: released | unknown_call | not_final. */
   readonly statusCallbacks: Counter;
-  /** SPEC 11 stream-ended requests, result: rehomed | repeated | released | limit | no_pod | stale_allocation | state_rebuilding | disabled. */
+  /** SPEC 11 stream-ended requests, result: rehomed | repeated | released | limit | no_pod | stale_allocation | state_rebuilding | disabled | call_ended | redis_error. */
   readonly rehomes: Counter;
 
   constructor(telemetry: Telemetry) {

@@ -1,7 +1,7 @@
 import { LoggerService } from '@nestjs/common';
 import { ApiError, RedisUnavailableError } from '@smart-router/http';
 import { CallAllocator, PoolMetrics, storeFailure } from '@smart-router/pool-state';
-import { AnswerFields, ProviderAdapter, ProviderDocument, RehomeOptions, WebhookRequest, queryField, streamEndedPath, streamStatusPath } from '@smart-router/providers';
+import { AnswerFields, ProviderAdapter, StatusFields, ProviderDocument, RehomeOptions, WebhookRequest, queryField, streamEndedPath, streamStatusPath } from '@smart-router/providers';
 import { ScriptCode } from '@smart-router/allocation';
 import { AnswerReplays, ReplayCheck } from './answer-replays';
 import { WebhookMetrics } from './webhook-metrics';
@@ -217,6 +217,33 @@ export class WebhooksService {
     const allocationId = parseAllocationId(queryField(request, 'allocation_id'));
     if (allocationId === undefined) throw ApiError.badRequest('allocation_id is required', 'INVALID_FIELD');
     const count = (result: string) => this.metrics.rehomes.add(1, { provider: adapter.name, result });
+    // This route answers Twilio's `<Connect action>` / Plivo's `<Redirect>`: the
+    // caller is on the line and the answer is the call's next instruction, so
+    // (as in answer()) a failure past the checks above is the failure document
+    // at 200, never an HTTP error the provider turns into "application error".
+    try {
+      return await this.decideStreamEnded(adapter, adapter.hangupDocument.bind(adapter), update, allocationId, count, baseUrl);
+    } catch (error) {
+      // A refusal of the request itself (4xx, e.g. a call id the allocator refuses) stays an HTTP error.
+      if (error instanceof ApiError && error.status < 500) throw error;
+      const failure = error instanceof ApiError ? error : new ApiError(500, 'INTERNAL', 'internal error');
+      // A release's refusal carries the code, not the class.
+      if (error instanceof RedisUnavailableError || failure.code === 'REDIS_UNAVAILABLE') {
+        // smart_router_redis_errors_total is counted by the allocator's script call (operation rehome / release).
+        count('redis_error');
+        this.logger.warn(`${adapter.name} stream-ended for ${callSid}: Redis unavailable, answering the failure document`);
+      } else {
+        count(failure.code.toLowerCase());
+        this.logger.error(`${adapter.name} stream-ended for ${callSid} failed: ${(error as Error)?.message ?? String(error)}`, (error as Error)?.stack);
+      }
+      return adapter.failureDocument(failure);
+    }
+  }
+
+  /** streamEnded past authentication and validation; a thrown error becomes the failure document. */
+  private async decideStreamEnded(adapter: ProviderAdapter, hangupDocument: () => ProviderDocument, update: StatusFields,
+    allocationId: number, count: (result: string) => void, baseUrl?: string): Promise<ProviderDocument> {
+    const callSid = update.callSid;
     // The provider says the call itself is over (the caller hung up while the
     // stream ended, issue 20): released as its final status callback would (no
     // pod, no allocation named, so any re-home ticket goes too), never re-homed.
@@ -227,7 +254,7 @@ export class WebhooksService {
         if (!(error instanceof ApiError) || error.code !== 'CALL_NOT_FOUND') throw error;
       }
       count('call_ended');
-      return adapter.hangupDocument();
+      return hangupDocument();
     }
     if (!this.rehoming.enabled) {
       try {
@@ -236,7 +263,7 @@ export class WebhooksService {
         if (!(error instanceof ApiError) || (error.code !== 'CALL_NOT_FOUND' && error.code !== 'STALE_ALLOCATION')) throw error;
       }
       count('disabled');
-      return adapter.hangupDocument();
+      return hangupDocument();
     }
     const outcome = await this.allocator.rehome(callSid, allocationId, this.rehoming.max);
     if (outcome.ok) {
@@ -249,10 +276,19 @@ export class WebhooksService {
     switch (outcome.code) {
       case ScriptCode.NotFound:
         count('released');
-        return adapter.hangupDocument();
+        return hangupDocument();
       case ScriptCode.StaleAllocation:
+        // Not a 409 (Twilio would play "application error"), and nothing in Redis
+        // changes. Whatever we answer goes only to whoever asked: a replayed old
+        // request gets a document that touches no call (and names no media URL);
+        // the provider itself asks only when that <Connect>/<Stream> of this call
+        // has ended, so the call is streaming nowhere and waits on this answer
+        // alone: it can only be ended, and the failure document ends it politely
+        // (as REHOME_LIMIT does) instead of hanging up in silence. Re-homing it
+        // instead would let a replay take a pod and open a second stream.
         count('stale_allocation');
-        throw new ApiError(409, 'STALE_ALLOCATION', 'allocation_id is neither the call\'s current allocation nor the one it was re-homed from');
+        this.logger.warn(`${adapter.name} stream-ended for ${callSid}: allocation_id ${allocationId} is stale, answering the failure document`);
+        return adapter.failureDocument(new ApiError(409, 'STALE_ALLOCATION', 'allocation_id is neither the call\'s current allocation nor the one it was re-homed from'));
       case ScriptCode.RehomeLimit:
         count('limit');
         return adapter.failureDocument(new ApiError(503, 'REHOME_LIMIT', 'the call was re-homed REHOME_MAX times'));

@@ -31,6 +31,8 @@ export enum ScriptCode {
   RehomeLimit = -18,
   /** A re-home with no pod of the chain but the old one free (SPEC 11): the call was released (rehome_no_pod). */
   RehomeNoPod = -19,
+  /** A promote to a version no pod carries and no known StatefulSet serves (SPEC 12): nothing changed. */
+  UnknownVersion = -20,
 }
 
 /**

@@ -109,12 +109,10 @@ function streamEnded(name: string, provider: ProviderContract): RouteContract {
     query: Type.Object({ allocation_id: Type.String({ pattern: '^[0-9]{1,15}$', description: 'the allocation whose stream ended' }) }),
     body: Type.Object({ [provider.idField]: callIdField(provider.idField) }, { additionalProperties: true }),
     responses: {
-      200: { description: 'the provider document: Hangup (released), a new stream to another pod naming rehome_from, or the failure document', contentType: 'text/xml', example: name === 'twilio'
+      200: { description: 'the provider document: Hangup (released), a new stream to another pod naming rehome_from, or the failure document (REHOME_MAX reached, no pod, Redis unavailable, or an allocation_id that is neither the call\'s current one nor the one it was re-homed from: never an HTTP error, which the provider would turn into its "application error" to the caller on the line)', contentType: 'text/xml', example: name === 'twilio'
         ? '<Response><Connect action="https://host/api/v1/twilio/stream-ended?allocation_id=43" method="POST"><Stream url="wss://host/ws/pod/voice-agent-3/CA123"><Parameter name="rehome_from" value="voice-agent-1"/></Stream></Connect></Response>'
         : '<Response><Stream bidirectional="true" keepCallAlive="true" contentType="audio/x-mulaw;rate=8000" extraHeaders="rehome_from=voice-agent-1">wss://host/ws/pod/voice-agent-3/UUID</Stream><Redirect method="POST">https://host/api/v1/plivo/stream-ended?allocation_id=43</Redirect></Response>' },
       ...common(provider),
-      409: errorResponse('allocation_id is neither the call\'s current allocation nor the one it was re-homed from', 'STALE_ALLOCATION'),
-      503: errorResponse('Redis unavailable: retry', 'REDIS_UNAVAILABLE'),
     },
   };
 }

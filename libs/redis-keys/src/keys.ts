@@ -199,7 +199,7 @@ export class RedisKeys {
   fleetRemovingOf(statefulSet: string): string {
     return `${this.prefix}fleet:removing:${statefulSet}`;
   }
-  /** The replica move a promote or rollback asked for (SPEC 12; setRollout-4, settleRolloutMove-2): JSON {version, revision, at, cover, seen_at}; absent = none. */
+  /** The replica move a promote or rollback asked for (SPEC 12; setRollout-6, settleRolloutMove-2): JSON {version, revision, at, cover, seen_at}; absent = none. */
   rolloutMove(): string {
     return `${this.prefix}rollout:move`;
   }

@@ -20,9 +20,13 @@ export class RolloutScripts {
     return (await this.write(JSON.stringify(rollout), reason, event, '', false, now)) as RolloutRevision;
   }
 
-  /** Like set, only if `basedOn` is still the live revision (0 = none): ConfigChanged otherwise. A promote (event rollout.promoted) writes its replica move in the same step. */
-  async setIfLive(rollout: RolloutSpec, basedOn: number, reason: string, event: string, now = Date.now()): Promise<RolloutRevision | ScriptCode> {
-    return this.write(JSON.stringify(rollout), reason, event, String(basedOn), false, now, '', event === 'rollout.promoted');
+  /**
+   * Like set, only if `basedOn` is still the live revision (0 = none): ConfigChanged otherwise. A promote
+   * (event rollout.promoted) writes its replica move in the same step; with `promoted`, the step first
+   * refuses (UnknownVersion) a version no pod carries and no known StatefulSet serves.
+   */
+  async setIfLive(rollout: RolloutSpec, basedOn: number, reason: string, event: string, now = Date.now(), promoted?: string): Promise<RolloutRevision | ScriptCode> {
+    return this.write(JSON.stringify(rollout), reason, event, String(basedOn), false, now, '', event === 'rollout.promoted', promoted);
   }
 
   /** Stores the live revision's previous split again as a new revision: NoPreviousRevision when there is none. */
@@ -58,10 +62,12 @@ export class RolloutScripts {
    * script writes in the same step as the revision (SPEC 12: a plain PUT
    * moves no replicas, and clears any pending move).
    */
-  private async write(rollout: string, reason: string, event: string, basedOn: string, rollback: boolean, now: number, cause = '', move = false): Promise<RolloutRevision | ScriptCode> {
+  private async write(rollout: string, reason: string, event: string, basedOn: string, rollback: boolean, now: number, cause = '', move = false, promoted?: string): Promise<RolloutRevision | ScriptCode> {
     const k = this.keys;
+    // KEYS[5] is only read for a promote; the others name the unlabelled pods' key and leave it untouched.
     const reply = await replicatedScript(this.redis, 'setRollout', this.replication)(
-      k.rollout(), k.rolloutRevisions(), k.fleetStream(), k.rolloutMove(), rollout, now, this.streamMaxLen, reason, event, basedOn, rollback ? '1' : '', cause, move ? '1' : '',
+      k.rollout(), k.rolloutRevisions(), k.fleetStream(), k.rolloutMove(), k.versionPods(promoted ?? ''), k.versionStatefulSets(),
+      rollout, now, this.streamMaxLen, reason, event, basedOn, rollback ? '1' : '', cause, move ? '1' : '', promoted === undefined ? '' : '1', promoted ?? '',
     );
     if (typeof reply === 'number') return reply as ScriptCode;
     return JSON.parse(String((reply as (string | number)[])[3])) as RolloutRevision;

@@ -178,4 +178,31 @@ describe('versioned fleets: the split inside allocateCall', () => {
     const back = await rollouts.rollback('test');
     expect(back).toMatchObject({ revision: 3, previous: 2, assignment: 'random', targets: [{ version: 'v1', percent: 90 }, { version: 'v2', percent: 10 }] });
   });
+
+  it('a promote step refuses a version no pod carries and no StatefulSet serves, in the same step as the write (UnknownVersion, nothing changes)', async () => {
+    const live = await split(10);
+    const promote = (version: string) => rollouts.setIfLive({ targets: [{ version, percent: 100 }, { version: 'v1', percent: 0 }], assignment: 'random', guardrail: null },
+      live.revision, 'test', 'rollout.promoted', Date.now(), version);
+    const state = async () => [await pool.redis.get(pool.keys.rollout()), await pool.redis.hlen(pool.keys.rolloutRevisions()),
+      await pool.redis.xlen(pool.keys.fleetStream()), await pool.redis.get(pool.keys.rolloutMove())];
+    const before = await state();
+    expect(await promote('v9')).toBe(ScriptCode.UnknownVersion);
+    // Checked before the compare-and-set: a stale revision is still refused as unknown, not retried.
+    expect(await rollouts.setIfLive({ targets: [{ version: 'v9', percent: 100 }], assignment: 'random', guardrail: null }, 0, 'test', 'rollout.promoted', Date.now(), 'v9')).toBe(ScriptCode.UnknownVersion);
+    // The only pod of v3 goes back to v2 (as the reconciler relabels it): the step reads the pod index as it is now.
+    const relabel = (version: string) => pool.scripts.upsertPod({ name: 'voice-agent-9', uid: pool.uids.get('voice-agent-9')!, ready: true, terminating: false, metadata: {}, pinnedTier: '', term: null, version });
+    await relabel('v3');
+    expect(await pool.redis.scard(pool.keys.versionPods('v3'))).toBe(1);
+    await relabel('v2');
+    expect(await promote('v3')).toBe(ScriptCode.UnknownVersion);
+    expect(await state()).toEqual(before);
+    // Without `promoted` (a PUT-like write, the guardrail's rollback) nothing is checked.
+    expect(await rollouts.set({ targets: [{ version: 'v9', percent: 100 }], assignment: 'random', guardrail: null }, 'test')).toMatchObject({ revision: 2 });
+    // A version with pods, or one whose StatefulSet is known, is taken.
+    const revision2 = 2;
+    expect(await rollouts.setIfLive({ targets: [{ version: 'v2', percent: 100 }], assignment: 'random', guardrail: null }, revision2, 'test', 'rollout.promoted', Date.now(), 'v2')).toMatchObject({ revision: 3 });
+    await pool.redis.hset(pool.keys.versionStatefulSets(), 'v7', 'voice-agent-v7');
+    expect(await rollouts.setIfLive({ targets: [{ version: 'v7', percent: 100 }], assignment: 'random', guardrail: null }, 3, 'test', 'rollout.promoted', Date.now(), 'v7')).toMatchObject({ revision: 4 });
+    expect(JSON.parse((await pool.redis.get(pool.keys.rolloutMove()))!)).toMatchObject({ version: 'v7', revision: 4 });
+  });
 });

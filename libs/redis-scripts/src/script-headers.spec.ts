@@ -427,6 +427,7 @@ describe('keys the scripts actually touch (MONITOR trace)', () => {
       await rollouts.rollback('trace: nothing to return to');
       await rollouts.set({ targets: [{ version: 'v2', percent: 100 }], assignment: 'random', guardrail: null }, 'trace');
       await rollouts.setIfLive({ targets: [{ version: '', percent: 100 }], assignment: 'random', guardrail: null }, 0, 'trace: stale', 'rollout.promoted');
+      await rollouts.setIfLive({ targets: [{ version: 'v7', percent: 100 }], assignment: 'random', guardrail: null }, 0, 'trace: unknown version', 'rollout.promoted', Date.now(), 'v7');
       await rollouts.rollback('trace: nothing before revision 1');
       await rollouts.set({ targets: [{ version: '', percent: 50 }, { version: 'v2', percent: 50 }], assignment: 'sticky_by_caller', guardrail: null }, 'trace');
       await rollouts.rollback('trace');

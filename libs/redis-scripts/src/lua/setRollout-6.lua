@@ -13,13 +13,18 @@
   it (apps/reconciler/src/rollout-move.ts); anything else (a plain PUT, a
   rollback to a split of several versions) deletes any pending move, so the
   live revision never runs another revision's move and two racing promotes
-  leave the winner with its own.
+  leave the winner with its own. A promote (ARGV[10]) refuses, in the same
+  step, a version no pod carries and no known StatefulSet serves: its move
+  could never get a replica (checked here, not in a round trip before, so a
+  pod removed meanwhile cannot slip between the check and the write).
 
   Input:
     KEYS[1] live rollout document     rollout:live
     KEYS[2] revisions hash            rollout:revisions
     KEYS[3] fleet event stream        stream:fleet
     KEYS[4] replica move record       rollout:move
+    KEYS[5] promoted version's pods   version:pods:{version}
+    KEYS[6] version -> StatefulSet    rollout:statefulsets
     ARGV[1] rollout JSON object, validated (parseRollout): {"targets":[{"version","percent"}...],"assignment","guardrail"}
     ARGV[2] now, milliseconds since the Unix epoch
     ARGV[3] stream MAXLEN (approximate trim)
@@ -30,15 +35,22 @@
     ARGV[8] cause recorded on the event ('' = operator; 'guardrail' = the reconciler's guardrail job,
             which passes the revision it judged as ARGV[6], so a split changed meanwhile is never rolled back)
     ARGV[9] '1' = promote or rollback: write the move to the version at 100 % (if any); '' = a PUT, moves none
+    ARGV[10] '1' = promote: refuse unless KEYS[5] has a pod or KEYS[6] has the field ARGV[11]; '' = no check
+             (KEYS[5] and KEYS[6] are then not touched: callers pass the unlabelled version's key)
+    ARGV[11] the promoted version (the field of KEYS[6]; '' = pods without the version label)
   Output:
     {1, revision, previous revision ('' = none), stored document JSON}
     -7 the live revision is not ARGV[6] (changed meanwhile): read again and retry
     -17 ARGV[7] is '1' and the live revision has no previous one (or none is live)
+    -20 ARGV[10] is '1' and no pod carries the version and no StatefulSet of it is known: nothing changed
   Events:
     stream:fleet  type=<ARGV[5]> revision previous rollout (the stored split) reason cause at
 ]]
 
 local rcall = redis.call
+if ARGV[10] == '1' and rcall('SCARD', KEYS[5]) == 0 and rcall('HEXISTS', KEYS[6], ARGV[11]) == 0 then
+  return -20
+end
 local previous = ''
 local current
 local live = rcall('GET', KEYS[1])
