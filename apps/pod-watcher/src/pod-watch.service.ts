@@ -7,6 +7,36 @@ import { Telemetry, inSpan, injectTraceContext } from '@smart-router/telemetry';
 import { PodEventPublisher } from './pod-event.publisher';
 import { PodWatcherConfig } from './pod-watcher.config';
 
+/** How many refused pods' UIDs the watcher remembers (one warn line each); beyond, the oldest is forgotten. */
+export const MAX_REFUSED_UIDS = 1000;
+
+/**
+ * The UIDs of pods already reported as refused, in the order first seen:
+ * forgotten when the pod is deleted, and at most `max` kept (the oldest
+ * dropped first: such a pod, if it still exists, is warned about once more).
+ */
+export class RefusedPods {
+  private readonly uids = new Set<string>();
+
+  constructor(private readonly max = MAX_REFUSED_UIDS) {}
+
+  get size(): number {
+    return this.uids.size;
+  }
+
+  /** Records `uid`; true when it was not known yet (warn about it). */
+  add(uid: string): boolean {
+    if (this.uids.has(uid)) return false;
+    this.uids.add(uid);
+    while (this.uids.size > this.max) this.uids.delete(this.uids.values().next().value!);
+    return true;
+  }
+
+  delete(uid: string): void {
+    this.uids.delete(uid);
+  }
+}
+
 /**
  * Campaigns for the watcher Lease; while leading, lists + watches the pods
  * and publishes one event per change, stamped with the leader term. A standby
@@ -19,8 +49,8 @@ export class PodWatchService implements OnApplicationBootstrap, OnModuleDestroy 
   private readonly published: Counter;
   private readonly failures: Counter;
   private readonly refused: Counter;
-  /** Pods already reported as refused (one warn line each). */
-  private readonly refusedUids = new Set<string>();
+  /** Pods already reported as refused (one warn line each), bounded. */
+  readonly refusedPods = new RefusedPods();
   private readonly leaderGauge: ObservableGauge;
   private chain: Promise<unknown> = Promise.resolve();
   private publishFailing = false;
@@ -109,12 +139,13 @@ export class PodWatchService implements OnApplicationBootstrap, OnModuleDestroy 
   /**
    * A pod whose name is a key of the schema (`metadata`: `pod:metadata` is the seed's
    * metadata hash) never reaches the stream, so no script writes its record over that
-   * key. Counted per event; one warn line per pod (UID), not one per change.
+   * key. Counted per event; one warn line per pod (UID), not one per change; its UID is
+   * forgotten when it is deleted (and at most MAX_REFUSED_UIDS are kept).
    */
   private refuse(change: PodChange): void {
     this.refused.add(1, { reason: 'reserved_name' });
-    if (this.refusedUids.has(change.pod.uid)) return;
-    this.refusedUids.add(change.pod.uid);
+    if (change.type === 'deleted') return this.refusedPods.delete(change.pod.uid);
+    if (!this.refusedPods.add(change.pod.uid)) return;
     this.logger.warn(`refusing pod "${change.pod.name}" (uid ${change.pod.uid}): its Redis key would be another key of the schema; rename the pod`, 'PodWatch');
   }
 

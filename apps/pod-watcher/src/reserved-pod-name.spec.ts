@@ -7,6 +7,7 @@ import { RedisKeys } from '@smart-router/redis-keys';
 import { SimCluster } from '@smart-router/sim';
 import { sharedRedisUrl, uniquePrefix, waitFor } from '@smart-router/testing';
 import { bootstrap } from './main';
+import { MAX_REFUSED_UIDS, PodWatchService, RefusedPods } from './pod-watch.service';
 
 /**
  * A pod named `metadata` would be recorded at `pod:metadata`, the seed's metadata hash
@@ -72,5 +73,25 @@ describe('pod-watcher refuses a pod whose key is another key of the schema', () 
     const lines = output.join('').split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: string; msg: string });
     const warnings = lines.filter((line) => line.msg.includes('refusing pod "metadata"'));
     expect(warnings).toEqual([expect.objectContaining({ level: 'warn' })]);
+
+    // Deleted: its UID is forgotten (before, every refused UID was kept for ever).
+    const watch = app.get(PodWatchService);
+    expect(watch.refusedPods.size).toBe(1);
+    sim.deletePod('metadata');
+    await waitFor(async () => watch.refusedPods.size === 0, { what: 'the deleted metadata pod\'s UID forgotten' });
+  });
+
+  it('remembers at most MAX_REFUSED_UIDS refused pods, the oldest forgotten first', () => {
+    expect(MAX_REFUSED_UIDS).toBe(1000);
+    const refused = new RefusedPods();
+    for (let i = 0; i < MAX_REFUSED_UIDS + 500; i += 1) expect(refused.add(`uid-${i}`)).toBe(true);
+    expect(refused.size).toBe(MAX_REFUSED_UIDS);
+    // Known ones are not warned about again; the oldest 500 were dropped, so they would be.
+    expect(refused.add(`uid-${MAX_REFUSED_UIDS + 499}`)).toBe(false);
+    expect(refused.add('uid-500')).toBe(false);
+    expect(refused.add('uid-0')).toBe(true);
+    expect(refused.size).toBe(MAX_REFUSED_UIDS);
+    refused.delete('uid-0');
+    expect(refused.size).toBe(MAX_REFUSED_UIDS - 1);
   });
 });

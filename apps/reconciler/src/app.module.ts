@@ -104,7 +104,7 @@ export class AppModule {
           inject: [STATE_REDIS, KubeConfig],
           useFactory: (redis: Redis, kube: KubeConfig) =>
             new FleetService(redis, keys, new FleetScripts(redis, keys, config.fleet.statefulSet, config.common.streamMaxLen, replication), kube, config.namespace, config.fleet, 10000, logger,
-              (sts) => new FleetScripts(redis, keys, sts, config.common.streamMaxLen, replication, true)),
+              (sts) => new FleetScripts(redis, keys, sts, config.common.streamMaxLen, replication, true), telemetry),
         },
         {
           provide: LivenessJob,

@@ -3,8 +3,9 @@ import { Server, createServer } from 'node:http';
 import { LivenessScripts } from '@smart-router/redis-scripts';
 import { Telemetry } from '@smart-router/telemetry';
 import { EnvReader } from '@smart-router/config';
+import { SimCarrier } from '@smart-router/sim';
 import { PoolFixture, createPoolFixture, sharedRedisUrl } from '@smart-router/testing';
-import { SdkCallRedirector } from './call-redirect';
+import { REDIRECT_TIMEOUT_MS, SdkCallRedirector } from './call-redirect';
 import { LivenessJob } from './liveness.job';
 import { readReconcilerConfig } from './reconciler.config';
 
@@ -154,5 +155,53 @@ describe('re-home redirects of a dead pod\'s calls (SPEC 11)', () => {
     expect((await job.run()).redirected).toEqual([]);
     expect(seen).toEqual([]);
     expect(await pool.scripts.checkInvariants()).toEqual([]);
+  });
+
+  it('a hung provider (the sim carrier\'s REST answering late) fails the redirect within the SDK timeout: the calls end (agent_dead) and the job is not held', async () => {
+    // Before, neither SDK had a short timeout (twilio 30 s, plivo none): the reconciler's one worker,
+    // which runs liveness, connect timeout, guardrail and fleet one at a time, stalled with it.
+    expect(REDIRECT_TIMEOUT_MS).toBe(5000);
+    const carrier = new SimCarrier({ baseUrl: 'https://router.example.test' });
+    carrier.restDelayMs = 60_000;
+    const surface = createServer((request, response) => {
+      void carrier.handle(request, response, new URL(request.url!, 'http://carrier')).then((served) => {
+        if (!served) response.writeHead(404).end();
+      });
+    });
+    await new Promise<void>((resolve) => surface.listen(0, '127.0.0.1', resolve));
+    const carrierUrl = `http://127.0.0.1:${(surface.address() as AddressInfo).port}`;
+    try {
+      const settings = config({ ...rehomeEnv(), TWILIO_ACCOUNT_SID: carrier.twilioAccountSid, TWILIO_API_BASE_URL: carrierUrl, PLIVO_AUTH_ID: carrier.plivoAuthId, PLIVO_API_BASE_URL: carrierUrl }).rehome!;
+      const scripts = new LivenessScripts(pool.redis, pool.keys, 1000);
+      const pod = 'voice-agent-1';
+      await pool.scripts.setDrain('voice-agent-0', true);
+      for (const [sid, providerName] of [['CA-hung', 'twilio'], ['pl-hung', 'plivo']] as const) {
+        const result = await pool.scripts.allocate({ callSid: sid, merchantId: '', provider: providerName, metadata: '', refuseTombstoned: false });
+        if (!result.ok) throw new Error(`no pod for ${sid}`);
+      }
+      await pool.scripts.setDrain('voice-agent-0', false);
+      const ended: string[] = [];
+      const job = new LivenessJob(pool.redis, pool.keys, scripts, { suspectMs: 4000, deadMs: 6000, deadAction: 'keep', mediaStallMs: 0 }, null, telemetry, logger,
+        new SdkCallRedirector(settings, 300),
+        { end: async (callSid, allocationId) => {
+          ended.push(callSid);
+          await pool.scripts.release(callSid, 'agent_dead', 'call.released', Date.now(), undefined, { allocationId: Number(allocationId), endRehome: true });
+        } });
+      for (const name of ['voice-agent-0', pod]) await scripts.recordHeartbeat(name, []);
+      const [seconds] = await pool.redis.time();
+      await pool.redis.zadd(pool.keys.heartbeats(), Number(seconds) * 1000 - 6500, pod);
+      const started = Date.now();
+      const report = await job.run();
+      // Two redirects of 300 ms at most each, with room for a loaded machine: far below the SDKs' 30 s.
+      expect(Date.now() - started).toBeLessThan(4000);
+      expect(report.redirected).toEqual([]);
+      expect(new Set(report.redirectFailed)).toEqual(new Set(['CA-hung', 'pl-hung']));
+      expect(new Set(ended)).toEqual(new Set(['CA-hung', 'pl-hung']));
+      expect(await pool.redis.exists(pool.keys.call('CA-hung'), pool.keys.call('pl-hung'))).toBe(0);
+      expect(await pool.scripts.checkInvariants()).toEqual([]);
+    } finally {
+      surface.closeAllConnections();
+      await new Promise<void>((resolve) => surface.close(() => resolve()));
+    }
   });
 });

@@ -21,6 +21,15 @@ interface PlivoCalls {
 }
 
 /**
+ * How long one provider REST redirect may take (connect to answer). The reconciler's one BullMQ
+ * worker runs its jobs one at a time, so a hung provider must not hold liveness, the connect
+ * timeout, the guardrail and the fleet step for the SDKs' defaults (Twilio 30 s; Plivo's client
+ * built without isVoiceRequest: none): past this the redirect fails, and the call ends as any
+ * failed redirect does (agent_dead).
+ */
+export const REDIRECT_TIMEOUT_MS = 5000;
+
+/**
  * The official SDKs. Twilio: `calls(sid).update({url, method})` with the Api
  * domain's base URL set to TWILIO_API_BASE_URL. Plivo: transfer of the A leg;
  * plivo 4.79 sends voice requests to a hard-coded api.plivo.com whatever its
@@ -33,11 +42,12 @@ export class SdkCallRedirector implements CallRedirector {
   private readonly twilioClient: ReturnType<typeof twilio> | null;
   private readonly plivoCalls: PlivoCalls | null;
 
-  constructor(private readonly settings: RehomeSettings) {
+  constructor(private readonly settings: RehomeSettings, timeoutMs = REDIRECT_TIMEOUT_MS) {
     const { twilio: twilioAccount, plivo: plivoAccount } = settings;
-    this.twilioClient = twilioAccount ? twilio(twilioAccount.accountSid, twilioAccount.authToken) : null;
+    // twilio's `timeout`: its RequestClient's request timeout (and HTTPS agent socket timeout).
+    this.twilioClient = twilioAccount ? twilio(twilioAccount.accountSid, twilioAccount.authToken, { timeout: timeoutMs }) : null;
     if (this.twilioClient && twilioAccount) this.twilioClient.api.baseUrl = twilioAccount.apiBaseUrl;
-    this.plivoCalls = plivoAccount ? plivoCallResource(plivoAccount.authId, plivoAccount.authToken, plivoAccount.apiBaseUrl) : null;
+    this.plivoCalls = plivoAccount ? plivoCallResource(plivoAccount.authId, plivoAccount.authToken, plivoAccount.apiBaseUrl, timeoutMs) : null;
     this.providers = [...(this.twilioClient ? ['twilio'] : []), ...(this.plivoCalls ? ['plivo'] : [])];
   }
 
@@ -57,13 +67,14 @@ export class SdkCallRedirector implements CallRedirector {
   }
 }
 
-function plivoCallResource(authId: string, authToken: string, apiBaseUrl: string): PlivoCalls {
+function plivoCallResource(authId: string, authToken: string, apiBaseUrl: string, timeoutMs: number): PlivoCalls {
   /* eslint-disable @typescript-eslint/no-require-imports */
-  const { Axios } = require('plivo/dist/rest/axios') as { Axios: (config: Record<string, string>) => PlivoRequest };
+  const { Axios } = require('plivo/dist/rest/axios') as { Axios: (config: Record<string, string | number>) => PlivoRequest };
   const { camelCaseRequestWrapper } = require('plivo/dist/rest/utils') as { camelCaseRequestWrapper: (request: PlivoRequest) => PlivoRequest };
   const { CallInterface } = require('plivo/dist/resources/call') as { CallInterface: new (request: PlivoRequest) => PlivoCalls };
   /* eslint-enable @typescript-eslint/no-require-imports */
-  const request = camelCaseRequestWrapper(Axios({ authId, authToken, version: 'v1', url: `${apiBaseUrl}/v1/Account/${authId}`, userAgent: 'smart-router' }));
+  // plivo's `timeout` (axios' request timeout): without isVoiceRequest the client sets none of its own.
+  const request = camelCaseRequestWrapper(Axios({ authId, authToken, version: 'v1', url: `${apiBaseUrl}/v1/Account/${authId}`, userAgent: 'smart-router', timeout: timeoutMs }));
   return new CallInterface((method, action, params) => {
     const { isVoiceRequest: _voice, ...rest } = (params ?? {}) as Record<string, unknown>;
     return request(method, action, rest);

@@ -5,6 +5,7 @@ import { AppsV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { EnvReader, readFleetSettings } from '@smart-router/config';
 import { FleetScripts, RolloutScripts } from '@smart-router/redis-scripts';
 import { SimCluster } from '@smart-router/sim';
+import { Telemetry } from '@smart-router/telemetry';
 import { PoolFixture, createPoolFixture, sharedRedisUrl, waitFor } from '@smart-router/testing';
 import { FleetService, shareOf, splitMaxReplicas } from './fleet.service';
 
@@ -120,6 +121,30 @@ describe('autoscaler buffer split across versions', () => {
     await rollouts.set({ targets: [{ version: '', percent: 100 }, { version: V2, percent: 0 }], assignment: 'random', guardrail: null }, 'test');
     await tickUntil(async () => (await replicas('voice-agent')) === 4, 'voice-agent scaled to 4 (the whole buffer)');
     expect(await replicas('voice-agent-v2')).toBe(2);
+    expect(await pool.scripts.checkInvariants()).toEqual([]);
+  }, 30000);
+
+  it('another StatefulSet the Role may not scale (403) is logged, counted and skipped: the primary is still scaled', async () => {
+    // voice-agent-v2 outside the Role's resourceNames: before, tick() threw after the primary's plan
+    // was written but before its patch, so voice-agent was never scaled while 2.0.0 was in the split.
+    const telemetry = Telemetry.start('fleet-split-spec');
+    const warnings: string[] = [];
+    const kube = new KubeConfig();
+    kube.loadFromFile(join(dir, 'kubeconfig'));
+    const settings = readFleetSettings(new EnvReader({ AUTOSCALER_ENABLED: 'true', AUTOSCALER_BUFFER: '4', AUTOSCALER_MIN_REPLICAS: '0', AUTOSCALER_MAX_REPLICAS: '10', AUTOSCALER_SCALE_DOWN_DELAY_SECONDS: '3600' }));
+    fleet = new FleetService(pool.redis, pool.keys, new FleetScripts(pool.redis, pool.keys, 'voice-agent', 1000), kube, NS, settings, 10000,
+      { ...logger, warn: (message: string) => void warnings.push(message) },
+      (sts) => new FleetScripts(pool.redis, pool.keys, sts, 1000, {}, true), telemetry);
+    cluster.forbidStatefulSet('voice-agent-v2');
+    await rollouts.set({ targets: [{ version: '', percent: 75 }, { version: V2, percent: 25 }], assignment: 'random', guardrail: null }, 'test');
+    await tickUntil(async () => (await replicas('voice-agent')) === 3, 'voice-agent scaled to 3 despite voice-agent-v2\'s 403');
+    expect(warnings.some((line) => line.includes('voice-agent-v2') && line.includes('403') && !line.includes('\n'))).toBe(true);
+    expect(await telemetry.prometheusText()).toMatch(/smart_router_fleet_step_errors_total\{[^}]*statefulset="voice-agent-v2"[^}]*\} [1-9]/);
+    // The fleet lock was released: once allowed again, voice-agent-v2 is sized by its share on a later tick.
+    cluster.forbidStatefulSet('voice-agent-v2', false);
+    const call = await pool.scripts.allocate({ callSid: 'CA-v2', merchantId: '', provider: '', metadata: '', refuseTombstoned: false, draw: 0.9 });
+    expect(call.ok && call.allocation.agentVersion).toBe(V2);
+    await tickUntil(async () => (await replicas('voice-agent-v2')) === 2, 'voice-agent-v2 scaled to 2 once allowed');
     expect(await pool.scripts.checkInvariants()).toEqual([]);
   }, 30000);
 

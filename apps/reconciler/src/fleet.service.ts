@@ -2,10 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
 import { AppsV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { LoggerService } from '@nestjs/common';
+import { Counter } from '@opentelemetry/api';
 import { parseStoredRollout } from '@smart-router/allocation';
 import { AutoscalerSettings, FleetSettings, parseStoredAutoscaler } from '@smart-router/config';
 import { RedisKeys } from '@smart-router/redis-keys';
 import { FleetScripts, FleetStep } from '@smart-router/redis-scripts';
+import { Telemetry } from '@smart-router/telemetry';
 
 export interface FleetDecision {
   at: number;
@@ -94,6 +96,8 @@ export class FleetService {
   private readonly apps: AppsV1Api;
   /** One lock token per process. */
   private readonly token = `${process.pid}-${randomUUID()}`;
+  /** Another StatefulSet's step that failed (a Kubernetes or Redis error), by StatefulSet; the tick went on. */
+  private readonly otherErrors: Counter | null;
 
   constructor(
     private readonly redis: Redis,
@@ -110,8 +114,12 @@ export class FleetService {
      * VOICE_AGENT_STATEFULSET, whatever the rollout.
      */
     private readonly scriptsOf?: (statefulSet: string) => FleetScripts,
+    telemetry?: Telemetry,
   ) {
     this.apps = kube.makeApiClient(AppsV1Api);
+    this.otherErrors = telemetry?.meter().createCounter('smart_router_fleet_step_errors_total', {
+      description: 'Steps of a StatefulSet other than VOICE_AGENT_STATEFULSET under a rollout split that failed and were skipped this tick, by statefulset',
+    }) ?? null;
   }
 
   async autoscaler(): Promise<AutoscalerSettings> {
@@ -262,33 +270,53 @@ export class FleetService {
     return { free: demand.free, waiting: shareOf(demand.waiting, share.percent, share.of), starting: demand.starting };
   }
 
-  /** Sizes every other serving StatefulSet by its share, under the fleet lock this tick holds: plan, step, patch. */
+  /**
+   * Sizes every other serving StatefulSet by its share, under the fleet lock this tick holds: plan, step, patch.
+   * One StatefulSet's failure (a 403 for a StatefulSet outside the Role's resourceNames, a timeout) is
+   * logged, counted and skipped: the others and the primary's step and patch still run this tick, and
+   * the failed one is tried again next tick. A deleted one (404) is skipped silently.
+   */
   private async autoscaleOthers(parts: Map<FleetShare, AutoscalerSettings>, shares: FleetShare[], now: number): Promise<Record<string, FleetDecision>> {
     const decisions: Record<string, FleetDecision> = {};
     for (const share of shares) {
-      const fleet = this.scriptsOf!(share.statefulSet);
-      let replicas: number;
       try {
-        replicas = (await this.apps.readNamespacedStatefulSetScale({ name: share.statefulSet, namespace: this.namespace })).spec?.replicas ?? 0;
+        const decision = await this.autoscaleOther(parts.get(share)!, share, now);
+        if (decision) decisions[share.statefulSet] = decision;
       } catch (error) {
-        if ((error as { code?: number }).code === 404) continue;
-        throw error;
-      }
-      let step = await fleet.step(replicas, this.token, this.lockTtlMs, now);
-      if (step.action === 'locked') continue;
-      const decision = await this.autoscale(parts.get(share)!, replicas, step.target, now, fleet, share);
-      if (decision) {
-        decisions[share.statefulSet] = decision;
-        step = await fleet.step(replicas, this.token, this.lockTtlMs, now);
-      }
-      if (step.action === 'scale_up' || step.action === 'scale_down') {
-        await this.apps.patchNamespacedStatefulSetScale(
-          { name: share.statefulSet, namespace: this.namespace, body: { spec: { replicas: step.target } } },
-          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-        );
-        this.logger.log(`fleet: ${share.statefulSet} spec.replicas ${replicas} -> ${step.target}`, 'Fleet');
+        this.otherErrors?.add(1, { statefulset: share.statefulSet });
+        this.logger.warn(`fleet: ${share.statefulSet} skipped this tick: ${errorLine(error)}`, 'Fleet');
       }
     }
     return decisions;
   }
+
+  private async autoscaleOther(settings: AutoscalerSettings, share: FleetShare, now: number): Promise<FleetDecision | undefined> {
+    const fleet = this.scriptsOf!(share.statefulSet);
+    let replicas: number;
+    try {
+      replicas = (await this.apps.readNamespacedStatefulSetScale({ name: share.statefulSet, namespace: this.namespace })).spec?.replicas ?? 0;
+    } catch (error) {
+      if ((error as { code?: number }).code === 404) return undefined;
+      throw error;
+    }
+    let step = await fleet.step(replicas, this.token, this.lockTtlMs, now);
+    if (step.action === 'locked') return undefined;
+    const decision = await this.autoscale(settings, replicas, step.target, now, fleet, share);
+    if (decision) step = await fleet.step(replicas, this.token, this.lockTtlMs, now);
+    if (step.action === 'scale_up' || step.action === 'scale_down') {
+      await this.apps.patchNamespacedStatefulSetScale(
+        { name: share.statefulSet, namespace: this.namespace, body: { spec: { replicas: step.target } } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+      this.logger.log(`fleet: ${share.statefulSet} spec.replicas ${replicas} -> ${step.target}`, 'Fleet');
+    }
+    return decision;
+  }
+}
+
+/** One line for a log: a Kubernetes ApiException's code, else the message. */
+export function errorLine(error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
+  return typeof code === 'number' ? `HTTP ${code}: ${message.slice(0, 200)}` : message.slice(0, 200);
 }

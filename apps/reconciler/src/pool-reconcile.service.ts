@@ -24,9 +24,6 @@ export interface ReconcileReport {
  * it; each write is one idempotent Lua script, so replaying an event, running
  * a job twice (BullMQ is at-least-once) or two replicas racing all converge.
  */
-/** VERSION_LABEL's default (the reconciler's config reads the variable). */
-const DEFAULT_VERSION_LABEL = 'app.kubernetes.io/version';
-
 export class PoolReconcileService {
   private readonly applied: Counter;
   private readonly orphaned: Counter;
@@ -44,7 +41,8 @@ export class PoolReconcileService {
     private readonly scripts: PoolScripts,
     private readonly kube: KubeConfig,
     private readonly settings: CommonSettings,
-    private readonly target: { namespace: string; labelSelector: string; versionLabel?: string },
+    /** versionLabel: VERSION_LABEL as the reconciler's config read it (its default is there, only there). */
+    private readonly target: { namespace: string; labelSelector: string; versionLabel: string },
     private readonly telemetry: Telemetry,
     private readonly logger: LoggerService,
   ) {
@@ -118,7 +116,7 @@ export class PoolReconcileService {
 
   /** The pod's agent version (SPEC 12): its VERSION_LABEL, '' without one. */
   private version(labels: Record<string, string>): string {
-    return labels[this.target.versionLabel ?? DEFAULT_VERSION_LABEL] ?? '';
+    return labels[this.target.versionLabel] ?? '';
   }
 
   /** Full reconcile against a fresh LIST; concurrent callers share one run. */

@@ -241,6 +241,44 @@ describe('rollout replica move (promote, call-safe)', () => {
     expect((await pool.redis.smembers(pool.keys.poolAvailable('standard'))).filter((name) => !name.includes('v2')).sort()).toEqual(['voice-agent-0', 'voice-agent-1']);
   }, 30000);
 
+  it('a Kubernetes error (403 on the promoted StatefulSet) is logged and retried, and never keeps the move past its deadline', async () => {
+    // Before, readReplicas rethrew it: tick() threw before the deadline checks, the move was never
+    // abandoned and the autoscaler stayed paused for ever.
+    const warnings: string[] = [];
+    const kube = new KubeConfig();
+    kube.loadFromFile(join(dir, 'kubeconfig'));
+    mover = new RolloutMover(pool.redis, pool.keys, kube, NS, 'voice-agent', new FleetScripts(pool.redis, pool.keys, 'voice-agent', 1000),
+      (sts) => new FleetScripts(pool.redis, pool.keys, sts, 1000, {}, true), 10000, { ...logger, warn: (message: string) => void warnings.push(message) }, rollouts, DEADLINE_MS);
+    await rollouts.set({ targets: [{ version: '', percent: 100 }, { version: V2, percent: 0 }], assignment: 'random', guardrail: null }, 'test');
+    await rollouts.setIfLive({ targets: [{ version: V2, percent: 100 }, { version: '', percent: 0 }], assignment: 'random', guardrail: null }, 1, 'test', 'rollout.promoted');
+    const move = JSON.parse((await pool.redis.get(pool.keys.rolloutMove()))!) as RolloutMove;
+    cluster.forbidStatefulSet('voice-agent-v2');
+    // 2.0.0 has a Ready pod (voice-agent-v2-0), so only the cover deadline can end this move.
+    expect(await mover.tick(move.at + 1000)).toEqual({ state: 'retrying' });
+    expect(warnings.some((line) => line.includes('voice-agent-v2') && line.includes('403') && line.includes('retried next tick'))).toBe(true);
+    expect(await mover.tick(move.at + DEADLINE_MS - 1)).toEqual({ state: 'retrying' });
+    expect(await pool.redis.exists(pool.keys.rolloutMove())).toBe(1);
+    expect(await mover.tick(move.at + DEADLINE_MS + 1)).toEqual({ state: 'abandoned' });
+    expect(await pool.redis.exists(pool.keys.rolloutMove())).toBe(0);
+    const abandoned = (await pool.redis.xrange(pool.keys.fleetStream(), '-', '+')).map(([, fields]) => fields).find((fields) => fields[fields.indexOf('type') + 1] === 'rollout.move_abandoned');
+    expect(abandoned?.[abandoned.indexOf('reason') + 1]).toBe('version "2.0.0" had 1 pods Ready and the move\'s first step had not completed after 60 s');
+    // Nothing was scaled meanwhile: v1 serves as it did.
+    expect(await replicas('voice-agent')).toBe(2);
+  }, 30000);
+
+  it('once cover is known, a 403 on a later step still lets the cover deadline abandon the move', async () => {
+    await rollouts.set({ targets: [{ version: '', percent: 100 }, { version: V2, percent: 0 }], assignment: 'random', guardrail: null }, 'test');
+    await rollouts.setIfLive({ targets: [{ version: V2, percent: 100 }, { version: '', percent: 0 }], assignment: 'random', guardrail: null }, 1, 'test', 'rollout.promoted');
+    const at = (JSON.parse((await pool.redis.get(pool.keys.rolloutMove()))!) as RolloutMove).at;
+    await mover.tick(at + 1000);
+    const move = JSON.parse((await pool.redis.get(pool.keys.rolloutMove()))!) as RolloutMove;
+    expect(move.cover).toBe(3);
+    cluster.forbidStatefulSet('voice-agent-v2');
+    expect(await mover.tick(at + 2000)).toEqual({ state: 'retrying' });
+    expect(await mover.tick(at + DEADLINE_MS + 1)).toEqual({ state: 'abandoned' });
+    expect(await pool.redis.exists(pool.keys.rolloutMove())).toBe(0);
+  }, 30000);
+
   it('a move is compare-and-set on its revision, and one whose version has no pod past the deadline is abandoned with an event', async () => {
     await rollouts.set({ targets: [{ version: '', percent: 90 }, { version: 'v9', percent: 10 }], assignment: 'random', guardrail: null }, 'test');
     // v9 has a StatefulSet on record (learned once) but no pod: its move can never reach a pod.

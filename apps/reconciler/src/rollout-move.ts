@@ -5,6 +5,7 @@ import { LoggerService } from '@nestjs/common';
 import { parseStoredRollout } from '@smart-router/allocation';
 import { RedisKeys } from '@smart-router/redis-keys';
 import { FleetScripts, RolloutScripts } from '@smart-router/redis-scripts';
+import { errorLine } from './fleet.service';
 
 /**
  * rollout:move as promote and rollback write it (setRollout-6.lua, in the
@@ -23,9 +24,17 @@ export interface RolloutMove {
 export const DEFAULT_MOVE_DEADLINE_MS = 600_000;
 
 export interface MoveReport {
-  state: 'none' | 'abandoned' | 'waiting' | 'moving' | 'done';
+  /** retrying: a Kubernetes read or patch failed this step (logged); the next tick tries again, the deadlines still apply. */
+  state: 'none' | 'abandoned' | 'waiting' | 'moving' | 'done' | 'retrying';
   /** Per StatefulSet: observed replicas and the target of the move. */
   sets?: Record<string, { replicas: number; target: number }>;
+}
+
+/** A Kubernetes read or patch of one StatefulSet that failed (not a 404): the step is retried next tick. */
+class KubernetesStepError extends Error {
+  constructor(readonly statefulSet: string, readonly failure: unknown) {
+    super(`${statefulSet}: ${errorLine(failure)}`);
+  }
 }
 
 /** A StatefulSet pod's name is `{sts}-{ordinal}`. */
@@ -102,6 +111,30 @@ export class RolloutMover {
     } else if (now - (move.seen_at ?? move.at) > this.deadlineMs) {
       return this.abandon(move, `version ${JSON.stringify(move.version)} had no Ready pod for ${Math.round(this.deadlineMs / 1000)} s`, now);
     }
+    // A version that never gets enough Ready pods (a crash loop, no room in the cluster) would
+    // hold the old version's pods and the autoscaler's pause for ever: past the deadline from
+    // the move's start, the move is abandoned where it stands (nothing is drained further).
+    // Both deadlines are checked before any Kubernetes read, so a StatefulSet the API keeps
+    // refusing (403, timeouts) cannot keep a move, and the autoscaler's pause, for ever; a cover
+    // not known yet (the first step never got through) counts as not reached.
+    if (now - move.at > this.deadlineMs && (move.cover === undefined || ready < move.cover)) {
+      const seconds = Math.round(this.deadlineMs / 1000);
+      return this.abandon(move, move.cover === undefined
+        ? `version ${JSON.stringify(move.version)} had ${ready} pods Ready and the move's first step had not completed after ${seconds} s`
+        : `version ${JSON.stringify(move.version)} had ${ready} of ${move.cover} pods Ready after ${seconds} s`, now);
+    }
+    try {
+      return await this.step(move, ready, now);
+    } catch (error) {
+      if (!(error instanceof KubernetesStepError)) throw error;
+      this.logger.warn(`rollout move of revision ${move.revision}: ${error.message}; retried next tick`, 'Rollout');
+      return { state: 'retrying' };
+    }
+  }
+
+  /** One step of a live move within its deadlines: learn the sizes, set `cover` once, drive each StatefulSet. */
+  private async step(move: RolloutMove, ready: number, now: number): Promise<MoveReport> {
+    const k = this.keys;
     const map = await this.redis.hgetall(k.versionStatefulSets());
     const promoted = map[move.version];
     if (!promoted) {
@@ -134,12 +167,6 @@ export class RolloutMover {
     // pods start (a rollback right after a promote would otherwise drain every pod of both
     // versions at once: 503 NO_POD_AVAILABLE until the new pods are Ready). A move that never
     // gets a Ready pod (abandoned at its deadline) leaves the fleet serving as it was.
-    // A version that never gets enough Ready pods (a crash loop, no room in the cluster) would
-    // hold the old version's pods and the autoscaler's pause for ever: past the deadline from
-    // the move's start, the move is abandoned where it stands (nothing is drained further).
-    if (ready < move.cover && now - move.at > this.deadlineMs) {
-      return this.abandon(move, `version ${JSON.stringify(move.version)} had ${ready} of ${move.cover} pods Ready after ${Math.round(this.deadlineMs / 1000)} s`, now);
-    }
     let keep = Math.max(0, move.cover - ready);
     for (const sts of sets) {
       let target = sts === promoted ? Math.max(move.cover, planned[sts] ?? 0) : 0;
@@ -189,7 +216,9 @@ export class RolloutMover {
         await this.apps.patchNamespacedStatefulSetScale(
           { name: sts, namespace: this.namespace, body: { spec: { replicas: step.target } } },
           setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-        );
+        ).catch((error: unknown) => {
+          throw new KubernetesStepError(sts, error);
+        });
         this.logger.log(`rollout move: ${sts} spec.replicas ${observed} -> ${step.target}`, 'Rollout');
       }
       return observed === target && step.action === 'steady';
@@ -214,14 +243,14 @@ export class RolloutMover {
     return ready;
   }
 
-  /** spec.replicas; null for a StatefulSet that does not exist (deleted since: it holds no replica). */
+  /** spec.replicas; null for a StatefulSet that does not exist (deleted since: it holds no replica); any other failure is a KubernetesStepError. */
   private async readReplicas(sts: string): Promise<number | null> {
     try {
       const scale = await this.apps.readNamespacedStatefulSetScale({ name: sts, namespace: this.namespace });
       return scale.spec?.replicas ?? 0;
     } catch (error) {
       if ((error as { code?: number }).code === 404) return null;
-      throw error;
+      throw new KubernetesStepError(sts, error);
     }
   }
 

@@ -98,6 +98,11 @@ export class SimApiServer {
   tokenReviewDelayMs = 0;
   /** Fault injection: TokenReviews are answered with this HTTP status (a Status object) instead of a review. */
   tokenReviewFailure: number | null = null;
+  /**
+   * Fault injection: StatefulSets (by name) whose every request, the scale subresource included, is
+   * answered 403 Forbidden, as for a StatefulSet outside the Role's resourceNames.
+   */
+  readonly forbiddenStatefulSets = new Set<string>();
   /** TokenReview requests open at this server now (arrived, not yet answered nor closed by the client), and the most ever. */
   tokenReviewsInFlight = 0;
   maxTokenReviewsInFlight = 0;
@@ -286,6 +291,9 @@ export class SimApiServer {
         return this.createStatefulSet((await this.readBody(request)) as StatefulSetManifest);
       }
       if (!name) return list('StatefulSetList', 'apps/v1', rv, namespace === ns ? this.state.listStatefulSets() : []);
+      if (name && this.forbiddenStatefulSets.has(name)) {
+        throw new ApiStatusError(403, 'Forbidden', `statefulsets.apps${scale ? '/scale' : ''} "${name}" is forbidden (simulated fault)`);
+      }
       if (method === 'DELETE' && !scale && namespace === ns) return this.state.deleteStatefulSet(name);
       const set = namespace === ns ? this.state.getStatefulSet(name) : undefined;
       if (!set) throw new ApiStatusError(404, 'NotFound', `statefulsets.apps "${name}" not found`);

@@ -238,6 +238,11 @@ export class SimCarrier {
   private stopped = false;
   /** The public origins (baseUrl's, http and ws forms) and where requests for them go; null = no routing. */
   private readonly routing: { from: { http: string; ws: string }; to: { http: string; ws: string } } | null;
+  /**
+   * Fault injection: the providers' REST calls (Twilio's call update, Plivo's transfer) are answered
+   * this many ms late (0 = at once), as a hung provider; one the client gave up on meanwhile does nothing.
+   */
+  restDelayMs = 0;
   /** Webhook requests the carrier made, by outcome (for tests and load runs). */
   readonly counters = { webhooks: 0, webhookFailures: 0, streamsOpened: 0, streamFailures: 0 };
 
@@ -650,6 +655,7 @@ export class SimCarrier {
       }
       // Twilio: update a live call (twilio.com/docs/voice/api/call-resource#update-a-call-resource).
       match = /^\/2010-04-01\/Accounts\/([^/]+)\/Calls\/([^/]+)\.json$/.exec(path);
+      if ((match || /^\/v1\/Account\/[^/]+\/Call\/[^/]+\/?$/.test(path)) && !(await this.restDelay(response))) return true;
       if (match) {
         if (method !== 'POST') throw new CarrierError(405, 'METHOD_NOT_ALLOWED', `${method} is not allowed here`);
         this.checkBasicAuth(request, decodeURIComponent(match[1]), this.twilioAccountSid, this.options.twilioApiAuthToken ?? this.options.twilioAuthToken);
@@ -689,6 +695,21 @@ export class SimCarrier {
       else send(500, { error: 'internal error', code: 'INTERNAL' });
       return true;
     }
+  }
+
+  /** Waits restDelayMs; false when the client closed the request meanwhile (then nothing is done). */
+  private async restDelay(response: ServerResponse): Promise<boolean> {
+    if (this.restDelayMs <= 0) return true;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, this.restDelayMs);
+      response.once('close', done);
+      function done() {
+        clearTimeout(timer);
+        response.off('close', done);
+        resolve();
+      }
+    });
+    return !response.destroyed && !response.writableEnded;
   }
 
   /** The SDKs authenticate with Basic (account id : auth token); checked when the carrier has a token. */

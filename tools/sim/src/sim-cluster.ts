@@ -78,6 +78,12 @@ export class SimCluster {
     if (faults.failure !== undefined) this.api.tokenReviewFailure = faults.failure;
   }
 
+  /** Fault injection: every request on StatefulSet `name` (its scale too) answers 403 Forbidden while `forbidden`. */
+  forbidStatefulSet(name: string, forbidden = true): void {
+    if (forbidden) this.api.forbiddenStatefulSets.add(name);
+    else this.api.forbiddenStatefulSets.delete(name);
+  }
+
   /** TokenReview requests open at the API server now, and the most at once since start. */
   get tokenReviewLoad(): { inFlight: number; maxInFlight: number } {
     return { inFlight: this.api.tokenReviewsInFlight, maxInFlight: this.api.maxTokenReviewsInFlight };
