@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { SimCluster } from '@smart-router/sim';
 import { PoolFixture, RedisServer, createPoolFixture, snapshotState, uniquePrefix } from '@smart-router/testing';
+import { EnvReader } from '@smart-router/config';
+import { readAllocationApiConfig } from './allocation-api.config';
 import { bootstrap } from './main';
 
 const PODS = ['voice-agent-0', 'voice-agent-1'];
@@ -117,5 +119,22 @@ describe('allocation API: which agent identities count (namespace, pod UID, rout
     }
     expect(await metric(/smart_router_redis_errors_total\{[^}]*operation="agent_pod_uid"[^}]*\} (\d+)/)).toBe(1);
     expect(await post('/api/v1/release', { call_sid: 'agentid-none' }, token)).toMatchObject({ status: 404, body: { code: 'CALL_NOT_FOUND' } });
+  });
+});
+
+describe('AGENT_NAMESPACE and AGENT_SERVICE_ACCOUNTS', () => {
+  const read = (env: Record<string, string>) => readAllocationApiConfig(new EnvReader({ API_TOKENS: 'x', ...env }));
+
+  it('default to the voice agents\' namespace (voice-system, as NAMESPACE of pod-watcher) and any ServiceAccount of it', () => {
+    expect(read({})).toMatchObject({ agentNamespace: 'voice-system', agentServiceAccounts: [] });
+    expect(read({ AGENT_NAMESPACE: 'agents', AGENT_SERVICE_ACCOUNTS: 'voice-agent, voice-agent-v2' })).toMatchObject({ agentNamespace: 'agents', agentServiceAccounts: ['voice-agent', 'voice-agent-v2'] });
+  });
+
+  it.each([
+    ['AGENT_NAMESPACE', { AGENT_NAMESPACE: 'Voice_System' }],
+    ['AGENT_NAMESPACE', { AGENT_NAMESPACE: 'a:b' }],
+    ['AGENT_SERVICE_ACCOUNTS', { AGENT_SERVICE_ACCOUNTS: 'voice-agent,system:serviceaccount:x:y' }],
+  ])('a bad value stops the app naming %s', (variable, env) => {
+    expect(() => read(env)).toThrow(expect.objectContaining({ variable }));
   });
 });
