@@ -80,5 +80,5 @@ export function callerAuthenticator(config: AllocationApiConfig, telemetry: Tele
       admit,
     });
   }
-  return new CallerAuthenticator({ dispatcherTokens: config.apiTokens, agents, allowUnauthenticated: config.allowUnauthenticated });
+  return new CallerAuthenticator({ dispatcherTokens: config.apiTokens, agents, allowUnauthenticated: config.allowUnauthenticated, agentAudience: config.agentTokenAudience });
 }

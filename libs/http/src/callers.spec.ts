@@ -368,10 +368,13 @@ describe('which agent identities count (SPEC 10.1: namespace, ServiceAccount, po
     for (let index = 0; index < 100; index += 1) {
       expect(await status(callers.authenticate(`Bearer ${jwt(`garbage-${index}`)}`, ['dispatcher']))).toBe(401);
     }
-    const claimsAgent = `eyJhbGciOiJSUzI1NiJ9.${Buffer.from(JSON.stringify({ sub: 'system:serviceaccount:voice-system:voice-agent' })).toString('base64url')}.c2lnbmF0dXJl`;
-    expect(claimsServiceAccount(claimsAgent)).toBe(true);
+    const claiming = (aud: unknown) => `eyJhbGciOiJSUzI1NiJ9.${Buffer.from(JSON.stringify({ sub: 'system:serviceaccount:voice-system:voice-agent', aud })).toString('base64url')}.c2lnbmF0dXJl`;
+    expect(claimsServiceAccount(claiming(['smart-router']), 'smart-router')).toBe(true);
+    expect(claimsServiceAccount(claiming('smart-router'), 'smart-router')).toBe(true);
+    expect(claimsServiceAccount(claiming(['vault']), 'smart-router')).toBe(false);
+    expect(claimsServiceAccount(claiming(['vault']))).toBe(true);
     expect(claimsServiceAccount(jwt('agent-token'))).toBe(false);
-    expect(await status(callers.authenticate(`Bearer ${claimsAgent}`, ['dispatcher']))).toBe(403);
+    expect(await status(callers.authenticate(`Bearer ${claiming(['smart-router'])}`, ['dispatcher']))).toBe(403);
     expect(await status(callers.authenticate('Bearer dispatch', ['dispatcher']))).toBe('dispatcher');
     expect(seen).toEqual([]);
     // Where agents are admitted the same token is reviewed.

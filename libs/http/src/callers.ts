@@ -90,13 +90,16 @@ export function isJwtShaped(token: string): boolean {
 }
 
 /**
- * Does a JWT-shaped token's payload claim `sub: system:serviceaccount:…`? Decoded, never verified:
- * only to answer 403 rather than 401 on a route no agent may call, without asking the cluster.
+ * Does a JWT-shaped token's payload claim `sub: system:serviceaccount:…` (and, given one, `aud`
+ * including `audience`)? Decoded, never verified: only to answer 403 rather than 401 on a route
+ * no agent may call, without asking the cluster.
  */
-export function claimsServiceAccount(token: string): boolean {
+export function claimsServiceAccount(token: string, audience?: string): boolean {
   try {
-    const claims = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8')) as { sub?: unknown } | null;
-    return typeof claims?.sub === 'string' && claims.sub.startsWith('system:serviceaccount:');
+    const claims = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8')) as { sub?: unknown; aud?: unknown } | null;
+    if (typeof claims?.sub !== 'string' || !claims.sub.startsWith('system:serviceaccount:')) return false;
+    if (audience === undefined) return true;
+    return claims.aud === audience || (Array.isArray(claims.aud) && claims.aud.includes(audience));
   } catch {
     return false;
   }
@@ -295,6 +298,8 @@ export interface CallerPolicy {
   agents: AgentTokenVerifier | null;
   /** ALLOW_UNAUTHENTICATED: serve requests without a credential when no API_TOKENS are configured. */
   allowUnauthenticated: boolean;
+  /** AGENT_TOKEN_AUDIENCE: on routes no agent may call, only a token claiming it (unverified) is 403 rather than 401. */
+  agentAudience?: string;
 }
 
 /**
@@ -355,9 +360,10 @@ export class CallerAuthenticator {
     // Not a JWT at all: 401 without a TokenReview (a flood of garbage never reaches the cluster).
     if (!this.policy.agents || !isJwtShaped(token)) throw ApiError.unauthorized();
     if (!admitted.includes('agent')) {
-      // Never reviewed here. A token that SAYS it is a ServiceAccount's (its unverified `sub`) gets the
-      // answer an agent gets on this route, 403 FORBIDDEN; anything else 401. Neither grants anything.
-      if (claimsServiceAccount(token)) throw ApiError.forbidden('voice-agent identities may not call this route');
+      // Never reviewed here. A token that SAYS it is a ServiceAccount's for our audience (unverified
+      // `sub`, `aud`) gets the answer an agent gets on this route, 403 FORBIDDEN; anything else 401.
+      // Neither grants anything.
+      if (claimsServiceAccount(token, this.policy.agentAudience)) throw ApiError.forbidden('voice-agent identities may not call this route');
       throw ApiError.unauthorized();
     }
     let identity: AgentIdentity | null;
