@@ -31,6 +31,8 @@ describe('allocation API agent tokens under a flood (TokenReview load)', () => {
     const kubeconfig = join(dir, 'kubeconfig');
     cluster = await SimCluster.start({ replicas: 1, kubeconfigPath: kubeconfig, timings: { readyDelayMs: 10, terminationDelayMs: 10, recreateDelayMs: 10 } });
     pool = await createPoolFixture({ url: sharedRedisUrl() });
+    // The pod record carries the simulated pod's UID, as pod-watcher writes it: an agent token must match it.
+    await pool.scripts.upsertPod({ name: 'voice-agent-0', uid: cluster.getPod('voice-agent-0')!.metadata.uid, ready: true, terminating: false, metadata: {}, pinnedTier: '', term: null });
     app = await bootstrap({
       REDIS_URL: sharedRedisUrl(), REDIS_PREFIX: pool.keys.prefix, HTTP_PORT: '0', LOG_LEVEL: 'warn', VOICE_AGENT_BASE_URL: 'wss://buddy.example.test',
       API_TOKENS: 'dispatch-all', AGENT_TOKEN_AUDIENCE: 'smart-router', KUBECONFIG: kubeconfig,

@@ -1,4 +1,4 @@
-import { CommonSettings, EnvReader, readAllowUnauthenticated, readCommonSettings, requireCredential } from '@smart-router/config';
+import { CommonSettings, ConfigError, EnvReader, readAllowUnauthenticated, readCommonSettings, requireCredential } from '@smart-router/config';
 import { DispatcherToken, parseApiTokens } from '@smart-router/http';
 
 /** A TokenReview result is trusted this long at most (SPEC 10.1). */
@@ -11,6 +11,10 @@ export interface AllocationApiConfig {
   apiTokens: DispatcherToken[];
   /** Set: voice agents' projected ServiceAccount tokens for this audience are accepted (TokenReview). */
   agentTokenAudience?: string;
+  /** Agent tokens are accepted only from ServiceAccounts of this namespace (the voice agents', pod-watcher's NAMESPACE). */
+  agentNamespace: string;
+  /** And only these ServiceAccounts of it; empty = any. */
+  agentServiceAccounts: string[];
   /** How long a TokenReview answer is reused (0 = review every request). */
   agentTokenCacheSeconds: number;
   /** ALLOW_UNAUTHENTICATED: requests without a token are served when no API_TOKENS are configured. */
@@ -34,9 +38,27 @@ export function readAllocationApiConfig(env = new EnvReader()): AllocationApiCon
     port: env.port('HTTP_PORT', 8080),
     apiTokens,
     agentTokenAudience,
+    agentNamespace: readKubeName(env, 'AGENT_NAMESPACE', 'voice-system'),
+    agentServiceAccounts: readServiceAccounts(env),
     agentTokenCacheSeconds: env.int('AGENT_TOKEN_CACHE_SECONDS', 30, { min: 0, max: MAX_AGENT_TOKEN_CACHE_SECONDS }),
     allowUnauthenticated,
     kubeconfig: env.optionalString('KUBECONFIG'),
     otlpEndpoint: env.optionalString('OTEL_EXPORTER_OTLP_ENDPOINT'),
   };
+}
+
+/** A Kubernetes object name (RFC 1123 label or subdomain): anything else could never match a username. */
+const KUBE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+function readKubeName(env: EnvReader, name: string, fallback: string): string {
+  const value = env.string(name, fallback);
+  if (!KUBE_NAME.test(value)) throw new ConfigError(name, `"${value}" is not a Kubernetes name (lower-case a-z, 0-9, "-", ".")`);
+  return value;
+}
+
+function readServiceAccounts(env: EnvReader): string[] {
+  const accounts = env.list('AGENT_SERVICE_ACCOUNTS');
+  const bad = accounts.find((account) => !KUBE_NAME.test(account));
+  if (bad !== undefined) throw new ConfigError('AGENT_SERVICE_ACCOUNTS', `"${bad}" is not a ServiceAccount name (lower-case a-z, 0-9, "-", ".")`);
+  return accounts;
 }

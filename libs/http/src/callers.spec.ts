@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { ApiException } from '@kubernetes/client-node';
 import { TokenReviewTimeoutError } from '@smart-router/kube';
 import {
-  AgentTokenReview, CachedAgentTokens, CallerAuthenticator, IdentityUnavailableError, MAX_AGENT_TOKEN_BYTES, ReviewsSaturatedError, TokenReviewResult, describeReviewFailure, isJwtShaped, parseApiTokens, scopeOf,
+  AgentAdmissionError, AgentTokenReview, CachedAgentTokens, CallerAuthenticator, IdentityUnavailableError, agentNamespacePolicy, claimsServiceAccount, MAX_AGENT_TOKEN_BYTES, ReviewsSaturatedError, TokenReviewResult, describeReviewFailure, isJwtShaped, parseApiTokens, scopeOf,
 } from './callers';
 
 describe('API_TOKENS parsing', () => {
@@ -314,5 +314,71 @@ describe('agent token shape', () => {
     }
     expect(await status(callers.authenticate(`Bearer a.b.${'c'.repeat(MAX_AGENT_TOKEN_BYTES)}`))).toBe(401);
     expect(seen).toEqual([]);
+  });
+});
+
+describe('which agent identities count (SPEC 10.1: namespace, ServiceAccount, pod UID)', () => {
+  const as = (username: string) => ({ ...AGENT, username });
+
+  it('a ServiceAccount of the agents\' namespace only (of the allow-list when one is given)', () => {
+    const anyAccount = agentNamespacePolicy('voice-system');
+    expect(anyAccount(AGENT)).toBe(true);
+    expect(anyAccount(as('system:serviceaccount:voice-system:other'))).toBe(true);
+    for (const username of ['system:serviceaccount:intruders:voice-agent', 'system:serviceaccount:voice-system-2:voice-agent', 'system:serviceaccount:voice-system:', 'system:serviceaccount:voice-system:a:b', 'voice-system:voice-agent', 'admin']) {
+      expect({ username, admitted: anyAccount(as(username)) }).toEqual({ username, admitted: false });
+    }
+    const listed = agentNamespacePolicy('voice-system', ['voice-agent', 'voice-agent-v2']);
+    expect(listed(AGENT)).toBe(true);
+    expect(listed(as('system:serviceaccount:voice-system:voice-agent-v2'))).toBe(true);
+    expect(listed(as('system:serviceaccount:voice-system:default'))).toBe(false);
+  });
+
+  it('an identity not admitted is 401 and cached as a refusal (one review, counted refused)', async () => {
+    const { review, seen } = reviews();
+    const results: TokenReviewResult[] = [];
+    let asked = 0;
+    const agents = new CachedAgentTokens(review, { ttlMs: 30000, onReview: (result) => results.push(result), admit: () => { asked += 1; return false; } });
+    const callers = new CallerAuthenticator({ dispatcherTokens: [], agents, allowUnauthenticated: false });
+    expect(await status(callers.authenticate(`Bearer ${jwt('agent-token')}`))).toBe(401);
+    expect(await status(callers.authenticate(`Bearer ${jwt('agent-token')}`))).toBe(401);
+    expect({ seen, asked, results }).toEqual({ seen: ['agent-token'], asked: 1, results: ['refused'] });
+  });
+
+  it('an admission check that fails (Redis) is 503 AUTH_UNAVAILABLE, not cached, not counted as a failed review', async () => {
+    const { review, seen } = reviews();
+    const results: TokenReviewResult[] = [];
+    let down = true;
+    const admit = async () => {
+      if (down) throw new AgentAdmissionError('pod record of voice-agent-0 could not be read: Connection is closed.');
+      return true;
+    };
+    const callers = new CallerAuthenticator({ dispatcherTokens: [], agents: new CachedAgentTokens(review, { ttlMs: 30000, onReview: (result) => results.push(result), admit }), allowUnauthenticated: false });
+    const failed = await callers.authenticate(`Bearer ${jwt('agent-token')}`).catch((error: unknown) => error);
+    expect(failed).toBeInstanceOf(IdentityUnavailableError);
+    expect(failed).toMatchObject({ status: 503, code: 'AUTH_UNAVAILABLE' });
+    down = false;
+    expect(await callers.authenticate(`Bearer ${jwt('agent-token')}`)).toEqual({ kind: 'agent', ...AGENT });
+    expect(seen).toEqual(['agent-token', 'agent-token']);
+    expect(results).toEqual(['authenticated']);
+  });
+
+  it('on a route that admits no agent, a JWT-shaped token is never reviewed: 401, or 403 when it claims a ServiceAccount', async () => {
+    const { review, seen } = reviews();
+    const callers = new CallerAuthenticator({ dispatcherTokens: parseApiTokens(['dispatch']), agents: new CachedAgentTokens(review, { ttlMs: 30000 }), allowUnauthenticated: false });
+    for (let index = 0; index < 100; index += 1) {
+      expect(await status(callers.authenticate(`Bearer ${jwt(`garbage-${index}`)}`, ['dispatcher']))).toBe(401);
+    }
+    const claiming = (aud: unknown) => `eyJhbGciOiJSUzI1NiJ9.${Buffer.from(JSON.stringify({ sub: 'system:serviceaccount:voice-system:voice-agent', aud })).toString('base64url')}.c2lnbmF0dXJl`;
+    expect(claimsServiceAccount(claiming(['smart-router']), 'smart-router')).toBe(true);
+    expect(claimsServiceAccount(claiming('smart-router'), 'smart-router')).toBe(true);
+    expect(claimsServiceAccount(claiming(['vault']), 'smart-router')).toBe(false);
+    expect(claimsServiceAccount(claiming(['vault']))).toBe(true);
+    expect(claimsServiceAccount(jwt('agent-token'))).toBe(false);
+    expect(await status(callers.authenticate(`Bearer ${claiming(['smart-router'])}`, ['dispatcher']))).toBe(403);
+    expect(await status(callers.authenticate('Bearer dispatch', ['dispatcher']))).toBe('dispatcher');
+    expect(seen).toEqual([]);
+    // Where agents are admitted the same token is reviewed.
+    expect(await status(callers.authenticate(`Bearer ${jwt('agent-token')}`, ['dispatcher', 'agent']))).toBe('agent');
+    expect(seen).toEqual(['agent-token']);
   });
 });

@@ -89,6 +89,22 @@ export function isJwtShaped(token: string): boolean {
   return token.length <= MAX_AGENT_TOKEN_BYTES && JWT_SHAPE.test(token);
 }
 
+/**
+ * Does a JWT-shaped token's payload claim `sub: system:serviceaccount:…` (and, given one, `aud`
+ * including `audience`)? Decoded, never verified: only to answer 403 rather than 401 on a route
+ * no agent may call, without asking the cluster.
+ */
+export function claimsServiceAccount(token: string, audience?: string): boolean {
+  try {
+    const claims = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8')) as { sub?: unknown; aud?: unknown } | null;
+    if (typeof claims?.sub !== 'string' || !claims.sub.startsWith('system:serviceaccount:')) return false;
+    if (audience === undefined) return true;
+    return claims.aud === audience || (Array.isArray(claims.aud) && claims.aud.includes(audience));
+  } catch {
+    return false;
+  }
+}
+
 /** Too many TokenReviews in flight: the request is refused (503 AUTH_UNAVAILABLE), the cluster not asked. */
 export class ReviewsSaturatedError extends Error {
   constructor(limit: number) {
@@ -148,6 +164,13 @@ export interface AgentTokenCacheOptions {
   maxInFlight?: number;
   /** Told what became of each review the cache wanted (not of answers it reused). */
   onReview?: (result: TokenReviewResult) => void;
+  /**
+   * Whether an authenticated identity is one of the voice agents (agentNamespacePolicy, the pod
+   * record's UID): false = refused like an unauthenticated token (401, cached as a refusal, counted
+   * `refused`); a rejection = could not be checked (503, not cached). Asked once per review, its
+   * answer cached with the review.
+   */
+  admit?: (identity: AgentIdentity) => boolean | Promise<boolean>;
   now?: () => number;
 }
 
@@ -173,9 +196,11 @@ export class CachedAgentTokens implements AgentTokenVerifier {
   private readonly maxInFlight: number;
   private readonly now: () => number;
   private readonly onReview: (result: TokenReviewResult) => void;
+  private readonly admit: (identity: AgentIdentity) => boolean | Promise<boolean>;
 
   constructor(private readonly review: AgentTokenReview, options: AgentTokenCacheOptions) {
     this.onReview = options.onReview ?? (() => undefined);
+    this.admit = options.admit ?? (() => true);
     this.ttlMs = options.ttlMs;
     this.refusalTtlMs = Math.min(options.refusalTtlMs ?? REFUSAL_CACHE_MS, options.ttlMs);
     this.maxEntries = options.maxEntries ?? 10000;
@@ -213,15 +238,18 @@ export class CachedAgentTokens implements AgentTokenVerifier {
       this.onReview('saturated');
       return Promise.reject(new ReviewsSaturatedError(this.maxInFlight));
     }
-    const identity = this.review(token).then((reviewed) => {
+    const identity = this.review(token).then(async (reviewed) => {
       // A token that authenticates but names no pod is not a voice agent's (a plain ServiceAccount token).
-      const found = reviewed && reviewed.podName ? { podName: reviewed.podName, podUid: reviewed.podUid, username: reviewed.username } : null;
+      const named = reviewed && reviewed.podName ? { podName: reviewed.podName, podUid: reviewed.podUid, username: reviewed.username } : null;
+      // The review answered; a failing admission check (Redis) rejects: not a refusal, not cached, 503.
+      const found = named && (await this.admit(named)) ? named : null;
       const at = this.now();
       if (found && this.ttlMs > 0) remember(this.accepted, key, { expiresAt: at + this.ttlMs, identity: found }, this.maxEntries);
       if (!found && this.refusalTtlMs > 0) remember(this.refused, key, at + this.refusalTtlMs, this.maxEntries);
       this.onReview(found ? 'authenticated' : 'refused');
       return found;
     }, (error: unknown) => {
+      // Only the review's own failure: a failing admission check (thrown above) is counted by its owner.
       this.onReview(reviewFailure(error));
       throw error;
     });
@@ -232,6 +260,29 @@ export class CachedAgentTokens implements AgentTokenVerifier {
     identity.then(settled, settled);
     return identity;
   }
+}
+
+/** The pod record an agent identity was checked against could not be read (Redis): 503, never read as a refusal. */
+export class AgentAdmissionError extends Error {
+  constructor(message: string, override readonly cause?: unknown) {
+    super(message);
+    this.name = 'AgentAdmissionError';
+  }
+}
+
+/**
+ * Which ServiceAccounts are voice agents (AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNTS): a TokenReview
+ * authenticates any pod-bound token of the cluster, so a pod named like ours in another namespace,
+ * or another workload's ServiceAccount, must not pass for our agent. `serviceAccounts` empty = any
+ * ServiceAccount of `namespace`.
+ */
+export function agentNamespacePolicy(namespace: string, serviceAccounts: readonly string[] = []): (identity: AgentIdentity) => boolean {
+  const allowed = new Set(serviceAccounts);
+  return (identity) => {
+    const parts = identity.username.split(':');
+    if (parts.length !== 4 || parts[0] !== 'system' || parts[1] !== 'serviceaccount') return false;
+    return parts[2] === namespace && parts[3] !== '' && (allowed.size === 0 || allowed.has(parts[3]));
+  };
 }
 
 /** Sets `key` as the most recent entry of a bounded map (insertion order = recency), dropping the least recent beyond `max`. */
@@ -247,6 +298,8 @@ export interface CallerPolicy {
   agents: AgentTokenVerifier | null;
   /** ALLOW_UNAUTHENTICATED: serve requests without a credential when no API_TOKENS are configured. */
   allowUnauthenticated: boolean;
+  /** AGENT_TOKEN_AUDIENCE: on routes no agent may call, only a token claiming it (unverified) is 403 rather than 401. */
+  agentAudience?: string;
 }
 
 /**
@@ -288,7 +341,12 @@ export class CallerAuthenticator {
     return parts.join(', ');
   }
 
-  async authenticate(header: string | undefined): Promise<Caller> {
+  /**
+   * `admitted`: the caller kinds the route takes. Without 'agent' a token that is not a static
+   * token is 401 at once, never reviewed: an anonymous client cannot spend the cluster's
+   * TokenReviews (nor the in-flight bound) on a dispatcher-only route.
+   */
+  async authenticate(header: string | undefined, admitted: readonly CallerKind[] = ['dispatcher', 'agent']): Promise<Caller> {
     if (this.nothingConfigured) return { kind: 'open' };
     const presented = header?.trim() ?? '';
     if (presented === '') {
@@ -301,6 +359,13 @@ export class CallerAuthenticator {
     if (found) return found;
     // Not a JWT at all: 401 without a TokenReview (a flood of garbage never reaches the cluster).
     if (!this.policy.agents || !isJwtShaped(token)) throw ApiError.unauthorized();
+    if (!admitted.includes('agent')) {
+      // Never reviewed here. A token that SAYS it is a ServiceAccount's for our audience (unverified
+      // `sub`, `aud`) gets the answer an agent gets on this route, 403 FORBIDDEN; anything else 401.
+      // Neither grants anything.
+      if (claimsServiceAccount(token, this.policy.agentAudience)) throw ApiError.forbidden('voice-agent identities may not call this route');
+      throw ApiError.unauthorized();
+    }
     let identity: AgentIdentity | null;
     try {
       identity = await this.policy.agents.verify(token);
@@ -324,7 +389,7 @@ export class CallerGuard implements CanActivate {
   async canActivate(context: ExecutionContext): Promise<boolean> {
     const admitted = this.reflector.get<CallerKind[] | undefined>(CALLERS, context.getHandler()) ?? [];
     const request = context.switchToHttp().getRequest<CallerRequest>();
-    const caller = await this.authenticator.authenticate(request.headers.authorization);
+    const caller = await this.authenticator.authenticate(request.headers.authorization, admitted);
     const kind: CallerKind = caller.kind === 'agent' ? 'agent' : 'dispatcher';
     if (!admitted.includes(kind)) throw ApiError.forbidden(kind === 'agent' ? 'voice-agent identities may not call this route' : 'dispatcher tokens may not call this route');
     request.caller = caller;

@@ -69,8 +69,8 @@ interface SimToken {
   namespace: string;
   serviceAccount: string;
   audiences: string[];
-  /** The pod it is bound to (boundObjectRef), or null for an unbound token. */
-  pod: { name: string; uid: string } | null;
+  /** The pod it is bound to (boundObjectRef), or null for an unbound token; `foreign`: a pod of a namespace the sim does not model. */
+  pod: { name: string; uid: string; foreign?: boolean } | null;
   expiresAt: number;
 }
 
@@ -429,11 +429,25 @@ export class ClusterState extends EventEmitter {
    * real cluster, so its agent can release its calls).
    */
   requestToken(serviceAccount: string, spec: TokenRequestSpec = {}): { token: string; expirationTimestamp: string; audiences: string[] } {
+    return this.mintToken(this.namespace, serviceAccount, spec);
+  }
+
+  /**
+   * A token as the API server would mint it for a pod of ANOTHER namespace of the same cluster
+   * (which the sim does not model, so the pod is taken as given and stays alive): the attack of
+   * a same-named pod elsewhere (SPEC 10.1). Its review names that namespace and that pod's UID.
+   */
+  requestForeignPodToken(namespace: string, serviceAccount: string, pod: { name: string; uid: string }, audiences: string[]): string {
+    if (namespace === this.namespace) throw new Error('requestForeignPodToken is for another namespace than the simulated one');
+    return this.mintToken(namespace, serviceAccount, { audiences }, { ...pod, foreign: true }).token;
+  }
+
+  private mintToken(namespace: string, serviceAccount: string, spec: TokenRequestSpec, foreignPod?: SimToken['pod']): { token: string; expirationTimestamp: string; audiences: string[] } {
     if (!SERVICE_ACCOUNT_NAME.test(serviceAccount)) throw new ApiStatusError(422, 'Invalid', `serviceaccounts "${serviceAccount}" is not a valid name`);
     const seconds = spec.expirationSeconds ?? 3600;
     if (!Number.isInteger(seconds) || seconds < 600) throw new ApiStatusError(422, 'Invalid', 'spec.expirationSeconds: may not specify a duration less than 10 minutes');
     const audiences = spec.audiences && spec.audiences.length > 0 ? [...spec.audiences] : [API_SERVER_AUDIENCE];
-    let pod: SimToken['pod'] = null;
+    let pod: SimToken['pod'] = foreignPod ?? null;
     const ref = spec.boundObjectRef;
     if (ref) {
       if (ref.kind !== 'Pod') throw new ApiStatusError(422, 'Invalid', `spec.boundObjectRef.kind: Unsupported value: "${String(ref.kind)}": supported values: "Pod"`);
@@ -445,11 +459,11 @@ export class ClusterState extends EventEmitter {
     this.forgetDeadTokens();
     // JWT-shaped like a real projected token (header.claims.signature, base64url): the router reviews nothing else.
     const segment = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
-    const token = [segment({ alg: 'RS256', kid: 'sim' }), segment({ iss: 'sim', sub: `system:serviceaccount:${this.namespace}:${serviceAccount}`, aud: audiences }), randomBytes(32).toString('base64url')].join('.');
+    const token = [segment({ alg: 'RS256', kid: 'sim' }), segment({ iss: 'sim', sub: `system:serviceaccount:${namespace}:${serviceAccount}`, aud: audiences }), randomBytes(32).toString('base64url')].join('.');
     const expiresAt = Date.now() + Math.min(seconds, 48 * 3600) * 1000;
     // Bounded: anyone may ask (the sim checks no credential), so the oldest token goes first beyond the cap.
     if (this.tokens.size >= MAX_SIM_TOKENS) this.tokens.delete(this.tokens.keys().next().value as string);
-    this.tokens.set(token, { namespace: this.namespace, serviceAccount, audiences, pod, expiresAt });
+    this.tokens.set(token, { namespace, serviceAccount, audiences, pod, expiresAt });
     return { token, expirationTimestamp: new Date(expiresAt).toISOString(), audiences };
   }
 
@@ -460,7 +474,7 @@ export class ClusterState extends EventEmitter {
     const found = this.tokens.get(token);
     if (!found || found.expiresAt <= Date.now()) return { authenticated: false, error: 'invalid bearer token, token lookup failed' };
     const current = found.pod ? this.pods.get(found.pod.name) : undefined;
-    if (found.pod && current?.metadata.uid !== found.pod.uid) {
+    if (found.pod && !found.pod.foreign && current?.metadata.uid !== found.pod.uid) {
       return { authenticated: false, error: `invalid bearer token, pod "${found.pod.name}" with UID ${found.pod.uid} no longer exists` };
     }
     const matched = wanted.filter((audience) => found.audiences.includes(audience));
@@ -484,7 +498,7 @@ export class ClusterState extends EventEmitter {
   private forgetDeadTokens(): void {
     const now = Date.now();
     for (const [token, entry] of this.tokens) {
-      if (entry.expiresAt <= now || (entry.pod && this.pods.get(entry.pod.name)?.metadata.uid !== entry.pod.uid)) this.tokens.delete(token);
+      if (entry.expiresAt <= now || (entry.pod && !entry.pod.foreign && this.pods.get(entry.pod.name)?.metadata.uid !== entry.pod.uid)) this.tokens.delete(token);
     }
   }
 

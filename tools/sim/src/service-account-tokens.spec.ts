@@ -58,6 +58,12 @@ describe('simulated ServiceAccount tokens (TokenRequest, TokenReview)', () => {
     expect(await reviews.review('')).toBeNull();
   });
 
+  it('a token of a same-named pod in another namespace reviews as that namespace\'s ServiceAccount and pod UID, like a real API server', async () => {
+    const token = cluster.podToken('voice-agent-1', { namespace: 'intruders', podUid: 'their-uid' });
+    expect(await reviews.review(token)).toEqual({ username: 'system:serviceaccount:intruders:voice-agent', podName: 'voice-agent-1', podUid: 'their-uid' });
+    expect(() => cluster.state.requestForeignPodToken(NS, 'voice-agent', { name: 'voice-agent-1', uid: 'x' }, ['smart-router'])).toThrow(/another namespace/);
+  });
+
   it('a token not bound to a pod authenticates without a pod name', async () => {
     const token = cluster.state.requestToken('controller', { audiences: ['smart-router'] }).token;
     expect(await reviews.review(token)).toEqual({ username: 'system:serviceaccount:voice-system:controller', podName: null, podUid: null });

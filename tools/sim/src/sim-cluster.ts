@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ExtraRoutes, SimApiServer } from './api-server';
@@ -134,7 +135,12 @@ export class SimCluster {
    * A projected ServiceAccount token of `pod` (TokenRequest bound to the pod's
    * current UID), as the kubelet mounts it for the voice agent (SPEC 10.1).
    */
-  podToken(pod: string, options: { audience?: string; serviceAccount?: string } = {}): string {
+  podToken(pod: string, options: { audience?: string; serviceAccount?: string; namespace?: string; podUid?: string } = {}): string {
+    if (options.namespace !== undefined && options.namespace !== this.state.namespace) {
+      // A same-named pod of another namespace (the sim does not model it: its UID is given or made up).
+      const foreign = { name: pod, uid: options.podUid ?? randomUUID() };
+      return this.state.requestForeignPodToken(options.namespace, options.serviceAccount ?? this.statefulSetName, foreign, [options.audience ?? AGENT_TOKEN_AUDIENCE]);
+    }
     const uid = this.getPod(pod)?.metadata.uid;
     return this.state.requestToken(options.serviceAccount ?? this.statefulSetName, {
       audiences: [options.audience ?? AGENT_TOKEN_AUDIENCE],
