@@ -37,6 +37,8 @@ export async function createPoolFixture(options: {
   prefix?: string;
   tierConfig?: string;
   pods?: string[];
+  /** A pod's UID (default: random). Pass the simulated cluster's when its agents authenticate as their pods (the pod UID is checked). */
+  uidOf?: (name: string) => string | undefined;
   extraTier?: string;
   /** A client to use instead of one on `url` (a cluster, a sentinel-managed primary); closed with the fixture. */
   client?: Redis;
@@ -58,7 +60,7 @@ export async function createPoolFixture(options: {
   const plan = planTiers(pods.map((name) => ({ name })), tiers, extra);
   const uids = new Map<string, string>();
   for (const name of pods) {
-    const uid = randomUUID();
+    const uid = options.uidOf?.(name) ?? randomUUID();
     uids.set(name, uid);
     await scripts.upsertPod({ name, uid, ready: true, terminating: false, metadata: {}, pinnedTier: '', term: null });
     if ((await redis.get(keys.podTier(name))) !== plan.get(name)) throw new Error(`fixture: ${name} did not land in its planned tier ${plan.get(name)}`);

@@ -35,7 +35,8 @@ beforeAll(async () => {
     env: { REDIS_PREFIX: PREFIX },
     restartPolicy: { firstDelayMs: 200, maxDelayMs: 400 },
   });
-  pool = await createPoolFixture({ url: stack.redisUrl, prefix: PREFIX });
+  // The pods' real UIDs: the simulated agents authenticate as their pods, and allocation-api checks the UID it recorded.
+  pool = await createPoolFixture({ url: stack.redisUrl, prefix: PREFIX, uidOf: (name) => stack.sim.getPod(name)?.metadata.uid });
 }, 90000);
 
 afterAll(async () => {

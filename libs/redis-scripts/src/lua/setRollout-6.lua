@@ -82,7 +82,7 @@ local document = '{"revision":' .. revision .. ',"previous":' .. (previous ~= ''
   ',"at":' .. tonumber(ARGV[2]) .. ',"reason":' .. cjson.encode(ARGV[4]) .. ',' .. string.sub(rollout, 2)
 rcall('HSET', KEYS[2], revision, document)
 rcall('SET', KEYS[1], document)
--- The move: {"version","revision","at"} (the mover adds cover and seen_at).
+-- The move: {"version","revision","at"[, "cover"]} (the mover adds cover and seen_at).
 local moveTo
 if ARGV[9] == '1' then
   local stored = cjson.decode(rollout)
@@ -93,7 +93,18 @@ if ARGV[9] == '1' then
   end
 end
 if moveTo then
-  rcall('SET', KEYS[4], cjson.encode({ version = moveTo, revision = revision, at = tonumber(ARGV[2]) }))
+  -- A move replacing one still under way (a rollback during a promote) keeps its
+  -- cover: the fleet's size before either began, not the sum of both versions'
+  -- plans mid-move (which counts the surge twice).
+  local move = { version = moveTo, revision = revision, at = tonumber(ARGV[2]) }
+  local running = rcall('GET', KEYS[4])
+  if running then
+    local ok, previous = pcall(cjson.decode, running)
+    if ok and type(previous) == 'table' and tonumber(previous.cover) then
+      move.cover = tonumber(previous.cover)
+    end
+  end
+  rcall('SET', KEYS[4], cjson.encode(move))
 else
   rcall('DEL', KEYS[4])
 end
